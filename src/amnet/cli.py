@@ -1,0 +1,82 @@
+"""The ``amnet`` command: a table of sub-commands, each a ``main(argv)`` in its own module.
+
+Modules are imported only when their command runs, so ``amnet --help`` is instant and the model,
+data and training commands work without kfp or mlflow installed (e.g. on a bare GPU node).
+The ``pipeline`` and ``run`` commands live in the ``amnet_pipeline`` package (the top-level
+``pipeline/`` folder): ``amnet`` only dispatches to it, it never imports kfp itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from amnet import __version__
+from amnet.errors import AmnetError
+
+# (command words) -> ("module:function", one-line help)
+COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("data", "synth"): ("amnet.data.synth:main", "render the built-in synthetic fashion dataset"),
+    ("data", "validate"): ("amnet.data.validate:main", "check every row of a dataset; quarantine bad ones"),
+    ("data", "preview"): ("amnet.data.preview:main", "contact sheet of images with their labels (PNG)"),
+    ("data", "split"): ("amnet.data.split:main", "paper-protocol splits (§5.1) as Parquet shards"),
+    ("data", "import", "deepfashion"): (
+        "amnet.data.importers:main_deepfashion",
+        "convert a DeepFashion Category & Attribute benchmark tree",
+    ),
+    ("data", "import", "csv"): ("amnet.data.importers:main_csv", "convert a labelled CSV + image folder"),
+    ("step", "pretrain"): ("amnet.steps.pretrain:main", "train the attribute CNN (§3.4, §4)"),
+    ("step", "prototypes"): ("amnet.steps.prototypes:main", "average features per attribute value -> memory"),
+    ("step", "train"): ("amnet.steps.train:main", "train AMNet or a baseline on triplets (Eq. 1-6)"),
+    ("step", "featurize"): ("amnet.steps.featurize:main", "gallery images -> fp16 feature shards"),
+    ("step", "evaluate"): ("amnet.steps.evaluate:main", "manipulated queries -> top-k accuracy, NDCG@k"),
+    ("pipeline", "compile"): ("amnet_pipeline.cli:main_compile", "compile the KFP pipeline to YAML"),
+    ("pipeline", "submit"): ("amnet_pipeline.cli:main_submit", "submit a run to a Kubeflow Pipelines host"),
+    ("pipeline", "schedule"): ("amnet_pipeline.cli:main_schedule", "create a recurring retraining run"),
+    ("stack", "up"): ("amnet.stack:main_up", "start the local SeaweedFS S3 + MLflow server"),
+    ("stack", "down"): ("amnet.stack:main_down", "stop what `stack up` started"),
+    ("stack", "status"): ("amnet.stack:main_status", "show the local stack's endpoints and health"),
+    ("run",): ("amnet_pipeline.local_run:main", "run the whole pipeline locally (kfp.local)"),
+}
+
+
+def _usage(prefix: tuple[str, ...]) -> str:
+    rows = [(" ".join(words), help_) for words, (_, help_) in COMMANDS.items() if words[: len(prefix)] == prefix]
+    width = max(len(r[0]) for r in rows)
+    head = f"amnet {__version__}: fashion search with attribute manipulation (AMNet, CVPR 2017)\n\n"
+    head += f"usage: amnet {' '.join(prefix) + ' ' if prefix else ''}COMMAND [--help]\n\ncommands:\n"
+    return head + "\n".join(f"  {name.ljust(width)}  {help_}" for name, help_ in rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        print(__version__)
+        return 0
+    for n in range(min(len(argv), 3), 0, -1):
+        words = tuple(argv[:n])
+        if words in COMMANDS:
+            target, _ = COMMANDS[words]
+            module_name, func_name = target.split(":")
+            func = getattr(importlib.import_module(module_name), func_name)
+            try:
+                return int(func(argv[n:]) or 0)
+            except AmnetError as exc:
+                print(f"amnet {' '.join(words)}: error: {exc}", file=sys.stderr)
+                return 2
+            except KeyboardInterrupt:
+                print("interrupted", file=sys.stderr)
+                return 130
+    prefix = tuple(w for w in argv if not w.startswith("-"))
+    while prefix and not any(k[: len(prefix)] == prefix for k in COMMANDS):
+        prefix = prefix[:-1]
+    wants_help = not argv or any(a in ("-h", "--help") for a in argv)
+    print(_usage(prefix), file=sys.stdout if wants_help else sys.stderr)
+    if not wants_help:
+        print(f"amnet: unknown command {' '.join(argv)!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

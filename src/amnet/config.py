@@ -1,0 +1,237 @@
+"""One frozen dataclass per stage: defaults in code, YAML/`key=value` overrides, validated ranges.
+
+The defaults are sized for the built-in synthetic dataset on a 2-core CPU (64 px, small CNN); the
+paper's settings (AlexNet fc7, 227 px) are one override away: ``backbone=alexnet image_size=224``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import yaml
+
+from amnet.errors import ConfigError
+
+BACKBONES = ("small", "alexnet", "resnet18", "resnet50")
+VARIANTS = ("amnet", "no_memory", "no_ranking", "attribute_based")
+TRAINED_VARIANTS = ("amnet", "no_memory", "no_ranking")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "small"
+    image_size: int = 64
+    feature_dim: int = 256  # Q: representation size (AlexNet: fc7 = 4096)
+    width: int = 32  # channels of the small CNN's first conv
+    weights: str | None = None  # optional initialisation file (local path or s3://)
+
+    def validate(self) -> None:
+        _choice("backbone", self.backbone, BACKBONES)
+        _positive("image_size", self.image_size)
+        _positive("feature_dim", self.feature_dim)
+        _positive("width", self.width)
+        if self.image_size < 32:
+            raise ConfigError(f"image_size must be >= 32 (got {self.image_size})")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    per_value: int = 200  # P: attribute-CNN training images per attribute value (paper: 200)
+    gallery_size: int = 2000  # paper: 200,000
+    num_queries: int = 500  # per number of changes (paper: 5,000)
+    num_changes: tuple[int, ...] = (1, 2)  # query sets to build: one- and two-attribute (§5.5)
+    shard_size: int = 2000
+    seed: int = 0
+    max_quarantine_fraction: float = 0.05
+
+    def validate(self) -> None:
+        for name in ("per_value", "gallery_size", "num_queries", "shard_size"):
+            _positive(name, getattr(self, name))
+        if not self.num_changes or any(n not in (1, 2, 3) for n in self.num_changes):
+            raise ConfigError(f"num_changes must be a list of 1, 2 or 3 (got {self.num_changes})")
+        _fraction("max_quarantine_fraction", self.max_quarantine_fraction)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    holdout_fraction: float = 0.1
+    seed: int = 0
+    num_workers: int = 0
+
+    def validate(self) -> None:
+        self.model.validate()
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("lr", self.lr)
+        _fraction("momentum", self.momentum)
+        _fraction("holdout_fraction", self.holdout_fraction)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    variant: str = "amnet"
+    epochs: int = 4
+    steps_per_epoch: int = 100
+    batch_size: int = 32  # triplets per step
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lam: float = 0.2  # λ in Eq. 6 (paper: 0.2); no_ranking forces 1.0
+    margin: float = 0.5  # m in Eq. 5 (paper: 0.5)
+    two_change_fraction: float = 0.5  # share of training manipulations that change two attributes
+    lr_step_epochs: int = 0  # StepLR period (0 = constant lr)
+    seed: int = 0
+    num_workers: int = 0
+
+    def validate(self) -> None:
+        _choice("variant", self.variant, TRAINED_VARIANTS)
+        _positive("epochs", self.epochs)
+        _positive("steps_per_epoch", self.steps_per_epoch)
+        _positive("batch_size", self.batch_size)
+        _positive("lr", self.lr)
+        _fraction("momentum", self.momentum)
+        _fraction("lam", self.lam)
+        _positive("margin", self.margin)
+        _fraction("two_change_fraction", self.two_change_fraction)
+
+    @property
+    def effective_lam(self) -> float:
+        return 1.0 if self.variant == "no_ranking" else self.lam
+
+
+@dataclass(frozen=True)
+class FeaturizeConfig:
+    batch_size: int = 256
+    num_workers: int = 0
+
+    def validate(self) -> None:
+        _positive("batch_size", self.batch_size)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    variant: str = "amnet"
+    ks: tuple[int, ...] = (1, 5, 10, 20, 30, 50)
+    ndcg_k: int = 20
+    batch_size: int = 256
+
+    def validate(self) -> None:
+        _choice("variant", self.variant, VARIANTS)
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ConfigError(f"ks must be positive integers (got {self.ks})")
+        _positive("ndcg_k", self.ndcg_k)
+
+
+C = TypeVar("C")
+
+
+def from_dict(cls: type[C], values: dict[str, Any] | None) -> C:
+    """Build ``cls`` from defaults + ``values`` (nested dicts for nested configs), then validate."""
+    values = dict(values or {})
+    kwargs: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, raw in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown {cls.__name__} key {key!r}; valid keys: {', '.join(fields)}")
+        f = fields[key]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = from_dict(type(default), {**dataclasses.asdict(default), **(raw or {})})
+        else:
+            kwargs[key] = _coerce(key, raw, default)
+    cfg = cls(**kwargs)
+    validate = getattr(cfg, "validate", None)
+    if validate:
+        validate()
+    return cfg
+
+
+def load(cls: type[C], path: str | None = None, overrides: list[str] | None = None) -> C:
+    """Defaults <- YAML file (its top level or its ``cls``-named section) <- ``key=value`` overrides.
+
+    Dotted keys reach nested configs: ``model.backbone=alexnet``.
+    """
+    values: dict[str, Any] = {}
+    if path:
+        from amnet import storage
+
+        try:
+            loaded = yaml.safe_load(storage.read_text(path)) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys")
+        values = loaded
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not key=value")
+        target = values
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = yaml.safe_load(raw) if raw else raw
+    return from_dict(cls, values)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Flat ``a.b`` keys for MLflow params."""
+    out: dict[str, Any] = {}
+    for key, value in (to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg).items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def to_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def _coerce(key: str, raw: Any, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+        if isinstance(default, tuple):
+            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+            kind = type(default[0]) if default else str
+            return tuple(kind(x) for x in items)
+        if isinstance(default, int):
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if default is None:
+            return None if raw in (None, "", "none", "None") else str(raw)
+        return type(default)(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: cannot use {raw!r} (expected {type(default).__name__})") from None
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0 (got {value})")
+
+
+def _fraction(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be in [0, 1] (got {value})")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")

@@ -1,0 +1,1 @@
+"""Data layer: dataset contract, synthetic generator, importers, validation, splits, shards, triplets."""

@@ -1,0 +1,169 @@
+"""The dataset contract: ``manifest.parquet`` + ``attributes.json`` and the attribute vocabulary.
+
+``attributes.json``::
+
+    {"attributes": [{"name": "color", "values": ["black", "white", ...]}, ...]}
+
+``manifest.parquet`` columns: ``image_id`` (unique string), ``image`` (path relative to the dataset
+root, or an absolute URI) and one string column per attribute; an empty or null cell is a missing
+label (training ignores it, evaluation counts it as unknown).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from functools import cached_property
+
+import pandas as pd
+
+from amnet import storage
+from amnet.errors import DatasetError
+
+MANIFEST = "manifest.parquet"
+ATTRIBUTES = "attributes.json"
+RESERVED_COLUMNS = ("image_id", "image", "image_bytes", "labels", "target", "changed", "num_changes")
+MISSING = -1  # label code of a missing attribute value
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Ordered attributes and their ordered values; C = total number of values (memory rows)."""
+
+    attributes: tuple[Attribute, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [a.name for a in self.attributes]
+
+    @property
+    def num_attributes(self) -> int:  # M in the paper
+        return len(self.attributes)
+
+    @property
+    def sizes(self) -> list[int]:  # C_m
+        return [len(a.values) for a in self.attributes]
+
+    @cached_property
+    def offsets(self) -> list[int]:
+        """Row of the first value of each attribute in the C x Q memory."""
+        out, acc = [], 0
+        for size in self.sizes:
+            out.append(acc)
+            acc += size
+        return out
+
+    @property
+    def total_values(self) -> int:  # C in the paper
+        return sum(self.sizes)
+
+    def attribute_index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise DatasetError(f"unknown attribute {name!r}; valid attributes: {', '.join(self.names)}") from None
+
+    def value_index(self, attr: int | str, value: str) -> int:
+        a = self.attributes[attr if isinstance(attr, int) else self.attribute_index(attr)]
+        try:
+            return a.values.index(value)
+        except ValueError:
+            raise DatasetError(
+                f"unknown value {value!r} for attribute {a.name!r}; valid values: {', '.join(a.values)}"
+            ) from None
+
+    def memory_row(self, attr: int, value: int) -> int:
+        """Row of (attribute, value) in the C x Q memory matrix."""
+        return self.offsets[attr] + value
+
+    def describe(self, labels) -> dict[str, str]:
+        """Label codes -> {attribute: value} ('?' for missing)."""
+        return {
+            a.name: (a.values[int(v)] if int(v) != MISSING else "?")
+            for a, v in zip(self.attributes, labels, strict=True)
+        }
+
+    def to_json(self) -> str:
+        payload = {"attributes": [{"name": a.name, "values": list(a.values)} for a in self.attributes]}
+        return json.dumps(payload, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = ATTRIBUTES) -> Vocabulary:
+        try:
+            payload = json.loads(text)
+            attrs = tuple(
+                Attribute(str(a["name"]), tuple(str(v) for v in a["values"])) for a in payload["attributes"]
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(
+                f"{source}: not a valid attributes file; expected "
+                '{"attributes": [{"name": ..., "values": [...]}, ...]}'
+            ) from exc
+        vocab = cls(attrs)
+        vocab.check(source)
+        return vocab
+
+    def check(self, source: str = ATTRIBUTES) -> None:
+        if not self.attributes:
+            raise DatasetError(f"{source}: no attributes defined")
+        names = self.names
+        if len(set(names)) != len(names):
+            raise DatasetError(f"{source}: duplicate attribute names")
+        for a in self.attributes:
+            if a.name in RESERVED_COLUMNS:
+                raise DatasetError(f"{source}: attribute name {a.name!r} is reserved; rename it")
+            if len(a.values) < 2:
+                raise DatasetError(
+                    f"{source}: attribute {a.name!r} has {len(a.values)} value(s); "
+                    "at least 2 are needed to manipulate it (drop the attribute or add values)"
+                )
+            if len(set(a.values)) != len(a.values):
+                raise DatasetError(f"{source}: attribute {a.name!r} lists a value twice")
+
+
+def load_vocabulary(dataset: str) -> Vocabulary:
+    uri = storage.join(dataset, ATTRIBUTES)
+    if not storage.exists(uri):
+        raise DatasetError(f"{dataset}: no {ATTRIBUTES}; a dataset needs {MANIFEST} and {ATTRIBUTES}")
+    return Vocabulary.from_json(storage.read_text(uri), source=uri)
+
+
+def load_manifest(dataset: str, vocab: Vocabulary) -> pd.DataFrame:
+    """The manifest with required columns checked; attribute cells as strings ('' = missing)."""
+    uri = storage.join(dataset, MANIFEST)
+    if not storage.exists(uri):
+        raise DatasetError(f"{dataset}: no {MANIFEST}; a dataset needs {MANIFEST} and {ATTRIBUTES}")
+    try:
+        df = pd.read_parquet(io.BytesIO(storage.read_bytes(uri)))
+    except Exception as exc:  # pyarrow raises many types for a corrupt file
+        raise DatasetError(f"{uri}: not a readable Parquet file ({type(exc).__name__})") from exc
+    required = ["image_id", "image", *vocab.names]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DatasetError(
+            f"{uri}: missing required column(s) {', '.join(missing)}; "
+            f"a manifest needs image_id, image and one column per attribute in {ATTRIBUTES}"
+        )
+    if len(df) == 0:
+        raise DatasetError(f"{uri}: the manifest has no rows")
+    df = df[required].copy()
+    df["image_id"] = df["image_id"].astype("string").fillna("")
+    df["image"] = df["image"].astype("string").fillna("")
+    for name in vocab.names:
+        df[name] = df[name].astype("string").fillna("").str.strip()
+    return df.reset_index(drop=True)
+
+
+def write_dataset(out: str, manifest: pd.DataFrame, vocab: Vocabulary) -> None:
+    """Write a dataset's two contract files (atomic writes)."""
+    buf = io.BytesIO()
+    manifest.to_parquet(buf, index=False)
+    storage.write_bytes(storage.join(out, MANIFEST), buf.getvalue())
+    storage.write_text(storage.join(out, ATTRIBUTES), vocab.to_json())

@@ -1,0 +1,210 @@
+"""Paper-protocol splits (§5.1): attribute-CNN set, gallery, manipulated queries, triplet pool.
+
+From one validated dataset, disjoint sets are drawn with one seeded generator:
+
+1. ``attr_train``: up to P images per attribute value (paper: 200). Rows are visited in a seeded
+   order and taken while any of their values is still under its quota, so every value gets P
+   images when the data has them (common values may get more: a row counts for all its values).
+2. ``gallery``: G images drawn at random from the rest (paper: 200,000).
+3. ``queries``: for each requested number of changes n (1 and 2, §5.5), N images from the rest,
+   each with a manipulation that changes exactly n attributes to a target vector that at least one
+   gallery image has exactly. Only rows with every label known are used as queries.
+4. ``triplet_pool``: everything else; AMNet's training triplets are sampled from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import pandas as pd
+
+from amnet import config as cfgmod
+from amnet import storage
+from amnet.config import SplitConfig
+from amnet.data import shards
+from amnet.data.schema import ATTRIBUTES, MISSING, Vocabulary
+from amnet.errors import DatasetError
+
+SETS = ("attr_train", "gallery", "queries", "triplet_pool")
+
+
+def label_matrix(labels: pd.Series | list, num_attributes: int) -> np.ndarray:
+    """A (N, M) int16 matrix from a column of label lists."""
+    if len(labels) == 0:
+        return np.zeros((0, num_attributes), dtype=np.int16)
+    return np.asarray([np.asarray(v, dtype=np.int16) for v in labels], dtype=np.int16).reshape(-1, num_attributes)
+
+
+def pick_attr_train(labels: np.ndarray, order: np.ndarray, vocab: Vocabulary, per_value: int) -> np.ndarray:
+    """Rows (in ``order``) taken while any of their values is below its quota of ``per_value``."""
+    counts = [np.zeros(s, dtype=np.int64) for s in vocab.sizes]
+    taken = []
+    for row in order:
+        vals = labels[row]
+        if any(v != MISSING and counts[m][v] < per_value for m, v in enumerate(vals)):
+            taken.append(row)
+            for m, v in enumerate(vals):
+                if v != MISSING:
+                    counts[m][v] += 1
+    return np.asarray(taken, dtype=np.int64)
+
+
+def targets_at_distance(ref: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
+    """Indices of ``candidates`` (U, M) that differ from ``ref`` (M,) in exactly n attributes,
+    all labels known."""
+    known = (candidates != MISSING).all(axis=1)
+    diff = (candidates != ref[None, :]).sum(axis=1)
+    return np.flatnonzero(known & (diff == n))
+
+
+def make_queries(
+    labels: np.ndarray, rows: np.ndarray, gallery_vectors: np.ndarray, n: int, count: int,
+    rng: np.random.Generator,
+) -> tuple[list[int], list[np.ndarray], list[list[int]]]:
+    """Up to ``count`` queries from ``rows`` whose n-attribute manipulation has a gallery target."""
+    chosen, targets, changed = [], [], []
+    for row in rows:
+        if len(chosen) == count:
+            break
+        ref = labels[row]
+        if (ref == MISSING).any():
+            continue
+        hits = targets_at_distance(ref, gallery_vectors, n)
+        if len(hits) == 0:
+            continue
+        target = gallery_vectors[hits[rng.integers(len(hits))]]
+        chosen.append(int(row))
+        targets.append(target.astype(np.int16))
+        changed.append([int(m) for m in np.flatnonzero(target != ref)])
+    return chosen, targets, changed
+
+
+def split_frames(kept: pd.DataFrame, vocab: Vocabulary, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
+    """Disjoint frames for the four sets (pure function of ``kept`` and ``cfg``)."""
+    rng = np.random.default_rng(cfg.seed)
+    labels = label_matrix(kept["labels"], vocab.num_attributes)
+    n = len(kept)
+    order = rng.permutation(n)
+    attr_rows = pick_attr_train(labels, order, vocab, cfg.per_value)
+    taken = np.zeros(n, dtype=bool)
+    taken[attr_rows] = True
+    rest = order[~taken[order]]
+    wanted_queries = cfg.num_queries * len(cfg.num_changes)
+    if len(rest) < cfg.gallery_size + wanted_queries + 1:
+        raise DatasetError(
+            f"too few images for the requested split: {n} usable, {len(attr_rows)} went to the "
+            f"attribute-CNN set (--per-value {cfg.per_value}), {len(rest)} remain but the gallery needs "
+            f"{cfg.gallery_size} and the queries {wanted_queries} plus a triplet pool; lower "
+            "--per-value, --gallery-size or --num-queries, or use a larger dataset"
+        )
+    gallery_rows = rest[: cfg.gallery_size]
+    taken[gallery_rows] = True
+    gallery_vectors = np.unique(labels[gallery_rows], axis=0)
+    query_parts = []
+    for n_changes in cfg.num_changes:
+        candidates = order[~taken[order]]
+        rows, targets, changed = make_queries(labels, candidates, gallery_vectors, n_changes, cfg.num_queries, rng)
+        if not rows:
+            raise DatasetError(
+                f"no query with a {n_changes}-attribute manipulation has an exact target in the gallery; "
+                "use a larger --gallery-size or a dataset with more attribute combinations"
+            )
+        taken[rows] = True
+        part = kept.iloc[rows].copy()
+        part["target"] = [t.tolist() for t in targets]
+        part["changed"] = changed
+        part["num_changes"] = n_changes
+        query_parts.append(part)
+    pool_rows = order[~taken[order]]
+    return {
+        "attr_train": kept.iloc[np.sort(attr_rows)],
+        "gallery": kept.iloc[np.sort(gallery_rows)],
+        "queries": pd.concat(query_parts, ignore_index=True),
+        "triplet_pool": kept.iloc[np.sort(pool_rows)],
+    }
+
+
+def write_split(out: str, frames: dict[str, pd.DataFrame], vocab: Vocabulary, quarantine: pd.DataFrame,
+                summary: dict, shard_size: int) -> None:
+    """Write shards, the vocabulary, the quarantine table and ``split.json`` (written last)."""
+    for name in SETS:
+        shards.write_shards(frames[name].reset_index(drop=True), storage.join(out, name), shard_size)
+    storage.write_text(storage.join(out, ATTRIBUTES), vocab.to_json())
+    shards.write_table(storage.join(out, "quarantine.parquet"), quarantine.reset_index(drop=True))
+    storage.write_text(storage.join(out, "split.json"), json.dumps(summary, indent=2) + "\n")
+
+
+def run_split(dataset: str, out: str, cfg: SplitConfig, progress: bool = True) -> dict:
+    """Validate ``dataset``, split it as in §5.1 and write the shards to ``out``."""
+    from amnet.data.validate import check_fraction, validate_dataset
+
+    start = time.perf_counter()
+    result = validate_dataset(dataset, progress=progress)
+    check_fraction(result, cfg.max_quarantine_fraction)
+    vocab = result.vocab
+    kept = result.kept[["image_id", "image_bytes", "labels"]].reset_index(drop=True)
+    kept["labels"] = [list(map(int, v)) for v in kept["labels"]]
+    frames = split_frames(kept, vocab, cfg)
+    counts = {name: int(len(df)) for name, df in frames.items()}
+    counts["queries_by_changes"] = {
+        str(k): int(v) for k, v in frames["queries"]["num_changes"].value_counts().sort_index().items()
+    }
+    summary = {
+        "dataset": dataset,
+        "rows_in": int(result.rows_in),
+        "quarantined": int(len(result.quarantine)),
+        "kept": int(len(kept)),
+        **counts,
+        "config": cfgmod.to_dict(cfg),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    used = sum(counts[name] for name in SETS)
+    assert used == len(kept) and summary["kept"] + summary["quarantined"] == summary["rows_in"], summary
+    write_split(out, frames, vocab, result.quarantine, summary, cfg.shard_size)
+    return summary
+
+
+def load_split_vocab(split: str) -> Vocabulary:
+    return Vocabulary.from_json(storage.read_text(storage.join(split, ATTRIBUTES)), source=split)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="amnet data split",
+        description="Validate a dataset and split it as in the paper (§5.1): attribute-CNN training set "
+        "(up to P images per value), gallery, queries with 1- and 2-attribute manipulations whose "
+        "targets exist in the gallery, and the triplet pool. Writes Parquet shards to OUT.",
+    )
+    p.add_argument("dataset", help="dataset folder or s3:// prefix (manifest.parquet + attributes.json)")
+    p.add_argument("--out", required=True, help="output folder or s3:// prefix")
+    d = SplitConfig()
+    p.add_argument("--per-value", type=int, default=d.per_value, help="attribute-CNN images per value (paper: 200)")
+    p.add_argument("--gallery-size", type=int, default=d.gallery_size, help="gallery images (paper: 200,000)")
+    p.add_argument("--num-queries", type=int, default=d.num_queries, help="queries per number of changes")
+    p.add_argument("--num-changes", default=",".join(map(str, d.num_changes)),
+                   help="comma-separated numbers of changed attributes to build query sets for (default 1,2)")
+    p.add_argument("--shard-size", type=int, default=d.shard_size, help="rows per Parquet shard")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-quarantine-fraction", type=float, default=d.max_quarantine_fraction,
+                   help="fail when more than this fraction of rows is quarantined")
+    p.add_argument("--config", help="YAML file with SplitConfig keys (flags override it)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = [
+        f"per_value={args.per_value}", f"gallery_size={args.gallery_size}", f"num_queries={args.num_queries}",
+        f"num_changes={args.num_changes}", f"shard_size={args.shard_size}", f"seed={args.seed}",
+        f"max_quarantine_fraction={args.max_quarantine_fraction}",
+    ]
+    cfg = cfgmod.load(SplitConfig, args.config, overrides)
+    summary = run_split(args.dataset, args.out, cfg)
+    print(f"split of {summary['rows_in']} rows in {summary['seconds']} s -> {args.out}")
+    for key in ("quarantined", *SETS):
+        print(f"  {key:<13} {summary[key]:>8}")
+    print(f"  queries by number of changes: {summary['queries_by_changes']}")
+    return 0

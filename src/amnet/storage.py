@@ -1,0 +1,156 @@
+"""Read and write bytes at local paths or ``s3://bucket/key`` URIs.
+
+S3 goes through boto3 (imported lazily) and honours the standard AWS environment: ``AWS_ENDPOINT_URL`` /
+``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``.
+Every write is atomic: local files are written to a temporary name and renamed; S3 objects are
+only visible once the single PUT completes, so no half-written object ever appears under its key.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from amnet.errors import AmnetError
+
+S3_PREFIX = "s3://"
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith(S3_PREFIX)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI parts with '/' for S3 and os.path for local paths."""
+    if is_s3(base):
+        return posixpath.join(str(base), *parts)
+    return os.path.join(str(base), *parts)
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    rest = uri[len(S3_PREFIX):]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise AmnetError(f"{uri}: not a valid s3:// URI (expected s3://bucket/key)")
+    return bucket, key
+
+
+@lru_cache(maxsize=4)
+def _client(endpoint: str | None):
+    import boto3
+    from botocore.config import Config
+
+    cfg = Config(retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+    return boto3.client("s3", endpoint_url=endpoint, config=cfg)
+
+
+def s3_client():
+    """A boto3 S3 client for the endpoint named by the standard AWS environment (bounded retries)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return _client(endpoint)
+
+
+def _s3_error(uri: str, exc: Exception) -> AmnetError:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+    if code in ("NoSuchBucket",):
+        return AmnetError(f"{uri}: the bucket does not exist; create it or fix the URI")
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return AmnetError(f"{uri}: no such object")
+    return AmnetError(f"{uri}: S3 request failed ({code}); check AWS_ENDPOINT_URL and credentials")
+
+
+def exists(uri: str) -> bool:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        from botocore.exceptions import ClientError
+
+        try:
+            s3_client().head_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise _s3_error(uri, exc) from exc
+    return os.path.exists(uri)
+
+
+def read_bytes(uri: str) -> bytes:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_error(uri, exc) from exc
+    try:
+        return Path(uri).read_bytes()
+    except FileNotFoundError as exc:
+        raise AmnetError(f"{uri}: no such file") from exc
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write atomically: temp file + rename locally, one PUT on S3."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_error(uri, exc) from exc
+        return
+    path = Path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode("utf-8"))
+
+
+def list_files(prefix: str, suffix: str = "") -> list[str]:
+    """Sorted URIs of the files directly or recursively under ``prefix`` ending with ``suffix``."""
+    if is_s3(prefix):
+        bucket, key = split_s3(prefix)
+        key = key.rstrip("/") + "/" if key else ""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        out: list[str] = []
+        try:
+            for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+                for obj in page.get("Contents", []):
+                    if obj["Key"].endswith(suffix):
+                        out.append(f"{S3_PREFIX}{bucket}/{obj['Key']}")
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_error(prefix, exc) from exc
+        return sorted(out)
+    root = Path(prefix)
+    if not root.is_dir():
+        return []
+    return sorted(str(p) for p in root.rglob(f"*{suffix}") if p.is_file() and not p.name.startswith("."))
+
+
+def local_copy(uri: str, workdir: str | os.PathLike) -> str:
+    """A local path holding ``uri``'s bytes (the path itself when it is local)."""
+    if not is_s3(uri):
+        return str(uri)
+    dest = Path(workdir) / posixpath.basename(split_s3(uri)[1])
+    dest.write_bytes(read_bytes(uri))
+    return str(dest)
