@@ -87,6 +87,7 @@ class TrainConfig:
     lam: float = 0.2  # λ in Eq. 6 (paper: 0.2); no_ranking forces 1.0
     margin: float = 0.5  # m in Eq. 5 (paper: 0.5)
     two_change_fraction: float = 0.5  # share of training manipulations that change two attributes
+    hard_negative_fraction: float = 0.0  # share of negatives one attribute from the target (paper: 0)
     lr_step_epochs: int = 0  # StepLR period (0 = constant lr)
     seed: int = 0
     num_workers: int = 0
@@ -101,6 +102,7 @@ class TrainConfig:
         _fraction("lam", self.lam)
         _positive("margin", self.margin)
         _fraction("two_change_fraction", self.two_change_fraction)
+        _fraction("hard_negative_fraction", self.hard_negative_fraction)
 
     @property
     def effective_lam(self) -> float:

@@ -168,7 +168,9 @@ def per_attribute_topk(
     """
     hits = _check_2d(hits, "hits").astype(bool)
     if len(changed_attrs) != hits.shape[0]:
-        raise ValueError(f"changed_attrs has {len(changed_attrs)} entries but hits has {hits.shape[0]} queries")
+        raise ValueError(
+            f"changed_attrs has {len(changed_attrs)} entries but hits has {hits.shape[0]} queries"
+        )
     k = _check_k(k, hits.shape[1], "per_attribute_topk")
     hit_at_k = hits[:, :k].any(axis=1)
     groups: dict[int, list[int]] = {}

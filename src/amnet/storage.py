@@ -147,6 +147,15 @@ def list_files(prefix: str, suffix: str = "") -> list[str]:
     return sorted(str(p) for p in root.rglob(f"*{suffix}") if p.is_file() and not p.name.startswith("."))
 
 
+def delete(uri: str) -> None:
+    """Remove one file or object (missing is fine)."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        s3_client().delete_object(Bucket=bucket, Key=key)
+    elif os.path.exists(uri):
+        os.unlink(uri)
+
+
 def local_copy(uri: str, workdir: str | os.PathLike) -> str:
     """A local path holding ``uri``'s bytes (the path itself when it is local)."""
     if not is_s3(uri):

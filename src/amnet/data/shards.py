@@ -39,14 +39,22 @@ def read_table(uri: str, columns: list[str] | None = None) -> pd.DataFrame:
 
 
 def write_shards(df: pd.DataFrame, prefix: str, shard_size: int) -> list[str]:
-    """Write ``df`` as ``prefix/part-NNNNN.parquet`` files of at most ``shard_size`` rows."""
+    """Write ``df`` as ``prefix/part-NNNNN.parquet`` files of at most ``shard_size`` rows.
+
+    Shards left by an earlier, larger run under the same prefix are removed afterwards, so readers
+    never mix two runs' rows.
+    """
     if shard_size < 1:
         raise AmnetError(f"shard size must be >= 1 (got {shard_size})")
+    stale = set(storage.list_files(prefix, ".parquet"))
     uris = []
     for i, start in enumerate(range(0, max(len(df), 1), shard_size)):
         uri = storage.join(prefix, shard_name(i))
         write_table(uri, df.iloc[start : start + shard_size])
         uris.append(uri)
+    for uri in sorted(stale - set(uris)):
+        if uri.rsplit("/", 1)[-1].startswith("part-"):
+            storage.delete(uri)
     return uris
 
 

@@ -1,0 +1,29 @@
+"""Thin KFP components, one per pipeline stage.
+
+Each component is a lightweight ``@dsl.component`` running in the project image: typed artifacts in,
+one call into :mod:`amnet`, scalar results out as ``Metrics``. No logic lives here; imports of
+``amnet`` sit inside the bodies because KFP executes each function's source on its own.
+"""
+
+from amnet_components.evaluate import evaluate_retrieval
+from amnet_components.featurize import featurize_gallery
+from amnet_components.params import stage_params
+from amnet_components.pretrain import pretrain_attribute_cnn
+from amnet_components.prototypes import compute_prototypes
+from amnet_components.report import build_report
+from amnet_components.split import split_dataset
+from amnet_components.tracking import finish_parent_run, start_parent_run
+from amnet_components.train import train_amnet
+
+__all__ = [
+    "build_report",
+    "compute_prototypes",
+    "evaluate_retrieval",
+    "featurize_gallery",
+    "finish_parent_run",
+    "pretrain_attribute_cnn",
+    "split_dataset",
+    "stage_params",
+    "start_parent_run",
+    "train_amnet",
+]

@@ -1,0 +1,20 @@
+"""Search the gallery with manipulated queries: top-k accuracy and NDCG@k (§5)."""
+
+from amnet_components.images import PROJECT_IMAGE
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+@dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
+def evaluate_retrieval(split: Input[Dataset], model: Input[Model], features: Input[Dataset], variant: str,
+                       params: dict, parent_run_id: str, evaluation: Output[Dataset],
+                       metrics: Output[Metrics]):
+    """Query shards + model + gallery features -> metrics.json and per-query results of ``variant``."""
+    from amnet.steps.evaluate import run_step
+
+    evaluation.metadata["variant"] = variant
+    results = run_step(split.path, model.path, features.path, evaluation.path, variant, params,
+                       parent_run_id)
+    for name, value in results.items():
+        if isinstance(value, (int, float)):
+            metrics.log_metric(name, value)

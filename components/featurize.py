@@ -1,0 +1,17 @@
+"""Represent every gallery image with a trained model (§4, Clothing Search)."""
+
+from amnet_components.images import GPU_IMAGE
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def featurize_gallery(split: Input[Dataset], model: Input[Model], variant: str, params: dict, parent_run_id: str,
+                      features: Output[Dataset], metrics: Output[Metrics]):
+    """Gallery shards + the model of ``variant`` -> fp16 feature shards."""
+    from amnet.steps.featurize import run_step
+
+    results = run_step(split.path, model.path, features.path, params, parent_run_id, variant=variant)
+    for name, value in results.items():
+        if isinstance(value, (int, float)):
+            metrics.log_metric(name, value)

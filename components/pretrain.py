@@ -1,0 +1,17 @@
+"""Train the attribute CNN: backbone + one softmax branch per attribute (§3.4, §4)."""
+
+from amnet_components.images import GPU_IMAGE
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def pretrain_attribute_cnn(split: Input[Dataset], params: dict, parent_run_id: str, model: Output[Model],
+                           metrics: Output[Metrics]):
+    """attr_train shards -> attribute CNN checkpoint."""
+    from amnet.steps.pretrain import run_step
+
+    results = run_step(split.path, model.path, params, parent_run_id)
+    for name, value in results.items():
+        if isinstance(value, (int, float)):
+            metrics.log_metric(name, value)

@@ -1,0 +1,17 @@
+"""Initialise the memory: mean attribute-CNN feature per attribute value (§3.4, Memory Initialization)."""
+
+from amnet_components.images import PROJECT_IMAGE
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+@dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
+def compute_prototypes(split: Input[Dataset], attr_model: Input[Model], params: dict, parent_run_id: str,
+                       prototypes: Output[Model], metrics: Output[Metrics]):
+    """attr_train shards + attribute CNN -> memory matrix (C x Q)."""
+    from amnet.steps.prototypes import run_step
+
+    results = run_step(split.path, attr_model.path, prototypes.path, params, parent_run_id)
+    for name, value in results.items():
+        if isinstance(value, (int, float)):
+            metrics.log_metric(name, value)

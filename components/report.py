@@ -1,0 +1,32 @@
+"""Compare the variants' evaluations in one HTML + Markdown report."""
+
+from typing import List, Optional  # noqa: UP035 (KFP reads typing.List / typing.Optional)
+
+from amnet_components.images import PROJECT_IMAGE
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
+
+
+@dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
+def build_report(
+    evaluations: Input[List[Dataset]],  # noqa: UP006
+    parent_run_id: str,
+    report: Output[Artifact],
+    report_html: Output[HTML],
+    report_md: Output[Markdown],
+    metrics: Output[Metrics],
+    baseline: Optional[Input[Dataset]] = None,  # noqa: UP045
+):
+    """Trained variants' evaluations (+ the attribute-based baseline's) -> report folder, HTML, Markdown."""
+    import os
+    import shutil
+
+    from amnet.report import run_report
+
+    paths = [e.path for e in evaluations] + ([baseline.path] if baseline is not None else [])
+    results = run_report(paths, report.path, parent_run_id)
+    shutil.copyfile(os.path.join(report.path, "report.html"), report_html.path)
+    shutil.copyfile(os.path.join(report.path, "report.md"), report_md.path)
+    for name, value in results.items():
+        if isinstance(value, (int, float)):
+            metrics.log_metric(name, value)

@@ -1,0 +1,17 @@
+"""Validate the dataset and write the paper-protocol splits as Parquet shards (§5.1)."""
+
+from amnet_components.images import PROJECT_IMAGE
+from kfp import dsl
+from kfp.dsl import Dataset, Metrics, Output
+
+
+@dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
+def split_dataset(dataset_uri: str, params: dict, parent_run_id: str, split: Output[Dataset],
+                  metrics: Output[Metrics]):
+    """Dataset folder or s3:// prefix -> attr_train / gallery / queries / triplet_pool shards."""
+    from amnet.steps.split import run_step
+
+    results = run_step(dataset_uri, split.path, params, parent_run_id)
+    for name, value in results.items():
+        if isinstance(value, (int, float)):
+            metrics.log_metric(name, value)

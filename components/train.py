@@ -1,0 +1,18 @@
+"""Train AMNet or one of its ablations on manipulation triplets (§3.2-3.6, Eq. 1-6)."""
+
+from amnet_components.images import GPU_IMAGE
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def train_amnet(split: Input[Dataset], attr_model: Input[Model], prototypes: Input[Model], variant: str,
+                params: dict, parent_run_id: str, model: Output[Model], metrics: Output[Metrics]):
+    """Triplet pool + attribute CNN + prototypes -> AMNet model of ``variant``."""
+    from amnet.steps.train import run_step
+
+    results = run_step(split.path, attr_model.path, prototypes.path, model.path, variant, params,
+                       parent_run_id)
+    for name, value in results.items():
+        if isinstance(value, (int, float)):
+            metrics.log_metric(name, value)

@@ -1,0 +1,285 @@
+"""``amnet pipeline compile|submit|schedule``: the pipeline as YAML, a run, a recurring run.
+
+Compile options (GPU placement, secret names, retries) are fixed in the YAML; run parameters
+(``--param key=value``, keys of :func:`amnet_pipeline.amnet_pipeline.amnet_pipeline`) are chosen per
+run. ``submit`` and ``schedule`` talk to a Kubeflow Pipelines API server through ``kfp.Client``; a
+bearer token comes from ``$KF_PIPELINES_TOKEN`` (or kfp's own auth: kube config, in-cluster service
+account) and is never printed.
+"""
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+from typing import Any
+
+import yaml
+
+from amnet.errors import AmnetError
+
+TOKEN_ENV = "KF_PIPELINES_TOKEN"
+TOLERATION_KEYS = ("key", "operator", "value", "effect", "toleration_seconds")
+TOLERATION_OPERATORS = ("Equal", "Exists")
+TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+CRON_FIELDS = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
+CRON_FIELD_RE = re.compile(r"^[0-9A-Za-z*?/,\-]+$")
+CRON_RANGES = {"second": (0, 59), "minute": (0, 59), "hour": (0, 23), "day-of-month": (1, 31),
+               "month": (1, 12), "day-of-week": (0, 7)}  # 0 and 7 = Sunday
+
+_EPILOG_PARAMS = (
+    "run parameters (--param KEY=VALUE, values parsed as YAML): dataset_uri (required), per_value, "
+    "gallery_size, num_queries, backbone, image_size, pretrain_epochs, epochs, steps_per_epoch, lr, lam, "
+    "margin, batch_size, seed, variants (e.g. '[amnet,no_memory]'), attribute_baseline, experiment"
+)
+
+
+# ------------------------------------------------------------------------------------------ options
+
+
+def _compile_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("compile options (fixed in the YAML)")
+    g.add_argument("--no-gpu", action="store_true",
+                   help="no GPU request: training and featurization run on CPU nodes in the CPU image")
+    g.add_argument("--gpu-node-selector", action="append", default=[], metavar="LABEL=VALUE",
+                   help="node label GPU tasks must match (repeatable), "
+                   "e.g. cloud.google.com/gke-accelerator=nvidia-h100-80gb")
+    g.add_argument("--gpu-toleration", action="append", default=[],
+                   metavar="key=K[,operator=Exists][,value=V][,effect=E]",
+                   help="toleration for GPU tasks (repeatable; replaces the default "
+                   "key=nvidia.com/gpu,operator=Exists,effect=NoSchedule)")
+    g.add_argument("--s3-secret", default="amnet-s3",
+                   help="Kubernetes secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (+ AWS_ENDPOINT_URL)")
+    g.add_argument("--mlflow-secret", default="amnet-mlflow", help="Kubernetes secret with MLFLOW_TRACKING_URI")
+    g.add_argument("--retries", type=int, default=3, help="retries of pretrain / train / featurize tasks")
+
+
+def _parse_key_values(items: list[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AmnetError(f"{flag} {item!r} is not KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_toleration(text: str) -> dict[str, Any]:
+    """``key=nvidia.com/gpu,operator=Exists,effect=NoSchedule`` -> ``kfp.kubernetes.add_toleration`` kwargs."""
+    fields = _parse_key_values([part for part in text.split(",") if part.strip()], "--gpu-toleration")
+    unknown = sorted(set(fields) - set(TOLERATION_KEYS))
+    if unknown:
+        raise AmnetError(f"--gpu-toleration {text!r}: unknown field(s) {', '.join(unknown)}; "
+                         f"use {', '.join(TOLERATION_KEYS)}")
+    if fields.get("operator", "Equal") not in TOLERATION_OPERATORS:
+        raise AmnetError(f"--gpu-toleration {text!r}: operator must be one of {', '.join(TOLERATION_OPERATORS)}")
+    if "effect" in fields and fields["effect"] not in TOLERATION_EFFECTS:
+        raise AmnetError(f"--gpu-toleration {text!r}: effect must be one of {', '.join(TOLERATION_EFFECTS)}")
+    out: dict[str, Any] = dict(fields)
+    if "toleration_seconds" in out:
+        try:
+            out["toleration_seconds"] = int(out["toleration_seconds"])
+        except ValueError:
+            raise AmnetError(f"--gpu-toleration {text!r}: toleration_seconds must be an integer") from None
+    return out
+
+
+def compile_options(args: argparse.Namespace):
+    """The ``CompileOptions`` the compile flags describe."""
+    from amnet_pipeline.amnet_pipeline import GPU_TOLERATION, CompileOptions
+
+    if args.retries < 0:
+        raise AmnetError(f"--retries must be >= 0 (got {args.retries})")
+    tolerations = tuple(parse_toleration(t) for t in args.gpu_toleration) or (GPU_TOLERATION,)
+    return CompileOptions(
+        use_gpu=not args.no_gpu,
+        gpu_node_selector=_parse_key_values(args.gpu_node_selector, "--gpu-node-selector"),
+        gpu_tolerations=tolerations,
+        s3_secret=args.s3_secret,
+        mlflow_secret=args.mlflow_secret,
+        retries=args.retries,
+    )
+
+
+def compile_pipeline(options, out: str) -> None:
+    """Write the pipeline YAML to ``out`` (atomically; the same inputs give the same bytes)."""
+    from amnet_pipeline.amnet_pipeline import build_pipeline
+    from kfp import compiler
+
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".amnet-pipeline-", suffix=".yaml", dir=folder)
+    os.close(fd)
+    try:
+        compiler.Compiler().compile(build_pipeline(options), tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# ------------------------------------------------------------------------------------- run params
+
+
+def pipeline_params(items: list[str], experiment: str | None = None, base: dict[str, Any] | None = None,
+                    require: bool = True) -> dict[str, Any]:
+    """``base`` <- ``--param KEY=VALUE`` items (YAML-typed) -> pipeline arguments, checked against the pipeline."""
+    from amnet_pipeline.amnet_pipeline import amnet_pipeline
+
+    inputs = amnet_pipeline.component_spec.inputs or {}
+    params: dict[str, Any] = {}
+    if experiment is not None:
+        params["experiment"] = experiment
+    for key, value in (base or {}).items():
+        if key not in inputs:
+            raise AmnetError(f"{key}: not a pipeline parameter; valid: {', '.join(inputs)}")
+        params[key] = value
+    for key, raw in _parse_key_values(items, "--param").items():
+        if key not in inputs:
+            raise AmnetError(f"--param {key}: not a pipeline parameter; valid: {', '.join(inputs)}")
+        try:
+            params[key] = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError:
+            params[key] = raw
+        if inputs[key].type == "String" and not isinstance(params[key], str):
+            params[key] = raw  # dataset_uri=123 or backbone=null stay strings
+    missing = [name for name, spec in inputs.items() if spec.default is None and not spec.optional
+               and name not in params]
+    if missing and require:
+        raise AmnetError(f"missing run parameter(s): {', '.join(f'--param {m}=...' for m in missing)}")
+    return params
+
+
+def validate_cron(expr: str) -> str:
+    """A Kubeflow (robfig/cron) expression: 6 fields, seconds first. Raises with a fix-it message."""
+    fields = expr.split()
+    example = "'0 0 3 * * 0' = Sundays at 03:00:00"
+    if len(fields) != 6:
+        hint = f"; prepend the seconds: '0 {expr.strip()}'" if len(fields) == 5 else ""
+        raise AmnetError(f"--cron {expr!r} has {len(fields)} field(s); Kubeflow needs 6, seconds first "
+                         f"({' '.join(CRON_FIELDS)}), e.g. {example}{hint}")
+    for name, value in zip(CRON_FIELDS, fields, strict=True):
+        if not CRON_FIELD_RE.match(value):
+            raise AmnetError(f"--cron {expr!r}: {name} field {value!r} has characters cron does not accept")
+        low, high = CRON_RANGES[name]
+        for number in re.findall(r"\d+", value):
+            if not low <= int(number) <= high:
+                raise AmnetError(f"--cron {expr!r}: {name} value {number} is outside {low}-{high}")
+    return " ".join(fields)
+
+
+def _client(host: str, namespace: str | None):
+    import kfp
+
+    kwargs: dict[str, Any] = {"host": host, "existing_token": os.environ.get(TOKEN_ENV) or None}
+    if namespace:
+        kwargs["namespace"] = namespace
+    return kfp.Client(**kwargs)
+
+
+def _package(args: argparse.Namespace, folder: str) -> str:
+    """The YAML to send: ``--package`` as given, or the pipeline compiled with the compile flags."""
+    if args.package:
+        if not os.path.isfile(args.package):
+            raise AmnetError(f"--package {args.package}: no such file; create it with `amnet pipeline compile`")
+        return args.package
+    path = os.path.join(folder, "amnet_pipeline.yaml")
+    compile_pipeline(compile_options(args), path)
+    return path
+
+
+def _server_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", required=True, help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8888 "
+                   f"(token: ${TOKEN_ENV} or kfp's kube-config / in-cluster auth)")
+    p.add_argument("--experiment", default="amnet",
+                   help="Kubeflow experiment (created if missing); also the MLflow experiment unless "
+                   "--param experiment=... says otherwise (default: %(default)s)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="run parameter (repeatable)")
+    p.add_argument("--pipeline-root", default=None, help="where KFP stores artifacts, e.g. s3://bucket/pipeline-root "
+                   "(default: the server's)")
+    p.add_argument("--namespace", default=None, help="Kubernetes namespace (multi-user Kubeflow)")
+    p.add_argument("--package", default=None, metavar="FILE",
+                   help="submit this compiled YAML instead of compiling now with the compile options")
+    _compile_flags(p)
+    return p
+
+
+# --------------------------------------------------------------------------------------- commands
+
+
+def main_compile(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="amnet pipeline compile",
+        description="Compile the AMNet Kubeflow pipeline to a YAML package. The same code and options "
+        "always give byte-identical YAML; images come from $AMNET_IMAGE_REGISTRY (default "
+        "ghcr.io/amnet-project) tagged with the amnet version.",
+        epilog="example:\n  amnet pipeline compile --out amnet_pipeline.yaml \\\n"
+        "      --gpu-node-selector cloud.google.com/gke-accelerator=nvidia-h100-80gb",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the YAML")
+    _compile_flags(p)
+    args = p.parse_args(argv)
+    compile_pipeline(compile_options(args), args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main_submit(argv: list[str] | None = None) -> int:
+    p = _server_parser(
+        "amnet pipeline submit",
+        "Submit one run of the AMNet pipeline to a Kubeflow Pipelines server.",
+        "example:\n  amnet pipeline submit --host http://localhost:8888 \\\n"
+        "      --param dataset_uri=s3://amnet/datasets/synth --param epochs=8\n\n" + _EPILOG_PARAMS)
+    p.add_argument("--run-name", default=None, help="display name of the run (default: amnet <date time>)")
+    args = p.parse_args(argv)
+    params = pipeline_params(args.param, experiment=args.experiment)
+    with tempfile.TemporaryDirectory(prefix="amnet-submit-") as folder:
+        package = _package(args, folder)
+        client = _client(args.host, args.namespace)
+        result = client.create_run_from_pipeline_package(
+            package, arguments=params, run_name=args.run_name, experiment_name=args.experiment,
+            namespace=args.namespace, pipeline_root=args.pipeline_root)
+    print(f"submitted run {result.run_id} to experiment {args.experiment!r}")
+    return 0
+
+
+def main_schedule(argv: list[str] | None = None) -> int:
+    p = _server_parser(
+        "amnet pipeline schedule",
+        "Create an enabled recurring run (scheduled retraining) of the AMNet pipeline. Runs never overlap "
+        "(max concurrency 1) and missed slots are not back-filled (no catch-up).",
+        "cron format (Kubeflow / robfig cron): 6 fields, SECONDS FIRST:\n"
+        "  second minute hour day-of-month month day-of-week\n"
+        "  '0 0 3 * * 0'   Sundays at 03:00:00\n  '0 30 2 * * *'  every day at 02:30:00\n\n"
+        "example:\n  amnet pipeline schedule --host http://localhost:8888 --cron '0 0 3 * * 0' \\\n"
+        "      --param dataset_uri=s3://amnet/datasets/synth\n\n" + _EPILOG_PARAMS)
+    p.add_argument("--cron", required=True, help="6-field cron expression, seconds first (see below)")
+    p.add_argument("--name", default="amnet-retrain", help="recurring run name (default: %(default)s)")
+    args = p.parse_args(argv)
+    cron = validate_cron(args.cron)
+    params = pipeline_params(args.param, experiment=args.experiment)
+    with tempfile.TemporaryDirectory(prefix="amnet-schedule-") as folder:
+        package = _package(args, folder)
+        client = _client(args.host, args.namespace)
+        experiment = client.create_experiment(name=args.experiment, namespace=args.namespace)
+        recurring = client.create_recurring_run(
+            experiment_id=experiment.experiment_id, job_name=args.name, cron_expression=cron,
+            max_concurrency=1, no_catchup=True, params=params, pipeline_package_path=package,
+            enabled=True, pipeline_root=args.pipeline_root)
+    print(f"scheduled {args.name!r} ({recurring.recurring_run_id}) at cron {cron!r} "
+          f"in experiment {args.experiment!r}")
+    return 0
+
+
+if __name__ == "__main__":  # python -m amnet_pipeline.cli compile --out FILE
+    commands = {"compile": main_compile, "submit": main_submit, "schedule": main_schedule}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print(f"usage: python -m amnet_pipeline.cli {{{','.join(commands)}}} [--help]", file=sys.stderr)
+        sys.exit(2)
+    try:
+        sys.exit(commands[sys.argv[1]](sys.argv[2:]))
+    except AmnetError as exc:
+        print(f"amnet pipeline {sys.argv[1]}: error: {exc}", file=sys.stderr)
+        sys.exit(2)

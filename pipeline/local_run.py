@@ -1,0 +1,210 @@
+"""``amnet run --local``: the same pipeline, run on this machine by ``kfp.local``.
+
+Every task runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``), so the
+installed ``amnet`` is the code under test. Artifacts land in ``<workdir>/kfp-root``; the run is
+tracked in the local stack's MLflow server (SeaweedFS S3 + MLflow, started when not running).
+Without ``--dataset`` the built-in synthetic dataset is rendered once into ``<workdir>/datasets``.
+"""
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from amnet.errors import AmnetError
+
+VARIANT_ORDER = ("amnet", "no_memory", "no_ranking", "attribute_based")
+COLUMNS = (("top1", "top1"), ("top5", "top5"), ("top10", "top10"), ("top20", "top20"), ("top50", "top50"),
+           ("ndcg20", "NDCG@20"), ("two_top20", "2-attr top20"))
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def synthetic_dataset(workdir: Path, num_images: int, seed: int, image_size: int) -> str:
+    """The built-in synthetic dataset in ``workdir/datasets``: rendered on first use, then reused."""
+    from amnet.data import synth
+
+    path = workdir / "datasets" / f"synth-{num_images}-{image_size}px-seed{seed}"
+    if (path / "manifest.parquet").exists() and (path / "attributes.json").exists():
+        print(f"[amnet] dataset: {path} (cached)")
+        return str(path)
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[amnet] rendering the synthetic dataset: {num_images} images at {image_size} px -> {path}")
+    synth.generate(str(tmp), num_images, seed, image_size, workers=max(1, os.cpu_count() or 1))
+    os.replace(tmp, path)
+    return str(path)
+
+
+def local_stack_env(state_dir: str | None) -> dict[str, str]:
+    """The local stack's client environment; the stack is started first when not healthy."""
+    from amnet import stack
+
+    folder = Path(state_dir).resolve() if state_dir else stack.default_state_dir()
+    statuses = stack.stack_status(folder) if (folder / "stack.json").exists() else {}
+    if not all(name in statuses and statuses[name].healthy for name in ("seaweed", "mlflow")):
+        print(f"[amnet] starting the local stack (SeaweedFS S3 + MLflow) in {folder}")
+        stack.start_stack(folder)
+    return stack.stack_env(folder)
+
+
+@contextmanager
+def stage_lines():
+    """One ``[amnet]`` line per stage start / end, next to kfp.local's own (verbose) log."""
+    started: dict[str, float] = {}
+
+    class StageFilter(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            msg = _ANSI.sub("", str(record.getMessage()))
+            if m := re.match(r"Executing task '([^']+)'", msg):
+                started[m[1]] = time.monotonic()
+                print(f"[amnet] stage {m[1]}: running", flush=True)
+            elif m := re.match(r"Task '([^']+)' finished with status (\w+)", msg):
+                took = time.monotonic() - started.get(m[1], time.monotonic())
+                print(f"[amnet] stage {m[1]}: {m[2].lower()} ({took:.1f} s)", flush=True)
+            elif m := re.match(r"Task (\S+) cache hit", msg):
+                print(f"[amnet] stage {m[1]}: cached", flush=True)
+            return True
+
+    stage_filter = StageFilter()
+    root = logging.getLogger()
+    level = root.level
+    root.addFilter(stage_filter)
+    root.setLevel(min(level, logging.INFO))  # kfp logs cache hits at INFO outside its own log context
+    try:
+        yield
+    finally:
+        root.removeFilter(stage_filter)
+        root.setLevel(level)
+
+
+def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True) -> Path:
+    """Run the pipeline with ``kfp.local``; returns its run folder. Raises AmnetError when a task fails."""
+    from amnet_pipeline.amnet_pipeline import PIPELINE_NAME, CompileOptions, build_pipeline
+    from kfp import local
+
+    root = workdir / "kfp-root"
+    root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True,
+               enable_caching=cache, cache_root=str(workdir / "kfp-cache"))
+    # Locally: no GPU request, no retries (a bug would only repeat), one variant at a time (CPU).
+    pipeline = build_pipeline(CompileOptions(use_gpu=False, retries=0, parallelism=1))
+    before = set(root.iterdir())
+    with warnings.catch_warnings(), stage_lines():
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        warnings.filterwarnings("ignore", message=".*no effect.*local.*")
+        try:
+            pipeline(**params)
+        except RuntimeError as exc:
+            raise AmnetError(f"{_ANSI.sub('', str(exc))} Its log is above; artifacts are under {root}") from None
+    runs = [d for d in root.iterdir() if d not in before and d.name.startswith(f"{PIPELINE_NAME}-")]
+    return max(runs, key=lambda d: d.stat().st_mtime) if runs else root
+
+
+def _executor_outputs(run_dir: Path, task_prefix: str) -> list[dict]:
+    return [json.loads(f.read_text()) for f in sorted(run_dir.glob(f"**/{task_prefix}*/executor_output.json"))]
+
+
+def _artifact_metadata(output: dict, name: str) -> dict:
+    artifacts = output.get("artifacts", {}).get(name, {}).get("artifacts") or [{}]
+    return artifacts[0].get("metadata") or {}
+
+
+def results_table(run_dir: Path) -> str:
+    """Variants x headline metrics, from the evaluate tasks' Metrics outputs."""
+    rows: dict[str, dict] = {}
+    for output in _executor_outputs(run_dir, "evaluate-retrieval"):
+        variant = _artifact_metadata(output, "evaluation").get("variant", "?")
+        rows[variant] = _artifact_metadata(output, "metrics")
+    order = [v for v in VARIANT_ORDER if v in rows] + sorted(set(rows) - set(VARIANT_ORDER))
+    head = f"{'variant':<16}" + "".join(f"{label:>13}" for _, label in COLUMNS)
+    lines = [head, "-" * len(head)]
+    for variant in order:
+        cells = [rows[variant].get(key) for key, _ in COLUMNS]
+        lines.append(f"{variant:<16}" + "".join(f"{c:>13.3f}" if isinstance(c, (int, float)) else f"{'-':>13}"
+                                                 for c in cells))
+    return "\n".join(lines)
+
+
+def _summary(run_dir: Path, env: dict[str, str], experiment: str) -> None:
+    print("\n" + results_table(run_dir))
+    starts = _executor_outputs(run_dir, "start-parent-run")
+    parent = starts[0].get("parameterValues", {}).get("Output", "") if starts else ""
+    reports = sorted(run_dir.glob("**/build-report*/report"))
+    print(f"\nMLflow UI:   {env.get('MLFLOW_TRACKING_URI', '(tracking off)')}  "
+          f"(experiment {experiment!r}{', parent run ' + parent if parent else ''})")
+    for report in reports:
+        print(f"report:      {report / 'report.html'}\n             {report / 'report.md'}")
+    print(f"artifacts:   {run_dir}")
+
+
+def _read_config(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise AmnetError(f"--config {path}: cannot read it ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise AmnetError(f"--config {path}: not valid YAML ({exc})") from None
+    if not isinstance(values, dict):
+        raise AmnetError(f"--config {path}: expected a mapping of pipeline parameters (e.g. `epochs: 2`)")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="amnet run",
+        description="Run the whole AMNet pipeline on this machine with kfp.local: the same pipeline and "
+        "components as on Kubeflow, each task a subprocess of the installed amnet, tracked in the local "
+        "MLflow (the stack is started if needed).",
+        epilog="examples:\n  amnet run --local\n  amnet run --local --param epochs=2 --param variants='[amnet]'\n"
+        "  amnet run --local --dataset s3://amnet/datasets/mine --config params.yaml\n\n"
+        "parameters: as for `amnet pipeline submit --help` (dataset_uri comes from --dataset)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--local", action="store_true", help="run locally with kfp.local (required)")
+    p.add_argument("--config", help="YAML file of pipeline parameters, e.g. `epochs: 2`")
+    p.add_argument("--dataset", help="dataset folder or s3:// prefix (default: the built-in synthetic dataset)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="pipeline parameter (repeatable; overrides --config)")
+    p.add_argument("--workdir", default=".amnet/run", help="datasets, artifacts and cache (default: %(default)s)")
+    p.add_argument("--stack-dir", default=None, help="local stack state folder (default: $AMNET_STACK_DIR or "
+                   ".amnet/stack)")
+    p.add_argument("--num-images", type=int, default=6000, help="synthetic dataset size (default: %(default)s)")
+    p.add_argument("--no-cache", action="store_true", help="re-run every task (kfp.local caching off)")
+    args = p.parse_args(argv)
+    if not args.local:
+        print("amnet run: only local runs for now: add --local. To run on Kubeflow, compile and submit:\n"
+              "  amnet pipeline submit --host URL --param dataset_uri=s3://... (see --help)", file=sys.stderr)
+        return 2
+
+    from amnet_pipeline.cli import pipeline_params
+
+    workdir = Path(args.workdir).resolve()
+    params = pipeline_params(args.param, base=_read_config(args.config), require=False)
+    if args.dataset:
+        params["dataset_uri"] = args.dataset
+    elif not params.get("dataset_uri"):
+        params["dataset_uri"] = synthetic_dataset(workdir, args.num_images, int(params.get("seed", 0)),
+                                                  int(params.get("image_size", 64)))
+    env = local_stack_env(args.stack_dir)
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):  # the stack's key pair, not another identity
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    print(f"[amnet] dataset {params['dataset_uri']}; tracking {env.get('MLFLOW_TRACKING_URI')}; "
+          f"artifacts {workdir / 'kfp-root'}", flush=True)
+    start = time.monotonic()
+    run_dir = run_pipeline(params, workdir, cache=not args.no_cache)
+    print(f"\n[amnet] pipeline finished in {time.monotonic() - start:.0f} s")
+    _summary(run_dir, env, str(params.get("experiment", "amnet")))
+    return 0

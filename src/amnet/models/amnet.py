@@ -1,0 +1,81 @@
+"""AMNet (§3, Fig. 3): shared representation learner + memory block + manipulator + attribute branches.
+
+Variants (§5.1):
+
+- ``amnet``: the full model, trained with Eq. 6.
+- ``no_ranking``: the same network, trained with the classification loss only (lam = 1 in Eq. 6;
+  the loss, not the architecture, differs).
+- ``no_memory``: baseline 2, no memory block; the indicator h itself is concatenated to r and the
+  manipulator is Linear(Q + C -> Q).
+
+Gallery images are never manipulated: they are represented with :meth:`AMNet.represent` only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from amnet.models.manipulator import Manipulator
+from amnet.models.memory import MemoryBlock
+
+AMNET_VARIANTS = ("amnet", "no_memory", "no_ranking")
+
+
+class AMNet(nn.Module):
+    """ref/pos/neg images + indicator h -> manipulated r', pos/neg representations, attribute logits.
+
+    Parameter names: ``backbone.*`` and ``heads.*`` (same as AttributeCNN, so its state dict
+    initialises these), ``memory.memory`` (C, Q) when the variant has a memory, ``manipulator.fc.*``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        sizes: list[int],
+        memory_init: torch.Tensor | None = None,
+        variant: str = "amnet",
+        identity_init: bool = True,
+    ):
+        super().__init__()
+        if variant not in AMNET_VARIANTS:
+            raise ValueError(f"unknown AMNet variant {variant!r}; choose one of {', '.join(AMNET_VARIANTS)}")
+        self.variant = variant
+        self.feature_dim = feature_dim
+        self.sizes = list(sizes)
+        self.num_values = sum(self.sizes)  # C
+        self.backbone = backbone  # one set of weights for ref, pos and neg (the "dual path", §3.3)
+        if variant == "no_memory":
+            self.memory = None
+            self.manipulator = Manipulator(feature_dim, self.num_values, identity_init)  # [r, h] -> r'
+        else:
+            self.memory = MemoryBlock(self.num_values, feature_dim, memory_init)
+            self.manipulator = Manipulator(feature_dim, feature_dim, identity_init)  # [r, t] -> r'
+        self.heads = nn.ModuleList(nn.Linear(feature_dim, c) for c in self.sizes)
+
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, S, S) -> r (B, Q); the gallery representation."""
+        return self.backbone(x)
+
+    def manipulate(self, r: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """r (B, Q), indicator h (B, C) -> r' (B, Q)."""
+        t = h if self.memory is None else self.memory(h)  # (B, C) or Eq. 1: (B, Q)
+        return self.manipulator(r, t)  # Eq. 3
+
+    def classify(self, r: torch.Tensor) -> list[torch.Tensor]:
+        """r' (B, Q) -> M x (B, C_m) logits; trained against the desired attributes (Eq. 4)."""
+        return [head(r) for head in self.heads]
+
+    def query(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Query images (B, 3, S, S) + indicator h (B, C) -> manipulated r' (B, Q) for retrieval (§4)."""
+        return self.manipulate(self.represent(x), h)
+
+    def forward(
+        self, ref: torch.Tensor, h: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        b = ref.shape[0]
+        feats = self.backbone(torch.cat([ref, pos, neg], dim=0))  # one pass: (3B, Q)
+        r, p, n = feats.split([b, pos.shape[0], neg.shape[0]], dim=0)  # (B, Q) each
+        r_manip = self.manipulate(r, h)  # (B, Q)
+        return {"r_manip": r_manip, "pos": p, "neg": n, "logits": self.classify(r_manip)}

@@ -1,0 +1,68 @@
+"""What every stage entry point shares: config resolution, CLI flags and MLflow tracking."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import numbers
+import os
+from collections.abc import Callable
+from typing import Any
+
+from amnet import config as cfgmod
+from amnet.train.loop_utils import LogFn
+
+
+def resolve(cls, params: dict[str, Any] | None = None, config_file: str | None = None,
+            overrides: list[str] | None = None):
+    """Defaults <- YAML file <- ``params`` (dotted keys, from a component) <- ``key=value`` overrides."""
+    items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in (params or {}).items()]
+    return cfgmod.load(cls, config_file, items + list(overrides or []))
+
+
+def scalars(result: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in result.items()
+            if isinstance(v, numbers.Number) and not isinstance(v, bool)}
+
+
+def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], parent_run_id: str = "",
+                tags: dict[str, str] | None = None, artifacts: list[str] | None = None) -> dict:
+    """Run ``body(log)``; with tracking on, inside an MLflow run nested under ``parent_run_id``.
+
+    Outputs are written by ``body`` before anything is logged, so a tracking failure never loses a
+    trained model. With ``MLFLOW_TRACKING_URI`` set, an unreachable server fails fast at the start.
+    """
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return body(None)  # tracking off: no mlflow import at all (bare GPU nodes lack it)
+    from amnet import tracking
+
+    tracking.check_tracking_server(os.environ["MLFLOW_TRACKING_URI"])
+    params = tracking.safe_params(cfgmod.flatten(cfg))
+    with tracking.stage_run(stage, parent_run_id or None, params, {"amnet.stage": stage, **(tags or {})}) as run:
+        result = body(run.log_metrics)
+        run.log_metrics(scalars(result), 0)
+        run.log_text(cfgmod.to_yaml(cfg), "config.yaml")
+        for path in artifacts or []:
+            if os.path.exists(path):
+                run.log_artifact(path)
+        return result
+
+
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", help="YAML file with this stage's config keys")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (repeatable; dotted keys reach nested ones: model.backbone=alexnet)")
+    p.add_argument("--parent-run-id", default=os.environ.get("AMNET_PARENT_RUN_ID", ""),
+                   help="MLflow parent run to nest this stage's run under "
+                   "(tracking is on when MLFLOW_TRACKING_URI is set)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def print_result(result: dict[str, Any]) -> None:
+    width = max((len(k) for k in result), default=0)
+    for key, value in result.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else value
+        print(f"  {key.ljust(width)}  {shown}")

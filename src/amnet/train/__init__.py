@@ -1,0 +1,1 @@
+"""Training loops: attribute-CNN pretraining and AMNet triplet training (no tracking inside)."""

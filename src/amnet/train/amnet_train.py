@@ -1,0 +1,114 @@
+"""AMNet training (§3.2–3.6, §4): triplets + manipulation indicators, L = λ·La + (1 − λ)·Lt.
+
+The representation learner starts from the pretrained attribute CNN (its backbone and, where the
+shapes match, its classification branches); the memory starts from the prototypes (§3.4) and is
+updated by back-propagation (Eq. 2). The loop knows nothing about tracking: it calls ``log``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from amnet import config as cfgmod
+from amnet import storage
+from amnet.config import TrainConfig
+from amnet.data import shards
+from amnet.data.split import label_matrix, load_split_vocab
+from amnet.data.tensors import decode_batch, to_input
+from amnet.data.triplets import TripletBatch, TripletSampler
+from amnet.errors import AmnetError
+from amnet.model_store import build_model, load_model
+from amnet.models.losses import amnet_loss, classification_loss, triplet_ranking_loss
+from amnet.models.memory import make_indicator
+from amnet.prototypes import load_prototypes
+from amnet.train import checkpoint
+from amnet.train.loop_utils import LogFn, Throughput, pick_device, seed_everything, sgd, split_decay
+
+
+def init_from_attribute_cnn(model: torch.nn.Module, attr_state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every attribute-CNN tensor whose name and shape match (backbone, heads); returns names."""
+    own = model.state_dict()
+    usable = {k: v for k, v in attr_state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    return sorted(usable)
+
+
+def train_step(model, opt, images: torch.Tensor, batch: TripletBatch, offsets: list[int], total_values: int,
+               lam: float, margin: float, device) -> dict[str, float]:
+    ref, pos, neg = (to_input(images[torch.from_numpy(i)], device) for i in (batch.ref, batch.pos, batch.neg))
+    h = make_indicator(batch.changes, offsets, total_values).to(device)  # (B, C)
+    out = model(ref, h, pos, neg)
+    target = torch.from_numpy(batch.target).to(device)  # (B, M): desired attributes (Eq. 4)
+    la = classification_loss(out["logits"], target)  # Eq. 4
+    lt = triplet_ranking_loss(out["r_manip"], out["pos"], out["neg"], margin)  # Eq. 5
+    loss = amnet_loss(la, lt, lam)  # Eq. 6
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        acc = torch.stack([(lg.argmax(1) == target[:, m]).float().mean() for m, lg in enumerate(out["logits"])])
+    return {"loss": loss.item(), "loss_attr": la.item(), "loss_rank": lt.item(), "target_acc": acc.mean().item()}
+
+
+def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg: TrainConfig,
+              log: LogFn | None = None, progress: bool = True) -> dict:
+    """Train one AMNet variant; write the model artifact (and per-epoch checkpoints) to ``out``."""
+    start = time.perf_counter()
+    seed_everything(cfg.seed)
+    device = pick_device()
+    attr = load_model(attr_model)
+    vocab = load_split_vocab(split)
+    if vocab.to_json() != attr.vocab.to_json():
+        raise AmnetError(f"{attr_model}: the attribute CNN's attributes differ from those of the split {split}")
+    memory_init = None
+    if cfg.variant != "no_memory":
+        if not prototypes:
+            raise AmnetError(f"variant {cfg.variant!r} needs --prototypes (the output of `amnet step prototypes`)")
+        memory_init = load_prototypes(prototypes)
+
+    pool = shards.read_shards(storage.join(split, "triplet_pool"))
+    images = decode_batch(list(pool["image_bytes"]), attr.model_config.image_size)
+    sampler = TripletSampler(label_matrix(pool["labels"], vocab.num_attributes), seed=cfg.seed,
+                             two_change_fraction=cfg.two_change_fraction,
+                             hard_negative_fraction=cfg.hard_negative_fraction)
+
+    model = build_model("amnet", cfg.variant, attr.model_config, vocab, memory_init)
+    init_from_attribute_cnn(model, attr.model.state_dict())
+    model.to(device)
+    opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = (torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, gamma=0.1) if cfg.lr_step_epochs
+             else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs))
+    state_uri = storage.join(out, "checkpoints", "train_state.pt")
+    done, history = checkpoint.try_resume(state_uri, model, opt, sched)
+    storage.write_text(storage.join(out, "config.yaml"), cfgmod.to_yaml(cfg))
+    lam = cfg.effective_lam
+
+    for epoch in range(done, cfg.epochs):
+        model.train()
+        meter, rows = Throughput(), []
+        batches = sampler.batches(epoch, cfg.steps_per_epoch, cfg.batch_size)
+        bar = tqdm(batches, total=cfg.steps_per_epoch, desc=f"train {cfg.variant} epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress)
+        for batch in bar:
+            rows.append(train_step(model, opt, images, batch, vocab.offsets, vocab.total_values, lam,
+                                   cfg.margin, device))
+            meter.add(3 * cfg.batch_size)
+            bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}")
+        sched.step()
+        summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        summary.update(images_per_s=meter.rate, lr=opt.param_groups[0]["lr"])
+        history.append(summary)
+        if log:
+            log(summary, epoch + 1)
+        checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
+
+    model.cpu()
+    checkpoint.save_model(out, "amnet", cfg.variant, model, cfgmod.to_dict(attr.model_config), vocab.to_json(),
+                          extra={"history": history, "train_config": cfgmod.to_dict(cfg)})
+    final = history[-1]
+    return {"variant": cfg.variant, "epochs": cfg.epochs, "seconds": round(time.perf_counter() - start, 2),
+            "pool_images": int(len(pool)), **final}

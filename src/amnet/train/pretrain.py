@@ -1,0 +1,121 @@
+"""Attribute-CNN pretraining (§3.4 Memory Initialization, §4): backbone + M softmax branches.
+
+The network learns to classify every attribute of the ``attr_train`` images; its representation
+initialises AMNet's representation learner and, averaged per attribute value, its memory.
+Missing labels (-1) are ignored by the loss. A held-out part reports per-attribute accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from amnet import config as cfgmod
+from amnet import storage
+from amnet.config import PretrainConfig
+from amnet.data import shards
+from amnet.data.split import label_matrix, load_split_vocab
+from amnet.data.tensors import decode_batch, to_input
+from amnet.models.attribute_cnn import AttributeCNN, attribute_loss
+from amnet.models.backbones import build_backbone
+from amnet.train import checkpoint
+from amnet.train.loop_utils import LogFn, Throughput, pick_device, seed_everything, sgd, split_decay
+from amnet.train.weights import load_backbone_weights
+
+
+def build_attribute_cnn(model_cfg, sizes: list[int]) -> AttributeCNN:
+    return AttributeCNN(build_backbone(model_cfg), model_cfg.feature_dim, sizes)
+
+
+@torch.no_grad()
+def per_attribute_accuracy(model: AttributeCNN, images: torch.Tensor, labels: torch.Tensor, names: list[str],
+                           device: torch.device, batch_size: int = 256) -> dict[str, float]:
+    """Accuracy of each attribute branch on labelled images (missing labels skipped)."""
+    model.eval()
+    correct = torch.zeros(len(names))
+    total = torch.zeros(len(names))
+    for i in range(0, len(images), batch_size):
+        _, logits = model(to_input(images[i : i + batch_size], device))
+        y = labels[i : i + batch_size]
+        for m, lg in enumerate(logits):
+            known = y[:, m] >= 0
+            correct[m] += (lg.argmax(1).cpu()[known] == y[known, m]).sum()
+            total[m] += known.sum()
+    return {f"acc_{n}": float(c / t) if t > 0 else float("nan") for n, c, t in zip(names, correct, total, strict=True)}
+
+
+def train_epoch(model, opt, images, labels, order, batch_size, device, bar=None) -> tuple[float, float]:
+    """One pass over ``order``; returns (mean loss, images/s)."""
+    model.train()
+    meter, losses = Throughput(), []
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        x = images[idx]
+        if torch.rand(()) < 0.5:  # attributes are mirror-invariant
+            x = x.flip(3)
+        _, logits = model(to_input(x, device))
+        loss = attribute_loss(logits, labels[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        meter.add(len(idx))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return float(np.mean(losses)), meter.rate
+
+
+def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = None, progress: bool = True) -> dict:
+    """Train the attribute CNN on ``split/attr_train``; write the model artifact to ``out``."""
+    start = time.perf_counter()
+    seed_everything(cfg.seed)
+    device = pick_device()
+    vocab = load_split_vocab(split)
+    df = shards.read_shards(storage.join(split, "attr_train"))
+    images = decode_batch(list(df["image_bytes"]), cfg.model.image_size)
+    labels = torch.from_numpy(label_matrix(df["labels"], vocab.num_attributes).astype(np.int64))
+    perm = np.random.default_rng(cfg.seed).permutation(len(df))
+    n_hold = int(round(len(df) * cfg.holdout_fraction))
+    hold, train = perm[:n_hold], perm[n_hold:]
+
+    model = build_attribute_cnn(cfg.model, vocab.sizes)
+    if cfg.model.weights:
+        load_backbone_weights(model.backbone, cfg.model.weights)
+    model.to(device)
+    opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    state_uri = storage.join(out, "checkpoints", "train_state.pt")
+    done, history = checkpoint.try_resume(state_uri, model, opt, sched)
+    storage.write_text(storage.join(out, "config.yaml"), cfgmod.to_yaml(cfg))
+
+    steps = (len(train) + cfg.batch_size - 1) // cfg.batch_size
+    for epoch in range(done, cfg.epochs):
+        order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch]).permutation(train))
+        with tqdm(total=steps, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not progress) as bar:
+            loss, rate = train_epoch(model, opt, images, labels, order, cfg.batch_size, device, bar)
+        sched.step()
+        row = {"loss": loss, "images_per_s": rate, "lr": opt.param_groups[0]["lr"]}
+        if n_hold:
+            accs = per_attribute_accuracy(model, images[hold], labels[hold], vocab.names, device)
+            row.update(accs)
+            row["acc_mean"] = float(np.nanmean(list(accs.values())))
+        history.append(row)
+        if log:
+            log(row, epoch + 1)
+        checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
+
+    model.cpu()
+    final = history[-1] if history else {}
+    checkpoint.save_model(out, "attribute_cnn", "attribute_cnn", model, cfgmod.to_dict(cfg.model), vocab.to_json(),
+                          extra={"history": history})
+    return {
+        "train_images": int(len(train)),
+        "holdout_images": int(n_hold),
+        "epochs": cfg.epochs,
+        "seconds": round(time.perf_counter() - start, 2),
+        **{k: v for k, v in final.items() if k.startswith("acc_") or k in ("loss", "images_per_s")},
+    }

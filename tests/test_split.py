@@ -1,0 +1,91 @@
+"""Paper-protocol splits (§5.1): disjoint, deterministic, counts add up, query targets in the gallery."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from amnet.config import SplitConfig
+from amnet.data import shards
+from amnet.data.split import label_matrix, run_split
+from amnet.data.triplets import TripletSampler
+from amnet.errors import DatasetError
+from tests.helpers import tiny_dataset
+
+CFG = SplitConfig(per_value=10, gallery_size=300, num_queries=40, shard_size=128, seed=3)
+
+
+@pytest.fixture(scope="module")
+def split_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("split")
+    dataset = tiny_dataset(root)
+    out = root / "split"
+    run_split(dataset, str(out), CFG, progress=False)
+    return dataset, out
+
+
+def read(split_dir, name):
+    return shards.read_shards(str(split_dir / name))
+
+
+def test_sets_are_disjoint_and_counts_add_up(split_dir):
+    _, out = split_dir
+    summary = json.loads((out / "split.json").read_text())
+    ids = {name: set(read(out, name)["image_id"]) for name in ("attr_train", "gallery", "queries", "triplet_pool")}
+    names = list(ids)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not ids[a] & ids[b], (a, b)
+    assert summary["rows_in"] == summary["kept"] + summary["quarantined"]
+    assert summary["kept"] == sum(len(v) for v in ids.values())
+    assert len(ids["gallery"]) == CFG.gallery_size
+    assert len(list((out / "gallery").glob("part-*.parquet"))) == 3  # 300 rows / 128 per shard
+
+
+def test_every_query_target_exists_exactly_in_gallery(split_dir):
+    _, out = split_dir
+    queries, gallery = read(out, "queries"), read(out, "gallery")
+    vectors = {tuple(v) for v in label_matrix(gallery["labels"], 6)}
+    assert set(queries["num_changes"]) == {1, 2}
+    for labels, target, changed, n in zip(queries["labels"], queries["target"], queries["changed"],
+                                          queries["num_changes"], strict=True):
+        assert tuple(target) in vectors
+        diff = np.flatnonzero(np.asarray(labels) != np.asarray(target))
+        assert list(diff) == sorted(changed) and len(diff) == n
+
+
+def test_split_is_deterministic(split_dir, tmp_path):
+    dataset, out = split_dir
+    again = tmp_path / "again"
+    run_split(dataset, str(again), CFG, progress=False)
+    for name in ("attr_train", "gallery", "queries", "triplet_pool"):
+        a, b = read(out, name), read(again, name)
+        assert list(a["image_id"]) == list(b["image_id"])
+
+
+def test_too_few_images_is_a_clear_error(split_dir, tmp_path):
+    dataset, _ = split_dir
+    with pytest.raises(DatasetError, match="too few images"):
+        run_split(dataset, str(tmp_path / "x"), SplitConfig(per_value=10, gallery_size=5000), progress=False)
+
+
+def test_triplets_are_valid_and_deterministic(split_dir):
+    _, out = split_dir
+    labels = label_matrix(read(out, "triplet_pool")["labels"], 6)
+    sampler = TripletSampler(labels, seed=1, two_change_fraction=0.5)
+    a = list(sampler.batches(epoch=0, steps=3, batch_size=16))
+    b = list(sampler.batches(epoch=0, steps=3, batch_size=16))
+    c = list(sampler.batches(epoch=1, steps=3, batch_size=16))
+    assert all((x.ref == y.ref).all() and (x.neg == y.neg).all() for x, y in zip(a, b, strict=True))
+    assert any((x.ref != y.ref).any() for x, y in zip(a, c, strict=True))
+    sizes = set()
+    for batch in a:
+        for i in range(16):
+            assert (labels[batch.pos[i]] == batch.target[i]).all()  # pos has exactly the target
+            assert (labels[batch.neg[i]] != batch.target[i]).any()  # neg differs from the target
+            changed = np.flatnonzero(labels[batch.ref[i]] != batch.target[i])
+            assert [m for m, _ in batch.changes[i]] == list(changed)
+            sizes.add(len(changed))
+    assert sizes <= {1, 2} and 1 in sizes
