@@ -1,16 +1,18 @@
 """Pure model throughput of the small backbone on this machine (no data loading, no decoding).
 
 Prints the train-step rate (forward + backward + SGD step of an AttributeCNN on random 64 px images)
-and the eval-mode forward rate, in images/s. Other timings (data pipeline, stage runs) are reported
+and the eval-mode forward rate, in images/s: the best of ``--repeats`` timed runs (the idle-machine
+rate) and their median. Other timings (data pipeline, stage runs) are reported
 as ratios to these numbers.
 
-    .venv/bin/python benchmarks/model_rate.py [--batch 96] [--size 64] [--width 32] [--steps 20]
+    .venv/bin/python benchmarks/model_rate.py [--batch 96] [--size 64] [--width 32] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import torch
@@ -19,13 +21,21 @@ from amnet.config import ModelConfig
 from amnet.models import AttributeCNN, attribute_loss, build_backbone
 
 
-def rate(step, batch: int, steps: int, warmup: int = 3) -> float:
+def rate(step, batch: int, steps: int, repeats: int, warmup: int = 3) -> tuple[float, float]:
+    """(best, median) images/s over ``repeats`` timed runs of ``steps`` steps each.
+
+    The best run estimates the rate on an idle machine (other processes only ever slow a run
+    down); the median shows what a shared CPU gives right now.
+    """
     for _ in range(warmup):
         step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return batch * steps / (time.perf_counter() - start)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(batch * steps / (time.perf_counter() - start))
+    return max(rates), statistics.median(rates)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -34,7 +44,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--feature-dim", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed run")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs; best and median reported")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -59,12 +70,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             model.backbone(x)
 
     model.train()
-    train = rate(train_step, args.batch, args.steps)
+    train, train_median = rate(train_step, args.batch, args.steps, args.repeats)
     model.eval()
-    fwd = rate(forward, args.batch, args.steps)
+    fwd, fwd_median = rate(forward, args.batch, args.steps, args.repeats)
     result = {
         "train_images_per_s": round(train, 1),
         "forward_images_per_s": round(fwd, 1),
+        "train_images_per_s_median": round(train_median, 1),
+        "forward_images_per_s_median": round(fwd_median, 1),
         "batch": args.batch,
         "size": args.size,
         "width": args.width,

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from typing import Any
 
 import yaml
@@ -174,7 +175,9 @@ def _client(host: str, namespace: str | None):
     kwargs: dict[str, Any] = {"host": host, "existing_token": os.environ.get(TOKEN_ENV) or None}
     if namespace:
         kwargs["namespace"] = namespace
-    return kfp.Client(**kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="This client only works", category=FutureWarning)
+        return kfp.Client(**kwargs)
 
 
 def _package(args: argparse.Namespace, folder: str) -> str:

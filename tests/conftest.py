@@ -1,0 +1,111 @@
+"""Session fixtures that start the real local stack (SeaweedFS S3, MLflow server) for the tests that ask.
+
+The servers start lazily, once per session, into a temporary state folder (free loopback ports, so
+they coexist with a developer's own ``amnet stack up``) and are stopped at the end of the session,
+also when a test fails or the start itself fails half-way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TEST_BUCKET = "test-bucket"
+
+
+@dataclass
+class S3Server:
+    """A running SeaweedFS S3 gateway: ``env`` holds AWS_* (and MLflow) variables for clients."""
+
+    endpoint: str
+    bucket: str
+    state_dir: Path
+    env: dict[str, str] = field(repr=False)
+
+    def client(self):
+        """A boto3 S3 client for this server (its own credentials, not the process environment)."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.env["AWS_DEFAULT_REGION"],
+                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+
+
+@dataclass
+class MlflowServer(S3Server):
+    """The full stack: ``tracking_uri`` is the MLflow server, artifacts land in ``bucket``/mlflow."""
+
+    tracking_uri: str = ""
+
+
+def _require_tools(*modules: str) -> None:
+    from amnet.errors import AmnetError
+    from amnet.stack import weed_binary
+
+    for module in modules:
+        pytest.importorskip(module)
+    try:
+        weed_binary()
+    except AmnetError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[S3Server]:
+    """SeaweedFS only (no MLflow), with bucket ``test-bucket``; stopped after the session."""
+    _require_tools("boto3")
+    from amnet.stack import stack_env, start_seaweed, stop_stack
+
+    state_dir = tmp_path_factory.mktemp("stack")
+    atexit.register(stop_stack, state_dir)  # last resort if the session dies before teardown
+    try:
+        info = start_seaweed(state_dir, bucket=TEST_BUCKET, timeout=90)
+        yield S3Server(endpoint=info.s3_endpoint, bucket=TEST_BUCKET, state_dir=state_dir,
+                       env=stack_env(state_dir))
+    finally:
+        stop_stack(state_dir)
+        shutil.rmtree(state_dir / "seaweed", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(s3_server: S3Server) -> Iterator[MlflowServer]:
+    """The full stack: an MLflow server next to ``s3_server``'s SeaweedFS (artifacts in its bucket)."""
+    _require_tools("boto3", "mlflow")
+    from amnet.stack import stack_env, start_stack, stop_stack
+
+    info = start_stack(s3_server.state_dir, bucket=s3_server.bucket, mlflow=True, timeout=180)
+    try:
+        yield MlflowServer(endpoint=info.s3_endpoint, bucket=s3_server.bucket, state_dir=s3_server.state_dir,
+                           env=stack_env(s3_server.state_dir), tracking_uri=info.mlflow_uri or "")
+    finally:
+        stop_stack(s3_server.state_dir, services=("mlflow",))
+
+
+def _clear_storage_clients() -> None:
+    """Forget cached S3 clients *and* boto3's default session, which caches the credentials it first
+    resolved: without this a later env change (another stack, another key) would be ignored."""
+    import boto3
+
+    from amnet import storage
+
+    storage._client.cache_clear()
+    boto3.DEFAULT_SESSION = None
+
+
+@pytest.fixture
+def s3_env(monkeypatch, s3_server: S3Server) -> Iterator[S3Server]:
+    """This test's environment points ``amnet.storage`` (and any boto3 client) at ``s3_server``."""
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE",
+                 "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3_server.env.items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    _clear_storage_clients()
+    yield s3_server
+    _clear_storage_clients()

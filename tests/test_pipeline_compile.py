@@ -1,0 +1,165 @@
+"""The compiled pipeline: golden YAML, GPU requests, secrets by reference only, determinism.
+
+The golden file pins the whole compiled pipeline. After an intended change to the pipeline or a
+component, regenerate it with the same registry the test uses and review the diff::
+
+    AMNET_IMAGE_REGISTRY=registry.test/amnet-ci \\
+        .venv/bin/python -m amnet_pipeline.cli compile --out tests/golden/amnet_pipeline.yaml
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import amnet
+
+GOLDEN = Path(__file__).parent / "golden" / "amnet_pipeline.yaml"
+REGISTRY = "registry.test/amnet-ci"
+# Credentials present in the compiling environment: none may reach the YAML.
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIATESTONLYNOTREAL1",
+    "AWS_SECRET_ACCESS_KEY": "fake-secret-value-must-not-leak",
+    "MLFLOW_TRACKING_URI": "http://ci-user:fake-password-must-not-leak@mlflow.test",
+    "KF_PIPELINES_TOKEN": "fake-kfp-token-must-not-leak",
+}
+GPU_TASKS = ("train-amnet", "featurize-gallery", "pretrain-attribute-cnn")
+UNCACHED_TASKS = ("start-parent-run", "finish-parent-run")
+
+
+def compile_cli(out: Path, *flags: str) -> str:
+    env = {**os.environ, **FAKE_ENV, "AMNET_IMAGE_REGISTRY": REGISTRY}
+    subprocess.run([sys.executable, "-m", "amnet_pipeline.cli", "compile", "--out", str(out), *flags],
+                   check=True, env=env, capture_output=True, text=True)
+    return out.read_text()
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> str:
+    return compile_cli(tmp_path_factory.mktemp("compile") / "amnet_pipeline.yaml")
+
+
+@pytest.fixture(scope="module")
+def docs(compiled: str) -> tuple[dict, dict]:
+    spec, platform = yaml.safe_load_all(compiled)
+    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def all_tasks(spec: dict) -> dict[str, dict]:
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def base_name(name: str) -> str:
+    """``train-amnet-2`` -> ``train-amnet`` (KFP numbers repeated uses of a component)."""
+    head, _, tail = name.rpartition("-")
+    return head if tail.isdigit() else name
+
+
+def test_matches_golden(compiled: str):
+    assert GOLDEN.exists(), f"missing {GOLDEN}; create it with the command in this module's docstring"
+    assert compiled == GOLDEN.read_text(), (
+        "the compiled pipeline differs from tests/golden/amnet_pipeline.yaml; if the change is intended, "
+        "regenerate it with the command in this module's docstring and review the diff")
+
+
+def test_compile_is_deterministic(compiled: str, tmp_path: Path):
+    assert compile_cli(tmp_path / "again.yaml") == compiled
+
+
+def test_no_credential_reaches_the_yaml(compiled: str):
+    for value in FAKE_ENV.values():
+        assert value not in compiled
+    assert "fake-password" not in compiled
+    assert "AKIA" not in compiled
+
+
+def test_gpu_tasks_request_one_gpu_in_the_cuda_image(docs):
+    spec, _ = docs
+    executors = spec["deploymentSpec"]["executors"]
+    version = amnet.__version__
+    seen = set()
+    for name, executor in executors.items():
+        container = executor["container"]
+        task = base_name(name.removeprefix("exec-"))
+        accelerator = container.get("resources", {}).get("accelerator")
+        if task in GPU_TASKS:
+            seen.add(task)
+            assert accelerator["resourceType"] == "nvidia.com/gpu", name
+            assert accelerator["resourceCount"] == "1", name
+            assert container["image"] == f"{REGISTRY}/amnet:{version}-cuda", name
+        else:
+            assert accelerator is None, name
+            assert container["image"] == f"{REGISTRY}/amnet:{version}", name
+    assert seen == set(GPU_TASKS)
+
+
+def test_every_task_gets_secrets_by_reference(docs):
+    spec, platform = docs
+    assert set(platform) == set(spec["deploymentSpec"]["executors"])
+    for name, config in platform.items():
+        secrets = {entry["secretName"]: entry for entry in config["secretAsEnv"]}
+        assert {"amnet-s3", "amnet-mlflow"} <= set(secrets), name
+        env = {m["envVar"] for entry in config["secretAsEnv"] for m in entry["keyToEnv"]}
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_URI"} <= env, name
+        if base_name(name.removeprefix("exec-")) in GPU_TASKS:
+            assert {"mountPath": "/dev/shm", "medium": "Memory", "volumeName": "dshm", "sizeLimit": "8Gi"} in \
+                config["emptyDirMounts"], name
+            assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in config["tolerations"]
+
+
+def test_caching_retries_and_exit_handler(docs):
+    spec, _ = docs
+    for name, task in all_tasks(spec).items():
+        if "componentRef" not in task or task["componentRef"]["name"].startswith(("comp-for-loop", "comp-condition",
+                                                                                  "comp-exit-handler")):
+            continue
+        cached = task.get("cachingOptions", {}).get("enableCache", False)
+        assert cached == (base_name(name) not in UNCACHED_TASKS), name
+        retries = task.get("retryPolicy", {}).get("maxRetryCount")
+        assert retries == (3 if base_name(name) in GPU_TASKS else None), name
+    finish = all_tasks(spec)["finish-parent-run"]
+    assert finish["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert "taskFinalStatus" in finish["inputs"]["parameters"]["status"]
+
+
+def test_parent_run_is_tagged_with_the_kfp_run(docs):
+    spec, _ = docs
+    inputs = spec["root"]["dag"]["tasks"]["start-parent-run"]["inputs"]["parameters"]
+    assert inputs["kfp_run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert inputs["kfp_run_name"]["runtimeValue"]["constant"] == "{{$.pipeline_job_name}}"
+
+
+def test_pipeline_parameters_and_defaults(docs):
+    spec, _ = docs
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert "defaultValue" not in params["dataset_uri"]
+    assert params["variants"]["defaultValue"] == ["amnet", "no_memory", "no_ranking"]
+    assert params["attribute_baseline"]["defaultValue"] is True
+    assert params["lam"]["defaultValue"] == 0.2 and params["margin"]["defaultValue"] == 0.5
+
+
+def test_compile_options_no_gpu_and_placement(tmp_path: Path):
+    no_gpu = compile_cli(tmp_path / "cpu.yaml", "--no-gpu")
+    assert "nvidia.com/gpu" not in no_gpu and "-cuda" not in no_gpu
+    placed = compile_cli(tmp_path / "placed.yaml", "--gpu-node-selector", "pool=h100",
+                         "--gpu-toleration", "key=dedicated,operator=Equal,value=gpu,effect=NoSchedule")
+    _, platform = yaml.safe_load_all(placed)
+    train = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-amnet"]
+    assert train["nodeSelector"] == {"labels": {"pool": "h100"}}
+    assert train["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
+
+
+def test_compile_reports_bad_options_in_one_line(tmp_path: Path, capsys):
+    from amnet.cli import main
+
+    rc = main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--gpu-toleration", "key=a,operator=Maybe"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("amnet pipeline compile: error: --gpu-toleration") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.yaml").exists()

@@ -1,0 +1,72 @@
+"""The whole pipeline through ``kfp.local`` on a tiny synthetic dataset, against the real local stack.
+
+Same code path as ``amnet run --local`` (``local_run.run_pipeline``): every component runs as a
+subprocess of this Python, artifacts go to ``tmp_path``, tracking goes to the session's MLflow server
+(``mlflow_server`` fixture, real SeaweedFS + MLflow). A few minutes on a 2-core CPU.
+"""
+
+import pytest
+
+from amnet.errors import AmnetError
+from tests.helpers import tiny_dataset
+
+pytestmark = pytest.mark.slow
+
+TINY = {"per_value": 10, "gallery_size": 300, "num_queries": 40, "pretrain_epochs": 1, "epochs": 1,
+        "steps_per_epoch": 3, "batch_size": 8}
+
+
+@pytest.fixture
+def stack_env(monkeypatch, mlflow_server):
+    """This test's environment (inherited by every kfp.local task) points at the session's stack."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "MLFLOW_RUN_ID",
+                 "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in mlflow_server.env.items():
+        monkeypatch.setenv(name, value)
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_server.tracking_uri)
+
+
+def parent_runs(client, experiment: str) -> list:
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no MLflow experiment {experiment!r}"
+    return client.search_runs([exp.experiment_id], "tags.`amnet.role` = 'pipeline'")
+
+
+def test_whole_pipeline_runs_locally_and_is_tracked(tmp_path, stack_env):
+    from amnet_pipeline.local_run import results_table, run_pipeline
+
+    params = {**TINY, "dataset_uri": tiny_dataset(tmp_path), "variants": ["amnet", "no_memory"],
+              "attribute_baseline": True, "experiment": "pipeline-local-ok"}
+    run_dir = run_pipeline(params, tmp_path / "work", cache=False)
+
+    table = results_table(run_dir).splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in table[2:]}
+    assert set(rows) == {"amnet", "no_memory", "attribute_based"}
+    for variant, cells in rows.items():
+        assert len(cells) == 7 and all(0.0 <= float(c) <= 1.0 for c in cells), (variant, cells)
+    (report,) = run_dir.glob("build-report*/report")
+    assert "amnet" in (report / "report.md").read_text()
+    assert (report / "report.html").read_text().startswith("<!doctype html>")
+
+    (parent,) = parent_runs(stack_env, "pipeline-local-ok")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["kfp.pipeline_run_id"] and parent.data.tags["kfp.pipeline_run_name"]
+    children = stack_env.search_runs([parent.info.experiment_id],
+                                     f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    stages = {run.data.tags.get("amnet.stage") for run in children}
+    assert {"split", "pretrain", "prototypes", "train-amnet", "train-no_memory", "evaluate-amnet",
+            "evaluate-no_memory", "evaluate-attribute_based"} <= stages
+
+
+def test_failed_stage_marks_the_parent_run_failed(tmp_path, stack_env):
+    from amnet_pipeline.local_run import run_pipeline
+
+    params = {**TINY, "dataset_uri": str(tmp_path / "no-such-dataset"), "variants": ["amnet"],
+              "experiment": "pipeline-local-fail"}
+    with pytest.raises(AmnetError, match="split-dataset"):
+        run_pipeline(params, tmp_path / "work", cache=False)
+    (parent,) = parent_runs(stack_env, "pipeline-local-fail")
+    assert parent.info.status == "FAILED"

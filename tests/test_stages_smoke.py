@@ -1,0 +1,104 @@
+"""All five model-core stages on a tiny synthetic dataset on the CPU, through the public CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from amnet.cli import main
+from amnet.model_store import load_model
+from amnet.train.checkpoint import load_payload
+from tests.helpers import tiny_dataset
+
+MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stages")
+    dataset = tiny_dataset(root, num_images=700)
+    split = root / "split"
+    assert main(["data", "split", dataset, "--out", str(split), "--per-value", "8", "--gallery-size", "200",
+                 "--num-queries", "20", "--shard-size", "64"]) == 0
+    attr = root / "attr"
+    assert main(["step", "pretrain", "--split", str(split), "--out", str(attr), "--quiet", *MODEL,
+                 "--set", "epochs=1", "--set", "batch_size=32"]) == 0
+    protos = root / "protos"
+    assert main(["step", "prototypes", "--split", str(split), "--attr-model", str(attr), "--out", str(protos),
+                 "--quiet"]) == 0
+    return root
+
+
+def train(run_dir, variant: str, out: str, epochs: int = 1) -> int:
+    return main(["step", "train", "--split", str(run_dir / "split"), "--attr-model", str(run_dir / "attr"),
+                 "--prototypes", str(run_dir / "protos"), "--variant", variant, "--out", str(run_dir / out),
+                 "--quiet", "--set", f"epochs={epochs}", "--set", "steps_per_epoch=2", "--set", "batch_size=8"])
+
+
+@pytest.mark.parametrize("variant", ["amnet", "no_memory", "no_ranking"])
+def test_train_featurize_evaluate(run_dir, variant):
+    assert train(run_dir, variant, f"model-{variant}") == 0
+    model, feats, ev = (str(run_dir / f"{p}-{variant}") for p in ("model", "feats", "eval"))
+    assert main(["step", "featurize", "--split", str(run_dir / "split"), "--model", model, "--out", feats,
+                 "--quiet"]) == 0
+    assert main(["step", "evaluate", "--split", str(run_dir / "split"), "--model", model, "--features", feats,
+                 "--variant", variant, "--out", ev, "--quiet"]) == 0
+    metrics = json.loads((run_dir / f"eval-{variant}" / "metrics.json").read_text())["metrics"]
+    for key in ("top1", "top5", "top10", "top20", "top50", "ndcg20", "two_top20", "two_ndcg20"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["top1"] <= metrics["top5"] <= metrics["top20"] <= metrics["top50"]
+    assert (run_dir / f"eval-{variant}" / "per_query.parquet").exists()
+
+
+def test_attribute_based_baseline(run_dir):
+    split, attr = str(run_dir / "split"), str(run_dir / "attr")
+    assert main(["step", "featurize", "--split", split, "--model", attr, "--out", str(run_dir / "feats-attr"),
+                 "--quiet"]) == 0
+    assert main(["step", "evaluate", "--split", split, "--model", attr, "--features", str(run_dir / "feats-attr"),
+                 "--variant", "attribute_based", "--out", str(run_dir / "eval-attr"), "--quiet"]) == 0
+    metrics = json.loads((run_dir / "eval-attr" / "metrics.json").read_text())["metrics"]
+    assert 0.0 <= metrics["top20"] <= 1.0
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(run_dir):
+    assert train(run_dir, "amnet", "model-rt") == 0
+    a = load_model(str(run_dir / "model-rt"))
+    b = load_model(str(run_dir / "model-rt"))
+    x = torch.rand(4, 3, 32, 32)
+    h = torch.zeros(4, a.vocab.total_values)
+    h[:, 0] = 1
+    assert torch.equal(a.model.query(x, h), b.model.query(x, h))
+
+
+def test_resume_continues_from_saved_epoch(run_dir):
+    assert train(run_dir, "amnet", "model-resume", epochs=1) == 0
+    state = run_dir / "model-resume" / "checkpoints" / "train_state.pt"
+    first = load_payload(str(state))
+    assert first["epoch"] == 1 and first["optimizer"]["state"]  # momentum buffers saved
+    assert train(run_dir, "amnet", "model-resume", epochs=2) == 0  # same folder: resumes at epoch 2
+    second = load_payload(str(state))
+    assert second["epoch"] == 2
+    assert len(second["history"]) == 2 and second["history"][0] == first["history"][0]
+
+
+def test_featurize_skips_shards_already_written(run_dir):
+    model, feats = str(run_dir / "model-amnet"), str(run_dir / "feats-amnet")
+    if not (run_dir / "model-amnet").exists():
+        assert train(run_dir, "amnet", "model-amnet") == 0
+    args = ["step", "featurize", "--split", str(run_dir / "split"), "--model", model, "--out", feats, "--quiet"]
+    assert main(args) == 0
+    assert main(args) == 0
+    meta = json.loads((run_dir / "feats-amnet" / "features.json").read_text())
+    assert meta["skipped_shards"] == meta["shards"] == 4 and meta["count"] == 200
+
+
+def test_corrupted_checkpoint_is_a_clear_error(run_dir, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.pt").write_bytes(b"not a checkpoint")
+    code = main(["step", "featurize", "--split", str(run_dir / "split"), "--model", str(bad),
+                 "--out", str(tmp_path / "f"), "--quiet"])
+    assert code == 2
+    assert "not a readable amnet checkpoint" in capsys.readouterr().err
