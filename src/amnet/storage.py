@@ -39,18 +39,20 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 @lru_cache(maxsize=4)
-def _client(endpoint: str | None):
+def _client(endpoint: str | None, key_id: str | None):
     import boto3
     from botocore.config import Config
 
+    # Bounded retries: a restarting S3 server is retried with backoff, then a clear error is raised.
     cfg = Config(retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=5, read_timeout=60)
-    return boto3.client("s3", endpoint_url=endpoint, config=cfg)
+    # A fresh Session reads the current environment (boto3's default session caches old keys).
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, config=cfg)
 
 
 def s3_client():
     """A boto3 S3 client for the endpoint named by the standard AWS environment (bounded retries)."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return _client(endpoint)
+    return _client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"))
 
 
 def _s3_error(uri: str, exc: Exception) -> AmnetError:
