@@ -37,6 +37,7 @@ from kfp.dsl import PipelineTask
 
 PIPELINE_NAME = "amnet"
 TRAINED_VARIANTS = ["amnet", "no_memory", "no_ranking"]
+UPSTREAM = ""  # parent run id given to cacheable upstream stages (see amnet_stages)
 
 # Secret data key -> environment variable, per secret (see manifests/).
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
@@ -145,15 +146,17 @@ def build_pipeline(options: CompileOptions | None = None):
                 image_size=image_size, pretrain_epochs=pretrain_epochs, epochs=epochs,
                 steps_per_epoch=steps_per_epoch, lr=lr, lam=lam, margin=margin, batch_size=batch_size,
                 seed=seed))
+            # Upstream stages get no parent run id: it changes every run and would defeat KFP caching.
+            # On a cache miss they log standalone MLflow runs (tagged amnet.stage); on a hit, nothing.
             split = infra(split_dataset(dataset_uri=dataset_uri, params=params.outputs["split"],
-                                        parent_run_id=parent_run_id)).outputs["split"]
+                                        parent_run_id=UPSTREAM)).outputs["split"]
             attr_model = accelerated(pretrain_attribute_cnn(
-                split=split, params=params.outputs["pretrain"], parent_run_id=parent_run_id)).outputs["model"]
+                split=split, params=params.outputs["pretrain"], parent_run_id=UPSTREAM)).outputs["model"]
             prototypes = infra(compute_prototypes(split=split, attr_model=attr_model, params={},
-                                                  parent_run_id=parent_run_id)).outputs["prototypes"]
+                                                  parent_run_id=UPSTREAM)).outputs["prototypes"]
             loop_args = (variants, split, attr_model, prototypes, params.outputs["train"], parent_run_id)
             with dsl.If(attribute_baseline == True):  # noqa: E712 (a KFP condition, not a Python test)
-                baseline = evaluate_model(split, attr_model, "attribute_based", parent_run_id)
+                baseline = evaluate_model(split, attr_model, "attribute_based", UPSTREAM)
                 infra(build_report(evaluations=trained_variants(*loop_args), parent_run_id=parent_run_id,
                                    baseline=baseline.outputs["evaluation"]))
             with dsl.Else():

@@ -137,7 +137,9 @@ def results_table(run_dir: Path) -> str:
 
 
 def _summary(run_dir: Path, env: dict[str, str], experiment: str) -> None:
-    print("\n" + results_table(run_dir))
+    table = results_table(run_dir)
+    print("\n" + table if table.count("\n") > 1 else "\n(no evaluation ran in this run: all were cached; "
+          "rerun with --no-cache for the table)")
     starts = _executor_outputs(run_dir, "start-parent-run")
     parent = starts[0].get("parameterValues", {}).get("Output", "") if starts else ""
     reports = sorted(run_dir.glob("**/build-report*/report"))

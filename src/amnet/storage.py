@@ -75,9 +75,22 @@ def exists(uri: str) -> bool:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in ("404", "NoSuchKey", "NotFound"):
+                _require_bucket(uri, bucket)
                 return False
             raise _s3_error(uri, exc) from exc
     return os.path.exists(uri)
+
+
+def _require_bucket(uri: str, bucket: str) -> None:
+    """A missing key in a missing bucket is a different mistake: say so."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3_client().head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+            raise AmnetError(f"{uri}: the bucket {bucket!r} does not exist; create it or fix the URI") from exc
+        raise _s3_error(uri, exc) from exc
 
 
 def read_bytes(uri: str) -> bytes:

@@ -415,3 +415,21 @@ def log_to_run(run_id: str, metrics: Mapping[str, float], artifacts: Mapping[str
                 fh.write(storage.read_bytes(uri))
             folder = os.path.dirname(name.strip("/"))
             run.log_artifact(local, folder or None)
+
+
+def log_pytorch_model(run_id: str, model: Any, example: Any, name: str = "model") -> None:
+    """Log ``model`` with ``mlflow.pytorch`` into ``run_id``, with a signature inferred from ``example``.
+
+    The input is a normalised image batch (B, 3, S, S) float32; the output is the representation
+    r (B, Q) used for the gallery (AMNet's manipulation needs the indicator h as well, which the amnet
+    package's ``Searcher`` supplies).
+    """
+    import mlflow
+    import torch
+    from mlflow.models import infer_signature
+
+    with torch.no_grad():
+        output = model(example)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.pytorch.log_model(model, name=name, signature=infer_signature(example.numpy(), output.numpy()),
+                                 input_example=example[:1].numpy())

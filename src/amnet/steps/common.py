@@ -26,7 +26,8 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
 
 
 def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], parent_run_id: str = "",
-                tags: dict[str, str] | None = None, artifacts: list[str] | None = None) -> dict:
+                tags: dict[str, str] | None = None, artifacts: list[str] | None = None,
+                after: Callable[[Any], None] | None = None) -> dict:
     """Run ``body(log)``; with tracking on, inside an MLflow run nested under ``parent_run_id``.
 
     Outputs are written by ``body`` before anything is logged, so a tracking failure never loses a
@@ -45,6 +46,8 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
         for path in artifacts or []:
             if os.path.exists(path):
                 run.log_artifact(path)
+        if after is not None:
+            after(run)
         return result
 
 

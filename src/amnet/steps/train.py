@@ -9,12 +9,30 @@ from amnet.steps.common import base_parser, print_result, resolve, run_tracked
 from amnet.train.amnet_train import run_train
 
 
+def log_model(out: str):
+    """After training: the representation learner as an MLflow PyTorch model with a signature."""
+
+    def _log(run) -> None:
+        import torch
+
+        from amnet import tracking
+        from amnet.model_store import load_model
+
+        loaded = load_model(out)
+        size = loaded.model_config.image_size
+        tracking.log_pytorch_model(run.run_id, loaded.model.backbone, torch.zeros(2, 3, size, size))
+
+    return _log
+
+
 def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: str, params: dict,
              parent_run_id: str = "", progress: bool = True) -> dict:
     cfg = resolve(TrainConfig, {**params, "variant": variant})
     return run_tracked(f"train-{variant}", cfg,
                        lambda log: run_train(split, attr_model, prototypes or None, out, cfg, log, progress),
-                       parent_run_id, {"amnet.variant": variant}, [os.path.join(out, "config.yaml")])
+                       parent_run_id, {"amnet.variant": variant},
+                       [os.path.join(out, "config.yaml"), os.path.join(out, "model.pt")],
+                       after=log_model(out))
 
 
 def main(argv: list[str] | None = None) -> int:
