@@ -99,6 +99,8 @@ def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True) -> P
                enable_caching=cache, cache_root=str(workdir / "kfp-cache"))
     # Locally: no GPU request, no retries (a bug would only repeat), one variant at a time (CPU).
     pipeline = build_pipeline(CompileOptions(use_gpu=False, retries=0, parallelism=1))
+    # Cacheable upstream stages have no parent run; their standalone runs join the same experiment.
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = str(params.get("experiment", "amnet"))
     before = set(root.iterdir())
     with warnings.catch_warnings(), stage_lines():
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=".amnet/run", help="datasets, artifacts and cache (default: %(default)s)")
     p.add_argument("--stack-dir", default=None, help="local stack state folder (default: $AMNET_STACK_DIR or "
                    ".amnet/stack)")
-    p.add_argument("--num-images", type=int, default=6000, help="synthetic dataset size (default: %(default)s)")
+    p.add_argument("--num-images", type=int, default=8000, help="synthetic dataset size (default: %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="re-run every task (kfp.local caching off)")
     args = p.parse_args(argv)
     if not args.local:

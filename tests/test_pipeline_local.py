@@ -5,6 +5,7 @@ subprocess of this Python, artifacts go to ``tmp_path``, tracking goes to the se
 (``mlflow_server`` fixture, real SeaweedFS + MLflow). A few minutes on a 2-core CPU.
 """
 
+import boto3
 import pytest
 
 from amnet.errors import AmnetError
@@ -35,7 +36,8 @@ def parent_runs(client, experiment: str) -> list:
     return client.search_runs([exp.experiment_id], "tags.`amnet.role` = 'pipeline'")
 
 
-def test_whole_pipeline_runs_locally_and_is_tracked(tmp_path, stack_env):
+def test_whole_pipeline_runs_locally_and_is_tracked(tmp_path, stack_env, mlflow_server):
+    mlflow_env = mlflow_server
     from amnet_pipeline.local_run import results_table, run_pipeline
 
     params = {**TINY, "dataset_uri": tiny_dataset(tmp_path), "variants": ["amnet", "no_memory"],
@@ -57,8 +59,28 @@ def test_whole_pipeline_runs_locally_and_is_tracked(tmp_path, stack_env):
     children = stack_env.search_runs([parent.info.experiment_id],
                                      f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     stages = {run.data.tags.get("amnet.stage") for run in children}
-    assert {"split", "pretrain", "prototypes", "train-amnet", "train-no_memory", "evaluate-amnet",
-            "evaluate-no_memory", "evaluate-attribute_based"} <= stages
+    assert {"train-amnet", "train-no_memory", "featurize-amnet", "evaluate-amnet", "evaluate-no_memory"} <= stages
+    # cacheable upstream stages log standalone runs (a per-run parent id would defeat KFP caching)
+    everything = stack_env.search_runs([parent.info.experiment_id])
+    upstream = {run.data.tags.get("amnet.stage") for run in everything} - stages
+    assert {"split", "pretrain", "prototypes", "evaluate-attribute_based"} <= upstream
+    (train_run,) = [r for r in children if r.data.tags.get("amnet.stage") == "train-amnet"]
+    assert train_run.data.params["lam"] == "0.2" and train_run.data.params["margin"] == "0.5"
+    history = stack_env.get_metric_history(train_run.info.run_id, "loss")
+    assert [m.step for m in history][:1] == [1]  # per-epoch losses with steps
+    logged = {a.path for a in stack_env.list_artifacts(train_run.info.run_id)}
+    assert {"config.yaml", "model.pt"} <= logged
+    import mlflow  # MLflow 3: mlflow.pytorch.log_model creates a LoggedModel linked to its source run
+
+    mlflow.set_tracking_uri(mlflow_env.tracking_uri)
+    models = mlflow.search_logged_models(experiment_ids=[parent.info.experiment_id], output_format="list",
+                                         filter_string=f"source_run_id = '{train_run.info.run_id}'")
+    assert len(models) == 1
+    assert mlflow.models.get_model_info(models[0].model_uri).signature is not None
+    # the artifacts really are in the S3 bucket behind the MLflow server
+    s3 = boto3.session.Session().client("s3", endpoint_url=mlflow_env.endpoint)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=mlflow_env.bucket, Prefix="mlflow/").get("Contents", [])]
+    assert any(k.endswith("/model.pt") for k in keys) and any("report.html" in k for k in keys)
 
 
 def test_failed_stage_marks_the_parent_run_failed(tmp_path, stack_env):

@@ -40,7 +40,7 @@ class ModelConfig:
 class SplitConfig:
     per_value: int = 200  # P: attribute-CNN training images per attribute value (paper: 200)
     gallery_size: int = 2000  # paper: 200,000
-    num_queries: int = 500  # per number of changes (paper: 5,000)
+    num_queries: int = 300  # per number of changes (paper: 5,000)
     num_changes: tuple[int, ...] = (1, 2)  # query sets to build: one- and two-attribute (§5.5)
     shard_size: int = 2000
     seed: int = 0
@@ -57,9 +57,9 @@ class SplitConfig:
 @dataclass(frozen=True)
 class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 6
+    epochs: int = 15
     batch_size: int = 64
-    lr: float = 0.02
+    lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
     holdout_fraction: float = 0.1
@@ -78,8 +78,8 @@ class PretrainConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     variant: str = "amnet"
-    epochs: int = 4
-    steps_per_epoch: int = 100
+    epochs: int = 6
+    steps_per_epoch: int = 150
     batch_size: int = 32  # triplets per step
     lr: float = 0.01
     momentum: float = 0.9
@@ -87,7 +87,8 @@ class TrainConfig:
     lam: float = 0.2  # λ in Eq. 6 (paper: 0.2); no_ranking forces 1.0
     margin: float = 0.5  # m in Eq. 5 (paper: 0.5)
     two_change_fraction: float = 0.5  # share of training manipulations that change two attributes
-    hard_negative_fraction: float = 0.0  # share of negatives one attribute from the target (paper: 0)
+    # share of negatives one attribute away from the target (paper: 0 = all random; see README)
+    hard_negative_fraction: float = 0.5
     lr_step_epochs: int = 0  # StepLR period (0 = constant lr)
     seed: int = 0
     num_workers: int = 0
