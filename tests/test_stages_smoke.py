@@ -102,3 +102,18 @@ def test_corrupted_checkpoint_is_a_clear_error(run_dir, tmp_path, capsys):
                  "--out", str(tmp_path / "f"), "--quiet"])
     assert code == 2
     assert "not a readable amnet checkpoint" in capsys.readouterr().err
+
+
+def test_pretrain_accepts_an_initial_weights_file(run_dir, tmp_path):
+    from amnet.config import ModelConfig
+    from amnet.models.backbones import build_backbone
+
+    cfg = ModelConfig(image_size=32, width=8, feature_dim=32)
+    weights = tmp_path / "init.pt"
+    torch.save(build_backbone(cfg).state_dict(), weights)
+    assert main(["step", "pretrain", "--split", str(run_dir / "split"), "--out", str(tmp_path / "attr"), "--quiet",
+                 *MODEL, "--set", "epochs=1", "--set", f"model.weights={weights}"]) == 0
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    assert main(["step", "pretrain", "--split", str(run_dir / "split"), "--out", str(tmp_path / "attr2"),
+                 "--quiet", *MODEL, "--set", "epochs=1", "--set", f"model.weights={bad}"]) == 2
