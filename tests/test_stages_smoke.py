@@ -112,7 +112,7 @@ def test_pretrain_accepts_an_initial_weights_file(run_dir, tmp_path):
     weights = tmp_path / "init.pt"
     torch.save(build_backbone(cfg).state_dict(), weights)
     assert main(["step", "pretrain", "--split", str(run_dir / "split"), "--out", str(tmp_path / "attr"), "--quiet",
-                 *MODEL, "--set", "epochs=1", "--set", f"model.weights={weights}"]) == 0
+                 *MODEL, "--set", "epochs=1", "--weights", str(weights)]) == 0
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     assert main(["step", "pretrain", "--split", str(run_dir / "split"), "--out", str(tmp_path / "attr2"),

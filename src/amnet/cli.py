@@ -37,6 +37,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("stack", "down"): ("amnet.stack:main_down", "stop what `stack up` started"),
     ("stack", "status"): ("amnet.stack:main_status", "show the local stack's endpoints and health"),
     ("run",): ("amnet_pipeline.local_run:main", "run the whole pipeline locally (kfp.local)"),
+    ("runs", "compare"): ("amnet.registry:main_compare", "headline metrics of pipeline runs side by side"),
 }
 
 

@@ -417,12 +417,12 @@ def log_to_run(run_id: str, metrics: Mapping[str, float], artifacts: Mapping[str
             run.log_artifact(local, folder or None)
 
 
-def log_pytorch_model(run_id: str, model: Any, example: Any, name: str = "model") -> None:
+def log_pytorch_model(run_id: str, model: Any, example: Any, name: str = "model") -> str:
     """Log ``model`` with ``mlflow.pytorch`` into ``run_id``, with a signature inferred from ``example``.
 
     The input is a normalised image batch (B, 3, S, S) float32; the output is the representation
     r (B, Q) used for the gallery (AMNet's manipulation needs the indicator h as well, which the amnet
-    package's ``Searcher`` supplies).
+    package's ``Searcher`` supplies). Returns the logged model's URI.
     """
     import mlflow
     import torch
@@ -431,5 +431,7 @@ def log_pytorch_model(run_id: str, model: Any, example: Any, name: str = "model"
     with torch.no_grad():
         output = model(example)
     with mlflow.start_run(run_id=run_id):
-        mlflow.pytorch.log_model(model, name=name, signature=infer_signature(example.numpy(), output.numpy()),
-                                 input_example=example[:1].numpy())
+        info = mlflow.pytorch.log_model(model, name=name,
+                                        signature=infer_signature(example.numpy(), output.numpy()),
+                                        input_example=example[:1].numpy())
+    return info.model_uri

@@ -21,8 +21,11 @@ def main(argv: list[str] | None = None) -> int:
                     "Resumes from OUT/checkpoints when rerun.")
     p.add_argument("--split", required=True, help="output of `amnet data split` (folder or s3://)")
     p.add_argument("--out", required=True, help="model artifact folder (model.pt, config.yaml)")
+    p.add_argument("--weights", help="initial backbone weights: a state-dict file, local path or s3:// "
+                   "(torchvision names for alexnet/resnet*; nothing is ever downloaded)")
     args = p.parse_args(argv)
-    cfg = resolve(PretrainConfig, None, args.config, args.overrides)
+    extra = [f"model.weights={args.weights}"] if args.weights else []
+    cfg = resolve(PretrainConfig, None, args.config, args.overrides + extra)
     print_result(run_tracked("pretrain", cfg, lambda log: run_pretrain(args.split, args.out, cfg, log,
                                                                        not args.quiet), args.parent_run_id))
     return 0
