@@ -37,8 +37,15 @@ stack-down: $(STAMP)
 compile: $(STAMP)
 	$(BIN)/amnet pipeline compile --out amnet_pipeline.yaml
 
-images:
-	docker build -f images/cpu/Dockerfile -t amnet:$$($(BIN)/python -c 'import amnet; print(amnet.__version__)') .
+# Both images, tagged as components/images.py names them: $$AMNET_IMAGE_REGISTRY/amnet:VERSION[-cuda].
+CONTAINER ?= docker
+images: $(STAMP)
+	$(CONTAINER) build -f images/cpu/Dockerfile -t $$($(BIN)/python -c 'from amnet_components.images import PROJECT_IMAGE; print(PROJECT_IMAGE)') .
+	$(CONTAINER) build -f images/gpu/Dockerfile -t $$($(BIN)/python -c 'from amnet_components.images import GPU_IMAGE; print(GPU_IMAGE)') .
+
+.PHONY: images-lint
+images-lint: $(STAMP)
+	$(BIN)/hadolint images/cpu/Dockerfile images/gpu/Dockerfile
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -257,12 +257,29 @@ def main_schedule(argv: list[str] | None = None) -> int:
         "  second minute hour day-of-month month day-of-week\n"
         "  '0 0 3 * * 0'   Sundays at 03:00:00\n  '0 30 2 * * *'  every day at 02:30:00\n\n"
         "example:\n  amnet pipeline schedule --host http://localhost:8888 --cron '0 0 3 * * 0' \\\n"
-        "      --param dataset_uri=s3://amnet/datasets/synth\n\n" + _EPILOG_PARAMS)
-    p.add_argument("--cron", required=True, help="6-field cron expression, seconds first (see below)")
+        "      --param dataset_uri=s3://amnet/datasets/synth\n"
+        "  amnet pipeline schedule --host http://localhost:8888 --from-file manifests/schedule/recurring-run.yaml\n\n"
+        + _EPILOG_PARAMS)
+    p.add_argument("--cron", default=None,
+                   help="6-field cron expression, seconds first (see below); required unless --from-file gives it")
     p.add_argument("--name", default="amnet-retrain", help="recurring run name (default: %(default)s)")
+    p.add_argument("--from-file", default=None, metavar="FILE",
+                   help="declarative recurring run (manifests/schedule/recurring-run.yaml): cron, name, "
+                   "parameters, compile options; flags on the command line override it")
+    spec = None
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--from-file", default=None)
+    from_file = pre.parse_known_args(argv)[0].from_file
+    if from_file:
+        from amnet_pipeline.schedule_file import load_recurring_run
+
+        spec = load_recurring_run(from_file)
+        p.set_defaults(**spec.cli_defaults())
     args = p.parse_args(argv)
+    if args.cron is None:
+        p.error("the following arguments are required: --cron (or --from-file FILE with a cron)")
     cron = validate_cron(args.cron)
-    params = pipeline_params(args.param, experiment=args.experiment)
+    params = pipeline_params(args.param, experiment=args.experiment, base=spec.params if spec else None)
     with tempfile.TemporaryDirectory(prefix="amnet-schedule-") as folder:
         package = _package(args, folder)
         client = _client(args.host, args.namespace)
@@ -270,7 +287,9 @@ def main_schedule(argv: list[str] | None = None) -> int:
         recurring = client.create_recurring_run(
             experiment_id=experiment.experiment_id, job_name=args.name, cron_expression=cron,
             max_concurrency=1, no_catchup=True, params=params, pipeline_package_path=package,
-            enabled=True, pipeline_root=args.pipeline_root)
+            enabled=spec.enabled if spec else True, pipeline_root=args.pipeline_root,
+            description=spec.description if spec else None,
+            service_account=spec.service_account if spec else None)
     print(f"scheduled {args.name!r} ({recurring.recurring_run_id}) at cron {cron!r} "
           f"in experiment {args.experiment!r}")
     return 0

