@@ -38,6 +38,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("stack", "status"): ("amnet.stack:main_status", "show the local stack's endpoints and health"),
     ("run",): ("amnet_pipeline.local_run:main", "run the whole pipeline locally (kfp.local)"),
     ("runs", "compare"): ("amnet.registry:main_compare", "headline metrics of pipeline runs side by side"),
+    ("search",): ("amnet.search_cli:main", "this image, but with these attributes: ranked gallery results"),
+    ("serve",): ("amnet.serve:main", "a small web page for interactive search with a trained model"),
 }
 
 
