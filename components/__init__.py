@@ -10,6 +10,7 @@ from amnet_components.featurize import featurize_gallery
 from amnet_components.params import stage_params
 from amnet_components.pretrain import pretrain_attribute_cnn
 from amnet_components.prototypes import compute_prototypes
+from amnet_components.register import register_model
 from amnet_components.report import build_report
 from amnet_components.split import split_dataset
 from amnet_components.tracking import finish_parent_run, start_parent_run
@@ -22,6 +23,7 @@ __all__ = [
     "featurize_gallery",
     "finish_parent_run",
     "pretrain_attribute_cnn",
+    "register_model",
     "split_dataset",
     "stage_params",
     "start_parent_run",

@@ -16,15 +16,21 @@ def build_report(
     report_md: Output[Markdown],
     metrics: Output[Metrics],
     baseline: Optional[Input[Dataset]] = None,  # noqa: UP045
+    decision: Optional[Input[Artifact]] = None,  # noqa: UP045
 ):
     """Trained variants' evaluations (+ the attribute-based baseline's) -> report folder, HTML, Markdown."""
+    import json
     import os
     import shutil
 
     from amnet.report import run_report
 
     paths = [e.path for e in evaluations] + ([baseline.path] if baseline is not None else [])
-    results = run_report(paths, report.path, parent_run_id)
+    gate = None
+    if decision is not None and os.path.exists(os.path.join(decision.path, "decision.json")):
+        with open(os.path.join(decision.path, "decision.json")) as fh:
+            gate = json.load(fh)
+    results = run_report(paths, report.path, parent_run_id, decision=gate)
     shutil.copyfile(os.path.join(report.path, "report.html"), report_html.path)
     shutil.copyfile(os.path.join(report.path, "report.md"), report_md.path)
     for name, value in results.items():

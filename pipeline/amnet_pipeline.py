@@ -8,7 +8,8 @@ Shape::
         stage-params -> split-dataset -> pretrain-attribute-cnn -> compute-prototypes
         if attribute_baseline:  featurize + evaluate the attribute CNN ("attribute_based")
         for variant in variants:  train-amnet -> featurize-gallery -> evaluate-retrieval
-        build-report(Collected(evaluations) [+ baseline evaluation])   HTML + Markdown + Metrics
+        register-model(Collected models/evaluations/features)          MLflow registry gate
+        build-report(Collected(evaluations) [+ baseline evaluation] + decision)  HTML + Markdown + Metrics
 
 Two KFP constraints shape it. An exit task may not consume another task's output, so the stages live
 in a nested pipeline whose *input* is the parent run id: the exit task reads that input. And
@@ -26,6 +27,7 @@ from amnet_components import (
     featurize_gallery,
     finish_parent_run,
     pretrain_attribute_cnn,
+    register_model,
     split_dataset,
     stage_params,
     start_parent_run,
@@ -103,21 +105,31 @@ def build_pipeline(options: CompileOptions | None = None):
                            backoff_max_duration="3600s")
         return task
 
-    def evaluate_model(split, model, variant, parent_run_id) -> PipelineTask:
-        """featurize(model) -> evaluate(variant)."""
+    def evaluate_model(split, model, variant, parent_run_id) -> tuple[PipelineTask, PipelineTask]:
+        """featurize(model) -> evaluate(variant); returns both tasks."""
         features = accelerated(featurize_gallery(split=split, model=model, variant=variant, params={},
                                                  parent_run_id=parent_run_id))
-        return infra(evaluate_retrieval(split=split, model=model, features=features.outputs["features"],
-                                        variant=variant, params={}, parent_run_id=parent_run_id))
+        evaluation = infra(evaluate_retrieval(split=split, model=model, features=features.outputs["features"],
+                                              variant=variant, params={}, parent_run_id=parent_run_id))
+        return features, evaluation
 
-    def trained_variants(variants, split, attr_model, prototypes, train_params, parent_run_id):
-        """ParallelFor over variants: train -> featurize -> evaluate; returns the collected evaluations."""
+    def trained_variants(variants, split, attr_model, prototypes, train_params, parent_run_id, gate):
+        """ParallelFor over variants: train -> featurize -> evaluate; then the registry gate.
+
+        Returns the collected evaluations and the register task (its decision goes into the report).
+        """
         with dsl.ParallelFor(variants, parallelism=options.parallelism) as variant:
             model = accelerated(train_amnet(split=split, attr_model=attr_model, prototypes=prototypes,
                                             variant=variant, params=train_params,
                                             parent_run_id=parent_run_id))
-            evaluation = evaluate_model(split, model.outputs["model"], variant, parent_run_id)
-        return dsl.Collected(evaluation.outputs["evaluation"])
+            features, evaluation = evaluate_model(split, model.outputs["model"], variant, parent_run_id)
+        evaluations = dsl.Collected(evaluation.outputs["evaluation"])  # one Collected per consumer (KFP 2.17)
+        register = infra(register_model(
+            models=dsl.Collected(model.outputs["model"]),
+            evaluations=dsl.Collected(evaluation.outputs["evaluation"]),
+            features=dsl.Collected(features.outputs["features"]), split=split, parent_run_id=parent_run_id,
+            **gate)).set_caching_options(False)
+        return evaluations, register
 
     @dsl.pipeline(name="amnet-stages", description="The AMNet stages under one MLflow parent run.")
     def amnet_stages(
@@ -138,6 +150,10 @@ def build_pipeline(options: CompileOptions | None = None):
         seed: int,
         variants: list,
         attribute_baseline: bool,
+        model_name: str,
+        gate_metrics: str,
+        gate_margin: float,
+        gate_rule: str,
     ):
         finish = infra(finish_parent_run(parent_run_id=parent_run_id)).set_caching_options(False)
         with dsl.ExitHandler(finish):
@@ -154,13 +170,19 @@ def build_pipeline(options: CompileOptions | None = None):
                 split=split, params=params.outputs["pretrain"], parent_run_id=UPSTREAM)).outputs["model"]
             prototypes = infra(compute_prototypes(split=split, attr_model=attr_model, params={},
                                                   parent_run_id=UPSTREAM)).outputs["prototypes"]
-            loop_args = (variants, split, attr_model, prototypes, params.outputs["train"], parent_run_id)
+            gate = {"model_name": model_name, "gate_metrics": gate_metrics, "gate_margin": gate_margin,
+                    "gate_rule": gate_rule}
+            loop_args = (variants, split, attr_model, prototypes, params.outputs["train"], parent_run_id, gate)
             with dsl.If(attribute_baseline == True):  # noqa: E712 (a KFP condition, not a Python test)
-                baseline = evaluate_model(split, attr_model, "attribute_based", UPSTREAM)
-                infra(build_report(evaluations=trained_variants(*loop_args), parent_run_id=parent_run_id,
-                                   baseline=baseline.outputs["evaluation"]))
+                _, baseline = evaluate_model(split, attr_model, "attribute_based", UPSTREAM)
+                evaluations, register = trained_variants(*loop_args)
+                infra(build_report(evaluations=evaluations, parent_run_id=parent_run_id,
+                                   baseline=baseline.outputs["evaluation"],
+                                   decision=register.outputs["decision"]))
             with dsl.Else():
-                infra(build_report(evaluations=trained_variants(*loop_args), parent_run_id=parent_run_id))
+                evaluations, register = trained_variants(*loop_args)
+                infra(build_report(evaluations=evaluations, parent_run_id=parent_run_id,
+                                   decision=register.outputs["decision"]))
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -185,6 +207,10 @@ def build_pipeline(options: CompileOptions | None = None):
         variants: list = TRAINED_VARIANTS,  # noqa: B006 (KFP reads the default; never mutated)
         attribute_baseline: bool = True,
         experiment: str = "amnet",
+        model_name: str = "amnet",
+        gate_metrics: str = "top20,ndcg20",
+        gate_margin: float = 0.0,
+        gate_rule: str = "all",
     ):
         start = infra(start_parent_run(experiment=experiment, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                        kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER))
@@ -194,7 +220,8 @@ def build_pipeline(options: CompileOptions | None = None):
             gallery_size=gallery_size, num_queries=num_queries, backbone=backbone, image_size=image_size,
             pretrain_epochs=pretrain_epochs, epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr, lam=lam,
             margin=margin, batch_size=batch_size, seed=seed, variants=variants,
-            attribute_baseline=attribute_baseline)
+            attribute_baseline=attribute_baseline, model_name=model_name, gate_metrics=gate_metrics,
+            gate_margin=gate_margin, gate_rule=gate_rule)
 
     return amnet_pipeline
 

@@ -5,12 +5,19 @@ Euclidean distance (the gallery is never manipulated). The attribute-based basel
 query's attributes with the attribute CNN, substitutes the desired ones, ranks gallery images whose
 *predicted* attributes equal that target first (by representation distance) and the rest after
 them by number of matched attributes, then distance.
+
+Besides the headline metrics (§5.1–5.3, §5.5), the evaluation artifact carries what the report
+needs for the rest of §5: top-k curves k = 1..50 (Fig. 5), the gallery-size study (§5.4, Fig. 6),
+retrieval examples (Fig. 7, ``examples.parquet``) and timing with the hardware it ran on (§5.6).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,13 +30,18 @@ from amnet.data import shards
 from amnet.data.split import label_matrix
 from amnet.data.tensors import decode_batch, to_input
 from amnet.errors import AmnetError, ConfigError
-from amnet.featurize import load_features
+from amnet.featurize import FEATURES_JSON, load_features
 from amnet.model_store import LoadedModel, load_model
 from amnet.models.memory import make_indicator
+from amnet.retrieval_examples import EXAMPLES, build_examples, pick_queries
 from amnet.search import build_index
 from amnet.train.loop_utils import pick_device
 
 PREFIX = {1: "", 2: "two_", 3: "three_"}
+CURVE_K = 50  # top-k curves for k = 1..50 (Fig. 5)
+GALLERY_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # gallery-size study (§5.4, Fig. 6)
+GALLERY_K = 20
+GALLERY_SEED = 0
 
 
 def changes_of(queries: pd.DataFrame) -> list[list[tuple[int, int]]]:
@@ -72,7 +84,95 @@ def attribute_based_rank(q: np.ndarray, gallery: np.ndarray, gallery_pred: np.nd
     return out
 
 
+def rank_gallery(variant: str, q: np.ndarray, gallery_x: np.ndarray, gallery_pred: np.ndarray | None,
+                 pred_target: np.ndarray | None, k: int) -> np.ndarray:
+    """(N, k) gallery rows, best first, by the variant's own ranking (L2, or the attribute-based rule)."""
+    if variant == "attribute_based":
+        return attribute_based_rank(q, gallery_x, gallery_pred, pred_target, k)
+    return build_index(gallery_x, "exact").search(q, k)[1]
+
+
+def gallery_subsets(gallery_ids: np.ndarray, fractions: tuple[float, ...] = GALLERY_FRACTIONS,
+                    seed: int = GALLERY_SEED) -> dict[str, np.ndarray]:
+    """Nested seeded random subsets of the gallery: ``"0.25" -> sorted row positions``.
+
+    The permutation is drawn over the *sorted image ids*, so every variant (whatever the row order of
+    its feature artifact) searches the same images at each size.
+    """
+    n = len(gallery_ids)
+    order = np.argsort(gallery_ids.astype(str), kind="stable")[np.random.default_rng(seed).permutation(n)]
+    return {str(f): np.sort(order[: max(1, round(f * n))]) for f in fractions}
+
+
+def has_target(gallery_labels: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N,) bool: some gallery image has exactly the query's target attributes (missing target values ignored)."""
+    present = {tuple(row) for row in gallery_labels.tolist()}
+    out = np.empty(len(targets), dtype=bool)
+    for i, t in enumerate(targets):
+        known = t >= 0
+        out[i] = (tuple(t.tolist()) in present if known.all()
+                  else bool((gallery_labels[:, known] == t[known]).all(1).any()))
+    return out
+
+
+def gallery_study(variant: str, q: np.ndarray, gallery_x: np.ndarray, gallery_labels: np.ndarray,
+                  gallery_pred: np.ndarray | None, pred_target: np.ndarray | None, targets: np.ndarray,
+                  subsets: dict[str, np.ndarray], k: int = GALLERY_K) -> dict[str, dict[str, float]]:
+    """Top-k accuracy of the given queries when each gallery subset is searched on its own (§5.4, Fig. 6).
+
+    Every query stays in the denominator at every size: a query whose exact target no longer occurs
+    in a subset cannot hit and **counts as a miss** (``answerable`` is the fraction that still can),
+    so shrinking the gallery helps by removing distractors and hurts by removing the only matches.
+    ``present`` is the accuracy over the answerable queries only, which isolates the first effect.
+    """
+    accuracy, answerable, present, sizes = {}, {}, {}, {}
+    if len(targets) == 0:  # no one-attribute queries in this split
+        subsets = {}
+    for key, rows in subsets.items():
+        pred = gallery_pred[rows] if gallery_pred is not None else None
+        ranked = rank_gallery(variant, q, gallery_x[rows], pred, pred_target, min(k, len(rows)))
+        labels = gallery_labels[rows]
+        hit = metrics.exact_match(labels[ranked], targets).any(1)  # (N,)
+        can = has_target(labels, targets)  # (N,)
+        accuracy[key], answerable[key] = float(hit.mean()), float(can.mean())
+        present[key] = float(hit[can].mean()) if can.any() else 0.0
+        sizes[key] = int(len(rows))
+    return {"accuracy": accuracy, "sizes": sizes, "answerable": answerable, "present": present}
+
+
+def cpu_name() -> str:
+    """The CPU model (``platform.processor()`` is often empty on Linux; /proc/cpuinfo names it)."""
+    name = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    return name or platform.machine()
+
+
+def hardware(device: torch.device) -> dict[str, Any]:
+    """Where this evaluation ran (§5.6 reports its server's CPU and GPUs)."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    return {"processor": cpu_name(), "machine": platform.machine(), "cpu_count": os.cpu_count() or 0,
+            "torch_device": str(device), "gpu": gpu}
+
+
+def featurize_timing(features: str) -> dict[str, Any]:
+    """Featurization time and rate of the gallery, copied from the feature artifact's features.json."""
+    meta = json.loads(storage.read_text(storage.join(features, FEATURES_JSON)))
+    return {key: meta.get(key) for key in ("count", "seconds", "images_per_s", "device")}
+
+
 def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateConfig, progress: bool = True) -> dict:
+    """Evaluate one variant: ``metrics.json``, ``per_query.parquet`` and ``examples.parquet`` in ``out``.
+
+    ``metrics.json`` = ``{"variant", "metrics" (flat scalars: top1 ... ndcg20, two_*, top20_<attribute>),
+    "curves" ({num_changes: [top-1 .. top-50 accuracy]}), "gallery_curve" ({fraction: top-20 of
+    one-attribute queries, absent targets counted as misses}), "gallery_sizes", "gallery_answerable"
+    (fraction of those queries whose target is in the subset), "gallery_curve_present" (top-20 over
+    those only), "timing" (featurization, manipulation and search time, hardware), "config"}``.
+    """
     start = time.perf_counter()
     device = pick_device()
     loaded = load_model(model, device)
@@ -80,6 +180,7 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
     k = max(max(cfg.ks), cfg.ndcg_k)
     if k > len(gallery):
         raise ConfigError(f"k = {k} is larger than the gallery ({len(gallery)} images); lower ks/ndcg_k")
+    depth = max(k, min(CURVE_K, len(gallery)))
     if cfg.variant == "attribute_based" and loaded.kind != "attribute_cnn":
         raise AmnetError("the attribute_based variant needs the attribute CNN (output of `amnet step pretrain`)")
     if cfg.variant != "attribute_based" and loaded.kind != "amnet":
@@ -87,43 +188,61 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
     queries = shards.read_shards(storage.join(split, "queries"))
     m = loaded.vocab.num_attributes
     targets = label_matrix(queries["target"], m)
+    manipulate_start = time.perf_counter()
     q, pred = query_vectors(loaded, queries, cfg.batch_size, device)
-    search_start = time.perf_counter()
+    gallery_pred, pred_target = None, None
     if cfg.variant == "attribute_based":
         if "pred_labels" not in gallery.columns:
             raise AmnetError(f"{features}: no predicted labels; featurize the gallery with the attribute CNN")
+        gallery_pred = label_matrix(gallery["pred_labels"], m)
         pred_target = pred.copy()
         for i, ch in enumerate(queries["changed"]):
             pred_target[i, list(ch)] = targets[i, list(ch)]
-        ranked = attribute_based_rank(q, gallery_x, label_matrix(gallery["pred_labels"], m), pred_target, k)
-    else:
-        _, ranked = build_index(gallery_x, "exact").search(q, k)
-    search_s = time.perf_counter() - search_start
+    search_start = time.perf_counter()
+    ranked = rank_gallery(cfg.variant, q, gallery_x, gallery_pred, pred_target, depth)
+    search_s, manipulate_s = time.perf_counter() - search_start, search_start - manipulate_start
     gallery_labels = label_matrix(gallery["labels"], m)
     result_labels = gallery_labels[ranked]  # (N, K, M)
     hits = metrics.exact_match(result_labels, targets)  # (N, K)
     rel = metrics.relevance(result_labels, targets)
 
     summary: dict[str, float] = {}
+    curves: dict[str, list[float]] = {}
     groups = queries["num_changes"].to_numpy()
     for n in sorted(set(groups.tolist())):
         sel = groups == n
         part = metrics.summarize(hits[sel], rel[sel], ks=cfg.ks, ndcg_ks=(cfg.ndcg_k,))
         summary.update({f"{PREFIX.get(n, f'n{n}_')}{key}": value for key, value in part.items()})
+        curves[str(n)] = list(metrics.topk_accuracy(hits[sel], range(1, min(CURVE_K, depth) + 1)).values())
         if n == 1 and k >= 20:
             per_attr = metrics.per_attribute_topk(hits[sel], list(queries["changed"][sel]), loaded.vocab.names, 20)
             summary.update({f"top20_{name}": v for name, v in per_attr.items()})
-    first_hit = np.where(hits.any(1), hits.argmax(1) + 1, -1)
+    one = groups == 1
     gallery_ids = gallery["image_id"].to_numpy()
+    study = gallery_study(cfg.variant, q[one], gallery_x, gallery_labels, gallery_pred,
+                          pred_target[one] if pred_target is not None else None, targets[one],
+                          gallery_subsets(gallery_ids))
+    first_hit = np.where(hits.any(1), hits.argmax(1) + 1, -1)
     per_query = pd.DataFrame({
         "image_id": queries["image_id"].to_numpy(), "num_changes": groups, "changed": list(queries["changed"]),
         "target": list(queries["target"]), "results": [gallery_ids[r].tolist() for r in ranked],
         "first_hit_rank": first_hit, "ndcg": metrics.ndcg_at_k(rel, cfg.ndcg_k),
     })
     shards.write_table(storage.join(out, "per_query.parquet"), per_query)
+    examples = build_examples(split, queries, pick_queries(queries), ranked, hits, gallery_ids, gallery_labels,
+                              loaded.vocab)
+    shards.write_table(storage.join(out, EXAMPLES), examples)
+    n_queries = max(len(queries), 1)
     timing = {"queries": int(len(queries)), "gallery": int(len(gallery)),
-              "search_ms_per_query": 1000 * search_s / max(len(queries), 1),
+              "search_ms_per_query": 1000 * search_s / n_queries,
+              "manipulate_ms_per_query": 1000 * manipulate_s / n_queries,
+              "query_ms_per_query": 1000 * (search_s + manipulate_s) / n_queries,
+              "featurize": featurize_timing(features), "hardware": hardware(device),
               "seconds": round(time.perf_counter() - start, 2)}
-    payload = {"variant": cfg.variant, "metrics": summary, "timing": timing, "config": cfgmod.to_dict(cfg)}
+    payload = {"variant": cfg.variant, "metrics": summary, "curves": curves,
+               "gallery_curve": study["accuracy"], "gallery_sizes": study["sizes"],
+               "gallery_answerable": study["answerable"], "gallery_curve_present": study["present"],
+               "gallery_k": GALLERY_K, "gallery_seed": GALLERY_SEED,
+               "timing": timing, "config": cfgmod.to_dict(cfg)}
     storage.write_text(storage.join(out, "metrics.json"), json.dumps(payload, indent=2) + "\n")
     return {**summary, "search_ms_per_query": timing["search_ms_per_query"]}
