@@ -161,7 +161,8 @@ def build_pipeline(options: CompileOptions | None = None):
                 per_value=per_value, gallery_size=gallery_size, num_queries=num_queries, backbone=backbone,
                 image_size=image_size, pretrain_epochs=pretrain_epochs, epochs=epochs,
                 steps_per_epoch=steps_per_epoch, lr=lr, lam=lam, margin=margin, batch_size=batch_size,
-                seed=seed))
+                seed=seed)).set_caching_options(False)  # cheap; a cached copy's JSON types would change
+            # downstream cache keys (ints read back as floats), so it always runs fresh.
             # Upstream stages get no parent run id: it changes every run and would defeat KFP caching.
             # On a cache miss they log standalone MLflow runs (tagged amnet.stage); on a hit, nothing.
             split = infra(split_dataset(dataset_uri=dataset_uri, params=params.outputs["split"],

@@ -141,7 +141,8 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
             run_id = run.run_id
         version = mlflow.register_model(uri, model_name, tags={
             TAG_SOURCE: source_sha, TAG_FINGERPRINT: eval_fp, "amnet.variant": loaded.variant,
-            "amnet.features_uri": features, "amnet.attributes": json.dumps(loaded.vocab.names),
+            "amnet.features_uri": features, "amnet.gallery_uri": split,
+            "amnet.attributes": json.dumps(loaded.vocab.names),
             **{f"amnet.{m}": f"{v:.6f}" for m, v in scores.items() if m in ("top20", "ndcg20", "two_top20")},
         })
         client.set_model_version_tag(model_name, version.version, "amnet.run_id", run_id)

@@ -1,0 +1,233 @@
+"""Interactive search: the Searcher API, `amnet search` and loading from the MLflow registry.
+
+One tiny AMNet model (32 px, width 8, one epoch of two steps) on a tiny synthetic split is built
+once per session through the public CLI and shared with tests/test_serve_browser.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from amnet.cli import main
+from amnet.errors import AmnetError
+from amnet.searcher import Searcher, artifact_uri
+from tests.helpers import tiny_dataset
+
+MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
+
+
+def build_tiny_search_model(base: Path) -> Path:
+    """split/, attr/, protos/, model/, feats/ and eval/ under ``base / "search-tiny"`` (built once)."""
+    root = base / "search-tiny"
+    if (root / "eval" / "metrics.json").exists():
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    split, attr, protos, model, feats = (str(root / n) for n in ("split", "attr", "protos", "model", "feats"))
+    assert main(["data", "split", tiny_dataset(root, num_images=600), "--out", split, "--per-value", "8",
+                 "--gallery-size", "150", "--num-queries", "10", "--shard-size", "64"]) == 0
+    assert main(["step", "pretrain", "--split", split, "--out", attr, "--quiet", *MODEL, "--set", "epochs=1",
+                 "--set", "batch_size=32"]) == 0
+    assert main(["step", "prototypes", "--split", split, "--attr-model", attr, "--out", protos, "--quiet"]) == 0
+    assert main(["step", "train", "--split", split, "--attr-model", attr, "--prototypes", protos, "--out", model,
+                 "--quiet", "--set", "epochs=1", "--set", "steps_per_epoch=2", "--set", "batch_size=8"]) == 0
+    assert main(["step", "featurize", "--split", split, "--model", model, "--out", feats, "--quiet"]) == 0
+    assert main(["step", "evaluate", "--split", split, "--model", model, "--features", feats,
+                 "--out", str(root / "eval"), "--quiet"]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return build_tiny_search_model(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def searcher(tiny) -> Searcher:
+    return Searcher.load(model=str(tiny / "model"), features=str(tiny / "feats"), gallery=str(tiny / "split"))
+
+
+def other_value(searcher: Searcher, image_id: str, attribute: str) -> str:
+    """A value of ``attribute`` that the gallery image does not have."""
+    current = searcher.attributes(image_id)[attribute]
+    return next(v for v in searcher.vocab.attributes[searcher.vocab.attribute_index(attribute)].values
+                if v != current)
+
+
+def test_search_by_gallery_id_returns_k_results_sorted_by_distance(searcher):
+    query = searcher.ids[0]
+    results = searcher.search(query, k=7)
+    assert [r.rank for r in results] == list(range(1, 8))
+    distances = [r.distance for r in results]
+    assert distances == sorted(distances) and all(np.isfinite(distances))
+    assert query not in {r.image_id for r in results}  # the query never returns itself
+    assert all(set(r.attributes) == set(searcher.vocab.names) for r in results)
+    assert len(searcher.search(query, k=searcher.size + 5)) == searcher.size - 1
+
+
+def test_a_gallery_query_is_represented_like_an_upload_of_its_image(searcher):
+    query = searcher.ids[3]
+    by_id, _ = searcher.query_vector(query, {"color": "blue"})
+    by_bytes, _ = searcher.query_vector(searcher.image_bytes(query), {"color": "blue"})
+    np.testing.assert_allclose(by_id, by_bytes, atol=1e-6)
+    pil = Image.open(io.BytesIO(searcher.image_bytes(query)))
+    assert searcher.search(pil, k=1)[0].image_id == query  # a PIL image of it finds the gallery image first
+    # ... and the same r that `amnet step featurize` stored (fp16) for this gallery image
+    r = searcher.represent(searcher.image_bytes(query), trusted=True).numpy()[0]
+    np.testing.assert_allclose(r, searcher.features[3], atol=2e-3)
+
+
+def test_changes_change_the_ranking_and_mark_matching_results(searcher):
+    query = searcher.ids[1]
+    plain = searcher.search(query, k=20)
+    wanted = other_value(searcher, query, "color")
+    changed = searcher.search(query, {"color": wanted, "collar": other_value(searcher, query, "collar")}, k=20)
+    assert [r.image_id for r in changed] != [r.image_id for r in plain] or \
+        [r.distance for r in changed] != pytest.approx([r.distance for r in plain])
+    for r in searcher.search(query, {"color": wanted}, k=20):
+        assert r.matches == (r.attributes["color"] == wanted)
+
+
+def test_unknown_attribute_or_value_lists_the_valid_ones(searcher):
+    query = searcher.ids[0]
+    with pytest.raises(AmnetError, match="unknown attribute 'colour'; valid attributes: category, color"):
+        searcher.search(query, {"colour": "blue"})
+    with pytest.raises(AmnetError, match="unknown value 'teal' for attribute 'color'; valid values: black, white"):
+        searcher.search(query, {"color": "teal"})
+    with pytest.raises(AmnetError, match="unknown gallery id 'nope'"):
+        searcher.attributes("nope")
+
+
+def test_a_change_to_the_current_value_is_allowed(searcher):
+    query = searcher.ids[2]
+    current = searcher.attributes(query)["color"]
+    plain, same = searcher.query_vector(query)[0], searcher.query_vector(query, {"color": current})[0]
+    assert len(searcher.search(query, {"color": current}, k=5)) == 5
+    assert not np.allclose(plain, same)  # the prototype is still added
+
+
+def test_untrusted_query_images_are_checked(tiny, searcher):
+    with pytest.raises(AmnetError, match="not an image"):
+        searcher.search(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    with pytest.raises(AmnetError, match="truncated or corrupt"):
+        searcher.search(searcher.image_bytes(searcher.ids[0])[:200])
+    strict = Searcher(searcher.loaded, searcher.ids, searcher.labels, searcher.features, searcher.images,
+                      max_pixels=100)
+    with pytest.raises(AmnetError, match="over pixel limit"):
+        strict.search(searcher.image_bytes(searcher.ids[0]))
+    with pytest.raises(AmnetError, match="neither a gallery id nor an image file"):
+        searcher.search("no-such-id-or-file")
+
+
+def test_the_gallery_is_featurized_when_no_features_are_given(tiny, searcher):
+    fresh = Searcher.load(str(tiny / "model"), gallery=str(tiny / "split"))
+    query = searcher.ids[5]
+    a, b = searcher.search(query, {"fit": "slim"}, k=5), fresh.search(query, {"fit": "slim"}, k=5)
+    assert [r.image_id for r in a] == [r.image_id for r in b]
+
+
+def test_an_attribute_cnn_is_refused(tiny):
+    with pytest.raises(AmnetError, match="needs an AMNet model"):
+        Searcher.load(str(tiny / "attr"), gallery=str(tiny / "split"))
+
+
+def test_features_of_another_model_are_refused(tiny):
+    other = tiny / "feats-attr"
+    if not (other / "features.json").exists():
+        assert main(["step", "featurize", "--split", str(tiny / "split"), "--model", str(tiny / "attr"),
+                     "--out", str(other), "--quiet"]) == 0
+    with pytest.raises(AmnetError, match="features of a attribute_cnn model, but the model is amnet"):
+        Searcher.load(str(tiny / "model"), features=str(other))
+
+
+def test_kfp_artifact_mounts_map_to_s3_uris(tmp_path):
+    assert artifact_uri("/s3/amnet/v2/artifacts/run/features") == "s3://amnet/v2/artifacts/run/features"
+    assert artifact_uri("/minio/mlpipeline/v2/artifacts/x") == "s3://mlpipeline/v2/artifacts/x"
+    assert artifact_uri(str(tmp_path)) == str(tmp_path) and artifact_uri("s3://b/k") == "s3://b/k"
+    assert artifact_uri("") is None
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def cli(tiny: Path, *args: str) -> int:
+    return main(["search", "--model", str(tiny / "model"), "--features", str(tiny / "feats"),
+                 "--gallery", str(tiny / "split"), *args])
+
+
+def test_cli_prints_a_table(tiny, searcher, capsys):
+    query = searcher.ids[0]
+    assert cli(tiny, "--gallery-id", query, "--set", "color=blue", "--set", "collar=plush", "-k", "5") == 0
+    out = capsys.readouterr().out
+    assert "changes: color=blue, collar=plush" in out
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("rank"))
+    assert lines[head].split()[:4] == ["rank", "distance", "match", "image_id"]
+    assert [line.split()[0] for line in lines[head + 1:]] == ["1", "2", "3", "4", "5"]
+
+
+def test_cli_json_and_contact_sheet(tiny, searcher, tmp_path, capsys):
+    query, out = searcher.ids[4], tmp_path / "sheet" / "results.png"
+    assert cli(tiny, "--gallery-id", query, "--set", "fit=slim", "-k", "6", "--json", "--out", str(out)) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["query"]["gallery_id"] == query and payload["changes"] == {"fit": "slim"}
+    assert [r["rank"] for r in payload["results"]] == [1, 2, 3, 4, 5, 6]
+    assert {"image_id", "distance", "attributes", "matches"} <= set(payload["results"][0])
+    with Image.open(out) as sheet:
+        assert sheet.format == "PNG" and sheet.width > 6 * 128 and sheet.height > 128
+
+
+def test_cli_searches_with_an_image_file(tiny, searcher, tmp_path, capsys):
+    image = tmp_path / "query.jpg"
+    image.write_bytes(searcher.image_bytes(searcher.ids[7]))
+    assert cli(tiny, "--image", str(image), "-k", "3", "--json") == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert results[0]["image_id"] == searcher.ids[7]  # an upload of a gallery image finds it first
+
+
+def test_cli_errors_are_one_line(tiny, searcher, capsys):
+    assert cli(tiny, "--gallery-id", searcher.ids[0], "--set", "color") == 2
+    assert "expected ATTRIBUTE=VALUE" in capsys.readouterr().err
+    assert cli(tiny, "--gallery-id", searcher.ids[0], "--set", "sleeves=long") == 2
+    assert "valid attributes: category, color, sleeve" in capsys.readouterr().err
+    assert cli(tiny, "--image", str(tiny / "missing.jpg")) == 2
+    assert "no such image file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- MLflow
+
+
+@pytest.mark.slow
+def test_load_from_the_model_registry(tiny, searcher, monkeypatch, mlflow_server, tmp_path):
+    from mlflow import MlflowClient
+
+    from amnet.registry import register_and_gate
+
+    for name, value in mlflow_server.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    name = "amnet-search-test"
+    decision = register_and_gate(str(tiny / "model"), str(tiny / "eval"), str(tiny / "feats"), str(tiny / "split"),
+                                 str(tmp_path / "decision"), model_name=name)
+    assert decision.promoted
+    query, changes = searcher.ids[0], {"color": "red"}
+    expected = [(r.image_id, round(r.distance, 4)) for r in searcher.search(query, changes, k=5)]
+
+    champion = Searcher.load(f"models:/{name}@champion", gallery=str(tiny / "split"))
+    assert champion.source.startswith(f"models:/{name}@champion") and champion.size == searcher.size
+    assert [(r.image_id, round(r.distance, 4)) for r in champion.search(query, changes, k=5)] == expected
+
+    run_id = MlflowClient().get_model_version(name, decision.version).tags["amnet.run_id"]
+    by_run = Searcher.load(f"runs:/{run_id}")  # features found through the version registered from the run
+    assert not by_run.has_images  # no gallery given: a gallery id falls back to its stored feature
+    assert [r.image_id for r in by_run.search(query, changes, k=5)] == [i for i, _ in expected]
+
+    with pytest.raises(AmnetError, match="not in the MLflow model registry"):
+        Searcher.load(f"models:/{name}@no-such-alias")
+    with pytest.raises(AmnetError, match="expected models:/NAME@ALIAS"):
+        Searcher.load("models:/just-a-name")
