@@ -10,11 +10,11 @@ def evaluate_retrieval(split: Input[Dataset], model: Input[Model], features: Inp
                        params: dict, parent_run_id: str, evaluation: Output[Dataset],
                        metrics: Output[Metrics]):
     """Query shards + model + gallery features -> metrics.json and per-query results of ``variant``."""
+    from amnet_components.results import log_results
+
     from amnet.steps.evaluate import run_step
 
     evaluation.metadata["variant"] = variant
     results = run_step(split.path, model.path, features.path, evaluation.path, variant, params,
                        parent_run_id)
-    for name, value in results.items():
-        if isinstance(value, (int, float)):
-            metrics.log_metric(name, value)
+    log_results(metrics, results)

@@ -22,11 +22,12 @@ def register_model(
     metrics: Output[Metrics],
 ):
     """Trained variants -> registered `amnet` version (alias challenger; champion if it wins the gate)."""
+    from amnet_components.results import log_results
+
     from amnet.registry import GateRule, run_register
 
     rule = GateRule(tuple(gate_metrics.split(",")), gate_margin, gate_rule)
     results = run_register([m.path for m in models], [e.path for e in evaluations], [f.path for f in features],
                            split.path, decision.path, model_name=model_name, rule=rule,
                            parent_run_id=parent_run_id)
-    for name, value in results.items():
-        metrics.log_metric(name, value)
+    log_results(metrics, results)

@@ -23,6 +23,8 @@ def build_report(
     import os
     import shutil
 
+    from amnet_components.results import log_results
+
     from amnet.report import run_report
 
     paths = [e.path for e in evaluations] + ([baseline.path] if baseline is not None else [])
@@ -33,6 +35,4 @@ def build_report(
     results = run_report(paths, report.path, parent_run_id, decision=gate)
     shutil.copyfile(os.path.join(report.path, "report.html"), report_html.path)
     shutil.copyfile(os.path.join(report.path, "report.md"), report_md.path)
-    for name, value in results.items():
-        if isinstance(value, (int, float)):
-            metrics.log_metric(name, value)
+    log_results(metrics, results)
