@@ -10,9 +10,8 @@ def evaluate_retrieval(split: Input[Dataset], model: Input[Model], features: Inp
                        params: dict, parent_run_id: str, evaluation: Output[Dataset],
                        metrics: Output[Metrics]):
     """Query shards + model + gallery features -> metrics.json and per-query results of ``variant``."""
-    from amnet_components.results import log_results
-
     from amnet.steps.evaluate import run_step
+    from amnet.steps.results import log_results
 
     evaluation.metadata["variant"] = variant
     results = run_step(split.path, model.path, features.path, evaluation.path, variant, params,

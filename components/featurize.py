@@ -9,9 +9,8 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 def featurize_gallery(split: Input[Dataset], model: Input[Model], variant: str, params: dict, parent_run_id: str,
                       features: Output[Dataset], metrics: Output[Metrics]):
     """Gallery shards + the model of ``variant`` -> fp16 feature shards."""
-    from amnet_components.results import log_results
-
     from amnet.steps.featurize import run_step
+    from amnet.steps.results import log_results
 
     results = run_step(split.path, model.path, features.path, params, parent_run_id, variant=variant)
     log_results(metrics, results)

@@ -9,9 +9,8 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 def pretrain_attribute_cnn(split: Input[Dataset], params: dict, parent_run_id: str, model: Output[Model],
                            metrics: Output[Metrics]):
     """attr_train shards -> attribute CNN checkpoint."""
-    from amnet_components.results import log_results
-
     from amnet.steps.pretrain import run_step
+    from amnet.steps.results import log_results
 
     results = run_step(split.path, model.path, params, parent_run_id)
     log_results(metrics, results)

@@ -9,9 +9,8 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 def compute_prototypes(split: Input[Dataset], attr_model: Input[Model], params: dict, parent_run_id: str,
                        prototypes: Output[Model], metrics: Output[Metrics]):
     """attr_train shards + attribute CNN -> memory matrix (C x Q)."""
-    from amnet_components.results import log_results
-
     from amnet.steps.prototypes import run_step
+    from amnet.steps.results import log_results
 
     results = run_step(split.path, attr_model.path, prototypes.path, params, parent_run_id)
     log_results(metrics, results)

@@ -22,9 +22,8 @@ def register_model(
     metrics: Output[Metrics],
 ):
     """Trained variants -> registered `amnet` version (alias challenger; champion if it wins the gate)."""
-    from amnet_components.results import log_results
-
     from amnet.registry import GateRule, run_register
+    from amnet.steps.results import log_results
 
     rule = GateRule(tuple(gate_metrics.split(",")), gate_margin, gate_rule)
     results = run_register([m.path for m in models], [e.path for e in evaluations], [f.path for f in features],

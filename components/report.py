@@ -23,9 +23,8 @@ def build_report(
     import os
     import shutil
 
-    from amnet_components.results import log_results
-
     from amnet.report import run_report
+    from amnet.steps.results import log_results
 
     paths = [e.path for e in evaluations] + ([baseline.path] if baseline is not None else [])
     gate = None

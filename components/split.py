@@ -9,8 +9,7 @@ from kfp.dsl import Dataset, Metrics, Output
 def split_dataset(dataset_uri: str, params: dict, parent_run_id: str, split: Output[Dataset],
                   metrics: Output[Metrics]):
     """Dataset folder or s3:// prefix -> attr_train / gallery / queries / triplet_pool shards."""
-    from amnet_components.results import log_results
-
+    from amnet.steps.results import log_results
     from amnet.steps.split import run_step
 
     results = run_step(dataset_uri, split.path, params, parent_run_id)

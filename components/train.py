@@ -9,8 +9,7 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 def train_amnet(split: Input[Dataset], attr_model: Input[Model], prototypes: Input[Model], variant: str,
                 params: dict, parent_run_id: str, model: Output[Model], metrics: Output[Metrics]):
     """Triplet pool + attribute CNN + prototypes -> AMNet model of ``variant``."""
-    from amnet_components.results import log_results
-
+    from amnet.steps.results import log_results
     from amnet.steps.train import run_step
 
     results = run_step(split.path, attr_model.path, prototypes.path, model.path, variant, params,

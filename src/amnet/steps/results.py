@@ -1,4 +1,9 @@
-"""Scalar stage results -> a KFP ``Metrics`` artifact (shared by every component body)."""
+"""Scalar stage results -> a KFP ``Metrics`` artifact (shared by every component body).
+
+Duck-typed (anything with ``log_metric`` and ``path``): amnet never imports kfp. It lives here, not in
+``amnet_components``, because importing that package inside a running component would re-execute
+its ``@dsl.component`` decorators in the slim executor runtime.
+"""
 
 import json
 import os
