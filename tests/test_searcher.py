@@ -224,7 +224,7 @@ def test_load_from_the_model_registry(tiny, searcher, monkeypatch, mlflow_server
 
     run_id = MlflowClient().get_model_version(name, decision.version).tags["amnet.run_id"]
     by_run = Searcher.load(f"runs:/{run_id}")  # features found through the version registered from the run
-    assert not by_run.has_images  # no gallery given: a gallery id falls back to its stored feature
+    assert by_run.has_images  # the version's amnet.gallery_uri tag points at the split's gallery images
     assert [r.image_id for r in by_run.search(query, changes, k=5)] == [i for i, _ in expected]
 
     with pytest.raises(AmnetError, match="not in the MLflow model registry"):

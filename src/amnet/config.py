@@ -33,7 +33,7 @@ class ModelConfig:
         _positive("feature_dim", self.feature_dim)
         _positive("width", self.width)
         if self.image_size < 32:
-            raise ConfigError(f"image_size must be >= 32 (got {self.image_size})")
+            raise ConfigError(f"image_size must be >= 32 (got {self.image_size}); the small CNN needs 32 px or more")
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def load(cls: type[C], path: str | None = None, overrides: list[str] | None = No
         try:
             loaded = yaml.safe_load(storage.read_text(path)) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)}); fix the file") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")
         values = loaded
@@ -177,11 +177,15 @@ def load(cls: type[C], path: str | None = None, overrides: list[str] | None = No
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} is not key=value")
+        try:
+            parsed = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(exc)})") from None
         target = values
         *parents, leaf = key.strip().split(".")
         for p in parents:
             target = target.setdefault(p, {})
-        target[leaf] = yaml.safe_load(raw) if raw else raw
+        target[leaf] = parsed
     return from_dict(cls, values)
 
 
@@ -225,14 +229,22 @@ def _coerce(key: str, raw: Any, default: Any) -> Any:
         raise ConfigError(f"{key}: cannot use {raw!r} (expected {type(default).__name__})") from None
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line from a YAML error (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    return " ".join(f"{problem}{where}".split())
+
+
 def _positive(name: str, value: float) -> None:
     if not value > 0:
-        raise ConfigError(f"{name} must be > 0 (got {value})")
+        raise ConfigError(f"{name} must be > 0 (got {value}); set a positive value")
 
 
 def _fraction(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name} must be in [0, 1] (got {value})")
+        raise ConfigError(f"{name} must be in [0, 1] (got {value}); set a value between 0 and 1")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -4,19 +4,35 @@ S3 goes through boto3 (imported lazily) and honours the standard AWS environment
 ``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``.
 Every write is atomic: local files are written to a temporary name and renamed; S3 objects are
 only visible once the single PUT completes, so no half-written object ever appears under its key.
+
+S3 outages are ridden out, boundedly: botocore retries each request (standard mode, 8 attempts,
+which covers a few seconds), and on top of that a request that still fails with a connection error,
+a timeout or a 5xx answer is tried again with backoff for up to ``$AMNET_S3_RETRY_SECONDS`` (60 s by
+default; a restarting S3 server is back well within that). After that the stage fails with one
+line naming the URI. Retrying a PUT is safe: it writes the same bytes to the same key.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 from amnet.errors import AmnetError
 
 S3_PREFIX = "s3://"
+RETRY_SECONDS_ENV = "AMNET_S3_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 60.0
+_TRANSIENT_CODES = frozenset({"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown",
+                              "RequestTimeout", "RequestTimeoutException"})
+_notice_lock = threading.Lock()
+_last_notice = [0.0]
 
 
 def is_s3(uri: str) -> bool:
@@ -55,22 +71,71 @@ def s3_client():
     return _client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"))
 
 
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__))
+
+
+def _transient(exc: Exception) -> bool:
+    """A failure that a later try may not see: no connection, a timeout, a 5xx answer."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, SSLError
+
+    if isinstance(exc, SSLError):
+        return False
+    if isinstance(exc, (ConnectionError, HTTPClientError)):
+        return True
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status >= 500 or _error_code(exc) in _TRANSIENT_CODES
+    return False
+
+
+def retry_seconds() -> float:
+    """How long an S3 request is retried after botocore's own attempts ($AMNET_S3_RETRY_SECONDS)."""
+    raw = os.environ.get(RETRY_SECONDS_ENV, "")
+    try:
+        return max(0.0, float(raw)) if raw.strip() else DEFAULT_RETRY_SECONDS
+    except ValueError:
+        raise AmnetError(f"{RETRY_SECONDS_ENV}={raw!r} is not a number of seconds") from None
+
+
+def _with_retries(uri: str, call: Callable[[], object]):
+    """``call()``, tried again with backoff while it fails transiently, for up to ``retry_seconds()``."""
+    deadline = time.monotonic() + retry_seconds()
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not _transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            with _notice_lock:  # one line every few seconds, not one per thread and try
+                if time.monotonic() - _last_notice[0] > 5:
+                    _last_notice[0] = time.monotonic()
+                    print(f"S3 not answering for {uri} ({_error_code(exc)}); retrying for up to "
+                          f"{retry_seconds():.0f} s", file=sys.stderr)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def _s3_error(uri: str, exc: Exception) -> AmnetError:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+    code = _error_code(exc)
     if code in ("NoSuchBucket",):
         return AmnetError(f"{uri}: the bucket does not exist; create it or fix the URI")
     if code in ("NoSuchKey", "404", "NotFound"):
         return AmnetError(f"{uri}: no such object")
+    if _transient(exc):
+        return AmnetError(f"{uri}: S3 did not answer after retrying for {retry_seconds():.0f} s ({code}); "
+                          "check that the S3 endpoint (AWS_ENDPOINT_URL) is up, then rerun: finished work is kept")
     return AmnetError(f"{uri}: S3 request failed ({code}); check AWS_ENDPOINT_URL and credentials")
 
 
 def exists(uri: str) -> bool:
     if is_s3(uri):
         bucket, key = split_s3(uri)
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            s3_client().head_object(Bucket=bucket, Key=key)
+            _with_retries(uri, lambda: s3_client().head_object(Bucket=bucket, Key=key))
             return True
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
@@ -78,18 +143,22 @@ def exists(uri: str) -> bool:
                 _require_bucket(uri, bucket)
                 return False
             raise _s3_error(uri, exc) from exc
+        except BotoCoreError as exc:
+            raise _s3_error(uri, exc) from exc
     return os.path.exists(uri)
 
 
 def _require_bucket(uri: str, bucket: str) -> None:
     """A missing key in a missing bucket is a different mistake: say so."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        s3_client().head_bucket(Bucket=bucket)
+        _with_retries(uri, lambda: s3_client().head_bucket(Bucket=bucket))
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
             raise AmnetError(f"{uri}: the bucket {bucket!r} does not exist; create it or fix the URI") from exc
+        raise _s3_error(uri, exc) from exc
+    except BotoCoreError as exc:
         raise _s3_error(uri, exc) from exc
 
 
@@ -99,7 +168,7 @@ def read_bytes(uri: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            return _with_retries(uri, lambda: s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
         except (ClientError, BotoCoreError) as exc:
             raise _s3_error(uri, exc) from exc
     try:
@@ -115,7 +184,7 @@ def write_bytes(uri: str, data: bytes) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+            _with_retries(uri, lambda: s3_client().put_object(Bucket=bucket, Key=key, Body=data))
         except (ClientError, BotoCoreError) as exc:
             raise _s3_error(uri, exc) from exc
         return
@@ -147,15 +216,15 @@ def list_files(prefix: str, suffix: str = "") -> list[str]:
         key = key.rstrip("/") + "/" if key else ""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        out: list[str] = []
+        def listing() -> list[str]:
+            pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+            return [f"{S3_PREFIX}{bucket}/{obj['Key']}" for page in pages for obj in page.get("Contents", [])
+                    if obj["Key"].endswith(suffix)]
+
         try:
-            for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-                for obj in page.get("Contents", []):
-                    if obj["Key"].endswith(suffix):
-                        out.append(f"{S3_PREFIX}{bucket}/{obj['Key']}")
+            return sorted(_with_retries(prefix, listing))
         except (ClientError, BotoCoreError) as exc:
             raise _s3_error(prefix, exc) from exc
-        return sorted(out)
     root = Path(prefix)
     if not root.is_dir():
         return []
@@ -166,7 +235,12 @@ def delete(uri: str) -> None:
     """Remove one file or object (missing is fine)."""
     if is_s3(uri):
         bucket, key = split_s3(uri)
-        s3_client().delete_object(Bucket=bucket, Key=key)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            _with_retries(uri, lambda: s3_client().delete_object(Bucket=bucket, Key=key))
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_error(uri, exc) from exc
     elif os.path.exists(uri):
         os.unlink(uri)
 

@@ -9,11 +9,19 @@ hands it over in ``MLFLOW_RUN_ID``; a stage then logs into that run and leaves i
 
 Params are the stage's resolved config, flattened; ``safe_params`` drops anything that looks like a
 credential, by key name or because its value is one of the credentials in the environment.
+
+Retries (KFP ``set_retry``, or a rerun by hand) do not add runs: a stage run may carry a content key
+(tag ``amnet.run_key``: stage, parent run, config, input and output URIs, see ``run_key``). A stage
+that finds a FAILED, KILLED or still RUNNING run with its key (the attempt that was killed) logs into
+that run again and ends it; one that finds a FINISHED run with its key logs nothing new
+(``finished_run``): its outputs are the same, because every stage is idempotent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import numbers
 import os
@@ -30,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "amnet"
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+TAG_RUN_KEY = "amnet.run_key"  # content key of a stage run: a retry with the same key reuses the run
 
 # Words that mark a key as a credential (matched against the key's words, camelCase split).
 SECRET_WORDS = frozenset({"secret", "secrets", "password", "passwd", "pwd", "token", "credential",
@@ -320,7 +329,7 @@ class Tracker:
             run.log_params(params or {})
             yield run
             return
-        run = MlflowRun(self.client, self._create_stage_run(stage, parent_run_id, all_tags, experiment))
+        run = MlflowRun(self.client, self._stage_run_id(stage, parent_run_id, all_tags, experiment))
         error: BaseException | None = None
         try:
             run.log_params(params or {})
@@ -331,14 +340,38 @@ class Tracker:
         finally:
             self.client.set_terminated(run.run_id, _status_for(error))
 
-    def _create_stage_run(self, stage: str, parent_run_id: str | None, tags: Mapping[str, Any],
-                          experiment: str | None) -> str:
+    def _experiment_for(self, parent_run_id: str | None, experiment: str | None) -> str:
+        if parent_run_id:
+            return self.client.get_run(parent_run_id).info.experiment_id
+        return self.experiment_id(experiment or default_experiment())
+
+    def runs_with_key(self, key: str, parent_run_id: str | None = None, experiment: str | None = None) -> list:
+        """Runs tagged with content key ``key`` (newest first) in the experiment a stage run would use."""
+        if not re.fullmatch(r"[0-9a-f]{8,64}", key):
+            raise AmnetError(f"run key {key!r} is not a hex digest")
+        return list(self.client.search_runs([self._experiment_for(parent_run_id, experiment)],
+                                            filter_string=f"tags.`{TAG_RUN_KEY}` = '{key}'",
+                                            order_by=["attributes.start_time DESC"], max_results=10))
+
+    def finished_run(self, key: str, parent_run_id: str | None = None, experiment: str | None = None) -> str | None:
+        """The id of a FINISHED run with content key ``key``, if there is one."""
+        return next((r.info.run_id for r in self.runs_with_key(key, parent_run_id, experiment)
+                     if r.info.status == "FINISHED"), None)
+
+    def _stage_run_id(self, stage: str, parent_run_id: str | None, tags: Mapping[str, Any],
+                      experiment: str | None) -> str:
+        """A new run, or the unfinished run of an earlier attempt with the same ``amnet.run_key`` tag."""
         run_tags = {k: str(v) for k, v in tags.items()}
+        key = run_tags.get(TAG_RUN_KEY)
+        if key:
+            for found in self.runs_with_key(key, parent_run_id, experiment):
+                if found.info.status in ("RUNNING", "FAILED", "KILLED"):
+                    self.client.update_run(found.info.run_id, status="RUNNING")
+                    log.info("continuing run %s of the earlier attempt of stage %s", found.info.run_id, stage)
+                    return found.info.run_id
         if parent_run_id:
             run_tags["mlflow.parentRunId"] = parent_run_id
-            experiment_id = self.client.get_run(parent_run_id).info.experiment_id
-        else:
-            experiment_id = self.experiment_id(experiment or default_experiment())
+        experiment_id = self._experiment_for(parent_run_id, experiment)
         return self.client.create_run(experiment_id, run_name=stage, tags=run_tags).info.run_id
 
 
@@ -360,6 +393,13 @@ class NullTracker:
 
 
 # ------------------------------------------------------------------------------- module-level helpers
+
+
+def run_key(stage: str, parent_run_id: str | None, params: Mapping[str, Any], io: Mapping[str, Any]) -> str:
+    """Content key of one stage execution: what a retry of the same task has in common with the attempt
+    before it (stage, parent run, resolved config, input and output URIs), as a hex digest."""
+    payload = {"stage": stage, "parent": parent_run_id or "", "params": flatten(params), "io": dict(io)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def default_experiment() -> str:

@@ -152,7 +152,7 @@ def load_manifest(dataset: str, vocab: Vocabulary) -> pd.DataFrame:
             f"a manifest needs image_id, image and one column per attribute in {ATTRIBUTES}"
         )
     if len(df) == 0:
-        raise DatasetError(f"{uri}: the manifest has no rows")
+        raise DatasetError(f"{uri}: the manifest has no rows; add one row per image or point at another dataset")
     df = df[required].copy()
     df["image_id"] = df["image_id"].astype("string").fillna("")
     df["image"] = df["image"].astype("string").fillna("")

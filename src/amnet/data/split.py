@@ -147,7 +147,10 @@ def run_split(dataset: str, out: str, cfg: SplitConfig, progress: bool = True) -
     vocab = result.vocab
     kept = result.kept[["image_id", "image_bytes", "labels"]].reset_index(drop=True)
     kept["labels"] = [list(map(int, v)) for v in kept["labels"]]
-    frames = split_frames(kept, vocab, cfg)
+    try:
+        frames = split_frames(kept, vocab, cfg)
+    except DatasetError as exc:  # name the dataset: the user may split several
+        raise DatasetError(f"{dataset}: {exc}") from None
     counts = {name: int(len(df)) for name, df in frames.items()}
     counts["queries_by_changes"] = {
         str(k): int(v) for k, v in frames["queries"]["num_changes"].value_counts().sort_index().items()
@@ -168,7 +171,10 @@ def run_split(dataset: str, out: str, cfg: SplitConfig, progress: bool = True) -
 
 
 def load_split_vocab(split: str) -> Vocabulary:
-    return Vocabulary.from_json(storage.read_text(storage.join(split, ATTRIBUTES)), source=split)
+    uri = storage.join(split, ATTRIBUTES)
+    if not storage.exists(uri):
+        raise DatasetError(f"{uri}: no such file; {split} is not a split, run `amnet data split` first")
+    return Vocabulary.from_json(storage.read_text(uri), source=split)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-quarantine-fraction", type=float, default=d.max_quarantine_fraction,
                    help="fail when more than this fraction of rows is quarantined")
     p.add_argument("--config", help="YAML file with SplitConfig keys (flags override it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -202,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         f"max_quarantine_fraction={args.max_quarantine_fraction}",
     ]
     cfg = cfgmod.load(SplitConfig, args.config, overrides)
-    summary = run_split(args.dataset, args.out, cfg)
+    summary = run_split(args.dataset, args.out, cfg, progress=not args.no_progress)
     print(f"split of {summary['rows_in']} rows in {summary['seconds']} s -> {args.out}")
     for key in ("quarantined", *SETS):
         print(f"  {key:<13} {summary[key]:>8}")

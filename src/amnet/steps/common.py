@@ -27,11 +27,16 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
 
 def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], parent_run_id: str = "",
                 tags: dict[str, str] | None = None, artifacts: list[str] | None = None,
-                after: Callable[[Any], None] | None = None) -> dict:
+                after: Callable[[Any], None] | None = None, io: dict[str, Any] | None = None) -> dict:
     """Run ``body(log)``; with tracking on, inside an MLflow run nested under ``parent_run_id``.
 
     Outputs are written by ``body`` before anything is logged, so a tracking failure never loses a
     trained model. With ``MLFLOW_TRACKING_URI`` set, an unreachable server fails fast at the start.
+
+    ``io`` (the stage's input and output URIs) makes reruns idempotent in MLflow too: the run is
+    tagged with a content key (``tracking.run_key``); a retry whose earlier attempt failed or was
+    killed logs into that attempt's run, and a rerun of a FINISHED one logs nothing new (the outputs
+    are the same: every stage is idempotent). Not when KFP hands over ``MLFLOW_RUN_ID``.
     """
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         return body(None)  # tracking off: no mlflow import at all (bare GPU nodes lack it)
@@ -39,7 +44,16 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
 
     tracking.check_tracking_server(os.environ["MLFLOW_TRACKING_URI"])
     params = tracking.safe_params(cfgmod.flatten(cfg))
-    with tracking.stage_run(stage, parent_run_id or None, params, {"amnet.stage": stage, **(tags or {})}) as run:
+    all_tags = {"amnet.stage": stage, **(tags or {})}
+    if io is not None and not os.environ.get("MLFLOW_RUN_ID"):
+        key = tracking.run_key(stage, parent_run_id, params, io)
+        done = tracking.Tracker().finished_run(key, parent_run_id or None)
+        if done:
+            print(f"MLflow: stage {stage} already has a FINISHED run {done} for this config, input and output; "
+                  "outputs are checked or rebuilt, nothing is logged again")
+            return body(None)
+        all_tags[tracking.TAG_RUN_KEY] = key
+    with tracking.stage_run(stage, parent_run_id or None, params, all_tags) as run:
         result = body(run.log_metrics)
         run.log_metrics(scalars(result), 0)
         run.log_text(cfgmod.to_yaml(cfg), "config.yaml")

@@ -14,7 +14,8 @@ def run_step(split: str, model: str, features: str, out: str, variant: str, para
     cfg = resolve(EvaluateConfig, {**params, "variant": variant})
     return run_tracked(f"evaluate-{variant}", cfg,
                        lambda log: run_evaluate(split, model, features, out, cfg, progress), parent_run_id,
-                       {"amnet.variant": variant}, [os.path.join(out, "metrics.json")])
+                       {"amnet.variant": variant}, [os.path.join(out, "metrics.json")],
+                       io={"split": split, "model": model, "features": features, "out": out})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg = resolve(EvaluateConfig, {"variant": args.variant}, args.config, args.overrides)
     print_result(run_tracked(f"evaluate-{cfg.variant}", cfg, lambda log: run_evaluate(
-        args.split, args.model, args.features, args.out, cfg, not args.quiet), args.parent_run_id))
+        args.split, args.model, args.features, args.out, cfg, not args.quiet), args.parent_run_id,
+        io={"split": args.split, "model": args.model, "features": args.features, "out": args.out}))
     return 0
 
 

@@ -12,7 +12,8 @@ def run_step(split: str, model: str, out: str, params: dict, parent_run_id: str 
     cfg = resolve(FeaturizeConfig, params)
     stage = f"featurize-{variant}" if variant else "featurize"
     return run_tracked(stage, cfg, lambda log: run_featurize(split, model, out, cfg, progress), parent_run_id,
-                       {"amnet.variant": variant} if variant else None)
+                       {"amnet.variant": variant} if variant else None,
+                       io={"split": split, "model": model, "out": out})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg = resolve(FeaturizeConfig, None, args.config, args.overrides)
     print_result(run_tracked("featurize", cfg, lambda log: run_featurize(args.split, args.model, args.out, cfg,
-                                                                         not args.quiet), args.parent_run_id))
+                                                                         not args.quiet), args.parent_run_id,
+                             io={"split": args.split, "model": args.model, "out": args.out}))
     return 0
 
 

@@ -12,7 +12,7 @@ from amnet.train.pretrain import run_pretrain
 def run_step(split: str, out: str, params: dict, parent_run_id: str = "", progress: bool = True) -> dict:
     cfg = resolve(PretrainConfig, params)
     return run_tracked("pretrain", cfg, lambda log: run_pretrain(split, out, cfg, log, progress), parent_run_id,
-                       artifacts=[os.path.join(out, "config.yaml")])
+                       artifacts=[os.path.join(out, "config.yaml")], io={"split": split, "out": out})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = [f"model.weights={args.weights}"] if args.weights else []
     cfg = resolve(PretrainConfig, None, args.config, args.overrides + extra)
     print_result(run_tracked("pretrain", cfg, lambda log: run_pretrain(args.split, args.out, cfg, log,
-                                                                       not args.quiet), args.parent_run_id))
+                                                                       not args.quiet), args.parent_run_id,
+                             io={"split": args.split, "out": args.out}))
     return 0
 
 

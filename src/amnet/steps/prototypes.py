@@ -11,7 +11,8 @@ def run_step(split: str, attr_model: str, out: str, params: dict, parent_run_id:
              progress: bool = True) -> dict:
     cfg = resolve(FeaturizeConfig, params)
     return run_tracked("prototypes", cfg,
-                       lambda log: run_prototypes(split, attr_model, out, cfg.batch_size, progress), parent_run_id)
+                       lambda log: run_prototypes(split, attr_model, out, cfg.batch_size, progress), parent_run_id,
+                       io={"split": split, "attr_model": attr_model, "out": out})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg = resolve(FeaturizeConfig, None, args.config, args.overrides)
     print_result(run_tracked("prototypes", cfg, lambda log: run_prototypes(
-        args.split, args.attr_model, args.out, cfg.batch_size, not args.quiet), args.parent_run_id))
+        args.split, args.attr_model, args.out, cfg.batch_size, not args.quiet), args.parent_run_id,
+        io={"split": args.split, "attr_model": args.attr_model, "out": args.out}))
     return 0
 
 

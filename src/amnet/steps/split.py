@@ -9,7 +9,8 @@ from amnet.steps.common import resolve, run_tracked
 
 def run_step(dataset: str, out: str, params: dict, parent_run_id: str = "") -> dict:
     cfg = resolve(SplitConfig, params)
-    return run_tracked("split", cfg, lambda log: run_split(dataset, out, cfg), parent_run_id)
+    return run_tracked("split", cfg, lambda log: run_split(dataset, out, cfg), parent_run_id,
+                       io={"dataset": dataset, "out": out})
 
 
 def main(argv: list[str] | None = None) -> int:

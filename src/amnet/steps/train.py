@@ -32,7 +32,8 @@ def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: st
                        lambda log: run_train(split, attr_model, prototypes or None, out, cfg, log, progress),
                        parent_run_id, {"amnet.variant": variant},
                        [os.path.join(out, "config.yaml"), os.path.join(out, "model.pt")],
-                       after=log_model(out))
+                       after=log_model(out),
+                       io={"split": split, "attr_model": attr_model, "prototypes": prototypes or "", "out": out})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = resolve(TrainConfig, {"variant": args.variant}, args.config, args.overrides)
     print_result(run_tracked(f"train-{cfg.variant}", cfg, lambda log: run_train(
         args.split, args.attr_model, args.prototypes or None, args.out, cfg, log, not args.quiet),
-        args.parent_run_id, {"amnet.variant": cfg.variant}))
+        args.parent_run_id, {"amnet.variant": cfg.variant},
+        io={"split": args.split, "attr_model": args.attr_model, "prototypes": args.prototypes, "out": args.out}))
     return 0
 
 

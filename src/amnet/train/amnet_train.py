@@ -84,6 +84,8 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
              else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs))
     state_uri = storage.join(out, "checkpoints", "train_state.pt")
     done, history = checkpoint.try_resume(state_uri, model, opt, sched)
+    if done:
+        print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
     storage.write_text(storage.join(out, "config.yaml"), cfgmod.to_yaml(cfg))
     lam = cfg.effective_lam
 

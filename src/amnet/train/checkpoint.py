@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import random
+import sys
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -21,9 +23,30 @@ from amnet.errors import AmnetError
 MODEL_FILE = "model.pt"
 
 
+def _canonical(value: Any) -> Any:
+    """``value`` with every string interned, recursively through dicts, lists and tuples.
+
+    Pickle writes a repeated string once and refers back to it only when it is the *same object*, so
+    the same payload built from freshly computed values or from values loaded back from a checkpoint
+    would serialise to different bytes. Interning makes ``torch.save`` byte-identical for equal
+    payloads: a rerun that resumes a finished training rewrites the very same ``model.pt``.
+    """
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        kind = OrderedDict if isinstance(value, OrderedDict) else dict
+        out = kind((_canonical(k), _canonical(v)) for k, v in value.items())
+        if hasattr(value, "_metadata"):  # a state_dict's per-module versions
+            out._metadata = value._metadata
+        return out
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_canonical(v) for v in value)
+    return value
+
+
 def save_payload(uri: str, payload: dict[str, Any]) -> None:
     buf = io.BytesIO()
-    torch.save(payload, buf)
+    torch.save(_canonical(payload), buf)
     storage.write_bytes(uri, buf.getvalue())  # atomic: temp + rename, or one S3 PUT
 
 
@@ -33,12 +56,20 @@ def load_payload(uri: str) -> dict[str, Any]:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a truncated or foreign file
         raise AmnetError(
-            f"{uri}: not a readable amnet checkpoint ({type(exc).__name__}); delete it and rerun the stage "
-            "that writes it"
+            f"{uri}: not a readable amnet checkpoint ({type(exc).__name__}{refused_pickle(exc)}); delete it and "
+            "rerun the stage that writes it"
         ) from exc
     if not isinstance(payload, dict):
         raise AmnetError(f"{uri}: not an amnet checkpoint (expected a dict payload)")
     return payload
+
+
+def refused_pickle(exc: BaseException) -> str:
+    """``": refused ..."`` when ``torch.load(weights_only=True)`` met Python code in the file, else ``""``."""
+    text = str(exc)
+    if "Weights only load failed" in text and "GLOBAL" in text:
+        return ": refused, it holds Python objects that could run code, not only tensors"
+    return ""
 
 
 def save_model(out: str, kind: str, variant: str, model: torch.nn.Module, model_config: dict,

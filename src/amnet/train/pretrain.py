@@ -90,6 +90,8 @@ def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = 
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     state_uri = storage.join(out, "checkpoints", "train_state.pt")
     done, history = checkpoint.try_resume(state_uri, model, opt, sched)
+    if done:
+        print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
     storage.write_text(storage.join(out, "config.yaml"), cfgmod.to_yaml(cfg))
 
     steps = (len(train) + cfg.batch_size - 1) // cfg.batch_size

@@ -16,7 +16,10 @@ def load_backbone_weights(backbone: torch.nn.Module, uri: str) -> LoadReport:
     except AmnetError:
         raise
     except Exception as exc:  # torch raises several types for a foreign or truncated file
-        raise AmnetError(f"{uri}: not a readable PyTorch state dict ({type(exc).__name__})") from exc
+        from amnet.train.checkpoint import refused_pickle
+
+        why = f"{type(exc).__name__}{refused_pickle(exc)}"
+        raise AmnetError(f"{uri}: not a readable PyTorch state dict ({why})") from exc
     if not report.loaded:
         raise AmnetError(f"{uri}: no tensor in this file matches the backbone's parameter names and shapes")
     print(f"initial weights from {uri}: {report}")
