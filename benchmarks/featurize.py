@@ -1,0 +1,393 @@
+"""Gallery featurization rate through the real code path, as a ratio to the pure model forward rate.
+
+End to end = ``amnet.featurize.run_featurize`` on gallery Parquet shards (read, JPEG decode + resize,
+normalise, forward, fp16 features, Parquet write, one shard at a time), with an untrained model
+artifact written by the real ``save_model`` (random weights: they do not change the rate). The
+denominator is the same model's forward on random tensors already on the device, with exactly the
+batch shapes ``featurize_frame`` sees (full batches plus each shard's remainder). Both are measured in
+this run, interleaved A B B A, so load from other processes hits both; the ratio is printed per pair
+and overall. A per-stage breakdown (an instrumented copy of ``featurize_frame``'s loop, calling the
+same functions) says what bounds the rate. Peak resident memory is measured in a fresh process per
+gallery size (same shard size): streaming means the peak does not grow with the gallery.
+
+The gallery is the built-in synthetic generator's garments (``--unique`` distinct images rendered at
+``--source-size`` px, cycled to ``--num-images`` rows with their own ids), in shards of the split's
+default size; ``--split DIR`` uses the gallery of a real ``amnet data split`` output instead.
+
+    .venv/bin/python benchmarks/featurize.py [--backbone small|alexnet] [--image-size S] [--num-images N]
+        [--device auto|cpu|cuda] [--memory-sizes 5000,20000] [--split DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+from amnet import storage  # noqa: E402
+from amnet.config import FeaturizeConfig, SplitConfig  # noqa: E402
+from amnet.data import shards  # noqa: E402
+from amnet.data.tensors import decode_batch, to_input  # noqa: E402
+
+GOAL_CPU_RATIO = 0.7
+GOAL_GPU_ALEXNET = 10_000.0  # img/s end to end, AlexNet at 224 px on one H100 (issue 9)
+GPU_OPTIMISATIONS = {  # what the issue asks of the GPU path -> a marker of it in the featurization source
+    "bf16 autocast": "autocast",
+    "channels-last": "channels_last",
+    "pinned host memory": "pin_memory",
+    "GPU JPEG decode (torchvision.io.decode_jpeg on cuda)": "decode_jpeg",
+    "decode overlapped with forward (loader workers / prefetch)": "DataLoader",
+}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backbone", default="small", choices=["small", "alexnet", "resnet18", "resnet50"])
+    p.add_argument("--image-size", type=int, default=0, help="model input px (default: 64 small, 224 others)")
+    p.add_argument("--feature-dim", type=int, default=0, help="Q (default: 256 small, 4096 others)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--num-images", type=int, default=0,
+                   help="gallery rows for the rate (default: small 4000; others 600 on CPU, 20000 on CUDA)")
+    p.add_argument("--shard-size", type=int, default=SplitConfig().shard_size)
+    p.add_argument("--batch-size", type=int, default=FeaturizeConfig().batch_size)
+    p.add_argument("--source-size", type=int, default=0,
+                   help="rendered JPEG px (default: 128 for inputs <= 128 px, else 256)")
+    p.add_argument("--unique", type=int, default=1000, help="distinct rendered images, cycled")
+    p.add_argument("--repeats", type=int, default=2, help="A/B pairs (forward, end to end), order alternating")
+    p.add_argument("--memory-sizes", default="5000,20000",
+                   help="gallery sizes for the peak-memory check, comma separated ('' = skip)")
+    p.add_argument("--no-breakdown", action="store_true")
+    p.add_argument("--split", help="use this split's gallery shards instead of synthetic ones (rate only)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    p.add_argument("--workdir", help="keep shards and models here (default: a temporary folder)")
+    p.add_argument("--gpu-paths", action="store_true", help=argparse.SUPPRESS)  # run the CUDA-only parts anyway
+    p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    cfg = bl.model_config(args.backbone, args.image_size or None, args.feature_dim or None)
+    args.image_size, args.feature_dim = cfg.image_size, cfg.feature_dim
+    args.source_size = args.source_size or (128 if args.image_size <= 128 else 256)
+    return args
+
+
+# ----------------------------------------------------------------------------------------- measurements
+def forward_pass(loaded, sizes: list[int], device: torch.device) -> bl.Timed:
+    """The model alone over the batch shapes of one gallery pass (random inputs already on ``device``)."""
+    size = loaded.model_config.image_size
+    inputs = {b: torch.randn(b, 3, size, size, device=device) for b in set(sizes)}
+
+    def run() -> None:
+        with torch.no_grad():  # as featurize_frame
+            for b in sizes:
+                loaded.model.represent(inputs[b])
+
+    run_once = inputs[max(inputs)]
+    with torch.no_grad():
+        loaded.model.represent(run_once)  # warm-up (allocator, cudnn autotune, thread pool)
+    bl.sync(device)
+    return bl.timed(run, device)
+
+
+def end_to_end(split: str, model: str, out: str, batch_size: int, device: torch.device) -> tuple[bl.Timed, dict]:
+    from amnet.featurize import run_featurize
+
+    result = {}
+
+    def run() -> None:
+        result.update(run_featurize(split, model, out, FeaturizeConfig(batch_size=batch_size), progress=False))
+
+    t = bl.timed(run, device)
+    return t, result
+
+
+def breakdown(split: str, model: str, batch_size: int, device: torch.device, out: str) -> dict[str, float]:
+    """Seconds per stage of ``run_featurize``: model load, then ``featurize_frame`` + the shard read / write
+    around it, timed separately (same functions, same order)."""
+    from amnet.model_store import load_model
+
+    stages = dict.fromkeys(("model load", "read parquet", "decode+resize", "to_input", "forward", "fp16+frame",
+                            "write parquet"), 0.0)
+    t = time.perf_counter()
+    loaded = load_model(model, device)
+    bl.sync(device)
+    stages["model load"] = time.perf_counter() - t
+    size = loaded.model_config.image_size
+    count = 0
+    for uri in shards.list_shards(storage.join(split, "gallery")):
+        t0 = time.perf_counter()
+        df = shards.read_table(uri)
+        blobs = list(df["image_bytes"])
+        t1 = time.perf_counter()
+        stages["read parquet"] += t1 - t0
+        feats = []
+        for i in range(0, len(blobs), batch_size):
+            a = time.perf_counter()
+            u8 = decode_batch(blobs[i : i + batch_size], size)
+            b = time.perf_counter()
+            x = to_input(u8, device)
+            bl.sync(device)
+            c = time.perf_counter()
+            with torch.no_grad():
+                r = loaded.model.represent(x)
+            bl.sync(device)
+            d = time.perf_counter()
+            feats.append(r.float().cpu().numpy().astype(np.float16))
+            e = time.perf_counter()
+            stages["decode+resize"] += b - a
+            stages["to_input"] += c - b
+            stages["forward"] += d - c
+            stages["fp16+frame"] += e - d
+        a = time.perf_counter()
+        matrix = np.concatenate(feats)
+        frame = pd.DataFrame({"image_id": df["image_id"].to_numpy(), "labels": list(df["labels"]),
+                              "feature": [row.tobytes() for row in matrix]})
+        b = time.perf_counter()
+        shards.write_table(os.path.join(out, os.path.basename(uri)), frame)
+        c = time.perf_counter()
+        stages["fp16+frame"] += b - a
+        stages["write parquet"] += c - b
+        count += len(df)
+    stages["images"] = count
+    return stages
+
+
+def decode_scaling(blobs: list[bytes], size: int) -> dict[int, float]:
+    """decode_batch images/s with 1 and 2 threads (its fixed worker count is 2)."""
+    rates = {}
+    for workers in (1, 2, 4):
+        if workers > (os.cpu_count() or 1) and workers > 2:
+            continue
+        decode_batch(blobs[:64], size, workers=workers)
+        t = bl.timed(lambda w=workers: decode_batch(blobs, size, workers=w))
+        rates[workers] = len(blobs) / t.wall
+    return rates
+
+
+def gpu_headroom(loaded, blobs: list[bytes], batch: int, device: torch.device) -> dict[str, float]:
+    """What the missing GPU optimisations would give: bf16 + channels-last forward, GPU JPEG decode."""
+    import copy
+
+    import torchvision
+
+    size = loaded.model_config.image_size
+    out: dict[str, float] = {}
+    iters = 20 if device.type == "cuda" else 2
+    x = torch.randn(batch, 3, size, size, device=device)
+    model = copy.deepcopy(loaded.model).to(memory_format=torch.channels_last)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    variants = (("forward fp32", loaded.model, x, False), ("forward bf16 autocast", loaded.model, x, True),
+                ("forward bf16 autocast + channels-last", model, xc, True))
+    for name, m, inp, amp in variants:
+        def run(m=m, inp=inp, amp=amp) -> None:
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                for _ in range(iters):
+                    m.represent(inp)
+        run()
+        bl.sync(device)
+        out[name] = iters * batch / bl.timed(run, device).wall
+    datas = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs[:batch]]
+
+    def gpu_decode() -> None:
+        imgs = torchvision.io.decode_jpeg(datas, device=device)
+        torch.stack([torch.nn.functional.interpolate(i[None].float(), size=(size, size), mode="bilinear",
+                                                     antialias=True)[0] for i in imgs])
+
+    try:
+        gpu_decode()
+        bl.sync(device)
+        t = bl.timed(lambda: [gpu_decode() for _ in range(iters // 4 + 1)], device)
+        out[f"{device.type} decode_jpeg + resize to {size} px"] = (iters // 4 + 1) * len(datas) / t.wall
+    except Exception as exc:  # decode_jpeg on cuda needs torchvision built with nvjpeg
+        print(f"  GPU decode_jpeg unavailable: {type(exc).__name__}: {exc}")
+    return out
+
+
+def optimisations_present() -> dict[str, bool]:
+    import amnet.data.tensors
+    import amnet.featurize
+
+    source = inspect.getsource(amnet.featurize) + inspect.getsource(amnet.data.tensors)
+    return {name: marker in source for name, marker in GPU_OPTIMISATIONS.items()}
+
+
+def memory_child(args: argparse.Namespace) -> None:
+    """One featurization in a fresh process: resident memory before, peak during (and tracemalloc's peak)."""
+    import tracemalloc
+
+    from amnet.featurize import run_featurize
+    from amnet.model_store import load_model
+
+    device = bl.resolve_device(args.device)
+    bl.use_device_in_stages(device)
+    load_model(args.model, device)  # import + model weights are part of the baseline, not of the gallery
+    import gc
+
+    gc.collect()
+    base = bl.rss_mb()
+    tracemalloc.start()
+    with tempfile.TemporaryDirectory(prefix="amnet-featmem-") as out:
+        start = time.perf_counter()
+        res = run_featurize(args.split, args.model, out, FeaturizeConfig(batch_size=args.batch_size), progress=False)
+        seconds = time.perf_counter() - start
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(json.dumps({"count": res["count"], "baseline_rss_mb": base, "peak_rss_mb": bl.peak_rss_mb(),
+                      "tracemalloc_peak_mb": traced_peak / 2**20, "seconds": seconds,
+                      "gpu_peak_mb": (torch.cuda.max_memory_allocated() / 2**20) if device.type == "cuda" else 0.0}))
+
+
+# ------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(args)
+        return {}
+    device = bl.resolve_device(args.device)
+    bl.use_device_in_stages(device)
+    if not args.num_images:
+        args.num_images = 4000 if args.backbone == "small" else (20000 if device.type == "cuda" else 600)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False  # as the pipeline runs (it does not set it)
+    print(f"featurize benchmark: {args.backbone} at {args.image_size} px, Q = {args.feature_dim}, "
+          f"batch {args.batch_size}, shards of {args.shard_size}; {bl.describe_env(device)}")
+    result: dict = {"backbone": args.backbone, "image_size": args.image_size, "feature_dim": args.feature_dim,
+                    "batch_size": args.batch_size, "device": str(device)}
+
+    with tempfile.TemporaryDirectory(prefix="amnet-featbench-") as tmp:
+        root = args.workdir or tmp
+        model = bl.save_random_model(os.path.join(root, "model"), bl.model_config(
+            args.backbone, args.image_size, args.feature_dim))
+        t0 = time.perf_counter()
+        labels, blobs = bl.render_pool(min(args.unique, args.num_images), args.source_size)
+        if args.split:
+            split = args.split
+            args.num_images = sum(len(shards.read_table(u, ["image_id"]))
+                                  for u in shards.list_shards(storage.join(split, "gallery")))
+        else:
+            split = bl.write_gallery(os.path.join(root, f"gallery-{args.num_images}"), args.num_images,
+                                     args.shard_size, labels, blobs)
+        print(f"gallery: {args.num_images} images ({len(blobs)} distinct, {args.source_size} px JPEG, "
+              f"mean {np.mean([len(b) for b in blobs]) / 1024:.1f} KiB) ready in {time.perf_counter() - t0:.1f} s")
+
+        from amnet.model_store import load_model
+
+        loaded = load_model(model, device)
+        uris = shards.list_shards(storage.join(split, "gallery"))
+        first = uris[0]
+        shard_rows = [len(shards.read_table(u, ["image_id"])) for u in uris]
+        sizes = [min(args.batch_size, n - i) for n in shard_rows for i in range(0, n, args.batch_size)]
+        # warm-up of the real path on one small shard's worth (thread pools, allocator)
+        from amnet.featurize import featurize_frame
+
+        featurize_frame(loaded, shards.read_table(first).head(args.batch_size), args.batch_size, device)
+
+        fwd_rates, e2e_rates, ratios, cpu = [], [], [], {"forward": 0.0, "e2e": 0.0}
+        for rep in range(args.repeats):
+            order = ("fwd", "e2e") if rep % 2 == 0 else ("e2e", "fwd")
+            pair = {}
+            for what in order:
+                if what == "fwd":
+                    t = forward_pass(loaded, sizes, device)
+                    cpu["forward"] += t.cpu
+                else:
+                    t, res = end_to_end(split, model, os.path.join(root, f"features-{rep}"), args.batch_size, device)
+                    assert res["count"] == args.num_images, res
+                    cpu["e2e"] += t.cpu
+                pair[what] = args.num_images / t.wall
+            fwd_rates.append(pair["fwd"])
+            e2e_rates.append(pair["e2e"])
+            ratios.append(pair["e2e"] / pair["fwd"])
+            print(f"  pair {rep + 1} ({' then '.join(order)}): end to end {pair['e2e']:8.1f} img/s, "
+                  f"pure forward {pair['fwd']:8.1f} img/s, ratio {ratios[-1]:.3f}")
+        e2e, fwd = bl.median(e2e_rates), bl.median(fwd_rates)
+        cpu_ms = {k: 1000 * v / (args.num_images * args.repeats) for k, v in cpu.items()}
+        print(f"RATIO featurize end-to-end / pure forward = {bl.median(ratios):.3f} (median of {len(ratios)} "
+              f"pairs; {e2e:.1f} / {fwd:.1f} img/s; goal >= {GOAL_CPU_RATIO} on the CPU) "
+              f"[{args.backbone} {args.image_size} px, {device.type}]")
+        print(f"  process CPU time per image: end to end {cpu_ms['e2e']:.2f} ms, pure forward "
+              f"{cpu_ms['forward']:.2f} ms (CPU-time ratio {cpu_ms['forward'] / cpu_ms['e2e']:.3f})")
+        result.update(e2e_images_per_s=e2e, forward_images_per_s=fwd, ratio=bl.median(ratios), ratios=ratios,
+                      cpu_ms_per_image=cpu_ms, num_images=args.num_images)
+        if device.type == "cuda" and args.backbone == "alexnet":
+            print(f"  AlexNet end to end / {GOAL_GPU_ALEXNET:.0f} img/s goal on one H100 = "
+                  f"{e2e / GOAL_GPU_ALEXNET:.3f}")
+
+        if not args.no_breakdown:
+            stages = breakdown(split, model, args.batch_size, device, os.path.join(root, "features-breakdown"))
+            n = stages.pop("images")
+            total = sum(stages.values())
+            print(f"stage breakdown (instrumented copy of run_featurize's work, {n} images, "
+                  f"{n / total:.1f} img/s in all):")
+            for name, sec in stages.items():
+                print(f"  {name:<14} {1000 * sec / n * 1000:8.1f} ms per 1000 images  {100 * sec / total:5.1f} %")
+            dec = decode_scaling(blobs[: min(len(blobs), 512)], args.image_size)
+            print("  decode_batch alone: " + ", ".join(f"{w} thread{'s' * (w > 1)} {r:.0f} img/s"
+                                                       for w, r in dec.items())
+                  + " (decode_batch's worker count is fixed at 2)")
+            result.update(stages_ms_per_1000={k: 1e6 * v / n for k, v in stages.items()}, decode_rates=dec)
+
+        if device.type == "cuda" or args.gpu_paths:
+            present = optimisations_present()
+            print("GPU optimisations in the featurization path (by source inspection):")
+            for name, ok in present.items():
+                print(f"  {'present' if ok else 'ABSENT '}  {name}")
+            head = gpu_headroom(loaded, blobs, args.batch_size, device)
+            for name, rate in head.items():
+                print(f"  {name:<44} {rate:10.1f} img/s  ({rate / e2e:.1f}x the end-to-end rate)")
+            result.update(gpu_optimisations=present, gpu_headroom=head)
+
+        if args.memory_sizes.strip() and not args.split:
+            result["memory"] = memory_check(args, root, model, labels, blobs, device)
+    bl.dump({"featurize": result})
+    return result
+
+
+def memory_check(args, root: str, model: str, labels, blobs, device: torch.device) -> list[dict]:
+    sizes = [int(s) for s in args.memory_sizes.split(",") if s.strip()]
+    print(f"peak memory, fresh process per gallery size, shards of {args.shard_size}, batch {args.batch_size}:")
+    rows = []
+    for n in sizes:
+        split = bl.write_gallery(os.path.join(root, f"memgallery-{n}"), n, args.shard_size, labels, blobs)
+        cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", "--split", split, "--model", model,
+               "--device", str(device.type), "--batch-size", str(args.batch_size), "--backbone", args.backbone,
+               "--image-size", str(args.image_size), "--feature-dim", str(args.feature_dim)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"memory child failed:\n{proc.stderr[-3000:]}")
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        row["growth_mb"] = row["peak_rss_mb"] - row["baseline_rss_mb"]
+        rows.append(row)
+        print(f"  {n:>8} images: RSS {row['baseline_rss_mb']:7.1f} MB before, peak {row['peak_rss_mb']:7.1f} MB "
+              f"(+{row['growth_mb']:.1f} MB); tracemalloc peak {row['tracemalloc_peak_mb']:.1f} MB; "
+              f"{row['count'] / row['seconds']:.0f} img/s" +
+              (f"; GPU peak {row['gpu_peak_mb']:.0f} MB" if row["gpu_peak_mb"] else ""))
+        shutil.rmtree(split, ignore_errors=True)
+    if len(rows) >= 2:
+        a, b = rows[0], rows[-1]
+        print(f"MEMORY peak RSS {a['peak_rss_mb']:.0f} MB at {a['count']} images -> {b['peak_rss_mb']:.0f} MB at "
+              f"{b['count']} images ({b['count'] / a['count']:.0f}x the images, peak x"
+              f"{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}; growth over the loaded model "
+              f"{a['growth_mb']:.0f} -> {b['growth_mb']:.0f} MB)")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Search over a 200k gallery: single-query latency (p50 / p99), batched throughput and recall@20.
+
+Indexes, each over the same random features (``--n`` rows, float32, at each of ``--dims``):
+
+* ``exact``: faiss ``IndexFlatL2`` through ``amnet.search.build_index(kind="exact")`` (the pipeline's index
+  below 50k vectors); single queries with 1 faiss thread and with all threads;
+* ``ivf``: faiss ``IndexIVFFlat`` through ``amnet.search.build_index(kind="ivf")`` (what ``kind="auto"``
+  picks at 200k: nlist = 4 sqrt(N) = 1789), swept over nprobe. Above 1024-D the coarse quantizer is
+  trained on a ``--ivf-train`` subsample with faiss directly and wrapped in ``amnet.search.IVFIndex``
+  (training on all 200k x 4096 would take many minutes on 2 cores);
+* compressed flat storage through faiss directly (amnet.search has neither): ``IndexScalarQuantizer``
+  fp16 and 8-bit (SQ8), and SQ8 with an exact re-ranking of its top ``k x k_factor`` (``IndexRefineFlat``);
+* ``--hnsw``: faiss ``IndexHNSWFlat`` (M = 32) over efSearch (graph build takes minutes at 200k).
+
+recall@20 = |approximate top 20 ∩ exact top 20| / 20, averaged over the queries. Two feature
+distributions: ``uniform`` (i.i.d. U[0, 1) per dimension: no structure, the worst case for IVF) and
+``clustered`` (a Gaussian mixture: 1000 centres in U[0, 1)^D, sigma 0.1 per dimension, clipped at 0
+like post-ReLU features), queries drawn fresh from the same distribution. The goal line names every
+configuration with single-query p50 <= 10 ms and recall@20 >= 0.99.
+
+    .venv/bin/python benchmarks/search.py [--dims 256] [--dims 256,4096] [--n 200000] [--hnsw]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import time
+
+import faiss
+import numpy as np
+
+from amnet.search import DEFAULT_NPROBE, IVFIndex, build_index, default_nlist
+
+GOAL_P50_MS = 10.0
+GOAL_RECALL = 0.99
+K = 20
+
+
+def features(kind: str, n: int, d: int, seed: int, centres: np.ndarray | None = None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "uniform":
+        return rng.random((n, d), dtype=np.float32)
+    out = np.empty((n, d), dtype=np.float32)
+    step = 20_000  # chunks keep the temporaries small at 4096-D
+    for s in range(0, n, step):
+        m = min(step, n - s)
+        which = rng.integers(len(centres), size=m)
+        chunk = rng.standard_normal((m, d), dtype=np.float32)
+        chunk *= 0.1
+        chunk += centres[which]
+        np.maximum(chunk, 0.0, out=chunk)
+        out[s : s + m] = chunk
+    return out
+
+
+def latency(index, queries: np.ndarray, threads: int) -> tuple[float, float]:
+    """(p50, p99) ms of one-query searches with ``threads`` faiss threads."""
+    faiss.omp_set_num_threads(threads)
+    for i in range(min(5, len(queries))):
+        index.search(queries[i : i + 1], K)
+    times = []
+    for i in range(len(queries)):
+        t = time.perf_counter()
+        index.search(queries[i : i + 1], K)
+        times.append(time.perf_counter() - t)
+    return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 99) * 1000)
+
+
+def batched(index, queries: np.ndarray, threads: int) -> tuple[float, np.ndarray]:
+    """(queries/s, ids (nq, K)) of one batched search with ``threads`` faiss threads."""
+    faiss.omp_set_num_threads(threads)
+    t = time.perf_counter()
+    _, ids = index.search(queries, K)
+    return len(queries) / (time.perf_counter() - t), np.asarray(ids)
+
+
+def recall(ids: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a[a >= 0]) & set(b)) / K for a, b in zip(ids, truth, strict=True)]))
+
+
+class RawFaiss:
+    """A faiss index searched like amnet's wrappers (distances are not used here)."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def search(self, q, k):
+        return self.index.search(np.ascontiguousarray(q, dtype=np.float32), k)
+
+
+def run_dataset(name: str, x: np.ndarray, qs: np.ndarray, qb: np.ndarray, args, all_threads: int) -> list[dict]:
+    n, d = x.shape
+    rows: list[dict] = []
+
+    def report(config: str, index, build_s: float, truth: np.ndarray | None, threads: int = 1) -> dict:
+        p50, p99 = latency(index, qs, threads)
+        qps = {}
+        for th in sorted({1, all_threads}):
+            qps[th], ids = batched(index, qb, th)
+        rec = 1.0 if truth is None else recall(ids, truth)
+        row = {"data": name, "dim": d, "config": config, "build_s": build_s, "p50_ms": p50, "p99_ms": p99,
+               "batched_qps": max(qps.values()), "batched_qps_by_threads": qps, "recall20": rec, "threads": threads}
+        row["meets_goal"] = p50 <= GOAL_P50_MS and rec >= GOAL_RECALL
+        rows.append(row)
+        print(f"  {config:<40} {build_s:7.1f} {p50:8.2f} {p99:8.2f} "
+              + " ".join(f"{qps[th]:9.0f}" for th in sorted(qps))
+              + f" {rec:9.4f}  {'GOAL' if row['meets_goal'] else ''}", flush=True)
+        return row
+
+    print(f"[{d}-D {name}] {n:,} x {d} float32 ({x.nbytes / 2**30:.2f} GiB), {len(qs)} single queries "
+          f"(1 faiss thread unless noted), {len(qb)} batched (q/s with 1 and {all_threads} threads), k = {K}")
+    print(f"  {'config':<40} {'build s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+          + " ".join(f"{f'q/s {th}t':>9}" for th in sorted({1, all_threads})) + f" {'recall@20':>9}")
+    t = time.perf_counter()
+    exact = build_index(x, "exact")
+    build = time.perf_counter() - t
+    _, truth = batched(exact, qb, all_threads)
+    report("exact (amnet.search, IndexFlatL2)", exact, build, None, threads=1)
+    if all_threads > 1:
+        report(f"exact, {all_threads} faiss threads per query", exact, build, None, threads=all_threads)
+    del exact
+    gc.collect()
+
+    nlist = default_nlist(n)
+    t = time.perf_counter()
+    if d <= 1024:
+        ivf = build_index(x, "ivf", nlist=nlist)
+        how = "amnet.search"
+    else:
+        sample = x[np.random.default_rng(1).choice(n, min(n, args.ivf_train), replace=False)]
+        ivf = IVFIndex(d, nlist=nlist)
+        ivf.faiss_index.train(sample)
+        ivf.add(x)
+        how = f"trained on {len(sample) // 1000}k"
+    build = time.perf_counter() - t
+    for nprobe in [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256) if p <= nlist]:
+        ivf.nprobe = nprobe
+        tag = " (auto's default)" if nprobe == DEFAULT_NPROBE else ""
+        report(f"ivf nlist={nlist} nprobe={nprobe}{tag}", ivf, build if nprobe == 1 else 0.0, truth)
+    print(f"    (ivf built through {how}; build time on the first row)")
+    del ivf
+    gc.collect()
+
+    for qt, label in ((faiss.ScalarQuantizer.QT_fp16, "fp16"), (faiss.ScalarQuantizer.QT_8bit, "SQ8")):
+        t = time.perf_counter()
+        sq = faiss.IndexScalarQuantizer(d, qt, faiss.METRIC_L2)
+        sq.train(x)
+        sq.add(x)
+        build = time.perf_counter() - t
+        report(f"flat {label} (faiss IndexScalarQuantizer)", RawFaiss(sq), build, truth)
+        del sq
+        gc.collect()
+    t = time.perf_counter()
+    base = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
+    base.train(x)
+    refine = faiss.IndexRefineFlat(base)  # keeps the float32 vectors too, for the re-ranking
+    refine.add(x)
+    build = time.perf_counter() - t
+    for factor in (2, 4):
+        refine.k_factor = factor
+        report(f"flat SQ8 + exact re-rank of top {factor * K}", RawFaiss(refine), build if factor == 2 else 0.0,
+               truth)
+    del refine, base
+    gc.collect()
+
+    if args.hnsw:
+        t = time.perf_counter()
+        faiss.omp_set_num_threads(all_threads)
+        hnsw = faiss.IndexHNSWFlat(d, 32)
+        hnsw.add(x)
+        build = time.perf_counter() - t
+        for ef in (16, 32, 64, 128, 256):
+            hnsw.hnsw.efSearch = ef
+            report(f"hnsw M=32 efSearch={ef}", RawFaiss(hnsw), build if ef == 16 else 0.0, truth)
+        del hnsw
+        gc.collect()
+
+    meets = [r["config"] for r in rows if r["meets_goal"]]
+    fastest = min((r for r in rows if r["meets_goal"]), key=lambda r: r["p50_ms"], default=None)
+    print(f"GOAL [{d}-D {name}] single-query p50 <= {GOAL_P50_MS:.0f} ms with recall@20 >= {GOAL_RECALL}: "
+          + (f"met by {len(meets)} config(s); fastest {fastest['config']} (p50 {fastest['p50_ms']:.2f} ms, "
+             f"recall {fastest['recall20']:.4f}); exact p50 / 10 ms = {rows[0]['p50_ms'] / GOAL_P50_MS:.2f}"
+             if fastest else "NOT met by any configuration "
+             f"(exact p50 / 10 ms = {rows[0]['p50_ms'] / GOAL_P50_MS:.2f})"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=200_000, help="gallery size")
+    p.add_argument("--dims", default="256", help="comma separated; 4096 needs about 3.2 GB per copy")
+    p.add_argument("--data", default="uniform,clustered")
+    p.add_argument("--queries", type=int, default=200, help="timed single queries per configuration")
+    p.add_argument("--batch", type=int, default=1000, help="queries in the batched search (and for recall)")
+    p.add_argument("--ivf-train", type=int, default=25_000, help="k-means sample above 1024-D")
+    p.add_argument("--hnsw", action="store_true", help="also build an HNSW graph (minutes at 200k)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    all_threads = faiss.omp_get_max_threads()
+    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
+    print(f"search benchmark: faiss {faiss.__version__}, {all_threads} OpenMP threads, {os.cpu_count()} CPUs{load}")
+    rows: list[dict] = []
+    for d in (int(v) for v in args.dims.split(",")):
+        for name in args.data.split(","):
+            centres = np.random.default_rng(args.seed + 7).random((1000, d), dtype=np.float32)
+            x = features(name, args.n, d, args.seed, centres)
+            qs = features(name, args.queries, d, args.seed + 1, centres)
+            qb = features(name, args.batch, d, args.seed + 2, centres)
+            rows += run_dataset(name, x, qs, qb, args, all_threads)
+            del x
+            gc.collect()
+    faiss.omp_set_num_threads(all_threads)
+    print("JSON " + json.dumps({"search": rows}, default=float))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""AMNet training rate through the real ``train_step``, as a ratio to the backbone's pure train-step rate.
+
+Numerator: the inner loop of ``amnet.train.amnet_train.run_train`` as it runs — a real
+``TripletSampler`` over a decoded triplet pool (the built-in generator's garments, or ``--split``'s
+``triplet_pool``) yields batches; ``train_step`` gathers ref / pos / neg images, normalises them,
+builds the indicators, runs AMNet (one backbone pass over 3B images, memory read, manipulator,
+attribute branches), Eq. 4-6, backward and the SGD step — counted as 3 x B images per step.
+Denominator: the same backbone alone on random tensors already on the device, total batch 3 x B,
+loss-free (the mean of its output), backward and the same SGD (momentum, weight decay). Both are
+measured in this run, interleaved A B B A, ratio per pair and median. Then a decomposition of the
+gap: the sampler alone, the data preparation alone, and the AMNet model + losses on random tensors.
+
+    .venv/bin/python benchmarks/train.py [--backbone small|alexnet] [--batch-size 32] [--steps 20]
+        [--device auto|cpu|cuda] [--split DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+from amnet.config import TrainConfig  # noqa: E402
+from amnet.data.synth import VOCAB  # noqa: E402
+from amnet.data.tensors import decode_batch, to_input  # noqa: E402
+from amnet.data.triplets import TripletSampler  # noqa: E402
+from amnet.model_store import build_model  # noqa: E402
+from amnet.models.backbones import build_backbone  # noqa: E402
+from amnet.models.losses import amnet_loss, classification_loss, triplet_ranking_loss  # noqa: E402
+from amnet.models.memory import make_indicator  # noqa: E402
+from amnet.train.amnet_train import train_step  # noqa: E402
+from amnet.train.loop_utils import sgd, split_decay  # noqa: E402
+
+GOAL_RATIO = 0.6
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backbone", default="small", choices=["small", "alexnet", "resnet18", "resnet50"])
+    p.add_argument("--image-size", type=int, default=0, help="model input px (default: 64 small, 224 others)")
+    p.add_argument("--feature-dim", type=int, default=0, help="Q (default: 256 small, 4096 others)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--batch-size", type=int, default=TrainConfig().batch_size, help="triplets per step (B)")
+    p.add_argument("--steps", type=int, default=0, help="steps per timed run (default: 20 on CPU, 100 on CUDA)")
+    p.add_argument("--repeats", type=int, default=2, help="A/B pairs, order alternating")
+    p.add_argument("--pool", type=int, default=4000, help="synthetic triplet-pool images")
+    p.add_argument("--source-size", type=int, default=0, help="rendered JPEG px (default 128, 256 above 128 px)")
+    p.add_argument("--split", help="use this split's triplet_pool instead of synthetic images")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    p.add_argument("--no-decompose", action="store_true")
+    p.add_argument("--gpu-paths", action="store_true", help=argparse.SUPPRESS)  # run the CUDA-only parts anyway
+    args = p.parse_args(argv)
+    cfg = bl.model_config(args.backbone, args.image_size or None, args.feature_dim or None)
+    args.image_size, args.feature_dim = cfg.image_size, cfg.feature_dim
+    args.source_size = args.source_size or (128 if args.image_size <= 128 else 256)
+    return args
+
+
+def load_pool(args) -> tuple[np.ndarray, torch.Tensor]:
+    """(labels (N, M), decoded uint8 images (N, 3, S, S)), decoded once as ``run_train`` does."""
+    if args.split:
+        from amnet import storage
+        from amnet.data import shards
+        from amnet.data.split import label_matrix
+
+        pool = shards.read_shards(storage.join(args.split, "triplet_pool"))
+        labels = label_matrix(pool["labels"], VOCAB.num_attributes)
+        blobs = list(pool["image_bytes"])
+    else:
+        labels, blobs = bl.render_pool(args.pool, args.source_size)
+    return labels, decode_batch(blobs, args.image_size)
+
+
+class Bench:
+    """The real AMNet loop and the pure backbone step, built once, timed alternately."""
+
+    def __init__(self, args, labels: np.ndarray, images: torch.Tensor, device: torch.device):
+        self.args, self.device, self.images = args, device, images
+        tc = TrainConfig(batch_size=args.batch_size)
+        self.tc = tc
+        self.sampler = TripletSampler(labels, seed=tc.seed, two_change_fraction=tc.two_change_fraction,
+                                      hard_negative_fraction=tc.hard_negative_fraction)
+        cfg = bl.model_config(args.backbone, args.image_size, args.feature_dim)
+        torch.manual_seed(0)
+        self.model = build_model("amnet", tc.variant, cfg, VOCAB).to(device).train()  # memory: random rows
+        self.opt = sgd(*split_decay(self.model), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+        self.backbone = build_backbone(cfg).to(device).train()
+        self.bopt = sgd(*split_decay(self.backbone), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+        n = 3 * args.batch_size
+        self.x = torch.randn(n, 3, args.image_size, args.image_size, device=device)  # (3B, 3, S, S)
+        self.epoch = 0
+
+    # numerator: run_train's inner loop
+    def amnet_steps(self, steps: int, autocast: bool = False) -> list[dict]:
+        self.epoch += 1
+        rows = []
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+            for batch in self.sampler.batches(self.epoch, steps, self.args.batch_size):
+                rows.append(train_step(self.model, self.opt, self.images, batch, VOCAB.offsets, VOCAB.total_values,
+                                       self.tc.effective_lam, self.tc.margin, self.device))
+        return rows
+
+    # denominator: the backbone alone, same total batch, loss-free
+    def backbone_steps(self, steps: int, autocast: bool = False, channels_last: bool = False) -> None:
+        net, x = self.backbone, self.x
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        for _ in range(steps):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = net(x).float().mean()
+            self.bopt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.bopt.step()
+        if channels_last:
+            self.backbone.to(memory_format=torch.contiguous_format)
+
+    # decomposition
+    def sampler_only(self, steps: int) -> None:
+        self.epoch += 1
+        for _ in self.sampler.batches(self.epoch, steps, self.args.batch_size):
+            pass
+
+    def data_only(self, batches: list) -> None:
+        for batch in batches:
+            for i in (batch.ref, batch.pos, batch.neg):
+                to_input(self.images[torch.from_numpy(i)], self.device)
+            make_indicator(batch.changes, VOCAB.offsets, VOCAB.total_values).to(self.device)
+            torch.from_numpy(batch.target).to(self.device)
+
+    def model_only(self, steps: int, batch) -> None:
+        b = self.args.batch_size
+        ref, pos, neg = self.x[:b], self.x[b : 2 * b], self.x[2 * b :]
+        h = make_indicator(batch.changes, VOCAB.offsets, VOCAB.total_values).to(self.device)
+        target = torch.from_numpy(batch.target).to(self.device)
+        for _ in range(steps):
+            out = self.model(ref, h, pos, neg)
+            la = classification_loss(out["logits"], target)
+            lt = triplet_ranking_loss(out["r_manip"], out["pos"], out["neg"], self.tc.margin)
+            loss = amnet_loss(la, lt, self.tc.effective_lam)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = bl.resolve_device(args.device)
+    steps = args.steps or (100 if device.type == "cuda" else 20)
+    b3 = 3 * args.batch_size
+    print(f"train benchmark: AMNet on {args.backbone} at {args.image_size} px, Q = {args.feature_dim}, "
+          f"B = {args.batch_size} triplets ({b3} images) per step, {steps} steps per timed run; "
+          f"{bl.describe_env(device)}")
+    t0 = time.perf_counter()
+    labels, images = load_pool(args)
+    bench = Bench(args, labels, images, device)
+    print(f"triplet pool: {len(labels)} images decoded to {tuple(images.shape)} uint8, "
+          f"{len(bench.sampler.refs)} usable references, {len(bench.sampler.vectors)} attribute vectors "
+          f"({time.perf_counter() - t0:.1f} s)")
+    warm = max(2, steps // 10)
+    bench.amnet_steps(warm)
+    bench.backbone_steps(warm)
+    bl.sync(device)
+
+    real_rates, pure_rates, ratios, losses = [], [], [], []
+    for rep in range(args.repeats):
+        order = ("pure", "real") if rep % 2 == 0 else ("real", "pure")
+        pair = {}
+        for what in order:
+            if what == "real":
+                with bl.Timed() as t:
+                    rows = bench.amnet_steps(steps)
+                    bl.sync(device)
+                losses.append(float(np.mean([r["loss"] for r in rows])))
+            else:
+                t = bl.timed(lambda: bench.backbone_steps(steps), device)
+            pair[what] = b3 * steps / t.wall
+        real_rates.append(pair["real"])
+        pure_rates.append(pair["pure"])
+        ratios.append(pair["real"] / pair["pure"])
+        print(f"  pair {rep + 1} ({' then '.join(order)}): AMNet train_step {pair['real']:8.1f} img/s "
+              f"({pair['real'] / 3:.1f} triplets/s), pure backbone step {pair['pure']:8.1f} img/s, "
+              f"ratio {ratios[-1]:.3f}")
+    real, pure, ratio = bl.median(real_rates), bl.median(pure_rates), bl.median(ratios)
+    print(f"RATIO AMNet training (triplets/s x 3) / pure backbone train step = {ratio:.3f} (median of "
+          f"{len(ratios)} pairs; {real:.1f} / {pure:.1f} img/s; goal >= {GOAL_RATIO}) "
+          f"[{args.backbone} {args.image_size} px, B={args.batch_size}, {device.type}]")
+    result = {"backbone": args.backbone, "image_size": args.image_size, "batch_size": args.batch_size,
+              "device": str(device), "amnet_images_per_s": real, "backbone_images_per_s": pure, "ratio": ratio,
+              "ratios": ratios, "mean_loss": float(np.mean(losses))}
+
+    if not args.no_decompose:
+        batches = list(bench.sampler.batches(999, steps, args.batch_size))
+        parts = {
+            "sampler (TripletSampler.batches)": bl.timed(lambda: bench.sampler_only(steps)).wall,
+            "data (gather + to_input + indicator)": bl.timed(lambda: bench.data_only(batches), device).wall,
+            "AMNet model + losses + step (random inputs)": bl.timed(lambda: bench.model_only(steps, batches[0]),
+                                                                    device).wall,
+            "pure backbone step": bl.timed(lambda: bench.backbone_steps(steps), device).wall,
+        }
+        real_t = bl.timed(lambda: bench.amnet_steps(steps), device).wall
+        per_k = 1000 * real_t / (b3 * steps)
+        print(f"decomposition, seconds per 1000 images (one run each; the real train_step loop: {per_k:.3f} s):")
+        for name, sec in parts.items():
+            print(f"  {name:<46} {1000 * sec / (b3 * steps):8.3f} s   ({100 * sec / real_t:5.1f} % of the real loop)")
+        result["decomposition_s_per_1000"] = {k: 1000 * v / (b3 * steps) for k, v in parts.items()}
+
+    if device.type == "cuda" or args.gpu_paths:
+        extra = {
+            "pure backbone step, bf16 autocast": lambda: bench.backbone_steps(steps, autocast=True),
+            "pure backbone step, bf16 autocast + channels-last": lambda: bench.backbone_steps(
+                steps, autocast=True, channels_last=True),
+            "train_step inside an outer bf16 autocast (experiment)": lambda: bench.amnet_steps(steps, autocast=True),
+        }
+        print("GPU headroom (the real train_step has no autocast / channels-last):")
+        for name, fn in extra.items():
+            fn()
+            rate = b3 * steps / bl.timed(fn, device).wall
+            print(f"  {name:<54} {rate:10.1f} img/s  ({rate / real:.2f}x the real train_step loop)")
+            result[name] = rate
+        if device.type == "cuda":
+            result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    bl.dump({"train": result})
+    return result
+
+
+if __name__ == "__main__":
+    main()
