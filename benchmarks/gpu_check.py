@@ -7,10 +7,10 @@ too, so a CPU run of ``--smoke`` proves the GPU run cannot trip over them. Run i
 
 1. stages, as the pipeline calls them: render the built-in dataset, ``run_split``, ``run_pretrain``
    (1 epoch), ``run_prototypes``, ``run_train`` (a few hundred steps), ``run_featurize`` of the gallery;
-2. ``benchmarks/featurize.py`` (small CNN at 64 px, then AlexNet at 224 px): end to end / pure forward,
-   per-stage breakdown, which GPU optimisations the code lacks and what they would give, peak memory;
-3. ``benchmarks/train.py`` (small CNN, then AlexNet): train_step / pure backbone step, decomposition,
-   bf16 headroom.
+2. ``benchmarks/featurize.py`` (AlexNet at 224 px, then the small CNN at 64 px): end to end / pure forward,
+   per-stage breakdown, which GPU optimisations the code lacks and what candidate changes give, peak memory;
+3. ``benchmarks/train.py`` (AlexNet, then the small CNN): train_step / pure backbone step, decomposition,
+   bf16 headroom and the candidate changes.
 
 Every phase prints its wall time; phases after ``--budget-s`` seconds are skipped (printed as such).
 A JSON summary goes to ``--out``/gpu_check.json.
@@ -54,7 +54,7 @@ def parse(argv):
     p.add_argument("--smoke", action="store_true", help="tiny sizes (a CPU test of this script)")
     p.add_argument("--out", default="", help="folder for gpu_check.json (default: a temporary folder)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--budget-s", type=float, default=270.0, help="skip the phases that start after this")
+    p.add_argument("--budget-s", type=float, default=240.0, help="skip the phases that start after this")
     p.add_argument("--skip", default="", help="comma separated phases to skip: stages, featurize-small, "
                    "train-small, featurize-alexnet, train-alexnet")
     return p.parse_args(argv)
@@ -162,15 +162,16 @@ def main(argv=None) -> int:
                       "--no-decompose", "--gpu-paths"]
         feat_alex.append("--gpu-paths")  # the CUDA-only parts (headroom, optimisation check) run on the CPU too
     else:
-        feat_small = ["--num-images", "20000", "--memory-sizes", "5000,20000"]
+        feat_small = ["--num-images", "10000", "--memory-sizes", "5000,20000"]
         feat_alex = ["--backbone", "alexnet", "--num-images", "6000", "--unique", "1000", "--memory-sizes", ""]
-        train_small = ["--steps", "200", "--pool", "4000"]
-        train_alex = ["--backbone", "alexnet", "--steps", "60", "--batch-size", "64", "--pool", "3000"]
+        train_small = ["--steps", "100", "--pool", "4000"]
+        train_alex = ["--backbone", "alexnet", "--steps", "40", "--batch-size", "64", "--pool", "3000"]
 
-    phase("featurize-small", lambda: fbench.main(feat_small + dev))
-    phase("train-small", lambda: tbench.main(train_small + dev))
+    # the GPU goals first (AlexNet at 224 px), in case the budget runs out
     phase("featurize-alexnet", lambda: fbench.main(feat_alex + dev))
     phase("train-alexnet", lambda: tbench.main(train_alex + dev))
+    phase("featurize-small", lambda: fbench.main(feat_small + dev))
+    phase("train-small", lambda: tbench.main(train_small + dev))
 
     total = time.perf_counter() - start
     summary["seconds"] = round(total, 1)

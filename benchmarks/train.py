@@ -29,7 +29,7 @@ import benchlib as bl  # noqa: E402
 
 from amnet.config import TrainConfig  # noqa: E402
 from amnet.data.synth import VOCAB  # noqa: E402
-from amnet.data.tensors import decode_batch, to_input  # noqa: E402
+from amnet.data.tensors import MEAN, STD, decode_batch, to_input  # noqa: E402
 from amnet.data.triplets import TripletSampler  # noqa: E402
 from amnet.model_store import build_model  # noqa: E402
 from amnet.models.backbones import build_backbone  # noqa: E402
@@ -39,6 +39,51 @@ from amnet.train.amnet_train import train_step  # noqa: E402
 from amnet.train.loop_utils import sgd, split_decay  # noqa: E402
 
 GOAL_RATIO = 0.6
+
+
+# ------------------------------------------------------------------------------ candidate changes (not in src/)
+class PrecomputedSampler(TripletSampler):
+    """Candidate: TripletSampler with each attribute vector's 1- and 2-change neighbours listed once, instead
+    of a scan over all vectors per sampled triplet. Same RNG calls, so the very same triplets."""
+
+    def __init__(self, labels: np.ndarray, **kw):
+        vectors = np.unique(np.asarray(labels, np.int16)[(np.asarray(labels) != -1).all(axis=1)], axis=0)
+        self._index = {v.tobytes(): u for u, v in enumerate(vectors)}
+        self._near: dict[int, list[np.ndarray]] = {1: [], 2: []}
+        for s in range(0, len(vectors), 512):
+            diff = (vectors[s : s + 512, None, :] != vectors[None, :, :]).sum(axis=2)  # (512, U)
+            for row in diff:
+                self._near[1].append(np.flatnonzero(row == 1))
+                self._near[2].append(np.flatnonzero(row == 2))
+        super().__init__(labels, **kw)
+
+    def _targets(self, ref: np.ndarray, n: int) -> np.ndarray:
+        u = self._index.get(np.asarray(ref, np.int16).tobytes())
+        return super()._targets(ref, n) if u is None or n not in self._near else self._near[n][u]
+
+
+SCALE = 1.0 / (255.0 * STD)
+BIAS = -MEAN / STD
+
+
+def candidate_train_step(model, opt, images, batch, offsets, total_values, lam, margin, device, amp=False):
+    """Candidate train_step: one gather of the 3B images where the pool lives (the GPU when moved there),
+    one in-place multiply-add normalisation, bf16 autocast around forward + loss only, and no .item()
+    per step (returns a device tensor; the caller syncs once per epoch / log interval)."""
+    b = len(batch.ref)
+    rows = torch.from_numpy(np.concatenate([batch.ref, batch.pos, batch.neg])).to(images.device)
+    x = images[rows].to(device, non_blocking=True).float().mul_(SCALE.to(device)).add_(BIAS.to(device))
+    h = make_indicator(batch.changes, offsets, total_values).to(device, non_blocking=True)
+    target = torch.from_numpy(batch.target).to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(x[:b], h, x[b : 2 * b], x[2 * b :])
+        la = classification_loss(out["logits"], target)
+        lt = triplet_ranking_loss(out["r_manip"].float(), out["pos"].float(), out["neg"].float(), margin)
+        loss = amnet_loss(la, lt, lam)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return torch.stack([loss.detach(), la.detach(), lt.detach()])
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -55,6 +100,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--split", help="use this split's triplet_pool instead of synthetic images")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--no-decompose", action="store_true")
+    p.add_argument("--no-candidates", action="store_true", help="skip the candidate-change measurements")
     p.add_argument("--gpu-paths", action="store_true", help=argparse.SUPPRESS)  # run the CUDA-only parts anyway
     args = p.parse_args(argv)
     cfg = bl.model_config(args.backbone, args.image_size or None, args.feature_dim or None)
@@ -106,6 +152,23 @@ class Bench:
                 rows.append(train_step(self.model, self.opt, self.images, batch, VOCAB.offsets, VOCAB.total_values,
                                        self.tc.effective_lam, self.tc.margin, self.device))
         return rows
+
+    # candidates: what the changes proposed in docs/performance.md give (same model, same batches)
+    def candidate_steps(self, steps: int, *, sampler: TripletSampler | None = None, images: torch.Tensor | None = None,
+                        step_fn=None, autocast: bool = False) -> None:
+        self.epoch += 1
+        sampler = sampler or self.sampler
+        images = self.images if images is None else images
+        rows = []
+        for batch in sampler.batches(self.epoch, steps, self.args.batch_size):
+            if step_fn is None:
+                rows.append(train_step(self.model, self.opt, images, batch, VOCAB.offsets, VOCAB.total_values,
+                                       self.tc.effective_lam, self.tc.margin, self.device))
+            else:
+                rows.append(step_fn(self.model, self.opt, images, batch, VOCAB.offsets, VOCAB.total_values,
+                                    self.tc.effective_lam, self.tc.margin, self.device, amp=autocast))
+        if step_fn is not None and rows:
+            torch.stack(rows).cpu()  # the one sync
 
     # denominator: the backbone alone, same total batch, loss-free
     def backbone_steps(self, steps: int, autocast: bool = False, channels_last: bool = False) -> None:
@@ -171,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     bench.backbone_steps(warm)
     bl.sync(device)
 
-    real_rates, pure_rates, ratios, losses = [], [], [], []
+    real_rates, pure_rates, ratios, losses, cpu = [], [], [], [], {"real": 0.0, "pure": 0.0}
     for rep in range(args.repeats):
         order = ("pure", "real") if rep % 2 == 0 else ("real", "pure")
         pair = {}
@@ -184,6 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 t = bl.timed(lambda: bench.backbone_steps(steps), device)
             pair[what] = b3 * steps / t.wall
+            cpu[what] += t.cpu
         real_rates.append(pair["real"])
         pure_rates.append(pair["pure"])
         ratios.append(pair["real"] / pair["pure"])
@@ -194,41 +258,76 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"RATIO AMNet training (triplets/s x 3) / pure backbone train step = {ratio:.3f} (median of "
           f"{len(ratios)} pairs; {real:.1f} / {pure:.1f} img/s; goal >= {GOAL_RATIO}) "
           f"[{args.backbone} {args.image_size} px, B={args.batch_size}, {device.type}]")
+    cpu_ms = {k: 1000 * v / (b3 * steps * args.repeats) for k, v in cpu.items()}
+    print(f"  best of each: {max(real_rates):.1f} / {max(pure_rates):.1f} img/s = "
+          f"{max(real_rates) / max(pure_rates):.3f}; process CPU time per image: train_step {cpu_ms['real']:.2f} ms, "
+          f"pure step {cpu_ms['pure']:.2f} ms (CPU-time ratio {cpu_ms['pure'] / cpu_ms['real']:.3f})")
     result = {"backbone": args.backbone, "image_size": args.image_size, "batch_size": args.batch_size,
               "device": str(device), "amnet_images_per_s": real, "backbone_images_per_s": pure, "ratio": ratio,
-              "ratios": ratios, "mean_loss": float(np.mean(losses))}
+              "ratios": ratios, "best_ratio": max(real_rates) / max(pure_rates), "cpu_ms_per_image": cpu_ms,
+              "mean_loss": float(np.mean(losses))}
 
     if not args.no_decompose:
         batches = list(bench.sampler.batches(999, steps, args.batch_size))
         parts = {
-            "sampler (TripletSampler.batches)": bl.timed(lambda: bench.sampler_only(steps)).wall,
-            "data (gather + to_input + indicator)": bl.timed(lambda: bench.data_only(batches), device).wall,
-            "AMNet model + losses + step (random inputs)": bl.timed(lambda: bench.model_only(steps, batches[0]),
-                                                                    device).wall,
-            "pure backbone step": bl.timed(lambda: bench.backbone_steps(steps), device).wall,
+            "real train_step loop (as above)": lambda: bench.amnet_steps(steps),
+            "sampler (TripletSampler.batches)": lambda: bench.sampler_only(steps),
+            "data (gather + to_input + indicator)": lambda: bench.data_only(batches),
+            "AMNet model + losses + step (random inputs)": lambda: bench.model_only(steps, batches[0]),
+            "pure backbone step": lambda: bench.backbone_steps(steps),
         }
-        real_t = bl.timed(lambda: bench.amnet_steps(steps), device).wall
-        per_k = 1000 * real_t / (b3 * steps)
-        print(f"decomposition, seconds per 1000 images (one run each; the real train_step loop: {per_k:.3f} s):")
-        for name, sec in parts.items():
-            print(f"  {name:<46} {1000 * sec / (b3 * steps):8.3f} s   ({100 * sec / real_t:5.1f} % of the real loop)")
-        result["decomposition_s_per_1000"] = {k: 1000 * v / (b3 * steps) for k, v in parts.items()}
+        times: dict[str, list[float]] = {k: [] for k in parts}
+        for _ in range(max(1, args.repeats)):  # rounds, so load from other processes spreads over all parts
+            for name, fn in parts.items():
+                times[name].append(bl.timed(fn, device).wall)
+        per_k = {k: 1000 * bl.median(v) / (b3 * steps) for k, v in times.items()}
+        real_k = per_k["real train_step loop (as above)"]
+        print(f"decomposition, seconds per 1000 images (median of {max(1, args.repeats)} rounds):")
+        for name, sec in per_k.items():
+            print(f"  {name:<46} {sec:8.3f} s   ({100 * sec / real_k:5.1f} % of the real loop)")
+        result["decomposition_s_per_1000"] = per_k
 
     if device.type == "cuda" or args.gpu_paths:
         extra = {
             "pure backbone step, bf16 autocast": lambda: bench.backbone_steps(steps, autocast=True),
             "pure backbone step, bf16 autocast + channels-last": lambda: bench.backbone_steps(
                 steps, autocast=True, channels_last=True),
-            "train_step inside an outer bf16 autocast (experiment)": lambda: bench.amnet_steps(steps, autocast=True),
         }
-        print("GPU headroom (the real train_step has no autocast / channels-last):")
+        print("GPU headroom of the pure step (the real train_step has no autocast / channels-last):")
         for name, fn in extra.items():
             fn()
             rate = b3 * steps / bl.timed(fn, device).wall
-            print(f"  {name:<54} {rate:10.1f} img/s  ({rate / real:.2f}x the real train_step loop)")
+            print(f"  {name:<54} {rate:10.1f} img/s  ({rate / pure:.2f}x the fp32 pure step)")
             result[name] = rate
-        if device.type == "cuda":
-            result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+
+    if not args.no_candidates:
+        fast = PrecomputedSampler(labels, seed=bench.tc.seed, two_change_fraction=bench.tc.two_change_fraction,
+                                  hard_negative_fraction=bench.tc.hard_negative_fraction)
+        variants = {"precomputed sampler neighbours": {"sampler": fast},
+                    "+ one gather, fused normalise, no per-step sync": {"sampler": fast,
+                                                                        "step_fn": candidate_train_step}}
+        if device.type == "cuda" or args.gpu_paths:
+            on_dev = images.to(device)
+            variants.update({
+                "decoded pool on the GPU (real train_step)": {"images": on_dev},
+                "pool on GPU + sampler + one gather + no sync": {"images": on_dev, "sampler": fast,
+                                                                 "step_fn": candidate_train_step},
+                "... + bf16 autocast (forward + loss)": {"images": on_dev, "sampler": fast,
+                                                         "step_fn": candidate_train_step, "autocast": True},
+            })
+        real_now = b3 * steps / bl.timed(lambda: bench.amnet_steps(steps), device).wall
+        print(f"candidate changes to run_train / train_step (benchmarks/train.py, not in src/); real loop just "
+              f"before: {real_now:.1f} img/s:")
+        cand = {}
+        for name, kw in variants.items():
+            bench.candidate_steps(max(2, steps // 10), **kw)  # warm-up
+            bl.sync(device)
+            cand[name] = b3 * steps / bl.timed(lambda kw=kw: bench.candidate_steps(steps, **kw), device).wall
+            print(f"  {name:<52} {cand[name]:10.1f} img/s  x{cand[name] / real_now:.2f} the real loop, "
+                  f"{cand[name] / pure:.3f} of the pure step")
+        result.update(candidates=cand, real_before_candidates=real_now)
+    if device.type == "cuda":
+        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     bl.dump({"train": result})
     return result
 
