@@ -269,8 +269,10 @@ def candidate_frame(loaded, df: pd.DataFrame, batch_size: int, device: torch.dev
                          "feature": [row.tobytes() for row in matrix]})
 
 
-def candidates(split: str, model: str, batch_size: int, device: torch.device, out: str) -> dict[str, float]:
-    """End-to-end img/s of run_featurize's loop (model load, read, featurize, write) with each candidate."""
+def candidates(split: str, model: str, batch_size: int, device: torch.device, out: str,
+               rounds: int) -> dict[str, list[float]]:
+    """End-to-end img/s of run_featurize's loop (model load, read, featurize, write) with each candidate,
+    and of the real ``run_featurize``, in ``rounds`` rounds (load from other processes hits all alike)."""
     from amnet.model_store import load_model
 
     many = max(2, min(16, (os.cpu_count() or 2)))
@@ -283,26 +285,34 @@ def candidates(split: str, model: str, batch_size: int, device: torch.device, ou
             f"+ {many} decode threads + bf16 + channels-last": {"workers": many, "amp": True, "channels_last": True},
             "GPU decode_jpeg + bf16 + channels-last": {"gpu_decode": True, "amp": True, "channels_last": True},
         })
-    rates = {}
     uris = shards.list_shards(storage.join(split, "gallery"))
-    for name, kw in variants.items():
-        def run(kw=kw, tag=len(rates)) -> int:
-            loaded = load_model(model, device)
-            n = 0
-            for uri in uris:
-                frame = candidate_frame(loaded, shards.read_table(uri), batch_size, device, **kw)
-                shards.write_table(os.path.join(out, f"cand{tag}-{os.path.basename(uri)}"), frame)
-                n += len(frame)
-            return n
+    runs: dict[str, list[float]] = {"real": [], **{k: [] for k in variants}}
+    failed: set[str] = set()
+    for r in range(rounds):
+        t, res = end_to_end(split, model, os.path.join(out, f"real-{r}"), batch_size, device)
+        runs["real"].append(res["count"] / t.wall)
+        for tag, (name, kw) in enumerate(variants.items()):
+            if name in failed:
+                continue
 
-        try:
-            with bl.Timed() as t:
-                n = run()
-                bl.sync(device)
-            rates[name] = n / t.wall
-        except Exception as exc:  # e.g. decode_jpeg on cuda needs torchvision built with nvjpeg
-            print(f"  {name}: failed ({type(exc).__name__}: {str(exc)[:200]})")
-    return rates
+            def run(kw=kw, tag=tag) -> int:
+                loaded = load_model(model, device)
+                n = 0
+                for uri in uris:
+                    frame = candidate_frame(loaded, shards.read_table(uri), batch_size, device, **kw)
+                    shards.write_table(os.path.join(out, f"cand{tag}-{os.path.basename(uri)}"), frame)
+                    n += len(frame)
+                return n
+
+            try:
+                with bl.Timed() as t:
+                    n = run()
+                    bl.sync(device)
+                runs[name].append(n / t.wall)
+            except Exception as exc:  # e.g. decode_jpeg on cuda needs torchvision built with nvjpeg
+                print(f"  {name}: failed ({type(exc).__name__}: {str(exc)[:200]})")
+                failed.add(name)
+    return {k: v for k, v in runs.items() if v and k not in failed}
 
 
 def optimisations_present() -> dict[str, bool]:
@@ -444,16 +454,21 @@ def main(argv: list[str] | None = None) -> dict:
             result.update(gpu_optimisations=present, gpu_headroom=head)
 
         if not args.no_candidates:
-            # the real path again, right before the candidates, so they compare under the same load
-            t, _ = end_to_end(split, model, os.path.join(root, "features-again"), args.batch_size, device)
-            real_now = args.num_images / t.wall
-            cand = candidates(split, model, args.batch_size, device, os.path.join(root, "features-cand"))
+            runs = candidates(split, model, args.batch_size, device, os.path.join(root, "features-cand"),
+                              max(1, args.repeats))
+            real_now = bl.median(runs["real"])
             print(f"candidate changes to featurize_frame (benchmarks/featurize.py:candidate_frame, not in src/), "
-                  f"end to end; real path just before: {real_now:.1f} img/s:")
-            for name, rate in cand.items():
-                print(f"  {name:<52} {rate:10.1f} img/s  x{rate / real_now:.2f} the real path, "
-                      f"{rate / fwd:.3f} of the pure forward")
-            result.update(candidates=cand, real_before_candidates=real_now)
+                  f"end to end, median of {max(1, args.repeats)} rounds; the real run_featurize in the same rounds: "
+                  f"{real_now:.1f} img/s:")
+            cand = {}
+            for name, rates in runs.items():
+                if name == "real":
+                    continue
+                cand[name] = bl.median(rates)
+                gain = bl.median([c / r for c, r in zip(rates, runs["real"], strict=True)])
+                print(f"  {name:<52} {cand[name]:10.1f} img/s  x{gain:.2f} the real path (per-round median), "
+                      f"{cand[name] / fwd:.3f} of the pure forward")
+            result.update(candidates=cand, real_in_candidate_rounds=real_now)
 
         if args.memory_sizes.strip() and not args.split:
             result["memory"] = memory_check(args, root, model, labels, blobs, device)

@@ -315,15 +315,23 @@ def main(argv: list[str] | None = None) -> dict:
                 "... + bf16 autocast (forward + loss)": {"images": on_dev, "sampler": fast,
                                                          "step_fn": candidate_train_step, "autocast": True},
             })
-        real_now = b3 * steps / bl.timed(lambda: bench.amnet_steps(steps), device).wall
-        print(f"candidate changes to run_train / train_step (benchmarks/train.py, not in src/); real loop just "
-              f"before: {real_now:.1f} img/s:")
-        cand = {}
-        for name, kw in variants.items():
+        for kw in variants.values():
             bench.candidate_steps(max(2, steps // 10), **kw)  # warm-up
-            bl.sync(device)
-            cand[name] = b3 * steps / bl.timed(lambda kw=kw: bench.candidate_steps(steps, **kw), device).wall
-            print(f"  {name:<52} {cand[name]:10.1f} img/s  x{cand[name] / real_now:.2f} the real loop, "
+        bl.sync(device)
+        runs: dict[str, list[float]] = {"real": [], **{k: [] for k in variants}}
+        for _ in range(max(1, args.repeats)):  # rounds: real, then each candidate, so load hits all alike
+            runs["real"].append(b3 * steps / bl.timed(lambda: bench.amnet_steps(steps), device).wall)
+            for name, kw in variants.items():
+                runs[name].append(b3 * steps / bl.timed(lambda kw=kw: bench.candidate_steps(steps, **kw),
+                                                        device).wall)
+        real_now = bl.median(runs["real"])
+        print(f"candidate changes to run_train / train_step (benchmarks/train.py, not in src/), median of "
+              f"{max(1, args.repeats)} rounds; the real loop in the same rounds: {real_now:.1f} img/s:")
+        cand = {}
+        for name in variants:
+            cand[name] = bl.median(runs[name])
+            gain = bl.median([c / r for c, r in zip(runs[name], runs["real"], strict=True)])
+            print(f"  {name:<52} {cand[name]:10.1f} img/s  x{gain:.2f} the real loop (per-round median), "
                   f"{cand[name] / pure:.3f} of the pure step")
         result.update(candidates=cand, real_before_candidates=real_now)
     if device.type == "cuda":
