@@ -10,7 +10,11 @@ Indexes, each over the same random features (``--n`` rows, float32, at each of `
   (training on all 200k x 4096 would take many minutes on 2 cores);
 * compressed flat storage through faiss directly (amnet.search has neither): ``IndexScalarQuantizer``
   fp16 and 8-bit (SQ8), and SQ8 with an exact re-ranking of its top ``k x k_factor`` (``IndexRefineFlat``);
+* ``pqfs``: 4-bit product quantisation scanned with SIMD lookups (``IndexPQFastScan``, D/2 bytes per
+  vector up to 512-D) + exact re-ranking of the top 200 / 400 (``IndexRefineFlat``);
 * ``--hnsw``: faiss ``IndexHNSWFlat`` (M = 32) over efSearch (graph build takes minutes at 200k).
+
+``--configs`` picks the families (default exact, ivf, sq, pqfs); exact always runs (it is the truth).
 
 recall@20 = |approximate top 20 ∩ exact top 20| / 20, averaged over the queries. Two feature
 distributions: ``uniform`` (i.i.d. U[0, 1) per dimension: no structure, the worst case for IVF) and
@@ -119,31 +123,47 @@ def run_dataset(name: str, x: np.ndarray, qs: np.ndarray, qb: np.ndarray, args, 
     build = time.perf_counter() - t
     _, truth = batched(exact, qb, all_threads)
     report("exact (amnet.search, IndexFlatL2)", exact, build, None, threads=1)
-    if all_threads > 1:
+    if all_threads > 1 and "exact" in args.configs:
         report(f"exact, {all_threads} faiss threads per query", exact, build, None, threads=all_threads)
     del exact
     gc.collect()
 
+    if "ivf" in args.configs:
+        run_ivf(x, truth, args, report)
+    if "sq" in args.configs:
+        run_sq(x, truth, report)
+    if "pqfs" in args.configs:
+        run_pqfs(x, truth, report)
+    if "hnsw" in args.configs:
+        run_hnsw(x, truth, report, all_threads)
+    return summarize(rows, name, d)
+
+
+def run_ivf(x: np.ndarray, truth: np.ndarray, args, report) -> None:
+    n, d = x.shape
     nlist = default_nlist(n)
     t = time.perf_counter()
     if d <= 1024:
         ivf = build_index(x, "ivf", nlist=nlist)
-        how = "amnet.search"
+        how = "built by amnet.search.build_index(kind='ivf')"
     else:
         sample = x[np.random.default_rng(1).choice(n, min(n, args.ivf_train), replace=False)]
         ivf = IVFIndex(d, nlist=nlist)
         ivf.faiss_index.train(sample)
         ivf.add(x)
-        how = f"trained on {len(sample) // 1000}k"
+        how = f"k-means on a {len(sample) // 1000}k sample, then amnet.search.IVFIndex.add"
     build = time.perf_counter() - t
     for nprobe in [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256) if p <= nlist]:
         ivf.nprobe = nprobe
         tag = " (auto's default)" if nprobe == DEFAULT_NPROBE else ""
         report(f"ivf nlist={nlist} nprobe={nprobe}{tag}", ivf, build if nprobe == 1 else 0.0, truth)
-    print(f"    (ivf built through {how}; build time on the first row)")
+    print(f"    (ivf {how}; build time on the first row)")
     del ivf
     gc.collect()
 
+
+def run_sq(x: np.ndarray, truth: np.ndarray, report) -> None:
+    d = x.shape[1]
     for qt, label in ((faiss.ScalarQuantizer.QT_fp16, "fp16"), (faiss.ScalarQuantizer.QT_8bit, "SQ8")):
         t = time.perf_counter()
         sq = faiss.IndexScalarQuantizer(d, qt, faiss.METRIC_L2)
@@ -166,18 +186,41 @@ def run_dataset(name: str, x: np.ndarray, qs: np.ndarray, qb: np.ndarray, args, 
     del refine, base
     gc.collect()
 
-    if args.hnsw:
-        t = time.perf_counter()
-        faiss.omp_set_num_threads(all_threads)
-        hnsw = faiss.IndexHNSWFlat(d, 32)
-        hnsw.add(x)
-        build = time.perf_counter() - t
-        for ef in (16, 32, 64, 128, 256):
-            hnsw.hnsw.efSearch = ef
-            report(f"hnsw M=32 efSearch={ef}", RawFaiss(hnsw), build if ef == 16 else 0.0, truth)
-        del hnsw
-        gc.collect()
 
+def run_pqfs(x: np.ndarray, truth: np.ndarray, report) -> None:
+    """Product quantisation with 4-bit codes scanned by SIMD lookups (faiss IndexPQFastScan, d/2 bytes per
+    vector up to 512-D, d/8 above), then an exact re-ranking of the best k x k_factor (IndexRefineFlat)."""
+    n, d = x.shape
+    m = d // 2 if d <= 512 else d // 8
+    t = time.perf_counter()
+    base = faiss.IndexPQFastScan(d, m, 4, faiss.METRIC_L2)
+    base.train(x[np.random.default_rng(2).choice(n, min(n, 50_000), replace=False)])
+    refine = faiss.IndexRefineFlat(base)
+    refine.add(x)
+    build = time.perf_counter() - t
+    for factor in (10, 20):
+        refine.k_factor = factor
+        report(f"PQ{m}x4 fast-scan + re-rank of top {factor * K}", RawFaiss(refine), build if factor == 10 else 0.0,
+               truth)
+    del refine, base
+    gc.collect()
+
+
+def run_hnsw(x: np.ndarray, truth: np.ndarray, report, all_threads: int) -> None:
+    d = x.shape[1]
+    t = time.perf_counter()
+    faiss.omp_set_num_threads(all_threads)
+    hnsw = faiss.IndexHNSWFlat(d, 32)
+    hnsw.add(x)
+    build = time.perf_counter() - t
+    for ef in (16, 32, 64, 128, 256):
+        hnsw.hnsw.efSearch = ef
+        report(f"hnsw M=32 efSearch={ef}", RawFaiss(hnsw), build if ef == 16 else 0.0, truth)
+    del hnsw
+    gc.collect()
+
+
+def summarize(rows: list[dict], name: str, d: int) -> list[dict]:
     meets = [r["config"] for r in rows if r["meets_goal"]]
     fastest = min((r for r in rows if r["meets_goal"]), key=lambda r: r["p50_ms"], default=None)
     print(f"GOAL [{d}-D {name}] single-query p50 <= {GOAL_P50_MS:.0f} ms with recall@20 >= {GOAL_RECALL}: "
@@ -196,9 +239,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--queries", type=int, default=200, help="timed single queries per configuration")
     p.add_argument("--batch", type=int, default=1000, help="queries in the batched search (and for recall)")
     p.add_argument("--ivf-train", type=int, default=25_000, help="k-means sample above 1024-D")
-    p.add_argument("--hnsw", action="store_true", help="also build an HNSW graph (minutes at 200k)")
+    p.add_argument("--configs", default="exact,ivf,sq,pqfs",
+                   help="index families to measure: exact, ivf, sq (fp16 / SQ8 / SQ8 + re-rank), pqfs (PQ fast-scan "
+                        "+ re-rank), hnsw")
+    p.add_argument("--hnsw", action="store_true", help="same as adding hnsw to --configs (minutes at 200k)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    args.configs = set(args.configs.split(",")) | ({"hnsw"} if args.hnsw else set())
     all_threads = faiss.omp_get_max_threads()
     load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
     print(f"search benchmark: faiss {faiss.__version__}, {all_threads} OpenMP threads, {os.cpu_count()} CPUs{load}")

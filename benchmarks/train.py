@@ -8,7 +8,10 @@ attribute branches), Eq. 4-6, backward and the SGD step — counted as 3 x B ima
 Denominator: the same backbone alone on random tensors already on the device, total batch 3 x B,
 loss-free (the mean of its output), backward and the same SGD (momentum, weight decay). Both are
 measured in this run, interleaved A B B A, ratio per pair and median. Then a decomposition of the
-gap: the sampler alone, the data preparation alone, and the AMNet model + losses on random tensors.
+gap (the sampler alone, the data preparation alone, the AMNet model + losses on random tensors), and
+candidate changes (``PrecomputedSampler``, ``candidate_train_step``: one gather, fused normalisation,
+no per-step sync; on CUDA also the decoded pool on the GPU and bf16 autocast) timed in the same
+rounds as the real loop; src/ is not changed.
 
     .venv/bin/python benchmarks/train.py [--backbone small|alexnet] [--batch-size 32] [--steps 20]
         [--device auto|cpu|cuda] [--split DIR]
@@ -109,33 +112,35 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_pool(args) -> tuple[np.ndarray, torch.Tensor]:
-    """(labels (N, M), decoded uint8 images (N, 3, S, S)), decoded once as ``run_train`` does."""
+def load_pool(args):
+    """(vocabulary, labels (N, M), decoded uint8 images (N, 3, S, S)), decoded once as ``run_train`` does."""
     if args.split:
         from amnet import storage
         from amnet.data import shards
-        from amnet.data.split import label_matrix
+        from amnet.data.split import label_matrix, load_split_vocab
 
+        vocab = load_split_vocab(args.split)
         pool = shards.read_shards(storage.join(args.split, "triplet_pool"))
-        labels = label_matrix(pool["labels"], VOCAB.num_attributes)
+        labels = label_matrix(pool["labels"], vocab.num_attributes)
         blobs = list(pool["image_bytes"])
     else:
+        vocab = VOCAB
         labels, blobs = bl.render_pool(args.pool, args.source_size)
-    return labels, decode_batch(blobs, args.image_size)
+    return vocab, labels, decode_batch(blobs, args.image_size)
 
 
 class Bench:
     """The real AMNet loop and the pure backbone step, built once, timed alternately."""
 
-    def __init__(self, args, labels: np.ndarray, images: torch.Tensor, device: torch.device):
-        self.args, self.device, self.images = args, device, images
+    def __init__(self, args, vocab, labels: np.ndarray, images: torch.Tensor, device: torch.device):
+        self.args, self.device, self.images, self.vocab = args, device, images, vocab
         tc = TrainConfig(batch_size=args.batch_size)
         self.tc = tc
         self.sampler = TripletSampler(labels, seed=tc.seed, two_change_fraction=tc.two_change_fraction,
                                       hard_negative_fraction=tc.hard_negative_fraction)
         cfg = bl.model_config(args.backbone, args.image_size, args.feature_dim)
         torch.manual_seed(0)
-        self.model = build_model("amnet", tc.variant, cfg, VOCAB).to(device).train()  # memory: random rows
+        self.model = build_model("amnet", tc.variant, cfg, vocab).to(device).train()  # memory: random rows
         self.opt = sgd(*split_decay(self.model), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
         self.backbone = build_backbone(cfg).to(device).train()
         self.bopt = sgd(*split_decay(self.backbone), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
@@ -149,8 +154,8 @@ class Bench:
         rows = []
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
             for batch in self.sampler.batches(self.epoch, steps, self.args.batch_size):
-                rows.append(train_step(self.model, self.opt, self.images, batch, VOCAB.offsets, VOCAB.total_values,
-                                       self.tc.effective_lam, self.tc.margin, self.device))
+                rows.append(train_step(self.model, self.opt, self.images, batch, self.vocab.offsets,
+                                       self.vocab.total_values, self.tc.effective_lam, self.tc.margin, self.device))
         return rows
 
     # candidates: what the changes proposed in docs/performance.md give (same model, same batches)
@@ -162,10 +167,10 @@ class Bench:
         rows = []
         for batch in sampler.batches(self.epoch, steps, self.args.batch_size):
             if step_fn is None:
-                rows.append(train_step(self.model, self.opt, images, batch, VOCAB.offsets, VOCAB.total_values,
+                rows.append(train_step(self.model, self.opt, images, batch, self.vocab.offsets, self.vocab.total_values,
                                        self.tc.effective_lam, self.tc.margin, self.device))
             else:
-                rows.append(step_fn(self.model, self.opt, images, batch, VOCAB.offsets, VOCAB.total_values,
+                rows.append(step_fn(self.model, self.opt, images, batch, self.vocab.offsets, self.vocab.total_values,
                                     self.tc.effective_lam, self.tc.margin, self.device, amp=autocast))
         if step_fn is not None and rows:
             torch.stack(rows).cpu()  # the one sync
@@ -195,13 +200,13 @@ class Bench:
         for batch in batches:
             for i in (batch.ref, batch.pos, batch.neg):
                 to_input(self.images[torch.from_numpy(i)], self.device)
-            make_indicator(batch.changes, VOCAB.offsets, VOCAB.total_values).to(self.device)
+            make_indicator(batch.changes, self.vocab.offsets, self.vocab.total_values).to(self.device)
             torch.from_numpy(batch.target).to(self.device)
 
     def model_only(self, steps: int, batch) -> None:
         b = self.args.batch_size
         ref, pos, neg = self.x[:b], self.x[b : 2 * b], self.x[2 * b :]
-        h = make_indicator(batch.changes, VOCAB.offsets, VOCAB.total_values).to(self.device)
+        h = make_indicator(batch.changes, self.vocab.offsets, self.vocab.total_values).to(self.device)
         target = torch.from_numpy(batch.target).to(self.device)
         for _ in range(steps):
             out = self.model(ref, h, pos, neg)
@@ -224,8 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"B = {args.batch_size} triplets ({b3} images) per step, {steps} steps per timed run; "
           f"{bl.describe_env(device)}")
     t0 = time.perf_counter()
-    labels, images = load_pool(args)
-    bench = Bench(args, labels, images, device)
+    vocab, labels, images = load_pool(args)
+    bench = Bench(args, vocab, labels, images, device)
     print(f"triplet pool: {len(labels)} images decoded to {tuple(images.shape)} uint8, "
           f"{len(bench.sampler.refs)} usable references, {len(bench.sampler.vectors)} attribute vectors "
           f"({time.perf_counter() - t0:.1f} s)")
