@@ -4,12 +4,13 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-fast lint demo stack-up stack-down compile clean images
+.PHONY: install test test-fast lint demo stack-up stack-down compile clean images lock
 
-$(STAMP): pyproject.toml
+# Installs exactly the versions in requirements.lock (pip constraints), the same ones CI and images use.
+$(STAMP): pyproject.toml requirements.lock
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -46,6 +47,14 @@ images: $(STAMP)
 .PHONY: images-lint
 images-lint: $(STAMP)
 	$(BIN)/hadolint images/cpu/Dockerfile images/gpu/Dockerfile
+
+# Re-resolve the lock from pyproject.toml in a throwaway venv (after changing a dependency).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -e '.[dev]'
+	{ sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze --exclude-editable --all \
+	  | grep -v '^pip==\|^setuptools==\|^wheel=='; } > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock && rm -rf .lock-venv
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from amnet import cli
+from amnet.data import importers
 from amnet.data.importers import import_csv, import_deepfashion
 from amnet.data.schema import load_manifest, load_vocabulary
 from amnet.data.validate import validate_dataset
@@ -220,3 +221,27 @@ def test_csv_cli(tmp_path, capsys):
     argv[argv.index("--csv") + 1] = str(tmp_path / "missing.csv")
     assert cli.main(argv) == 2
     assert "missing.csv: no such CSV file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("a.jpg", "images/a.jpg"),
+        ("sub/../a.jpg", "images/a.jpg"),
+        ("s3://b/data/sub/c.jpg", "images/sub/c.jpg"),
+        ("../data2/a.jpg", None),
+        ("sub/../../a.jpg", None),
+        ("/etc/passwd", None),
+        ("s3://other/data/a.jpg", None),
+        ("s3://b/data2/a.jpg", None),
+    ],
+)
+def test_s3_keys_built_from_csv_paths_are_normalised_and_stay_under_the_prefix(image, expected):
+    """The CSV importer writes each copy under ``images/`` + the *resolved* source path relative to
+    the dataset root: no ``..`` segment, never another bucket or prefix; unsafe rows are not copied."""
+    source, dest = importers._csv_destination("s3://b/data", image)
+    if expected is None:
+        assert source is None  # not copied: validation quarantines it as escaping the root
+    else:
+        assert source == "s3://b/data/" + expected.removeprefix("images/")
+        assert dest == expected and ".." not in dest.split("/")

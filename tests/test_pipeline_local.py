@@ -3,7 +3,15 @@
 Same code path as ``amnet run --local`` (``local_run.run_pipeline``): every component runs as a
 subprocess of this Python, artifacts go to ``tmp_path``, tracking goes to the session's MLflow server
 (``mlflow_server`` fixture, real SeaweedFS + MLflow). A few minutes on a 2-core CPU.
+
+The successful run carries planted fake credentials in its environment (an MLflow password, a KFP
+token, a Hugging Face token, a database password) next to the stack's real S3 secret key; afterwards
+every byte the run left behind is scanned for them: the tasks' combined stdout / stderr, every file
+under the run's ``kfp-root`` and cache, and every MLflow run of the experiment (name, params, tags,
+metric names, and each text artifact).
 """
+
+from pathlib import Path
 
 import boto3
 import pytest
@@ -36,9 +44,52 @@ def parent_runs(client, experiment: str) -> list:
     return client.search_runs([exp.experiment_id], "tags.`amnet.role` = 'pipeline'")
 
 
-def test_whole_pipeline_runs_locally_and_is_tracked(tmp_path, stack_env, mlflow_server):
+PLANTED = {  # fake values, never needed by the local stack, so they are only ever *carried*
+    "MLFLOW_TRACKING_USERNAME": "ci-user",
+    "MLFLOW_TRACKING_PASSWORD": "fake-mlflow-password-pipeline-3c9e",
+    "KF_PIPELINES_TOKEN": "fake-kfp-token-pipeline-77aa",
+    "HF_TOKEN": "hf_fakePipelineTokenMustNotLeak",
+    "AMNET_DB_PASSWORD": "fake-db-password-pipeline-b2d4",
+}
+
+
+def secrets_in(text: str, secrets: dict[str, str]) -> list[str]:
+    return [name for name, value in secrets.items() if value in text]
+
+
+def scan_run_for_secrets(secrets: dict[str, str], logs: str, folders: list[Path], client, experiment: str,
+                         scratch: Path) -> list[str]:
+    """Every place a secret could surface after a run -> ``'where: NAME'`` for each one found."""
+    found = [f"logs: {name}" for name in secrets_in(logs, secrets)]
+    files = [f for folder in folders for f in folder.rglob("*") if f.is_file()]
+    assert files, folders
+    for path in files:
+        found += [f"{path}: {name}" for name in secrets_in(path.read_bytes().decode("latin-1"), secrets)]
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) >= 5, len(runs)
+    for run in runs:
+        logged = repr([run.info.run_name, run.data.params, run.data.tags, sorted(run.data.metrics)])
+        found += [f"mlflow run {run.info.run_id}: {name}" for name in secrets_in(logged, secrets)]
+        stack = [a for a in client.list_artifacts(run.info.run_id)]
+        while stack:
+            item = stack.pop()
+            if item.is_dir:
+                stack += client.list_artifacts(run.info.run_id, item.path)
+            elif item.path.endswith((".yaml", ".json", ".md", ".html", ".txt", "MLmodel")):
+                local = Path(client.download_artifacts(run.info.run_id, item.path, str(scratch)))
+                text = local.read_text(errors="replace")
+                found += [f"mlflow artifact {item.path}: {name}" for name in secrets_in(text, secrets)]
+    return found
+
+
+def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path, stack_env, mlflow_server,
+                                                                        monkeypatch, capfd):
     mlflow_env = mlflow_server
     from amnet_pipeline.local_run import results_table, run_pipeline
+
+    for name, value in PLANTED.items():
+        monkeypatch.setenv(name, value)
 
     params = {**TINY, "dataset_uri": tiny_dataset(tmp_path), "variants": ["amnet", "no_memory"],
               "attribute_baseline": True, "experiment": "pipeline-local-ok"}
@@ -81,6 +132,17 @@ def test_whole_pipeline_runs_locally_and_is_tracked(tmp_path, stack_env, mlflow_
     s3 = boto3.session.Session().client("s3", endpoint_url=mlflow_env.endpoint)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=mlflow_env.bucket, Prefix="mlflow/").get("Contents", [])]
     assert any(k.endswith("/model.pt") for k in keys) and any("report.html" in k for k in keys)
+
+    # no credential anywhere: the planted fakes and the stack's real S3 secret key
+    secrets = {k: v for k, v in PLANTED.items() if k != "MLFLOW_TRACKING_USERNAME"}
+    secrets["AWS_SECRET_ACCESS_KEY"] = mlflow_env.env["AWS_SECRET_ACCESS_KEY"]
+    captured = capfd.readouterr()
+    logs = captured.out + captured.err
+    assert "Executing task" in logs or "[amnet] stage" in logs  # the tasks' output really was captured
+    scratch = tmp_path / "downloaded"
+    scratch.mkdir()
+    found = scan_run_for_secrets(secrets, logs, [tmp_path / "work"], stack_env, "pipeline-local-ok", scratch)
+    assert found == [], found
 
 
 def test_failed_stage_marks_the_parent_run_failed(tmp_path, stack_env):
