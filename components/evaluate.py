@@ -16,4 +16,5 @@ def evaluate_retrieval(split: Input[Dataset], model: Input[Model], features: Inp
     evaluation.metadata["variant"] = variant
     results = run_step(split.path, model.path, features.path, evaluation.path, variant, params,
                        parent_run_id)
+    evaluation.metadata["index"] = str(results.get("index_kind", ""))  # exact, or the approximate kind picked
     log_results(metrics, results)

@@ -1,16 +1,20 @@
-"""Search interface: exact results equal brute force, ivf recall, save/load round trip."""
+"""Search interface: exact results equal brute force, ivf / pq recall, auto choice, save/load round trip."""
 
 import numpy as np
 import pytest
 
 from amnet.search import (
-    AUTO_IVF_THRESHOLD,
+    AUTO_THRESHOLD,
+    DEFAULT_K_FACTOR,
     DEFAULT_NPROBE,
     ExactIndex,
     Index,
     IVFIndex,
+    PQRefineIndex,
     build_index,
+    default_pq_m,
     load_index,
+    recall_at_k,
     resolve_kind,
     save_index,
 )
@@ -63,15 +67,36 @@ def test_ivf_recall_is_reasonable():
     assert recall > 0.85
 
 
+def test_pq_candidates_are_approximate_but_distances_exact():
+    gallery, queries = _data(4000, dim=32), _data(100, dim=32, seed=2)
+    index = build_index(gallery, kind="pq")
+    assert isinstance(index, PQRefineIndex) and index.kind == "pq" and index.k_factor == DEFAULT_K_FACTOR
+    distances, ids = index.search(queries, 10)
+    want_dist, want = _brute_force(gallery, queries, 10)
+    recall = recall_at_k(index, build_index(gallery), queries, 10)
+    assert recall == np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, want, strict=True)])
+    assert recall > 0.95  # 200 re-ranked candidates per top-10 over unstructured data
+    exact_rows = ids == want  # where the candidate is right, its distance is the exact one
+    np.testing.assert_allclose(distances[exact_rows], want_dist[exact_rows], rtol=1e-4)
+    assert (np.diff(distances, axis=1) >= 0).all()
+
+
+def test_pq_sub_quantizers_divide_the_dimension():
+    assert [default_pq_m(d) for d in (256, 32, 4096, 7, 1)] == [128, 16, 256, 1, 1]
+    with pytest.raises(ValueError, match="m must divide"):
+        PQRefineIndex(30, m=7)
+
+
 def test_auto_kind_switches_at_threshold():
-    assert resolve_kind("auto", AUTO_IVF_THRESHOLD - 1) == "exact"
-    assert resolve_kind("auto", AUTO_IVF_THRESHOLD) == "ivf"
+    assert resolve_kind("auto", AUTO_THRESHOLD - 1) == "exact"
+    assert resolve_kind("auto", AUTO_THRESHOLD) == "pq"
     assert build_index(_data(100), kind="auto").kind == "exact"
+    assert build_index(_data(10), kind="pq").kind == "exact"  # too few vectors to train a quantizer
     with pytest.raises(ValueError, match="unknown index kind"):
         build_index(_data(10), kind="hnsw")
 
 
-@pytest.mark.parametrize("kind", ["exact", "ivf"])
+@pytest.mark.parametrize("kind", ["exact", "ivf", "pq"])
 def test_save_load_round_trip(tmp_path, kind):
     gallery, queries = _data(1000), _data(5, seed=4)
     index = build_index(gallery, kind=kind, nprobe=7)
@@ -81,6 +106,8 @@ def test_save_load_round_trip(tmp_path, kind):
     assert type(loaded) is type(index) and loaded.ntotal == 1000
     if kind == "ivf":
         assert loaded.nprobe == 7
+    if kind == "pq":
+        assert loaded.k_factor == DEFAULT_K_FACTOR
     for got, want in zip(loaded.search(queries, 5), index.search(queries, 5), strict=True):
         np.testing.assert_array_equal(got, want)
 

@@ -50,6 +50,26 @@ def test_train_featurize_evaluate(run_dir, variant):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["top1"] <= metrics["top5"] <= metrics["top20"] <= metrics["top50"]
     assert (run_dir / f"eval-{variant}" / "per_query.parquet").exists()
+    index = json.loads((run_dir / f"eval-{variant}" / "metrics.json").read_text())["timing"]["index"]
+    assert index == {"requested": "auto", "kind": "exact", "recall_vs_exact": None, "recall_k": 20}
+
+
+def test_evaluate_records_an_approximate_index_and_its_recall(run_dir):
+    """``index=pq`` (what ``auto`` picks from 50k gallery images): metrics come from that index, and
+    its recall@20 against exact search over the same queries is recorded next to them."""
+    if not (run_dir / "feats-amnet").exists():
+        test_train_featurize_evaluate(run_dir, "amnet")
+    ev = run_dir / "eval-pq"
+    assert main(["step", "evaluate", "--split", str(run_dir / "split"), "--model", str(run_dir / "model-amnet"),
+                 "--features", str(run_dir / "feats-amnet"), "--variant", "amnet", "--out", str(ev), "--quiet",
+                 "--set", "index=pq"]) == 0
+    payload = json.loads((ev / "metrics.json").read_text())
+    index = payload["timing"]["index"]
+    assert index["requested"] == "pq" and index["kind"] == "pq" and 0.5 <= index["recall_vs_exact"] <= 1.0
+    assert payload["config"]["index"] == "pq"
+    exact = json.loads((run_dir / "eval-amnet" / "metrics.json").read_text())["metrics"]
+    # a query's top-20 hit can only change if its top-20 set changed, i.e. it lost >= 1/20 of its recall
+    assert abs(payload["metrics"]["top20"] - exact["top20"]) <= 20 * (1 - index["recall_vs_exact"]) + 1e-9
 
 
 def test_attribute_based_baseline(run_dir):

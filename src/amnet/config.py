@@ -125,9 +125,11 @@ class EvaluateConfig:
     ks: tuple[int, ...] = (1, 5, 10, 20, 30, 50)
     ndcg_k: int = 20
     batch_size: int = 256
+    index: str = "auto"  # exact | ivf | pq | auto (exact below 50k gallery images, else pq; amnet.search)
 
     def validate(self) -> None:
         _choice("variant", self.variant, VARIANTS)
+        _choice("index", self.index, ("exact", "ivf", "pq", "auto"))
         if not self.ks or any(k < 1 for k in self.ks):
             raise ConfigError(f"ks must be positive integers (got {self.ks})")
         _positive("ndcg_k", self.ndcg_k)

@@ -11,8 +11,16 @@ Kinds:
 * ``"exact"``: :class:`ExactIndex`, brute force (faiss ``IndexFlatL2``).
 * ``"ivf"``: :class:`IVFIndex`, faiss ``IndexIVFFlat`` with ``nlist ~ 4 * sqrt(N)`` coarse cells, of
   which ``nprobe`` are scanned per query (speed / recall trade-off).
-* ``"auto"``: exact below :data:`AUTO_IVF_THRESHOLD` vectors, ivf from there on; the chosen kind is
+* ``"pq"``: :class:`PQRefineIndex`, 4-bit product quantisation scanned with SIMD lookups (faiss
+  ``IndexPQFastScan``, :func:`default_pq_m` sub-vectors of half a byte each) whose top ``k * k_factor``
+  candidates are re-ranked with the exact vectors (``IndexRefineFlat``): distances are exact, only the
+  candidate set is approximate. Unlike IVF it does not rely on cluster structure in the features.
+* ``"auto"``: exact below :data:`AUTO_THRESHOLD` vectors, pq from there on; the chosen kind is
   recorded in the returned index's ``kind`` attribute.
+
+``benchmarks/search.py`` measures all of them over 200k vectors (docs/performance.md): at 256-D,
+exact takes ~25 ms per single query on one CPU core, pq ~1.1 ms at recall@20 >= 0.99 on uniform and
+clustered features, ivf is as fast on clustered features but loses recall on unstructured ones.
 
 Faiss uses as many threads as ``OMP_NUM_THREADS`` says when it is set (see :func:`configure_threads`).
 """
@@ -28,8 +36,11 @@ import numpy as np
 
 from amnet import storage
 
-AUTO_IVF_THRESHOLD = 50_000
+AUTO_THRESHOLD = 50_000
+AUTO_IVF_THRESHOLD = AUTO_THRESHOLD  # the old name, kept for callers
 DEFAULT_NPROBE = 32
+DEFAULT_K_FACTOR = 20  # pq: exact re-ranking of the top k * 20 candidates (400 for top-20)
+KINDS = ("exact", "ivf", "pq", "auto")
 
 
 @runtime_checkable
@@ -157,17 +168,71 @@ class IVFIndex(_FaissIndex):
         return f"IVFIndex(dim={self.dim}, ntotal={self.ntotal}, nlist={self.nlist}, nprobe={self.nprobe})"
 
 
+class PQRefineIndex(_FaissIndex):
+    """Approximate candidates, exact distances: 4-bit PQ fast-scan + exact re-ranking.
+
+    ``m`` sub-quantizers of 16 centroids each (``m / 2`` bytes per vector in the scan) are trained on
+    the first batch passed to :meth:`add` (at least 16 vectors; faiss's fixed seed). A query scans the
+    codes, keeps the best ``k * k_factor`` and re-ranks them with the stored float32 vectors, so the
+    returned distances are exact and recall grows with ``k_factor``.
+    """
+
+    kind = "pq"
+
+    def __init__(self, dim: int, m: int | None = None, k_factor: int = DEFAULT_K_FACTOR,
+                 faiss_index: faiss.IndexRefineFlat | None = None) -> None:
+        configure_threads()
+        if faiss_index is None:
+            m = int(m or default_pq_m(dim))
+            if m < 1 or dim % m:
+                raise ValueError(f"PQRefineIndex: m must divide the dimension {dim}; got {m}")
+            base = faiss.IndexPQFastScan(int(dim), m, 4, faiss.METRIC_L2)
+            faiss_index = faiss.IndexRefineFlat(base)
+            self._base = base  # keep the Python object alive alongside the index
+        self.faiss_index = faiss_index
+        self.k_factor = k_factor
+
+    @property
+    def k_factor(self) -> int:
+        return int(round(self.faiss_index.k_factor))
+
+    @k_factor.setter
+    def k_factor(self, value: int) -> None:
+        if int(value) < 1:
+            raise ValueError(f"PQRefineIndex: k_factor must be >= 1, got {value}")
+        self.faiss_index.k_factor = float(value)
+
+    def add(self, x: np.ndarray) -> None:
+        x = _as_matrix(x, self.dim, "add: x")
+        if not self.faiss_index.is_trained:
+            if x.shape[0] < 16:
+                raise ValueError(f"PQRefineIndex: the first add needs at least 16 vectors to train; got {x.shape[0]}")
+            self.faiss_index.train(x)
+        self.faiss_index.add(x)
+
+    def __repr__(self) -> str:
+        return f"PQRefineIndex(dim={self.dim}, ntotal={self.ntotal}, k_factor={self.k_factor})"
+
+
+def default_pq_m(dim: int) -> int:
+    """Sub-quantizers for ``dim``: ``dim / 2`` (two dimensions each) up to 256, always a divisor of ``dim``."""
+    for m in range(min(max(dim // 2, 1), 256), 0, -1):
+        if dim % m == 0:
+            return m
+    return 1
+
+
 def default_nlist(n: int) -> int:
     """Coarse cells for ``n`` vectors: about ``4 * sqrt(n)``, at least 1 and at most ``n``."""
     return max(1, min(int(n), round(4 * math.sqrt(n))))
 
 
 def resolve_kind(kind: str, n: int) -> str:
-    """``"exact"`` or ``"ivf"`` for a gallery of ``n`` vectors (``"auto"``: ivf from 50k vectors)."""
+    """The concrete kind for a gallery of ``n`` vectors (``"auto"``: exact below 50k vectors, else pq)."""
     if kind == "auto":
-        return "ivf" if n >= AUTO_IVF_THRESHOLD else "exact"
-    if kind not in ("exact", "ivf"):
-        raise ValueError(f"unknown index kind {kind!r}; use 'exact', 'ivf' or 'auto'")
+        return "pq" if n >= AUTO_THRESHOLD else "exact"
+    if kind not in KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
     return kind
 
 
@@ -177,18 +242,22 @@ def build_index(
     nprobe: int = DEFAULT_NPROBE,
     nlist: int | None = None,
 ) -> Index:
-    """An index holding ``features`` ``(N, D)`` (ids 0..N-1), of ``kind`` "exact", "ivf" or "auto".
+    """An index holding ``features`` ``(N, D)`` (ids 0..N-1), of ``kind`` "exact", "ivf", "pq" or "auto".
 
-    For ivf, ``nlist`` defaults to :func:`default_nlist` and ``nprobe`` is clamped to ``nlist``. The
-    returned index's ``kind`` says which implementation "auto" picked.
+    For ivf, ``nlist`` defaults to :func:`default_nlist` and ``nprobe`` is clamped to ``nlist``; pq
+    needs at least 16 vectors (smaller galleries fall back to exact). The returned index's ``kind``
+    says which implementation was built.
     """
     features = np.asarray(features)
     if features.ndim != 2 or features.shape[0] == 0:
         raise ValueError(f"build_index: features must be a non-empty (N, D) matrix; got {features.shape}")
     n, dim = features.shape
     index: Index
-    if resolve_kind(kind, n) == "exact":
+    chosen = resolve_kind(kind, n)
+    if chosen == "exact" or (chosen == "pq" and n < 16):
         index = ExactIndex(dim)
+    elif chosen == "pq":
+        index = PQRefineIndex(dim)
     else:
         index = IVFIndex(dim, nlist=nlist or default_nlist(n), nprobe=nprobe)
     index.add(features)
@@ -197,13 +266,22 @@ def build_index(
 
 def _wrap(raw: faiss.Index) -> Index:
     """Our wrapper around a deserialized faiss index."""
+    if isinstance(raw, faiss.IndexRefineFlat):
+        return PQRefineIndex(raw.d, k_factor=max(1, round(raw.k_factor)), faiss_index=raw)
     if isinstance(raw, faiss.IndexIVFFlat):
         return IVFIndex(raw.d, nlist=raw.nlist, nprobe=raw.nprobe, faiss_index=raw)
     if isinstance(raw, faiss.IndexFlatL2):
         return ExactIndex(raw.d, faiss_index=raw)
     raise ValueError(
-        f"unsupported faiss index type {type(raw).__name__}; expected IndexFlatL2 or IndexIVFFlat"
+        f"unsupported faiss index type {type(raw).__name__}; expected IndexFlatL2, IndexIVFFlat or IndexRefineFlat"
     )
+
+
+def recall_at_k(index: Index, exact: Index, q: np.ndarray, k: int) -> float:
+    """Mean |index top k ∩ exact top k| / k over the queries ``q`` (1.0 for the exact index itself)."""
+    k = min(int(k), exact.ntotal)
+    got, truth = index.search(q, k)[1], exact.search(q, k)[1]
+    return float(np.mean([len(set(a[a >= 0]) & set(b)) / k for a, b in zip(got, truth, strict=True)]))
 
 
 def save_index(index: Index, uri: str) -> None:

@@ -189,7 +189,7 @@ class Searcher:
 
     def __init__(self, loaded: LoadedModel, ids: list[str], labels: np.ndarray, features: np.ndarray,
                  images: dict[str, bytes] | None = None, source: str = "", max_pixels: int = MAX_PIXELS,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", index: str = "auto") -> None:
         _require_amnet(loaded, source)
         if len(ids) == 0:
             raise AmnetError(f"{source or 'gallery'}: the gallery is empty")
@@ -202,7 +202,8 @@ class Searcher:
         self.max_pixels = max_pixels
         self.device = torch.device(device)
         self.row = {image_id: i for i, image_id in enumerate(self.ids)}
-        self.index: Index = build_index(features, "exact")
+        # exact below 50k gallery images, PQ fast-scan + exact re-ranking above (amnet.search); self.index.kind says
+        self.index: Index = build_index(features, index)
 
     # ------------------------------------------------------------------------------------ loading
 
