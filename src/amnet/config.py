@@ -17,6 +17,7 @@ from amnet.errors import ConfigError
 BACKBONES = ("small", "alexnet", "resnet18", "resnet50")
 VARIANTS = ("amnet", "no_memory", "no_ranking", "attribute_based")
 TRAINED_VARIANTS = ("amnet", "no_memory", "no_ranking")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,14 @@ class TrainConfig:
     two_change_fraction: float = 0.5  # share of training manipulations that change two attributes
     # share of negatives one attribute away from the target (paper: 0 = all random; see README)
     hard_negative_fraction: float = 0.5
-    lr_step_epochs: int = 0  # StepLR period (0 = constant lr)
+    lr_step_epochs: int = 0  # StepLR period, x0.1 each period (0 = cosine annealing over the epochs)
     seed: int = 0
     num_workers: int = 0
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on the CPU) | fp32 | bf16
 
     def validate(self) -> None:
         _choice("variant", self.variant, TRAINED_VARIANTS)
+        _choice("precision", self.precision, PRECISIONS)
         _positive("epochs", self.epochs)
         _positive("steps_per_epoch", self.steps_per_epoch)
         _positive("batch_size", self.batch_size)
@@ -113,10 +116,15 @@ class TrainConfig:
 @dataclass(frozen=True)
 class FeaturizeConfig:
     batch_size: int = 256
-    num_workers: int = 0
+    decode_workers: int = 0  # JPEG decode threads (0 = one per available CPU, up to 8)
+    prefetch: bool = True  # decode the next batch while the model runs on this one
+    precision: str = "auto"  # auto (bf16 autocast + channels-last on CUDA, fp32 on the CPU) | fp32 | bf16
 
     def validate(self) -> None:
         _positive("batch_size", self.batch_size)
+        _choice("precision", self.precision, PRECISIONS)
+        if self.decode_workers < 0:
+            raise ConfigError(f"decode_workers must be >= 0 (0 = automatic); got {self.decode_workers}")
 
 
 @dataclass(frozen=True)

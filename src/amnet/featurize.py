@@ -4,6 +4,11 @@ Each gallery shard becomes one feature shard with the same name, so memory stays
 shard and a rerun skips shards already written (resumable per shard). Gallery images are never
 manipulated. For the attribute CNN the predicted attributes are stored too (the attribute-based
 baseline filters on them).
+
+Throughput (``benchmarks/featurize.py`` measures it against the model's pure forward): JPEG decoding
+runs in a background thread pool one batch ahead of the model, so decode and forward overlap; on
+CUDA the decoded batch is pinned for an asynchronous copy and the forward runs in bf16 autocast with
+channels-last tensors (``FeaturizeConfig.precision``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import json
 import posixpath
 import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -23,23 +30,56 @@ from amnet.config import FeaturizeConfig
 from amnet.data import shards
 from amnet.data.tensors import decode_batch, to_input
 from amnet.model_store import LoadedModel, load_model
-from amnet.train.loop_utils import pick_device
+from amnet.train.loop_utils import decode_workers, pick_device, use_bf16
 
 FEATURES_JSON = "features.json"
 
 
+def decoded_batches(blobs: Sequence[bytes], batch_size: int, size: int, workers: int, prefetch: bool,
+                    pin: bool = False) -> Iterator[torch.Tensor]:
+    """uint8 (B, 3, size, size) batches of ``blobs`` in order; with ``prefetch`` the next batch is
+    decoded in a background thread while the caller works on the current one (PIL releases the GIL)."""
+    chunks = [blobs[i : i + batch_size] for i in range(0, len(blobs), batch_size)]
+
+    def decode(chunk: Sequence[bytes]) -> torch.Tensor:
+        x = decode_batch(chunk, size, workers)
+        return x.pin_memory() if pin else x
+
+    if not prefetch or len(chunks) < 2:
+        yield from (decode(c) for c in chunks)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="amnet-decode") as pool:
+        pending = pool.submit(decode, chunks[0])
+        for chunk in chunks[1:]:
+            current = pending.result()
+            pending = pool.submit(decode, chunk)
+            yield current
+        yield pending.result()
+
+
 @torch.no_grad()
-def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, device) -> pd.DataFrame:
+def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, device,
+                    cfg: FeaturizeConfig | None = None) -> pd.DataFrame:
     """Features (fp16 bytes) and, for the attribute CNN, predicted labels of one shard."""
+    cfg = cfg or FeaturizeConfig()
+    device = torch.device(device)
+    bf16 = use_bf16(cfg.precision, device)
+    channels_last = device.type == "cuda" or bf16
     feats, preds = [], []
     blobs = list(df["image_bytes"])
-    for i in range(0, len(blobs), batch_size):
-        x = to_input(decode_batch(blobs[i : i + batch_size], loaded.model_config.image_size), device)
+    batches = decoded_batches(blobs, batch_size, loaded.model_config.image_size, decode_workers(cfg.decode_workers),
+                              cfg.prefetch, pin=device.type == "cuda")
+    for images in batches:
+        x = to_input(images, device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = loaded.model(x) if loaded.kind == "attribute_cnn" else loaded.model.represent(x)
         if loaded.kind == "attribute_cnn":
-            r, logits = loaded.model(x)
+            r, logits = out
             preds.append(torch.stack([lg.argmax(1) for lg in logits], 1).cpu().numpy().astype(np.int16))
         else:
-            r = loaded.model.represent(x)
+            r = out
         feats.append(r.float().cpu().numpy().astype(np.float16))  # (B, Q)
     matrix = np.concatenate(feats) if feats else np.zeros((0, loaded.model_config.feature_dim), np.float16)
     out = pd.DataFrame({"image_id": df["image_id"].to_numpy(), "labels": list(df["labels"]),
@@ -53,6 +93,8 @@ def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progre
     start = time.perf_counter()
     device = pick_device()
     loaded = load_model(model, device)
+    if device.type == "cuda" or use_bf16(cfg.precision, device):
+        loaded.model.to(memory_format=torch.channels_last)
     sources = shards.list_shards(storage.join(split, "gallery"))
     count, skipped = 0, 0
     for uri in tqdm(sources, desc=f"featurize ({loaded.variant})", disable=not progress):
@@ -61,7 +103,7 @@ def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progre
             skipped += 1
             count += len(shards.read_table(dest, ["image_id"]))
             continue
-        frame = featurize_frame(loaded, shards.read_table(uri), cfg.batch_size, device)
+        frame = featurize_frame(loaded, shards.read_table(uri), cfg.batch_size, device, cfg)
         shards.write_table(dest, frame)
         count += len(frame)
     seconds = time.perf_counter() - start
@@ -69,7 +111,8 @@ def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progre
         "dim": loaded.model_config.feature_dim, "count": count, "dtype": "float16", "kind": loaded.kind,
         "variant": loaded.variant, "shards": len(sources), "skipped_shards": skipped,
         "seconds": round(seconds, 2), "images_per_s": round(count / max(seconds, 1e-9), 1),
-        "device": str(device), "config": cfgmod.to_dict(cfg),
+        "device": str(device), "precision": "bf16" if use_bf16(cfg.precision, device) else "fp32",
+        "config": cfgmod.to_dict(cfg),
     }
     storage.write_text(storage.join(out, FEATURES_JSON), json.dumps(meta, indent=2) + "\n")
     return {k: meta[k] for k in ("count", "dim", "seconds", "images_per_s", "skipped_shards")}

@@ -39,7 +39,12 @@ class TripletSampler:
         complete = (self.labels != MISSING).all(axis=1)
         self.vectors, inverse = np.unique(self.labels[complete], axis=0, return_inverse=True)  # (U, M)
         rows = np.flatnonzero(complete)
-        self.members = [rows[inverse.ravel() == u] for u in range(len(self.vectors))]
+        self.vector_of_row = np.full(len(self.labels), -1, dtype=np.int64)  # pool row -> row of self.vectors
+        self.vector_of_row[rows] = inverse.ravel()
+        order = np.argsort(inverse.ravel(), kind="stable")
+        bounds = np.searchsorted(inverse.ravel()[order], np.arange(len(self.vectors) + 1))
+        self.members = [rows[order[bounds[u]:bounds[u + 1]]] for u in range(len(self.vectors))]
+        self._neighbours: dict[tuple[int, int], np.ndarray] = {}
         self.refs = self._usable_refs(rows)
         if len(self.refs) == 0:
             raise DatasetError(
@@ -48,35 +53,39 @@ class TripletSampler:
             )
 
     def _usable_refs(self, rows: np.ndarray) -> np.ndarray:
-        vec_index = {tuple(v): u for u, v in enumerate(self.vectors)}
-        has_neighbour = np.zeros(len(self.vectors), dtype=bool)
-        for u in range(len(self.vectors)):
-            has_neighbour[u] = len(self._targets(self.vectors[u], 1)) > 0
-        return np.asarray([r for r in rows if has_neighbour[vec_index[tuple(self.labels[r])]]], dtype=np.int64)
+        has_neighbour = np.array([len(self._targets(u, 1)) > 0 for u in range(len(self.vectors))], dtype=bool)
+        return rows[has_neighbour[self.vector_of_row[rows]]].astype(np.int64)
 
-    def _targets(self, ref: np.ndarray, n: int) -> np.ndarray:
-        diff = (self.vectors != ref[None, :]).sum(axis=1)
-        return np.flatnonzero(diff == n)
+    def _targets(self, u: int, n: int) -> np.ndarray:
+        """Rows of ``self.vectors`` exactly ``n`` attributes away from vector ``u`` (ascending; cached:
+        the sampler asks for the same few lists millions of times)."""
+        key = (u, n)
+        found = self._neighbours.get(key)
+        if found is None:
+            diff = (self.vectors != self.vectors[u][None, :]).sum(axis=1)
+            found = self._neighbours[key] = np.flatnonzero(diff == n)
+        return found
 
     def sample(self, rng: np.random.Generator) -> tuple[int, int, int, np.ndarray, list[tuple[int, int]]]:
         while True:
             ref = int(self.refs[rng.integers(len(self.refs))])
-            ref_vec = self.labels[ref]
+            ref_vec, ref_u = self.labels[ref], int(self.vector_of_row[ref])
             n = 2 if rng.random() < self.two_change_fraction else 1
-            cands = self._targets(ref_vec, n)
+            cands = self._targets(ref_u, n)
             if len(cands) == 0:
-                cands = self._targets(ref_vec, 1)
+                cands = self._targets(ref_u, 1)
             u = int(cands[rng.integers(len(cands))])
             target = self.vectors[u]
             members = self.members[u]
             pos = int(members[rng.integers(len(members))])
-            neg = self._negative(rng, target, ref)
+            neg = self._negative(rng, u, ref)
             changed = np.flatnonzero(target != ref_vec)
             return ref, pos, neg, target, [(int(m), int(target[m])) for m in changed]
 
-    def _negative(self, rng: np.random.Generator, target: np.ndarray, ref: int) -> int:
+    def _negative(self, rng: np.random.Generator, u: int, ref: int) -> int:
+        target = self.vectors[u]
         if self.hard_negative_fraction > 0 and rng.random() < self.hard_negative_fraction:
-            near = self._targets(target, 1)
+            near = self._targets(u, 1)
             if len(near):
                 members = self.members[int(near[rng.integers(len(near))])]
                 return int(members[rng.integers(len(members))])

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from amnet import config as cfgmod
-from amnet.train.loop_utils import LogFn
+from amnet.train.loop_utils import LogFn, match_torch_threads
 
 
 def resolve(cls, params: dict[str, Any] | None = None, config_file: str | None = None,
@@ -37,7 +37,9 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
     tagged with a content key (``tracking.run_key``); a retry whose earlier attempt failed or was
     killed logs into that attempt's run, and a rerun of a FINISHED one logs nothing new (the outputs
     are the same: every stage is idempotent). Not when KFP hands over ``MLFLOW_RUN_ID``.
+    Every stage first matches torch's thread count to the CPUs it really gets (``match_torch_threads``).
     """
+    match_torch_threads()
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         return body(None)  # tracking off: no mlflow import at all (bare GPU nodes lack it)
     from amnet import tracking

@@ -26,7 +26,16 @@ from amnet.models.losses import amnet_loss, classification_loss, triplet_ranking
 from amnet.models.memory import make_indicator
 from amnet.prototypes import load_prototypes
 from amnet.train import checkpoint
-from amnet.train.loop_utils import LogFn, Throughput, pick_device, seed_everything, sgd, split_decay
+from amnet.train.loop_utils import (
+    LogFn,
+    Throughput,
+    decode_workers,
+    pick_device,
+    seed_everything,
+    sgd,
+    split_decay,
+    use_bf16,
+)
 
 
 def init_from_attribute_cnn(model: torch.nn.Module, attr_state: dict[str, torch.Tensor]) -> list[str]:
@@ -37,21 +46,45 @@ def init_from_attribute_cnn(model: torch.nn.Module, attr_state: dict[str, torch.
     return sorted(usable)
 
 
+STEP_METRICS = ("loss", "loss_attr", "loss_rank", "target_acc")
+
+
 def train_step(model, opt, images: torch.Tensor, batch: TripletBatch, offsets: list[int], total_values: int,
-               lam: float, margin: float, device) -> dict[str, float]:
-    ref, pos, neg = (to_input(images[torch.from_numpy(i)], device) for i in (batch.ref, batch.pos, batch.neg))
-    h = make_indicator(batch.changes, offsets, total_values).to(device)  # (B, C)
-    out = model(ref, h, pos, neg)
-    target = torch.from_numpy(batch.target).to(device)  # (B, M): desired attributes (Eq. 4)
-    la = classification_loss(out["logits"], target)  # Eq. 4
-    lt = triplet_ranking_loss(out["r_manip"], out["pos"], out["neg"], margin)  # Eq. 5
-    loss = amnet_loss(la, lt, lam)  # Eq. 6
+               lam: float, margin: float, device, bf16: bool = False) -> torch.Tensor:
+    """One SGD step on a triplet batch; returns the detached ``STEP_METRICS`` as one (4,) tensor.
+
+    The 3B images are gathered with one index where the pool lives (the GPU when it fits there) and
+    normalised once; bf16 autocast (``bf16``) covers the forward and the losses, not the backward.
+    No ``.item()`` here: the caller reads the values when it logs, so a GPU step never waits for
+    the host.
+    """
+    b = len(batch.ref)
+    rows = torch.from_numpy(np.concatenate([batch.ref, batch.pos, batch.neg])).to(images.device)
+    x = to_input(images[rows], device)  # (3B, 3, S, S): ref | pos | neg
+    h = make_indicator(batch.changes, offsets, total_values).to(device, non_blocking=True)  # (B, C)
+    target = torch.from_numpy(batch.target).to(device, non_blocking=True)  # (B, M): desired attributes (Eq. 4)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(x[:b], h, x[b : 2 * b], x[2 * b :])
+        la = classification_loss(out["logits"], target)  # Eq. 4
+        lt = triplet_ranking_loss(out["r_manip"].float(), out["pos"].float(), out["neg"].float(), margin)  # Eq. 5
+        loss = amnet_loss(la, lt, lam)  # Eq. 6
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     with torch.no_grad():
         acc = torch.stack([(lg.argmax(1) == target[:, m]).float().mean() for m, lg in enumerate(out["logits"])])
-    return {"loss": loss.item(), "loss_attr": la.item(), "loss_rank": lt.item(), "target_acc": acc.mean().item()}
+    return torch.stack([loss.detach().float(), la.detach().float(), lt.detach().float(), acc.mean()])
+
+
+def pool_on_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The decoded uint8 pool on the GPU when it takes under a quarter of its free memory (then each
+    step gathers there, no host copy), else left in host memory (pinned, for asynchronous copies)."""
+    if device.type != "cuda":
+        return images
+    free, _ = torch.cuda.mem_get_info(device)
+    if images.numel() * images.element_size() < free // 4:
+        return images.to(device)
+    return images.pin_memory()
 
 
 def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg: TrainConfig,
@@ -71,7 +104,7 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
         memory_init = load_prototypes(prototypes)
 
     pool = shards.read_shards(storage.join(split, "triplet_pool"))
-    images = decode_batch(list(pool["image_bytes"]), attr.model_config.image_size)
+    images = decode_batch(list(pool["image_bytes"]), attr.model_config.image_size, workers=decode_workers())
     sampler = TripletSampler(label_matrix(pool["labels"], vocab.num_attributes), seed=cfg.seed,
                              two_change_fraction=cfg.two_change_fraction,
                              hard_negative_fraction=cfg.hard_negative_fraction)
@@ -79,6 +112,8 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
     model = build_model("amnet", cfg.variant, attr.model_config, vocab, memory_init)
     init_from_attribute_cnn(model, attr.model.state_dict())
     model.to(device)
+    images = pool_on_device(images, device)
+    bf16 = use_bf16(cfg.precision, device)
     opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = (torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, gamma=0.1) if cfg.lr_step_epochs
              else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs))
@@ -95,13 +130,15 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
         batches = sampler.batches(epoch, cfg.steps_per_epoch, cfg.batch_size)
         bar = tqdm(batches, total=cfg.steps_per_epoch, desc=f"train {cfg.variant} epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress)
-        for batch in bar:
+        for step, batch in enumerate(bar):
             rows.append(train_step(model, opt, images, batch, vocab.offsets, vocab.total_values, lam,
-                                   cfg.margin, device))
+                                   cfg.margin, device, bf16))
             meter.add(3 * cfg.batch_size)
-            bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}")
+            if progress and step % 10 == 0:  # reading the loss waits for the device: not every step
+                bar.set_postfix(loss=f"{rows[-1][0].item():.3f}")
         sched.step()
-        summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        means = torch.stack(rows).mean(0).tolist()
+        summary = dict(zip(STEP_METRICS, means, strict=True))
         summary.update(images_per_s=meter.rate, lr=opt.param_groups[0]["lr"])
         history.append(summary)
         if log:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +17,43 @@ LogFn = Callable[[dict[str, float], int], None]
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """``precision`` "auto" -> bf16 autocast on CUDA (tensor cores), fp32 on the CPU; or forced."""
+    if precision == "auto":
+        return device.type == "cuda"
+    return precision == "bf16"
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a Kubernetes
+    pod's CPU limit), which ``os.cpu_count()`` ignores."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def decode_workers(requested: int = 0) -> int:
+    """JPEG decode threads: ``requested``, or (0) one per available CPU up to 8."""
+    return requested if requested > 0 else min(8, available_cpus())
+
+
+def match_torch_threads() -> int:
+    """Use one torch intra-op thread per CPU this process really gets (unless ``OMP_NUM_THREADS`` says
+    otherwise): in a pod with a CPU limit torch would otherwise start one per *node* core, and
+    oversubscribed threads made a training step ~3x slower on a loaded machine (docs/performance.md)."""
+    if not os.environ.get("OMP_NUM_THREADS", "").strip():
+        torch.set_num_threads(available_cpus())
+    return torch.get_num_threads()
 
 
 def seed_everything(seed: int) -> None:
