@@ -107,3 +107,24 @@ def test_precision_and_thread_settings(monkeypatch):
         assert match_torch_threads() == available_cpus()
     finally:
         torch.set_num_threads(threads)
+
+
+def test_torchvision_decoder_is_close_to_pil_and_handles_other_formats(blobs, loaded):
+    import io
+
+    from PIL import Image
+
+    from amnet.data.tensors import decode_batch_torchvision
+
+    png = io.BytesIO()
+    Image.open(io.BytesIO(blobs[0])).save(png, "PNG")
+    mixed = [*blobs[:9], png.getvalue()]
+    pil = decode_batch(mixed, 32).float()
+    tv = decode_batch_torchvision(mixed, 32, "cpu").float()
+    assert tv.shape == pil.shape and tv.dtype == torch.float32
+    assert (tv - pil).abs().mean() < 6.0  # grey levels of 255: same picture, another resampler
+    assert torch.equal(tv[-1], pil[-1])  # the PNG goes through PIL either way
+    base = features(featurize_frame(loaded, frame(blobs), 16, "cpu", FeaturizeConfig()))
+    other = features(featurize_frame(loaded, frame(blobs), 16, "cpu", FeaturizeConfig(decoder="torchvision")))
+    cos = (base * other).sum(1) / (np.linalg.norm(base, axis=1) * np.linalg.norm(other, axis=1))
+    assert cos.min() > 0.98, cos.min()

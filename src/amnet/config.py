@@ -119,10 +119,14 @@ class FeaturizeConfig:
     decode_workers: int = 0  # JPEG decode threads (0 = one per available CPU, up to 8)
     prefetch: bool = True  # decode the next batch while the model runs on this one
     precision: str = "auto"  # auto (bf16 autocast + channels-last on CUDA, fp32 on the CPU) | fp32 | bf16
+    # pil (the decoder training and evaluation use) | torchvision (decode_jpeg on the model's device:
+    # nvJPEG on a GPU; pixels differ slightly from pil, so use it for queries too when searching)
+    decoder: str = "pil"
 
     def validate(self) -> None:
         _positive("batch_size", self.batch_size)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("decoder", self.decoder, ("pil", "torchvision"))
         if self.decode_workers < 0:
             raise ConfigError(f"decode_workers must be >= 0 (0 = automatic); got {self.decode_workers}")
 

@@ -8,7 +8,8 @@ baseline filters on them).
 Throughput (``benchmarks/featurize.py`` measures it against the model's pure forward): JPEG decoding
 runs in a background thread pool one batch ahead of the model, so decode and forward overlap; on
 CUDA the decoded batch is pinned for an asynchronous copy and the forward runs in bf16 autocast with
-channels-last tensors (``FeaturizeConfig.precision``).
+channels-last tensors (``FeaturizeConfig.precision``). ``decoder=torchvision`` decodes JPEGs on the
+model's device instead (nvJPEG on a GPU), for when CPU decoding cannot keep up with the GPU.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from amnet import config as cfgmod
 from amnet import storage
 from amnet.config import FeaturizeConfig
 from amnet.data import shards
-from amnet.data.tensors import decode_batch, to_input
+from amnet.data.tensors import decode_batch, decode_batch_torchvision, to_input
 from amnet.model_store import LoadedModel, load_model
 from amnet.train.loop_utils import decode_workers, pick_device, use_bf16
 
@@ -67,8 +68,13 @@ def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, devi
     channels_last = device.type == "cuda" or bf16
     feats, preds = [], []
     blobs = list(df["image_bytes"])
-    batches = decoded_batches(blobs, batch_size, loaded.model_config.image_size, decode_workers(cfg.decode_workers),
-                              cfg.prefetch, pin=device.type == "cuda")
+    size = loaded.model_config.image_size
+    if cfg.decoder == "torchvision":  # decode where the model runs (nvJPEG on CUDA)
+        chunks = [blobs[i : i + batch_size] for i in range(0, len(blobs), batch_size)]
+        batches: Iterator[torch.Tensor] = (decode_batch_torchvision(c, size, device) for c in chunks)
+    else:
+        batches = decoded_batches(blobs, batch_size, size, decode_workers(cfg.decode_workers), cfg.prefetch,
+                                  pin=device.type == "cuda")
     for images in batches:
         x = to_input(images, device)
         if channels_last:

@@ -8,6 +8,7 @@ stages (featurization) call :func:`decode_batch` shard by shard instead.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -40,6 +41,41 @@ def decode_batch(blobs: Sequence[bytes], size: int, workers: int = 2) -> torch.T
     else:
         arrays = [decode_one(b, size) for b in blobs]
     return torch.from_numpy(np.stack(arrays))
+
+
+def is_jpeg(data: bytes) -> bool:
+    return data[:3] == b"\xff\xd8\xff"
+
+
+def decode_batch_torchvision(blobs: Sequence[bytes], size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, 3, size, size) uint8 on ``device``, JPEGs decoded by ``torchvision.io.decode_jpeg`` there
+    (nvJPEG on CUDA: no CPU decode at all) and resized with antialiased bilinear interpolation.
+
+    Other formats (PNG, WebP...) go through PIL. The pixels differ slightly from :func:`decode_batch`
+    (PIL's DCT-domain draft scaling): featurize queries and gallery with the same decoder.
+    """
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders for torchcodec (not pinned here)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+    device = torch.device(device)
+    out = torch.empty((len(blobs), 3, size, size), dtype=torch.uint8, device=device)
+    jpegs = [i for i, b in enumerate(blobs) if is_jpeg(b)]
+    if jpegs:
+        data = [torch.frombuffer(bytearray(blobs[i]), dtype=torch.uint8) for i in jpegs]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        for i, img in zip(jpegs, images, strict=True):
+            if img.shape[-2:] != (size, size):
+                img = torch.nn.functional.interpolate(img[None].float(), size=(size, size), mode="bilinear",
+                                                      antialias=True, align_corners=False)[0]
+                img = img.round_().clamp_(0, 255)
+            out[i] = img.to(torch.uint8)
+    for i, b in enumerate(blobs):
+        if not is_jpeg(b):
+            out[i] = torch.from_numpy(np.array(decode_one(b, size))).to(device)  # a writable copy
+    return out
 
 
 def to_input(images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
