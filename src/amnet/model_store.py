@@ -50,10 +50,14 @@ def load_model(model_dir: str, device: torch.device | str = "cpu") -> LoadedMode
     kind, variant = payload["kind"], payload.get("variant", payload["kind"])
     state = payload["state_dict"]
     memory_init = state.get("memory.memory") if kind == "amnet" else None
-    model = build_model(kind, variant, model_cfg, vocab, memory_init)
+    with torch.device("meta"):  # no random initialisation of weights the checkpoint replaces (2 s for AlexNet)
+        model = build_model(kind, variant, model_cfg, vocab, memory_init)
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(state, assign=True)
     except RuntimeError as exc:
         raise AmnetError(f"{model_dir}: checkpoint does not fit its own architecture ({str(exc)[:200]})") from exc
+    left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise AmnetError(f"{model_dir}: checkpoint lacks {', '.join(left[:5])}; it was not written by this version")
     model.to(device).eval()
     return LoadedModel(kind, variant, model, model_cfg, vocab, payload.get("extra", {}))
