@@ -226,7 +226,9 @@ def test_s3_restart_while_the_split_writes_shards(tmp_path):
     try:
         start_seaweed(state_dir, bucket=bucket, timeout=90)
         s3 = stack_env(state_dir)
-        env = clean_env(**{k: v for k, v in s3.items() if k.startswith("AWS_")})
+        # one botocore attempt per request: the outage reaches amnet's own bounded retry loop (which says
+        # so on stderr) instead of being absorbed silently by botocore's backoff
+        env = clean_env(**{k: v for k, v in s3.items() if k.startswith("AWS_")}, AMNET_S3_MAX_ATTEMPTS="1")
         watcher = ObjectWatcher(s3, bucket, prefix + "/")
         watcher.start()
         cmd = amnet_cmd("data", "split", data, "--out", f"s3://{bucket}/{prefix}", "--per-value", "4",
@@ -458,3 +460,15 @@ def run_params(params: dict) -> dict:
     from amnet.steps.common import resolve
 
     return cfgmod.flatten(resolve(SplitConfig, params))
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "many"])
+def test_a_bad_s3_attempt_count_is_one_clear_error(raw, monkeypatch):
+    from amnet import storage
+    from amnet.errors import AmnetError
+
+    monkeypatch.setenv("AMNET_S3_MAX_ATTEMPTS", raw)
+    with pytest.raises(AmnetError, match="AMNET_S3_MAX_ATTEMPTS"):
+        storage.max_attempts()
+    monkeypatch.setenv("AMNET_S3_MAX_ATTEMPTS", "3")
+    assert storage.max_attempts() == 3

@@ -29,6 +29,8 @@ from amnet.errors import AmnetError
 S3_PREFIX = "s3://"
 RETRY_SECONDS_ENV = "AMNET_S3_RETRY_SECONDS"
 DEFAULT_RETRY_SECONDS = 60.0
+MAX_ATTEMPTS_ENV = "AMNET_S3_MAX_ATTEMPTS"
+DEFAULT_MAX_ATTEMPTS = 8
 _TRANSIENT_CODES = frozenset({"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown",
                               "RequestTimeout", "RequestTimeoutException"})
 _notice_lock = threading.Lock()
@@ -59,8 +61,9 @@ def _client(endpoint: str | None, key_id: str | None):
     import boto3
     from botocore.config import Config
 
-    # Bounded retries: a restarting S3 server is retried with backoff, then a clear error is raised.
-    cfg = Config(retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+    # Bounded retries: a restarting S3 server is retried with backoff (botocore's attempts, then
+    # _with_retries for up to retry_seconds()), then a clear error is raised.
+    cfg = Config(retries={"max_attempts": max_attempts(), "mode": "standard"}, connect_timeout=5, read_timeout=60)
     # A fresh Session reads the current environment (boto3's default session caches old keys).
     return boto3.session.Session().client("s3", endpoint_url=endpoint, config=cfg)
 
@@ -87,6 +90,16 @@ def _transient(exc: Exception) -> bool:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         return status >= 500 or _error_code(exc) in _TRANSIENT_CODES
     return False
+
+
+def max_attempts() -> int:
+    """botocore's attempts per request ($AMNET_S3_MAX_ATTEMPTS, default 8) before ``_with_retries``."""
+    raw = os.environ.get(MAX_ATTEMPTS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_ATTEMPTS
+    if not raw.isdigit() or int(raw) < 1:
+        raise AmnetError(f"{MAX_ATTEMPTS_ENV}={raw!r} must be a whole number >= 1")
+    return int(raw)
 
 
 def retry_seconds() -> float:
