@@ -7,10 +7,14 @@ denominator is the same model's forward on random tensors already on the device,
 batch shapes ``featurize_frame`` sees (full batches plus each shard's remainder). Both are measured in
 this run, interleaved A B B A, so load from other processes hits both; the ratio is printed per pair
 and overall. A per-stage breakdown (an instrumented copy of ``featurize_frame``'s loop, calling the
-same functions) says what bounds the rate. Candidate changes (``candidate_frame``: decode prefetched
-beside the forward, fused normalisation; on CUDA also more decode threads, pinned memory, bf16,
-channels-last, GPU JPEG decode) are timed end to end in the same rounds as the real path; src/ is not
-changed. Peak resident memory is measured in a fresh process per gallery size (same shard size):
+same functions) says what bounds the rate. The real path includes what commit c1c1cb3 landed
+(decode prefetched one batch ahead of the forward, ``decode_workers`` threads; on CUDA pinned memory,
+bf16 autocast and channels-last); the pure forward runs in the same precision and memory format as
+the real path, so the ratio compares like with like. In the same rounds as the real path, end to end:
+``run_featurize`` configured as the path before c1c1cb3 (no prefetch, 2 decode threads, fp32), with
+``decoder="torchvision"`` (decode_jpeg on the model's device, nvJPEG on CUDA; commit 1550bfe, not the
+default) on CUDA, and the candidate change still not in src/ (``candidate_frame``: normalisation as
+one in-place multiply-add). Peak resident memory is measured in a fresh process per gallery size (same shard size):
 streaming means the peak does not grow with the gallery.
 
 The gallery is the built-in synthetic generator's garments (``--unique`` distinct images rendered at
@@ -18,7 +22,8 @@ The gallery is the built-in synthetic generator's garments (``--unique`` distinc
 default size; ``--split DIR`` uses the gallery of a real ``amnet data split`` output instead.
 
     .venv/bin/python benchmarks/featurize.py [--backbone small|alexnet] [--image-size S] [--num-images N]
-        [--device auto|cpu|cuda] [--memory-sizes 5000,20000] [--split DIR]
+        [--device auto|cpu|cuda] [--precision auto|fp32|bf16] [--decode-workers N] [--decoder pil|torchvision]
+        [--memory-sizes 5000,20000] [--split DIR]
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +49,8 @@ import benchlib as bl  # noqa: E402
 from amnet import storage  # noqa: E402
 from amnet.config import FeaturizeConfig, SplitConfig  # noqa: E402
 from amnet.data import shards  # noqa: E402
-from amnet.data.tensors import MEAN, STD, decode_batch, to_input  # noqa: E402
+from amnet.data.tensors import MEAN, STD, decode_batch, decode_batch_torchvision, to_input  # noqa: E402
+from amnet.train.loop_utils import decode_workers, use_bf16  # noqa: E402
 
 GOAL_CPU_RATIO = 0.7
 GOAL_GPU_ALEXNET = 10_000.0  # img/s end to end, AlexNet at 224 px on one H100 (issue 9)
@@ -53,9 +58,13 @@ GPU_OPTIMISATIONS = {  # what the issue asks of the GPU path -> markers of it in
     "bf16 autocast": ("autocast",),
     "channels-last": ("channels_last",),
     "pinned host memory": ("pin_memory",),
-    "GPU JPEG decode (torchvision.io.decode_jpeg on cuda)": ("decode_jpeg",),
     "decode overlapped with forward (loader workers / prefetch)": ("DataLoader", "prefetch"),
+    "decode threads from the CPUs available (not fixed at 2)": ("decode_workers(",),
+    "GPU JPEG decode (torchvision.io.decode_jpeg on the device; FeaturizeConfig.decoder)": ("decode_jpeg",),
+    "fused normalisation (one in-place multiply-add)": (".mul_(", "addcmul"),
+    "model load without a throw-away weight init (meta device / skip_init)": ('device("meta")', "skip_init"),
 }
+BEFORE = "run_featurize as before c1c1cb3 (no prefetch, 2 decode threads, fp32)"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -68,6 +77,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="gallery rows for the rate (default: small 4000; others 600 on CPU, 20000 on CUDA)")
     p.add_argument("--shard-size", type=int, default=SplitConfig().shard_size)
     p.add_argument("--batch-size", type=int, default=FeaturizeConfig().batch_size)
+    p.add_argument("--precision", default=FeaturizeConfig().precision, choices=["auto", "fp32", "bf16"],
+                   help="FeaturizeConfig.precision of the real path (auto: bf16 on CUDA, fp32 on the CPU)")
+    p.add_argument("--decode-workers", type=int, default=FeaturizeConfig().decode_workers,
+                   help="FeaturizeConfig.decode_workers of the real path (0 = one per available CPU, up to 8)")
+    p.add_argument("--decoder", default=FeaturizeConfig().decoder, choices=["pil", "torchvision"],
+                   help="FeaturizeConfig.decoder of the real path (torchvision: decode_jpeg on the model's device)")
     p.add_argument("--source-size", type=int, default=0,
                    help="rendered JPEG px (default: 128 for inputs <= 128 px, else 256)")
     p.add_argument("--unique", type=int, default=1000, help="distinct rendered images, cycled")
@@ -90,44 +105,66 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 # ----------------------------------------------------------------------------------------- measurements
-def forward_pass(loaded, sizes: list[int], device: torch.device) -> bl.Timed:
-    """The model alone over the batch shapes of one gallery pass (random inputs already on ``device``)."""
+def real_settings(cfg: FeaturizeConfig, device: torch.device) -> tuple[bool, bool]:
+    """(bf16 autocast, channels-last) as ``amnet.featurize.featurize_frame`` / ``run_featurize`` decide them."""
+    bf16 = use_bf16(cfg.precision, device)
+    return bf16, device.type == "cuda" or bf16
+
+
+def forward_pass(loaded, sizes: list[int], device: torch.device, cfg: FeaturizeConfig) -> bl.Timed:
+    """The model alone over the batch shapes of one gallery pass (random inputs already on ``device``), in
+    the precision and memory format the real path uses for ``cfg`` on ``device``."""
     size = loaded.model_config.image_size
-    inputs = {b: torch.randn(b, 3, size, size, device=device) for b in set(sizes)}
+    bf16, channels_last = real_settings(cfg, device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    loaded.model.to(memory_format=fmt)
+    inputs = {b: torch.randn(b, 3, size, size, device=device).contiguous(memory_format=fmt) for b in set(sizes)}
 
     def run() -> None:
-        with torch.no_grad():  # as featurize_frame
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):  # as featurize_frame
             for b in sizes:
                 loaded.model.represent(inputs[b])
 
-    run_once = inputs[max(inputs)]
-    with torch.no_grad():
-        loaded.model.represent(run_once)  # warm-up (allocator, cudnn autotune, thread pool)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        loaded.model.represent(inputs[max(inputs)])  # warm-up (allocator, cudnn autotune, thread pool)
     bl.sync(device)
     return bl.timed(run, device)
 
 
-def end_to_end(split: str, model: str, out: str, batch_size: int, device: torch.device) -> tuple[bl.Timed, dict]:
+def end_to_end(split: str, model: str, out: str, cfg: FeaturizeConfig, device: torch.device) -> tuple[bl.Timed, dict]:
     from amnet.featurize import run_featurize
 
     result = {}
 
     def run() -> None:
-        result.update(run_featurize(split, model, out, FeaturizeConfig(batch_size=batch_size), progress=False))
+        result.update(run_featurize(split, model, out, cfg, progress=False))
 
     t = bl.timed(run, device)
     return t, result
 
 
-def breakdown(split: str, model: str, batch_size: int, device: torch.device, out: str) -> dict[str, float]:
-    """Seconds per stage of ``run_featurize``: model load, then ``featurize_frame`` + the shard read / write
-    around it, timed separately (same functions, same order)."""
+def before_config(cfg: FeaturizeConfig) -> FeaturizeConfig:
+    """``cfg`` as the path before c1c1cb3 ran it: no prefetch, ``decode_batch``'s old fixed 2 threads, fp32.
+    On the CPU this is exactly the old work; on CUDA the copy is still pinned and channels-last."""
+    return FeaturizeConfig(batch_size=cfg.batch_size, decode_workers=2, prefetch=False, precision="fp32",
+                           decoder="pil")
+
+
+def breakdown(split: str, model: str, cfg: FeaturizeConfig, device: torch.device, out: str) -> dict[str, float]:
+    """Seconds per stage of ``run_featurize``: model load, then ``featurize_frame``'s work + the shard read /
+    write around it, timed one after the other (same functions, same settings; the real path overlaps
+    decode with the forward, so its wall time is less than this sum)."""
     from amnet.model_store import load_model
 
+    batch_size = cfg.batch_size
+    bf16, channels_last = real_settings(cfg, device)
+    workers = decode_workers(cfg.decode_workers)
     stages = dict.fromkeys(("model load", "read parquet", "decode+resize", "to_input", "forward", "fp16+frame",
                             "write parquet"), 0.0)
     t = time.perf_counter()
     loaded = load_model(model, device)
+    if channels_last:
+        loaded.model.to(memory_format=torch.channels_last)
     bl.sync(device)
     stages["model load"] = time.perf_counter() - t
     size = loaded.model_config.image_size
@@ -141,12 +178,20 @@ def breakdown(split: str, model: str, batch_size: int, device: torch.device, out
         feats = []
         for i in range(0, len(blobs), batch_size):
             a = time.perf_counter()
-            u8 = decode_batch(blobs[i : i + batch_size], size)
+            if cfg.decoder == "torchvision":
+                u8 = decode_batch_torchvision(blobs[i : i + batch_size], size, device)
+            else:
+                u8 = decode_batch(blobs[i : i + batch_size], size, workers)
+                if device.type == "cuda":
+                    u8 = u8.pin_memory()
+            bl.sync(device)
             b = time.perf_counter()
             x = to_input(u8, device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             bl.sync(device)
             c = time.perf_counter()
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 r = loaded.model.represent(x)
             bl.sync(device)
             d = time.perf_counter()
@@ -171,9 +216,9 @@ def breakdown(split: str, model: str, batch_size: int, device: torch.device, out
 
 
 def decode_scaling(blobs: list[bytes], size: int) -> dict[int, float]:
-    """decode_batch images/s with 1 and 2 threads (its fixed worker count is 2)."""
+    """decode_batch images/s with 1, 2, 4 threads and ``decode_workers()`` (what the real path uses)."""
     rates = {}
-    for workers in (1, 2, 4):
+    for workers in sorted({1, 2, 4, decode_workers()}):
         if workers > (os.cpu_count() or 1) and workers > 2:
             continue
         decode_batch(blobs[:64], size, workers=workers)
@@ -183,19 +228,19 @@ def decode_scaling(blobs: list[bytes], size: int) -> dict[int, float]:
 
 
 def gpu_headroom(loaded, blobs: list[bytes], batch: int, device: torch.device) -> dict[str, float]:
-    """What the missing GPU optimisations would give: bf16 + channels-last forward, GPU JPEG decode."""
+    """Pure forward rates fp32 / bf16 / bf16 + channels-last (the real CUDA path uses the last), and the rate
+    of ``decode_batch_torchvision`` on ``device`` (``FeaturizeConfig.decoder="torchvision"``)."""
     import copy
-
-    import torchvision
 
     size = loaded.model_config.image_size
     out: dict[str, float] = {}
     iters = 20 if device.type == "cuda" else 2
     x = torch.randn(batch, 3, size, size, device=device)
-    model = copy.deepcopy(loaded.model).to(memory_format=torch.channels_last)
+    plain = copy.deepcopy(loaded.model).to(memory_format=torch.contiguous_format)
+    cl = copy.deepcopy(loaded.model).to(memory_format=torch.channels_last)
     xc = x.contiguous(memory_format=torch.channels_last)
-    variants = (("forward fp32", loaded.model, x, False), ("forward bf16 autocast", loaded.model, x, True),
-                ("forward bf16 autocast + channels-last", model, xc, True))
+    variants = (("forward fp32", plain, x, False), ("forward bf16 autocast", plain, x, True),
+                ("forward bf16 autocast + channels-last", cl, xc, True))
     for name, m, inp, amp in variants:
         def run(m=m, inp=inp, amp=amp) -> None:
             with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -204,20 +249,16 @@ def gpu_headroom(loaded, blobs: list[bytes], batch: int, device: torch.device) -
         run()
         bl.sync(device)
         out[name] = iters * batch / bl.timed(run, device).wall
-    datas = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs[:batch]]
-
-    def gpu_decode() -> None:
-        imgs = torchvision.io.decode_jpeg(datas, device=device)
-        torch.stack([torch.nn.functional.interpolate(i[None].float(), size=(size, size), mode="bilinear",
-                                                     antialias=True)[0] for i in imgs])
-
+    del plain, cl
+    chunk = blobs[:batch]
     try:
-        gpu_decode()
+        decode_batch_torchvision(chunk, size, device)
         bl.sync(device)
-        t = bl.timed(lambda: [gpu_decode() for _ in range(iters // 4 + 1)], device)
-        out[f"{device.type} decode_jpeg + resize to {size} px"] = (iters // 4 + 1) * len(datas) / t.wall
+        reps = iters // 4 + 1
+        t = bl.timed(lambda: [decode_batch_torchvision(chunk, size, device) for _ in range(reps)], device)
+        out[f"{device.type} decode_batch_torchvision to {size} px"] = reps * len(chunk) / t.wall
     except Exception as exc:  # decode_jpeg on cuda needs torchvision built with nvjpeg
-        print(f"  GPU decode_jpeg unavailable: {type(exc).__name__}: {exc}")
+        print(f"  decode_batch_torchvision on {device.type} unavailable: {type(exc).__name__}: {exc}")
     return out
 
 # ------------------------------------------------------------------------------ candidate changes (not in src/)
@@ -226,83 +267,80 @@ BIAS = -MEAN / STD
 
 
 @torch.no_grad()
-def candidate_frame(loaded, df: pd.DataFrame, batch_size: int, device: torch.device, *, workers: int = 2,
-                    fused: bool = True, amp: bool = False, channels_last: bool = False,
-                    gpu_decode: bool = False) -> pd.DataFrame:
-    """``featurize_frame`` with the changes docs/performance.md proposes, to measure what they give:
-    the next batch decodes in a background thread while this one runs (``workers`` decode threads),
-    normalisation is one in-place multiply-add, pinned host memory + non-blocking copies on CUDA,
-    optionally bf16 autocast, channels-last and GPU JPEG decode. Same output columns."""
+def candidate_frame(loaded, df: pd.DataFrame, device: torch.device, cfg: FeaturizeConfig) -> pd.DataFrame:
+    """``amnet.featurize.featurize_frame`` (decoder, prefetch, pinned memory, bf16 / channels-last as ``cfg``
+    and ``device`` say) with the change still not in src/: normalisation as one in-place multiply-add
+    instead of ``to_input``'s four passes (features change by up to 1 fp16 ulp). Same output columns;
+    the model is expected in the memory format ``run_featurize`` sets."""
+    from amnet.featurize import decoded_batches
+
     size = loaded.model_config.image_size
+    bf16, channels_last = real_settings(cfg, device)
     blobs = list(df["image_bytes"])
-    chunks = [blobs[i : i + batch_size] for i in range(0, len(blobs), batch_size)]
     scale, bias = SCALE.to(device), BIAS.to(device)
-    model = loaded.model
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-
-    def decode(chunk):
-        if gpu_decode:
-            import torchvision
-
-            datas = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in chunk]
-            imgs = torchvision.io.decode_jpeg(datas, device=device, mode=torchvision.io.ImageReadMode.RGB)
-            return torch.stack([torch.nn.functional.interpolate(i[None].float(), size=(size, size), mode="bilinear",
-                                                                antialias=True)[0] for i in imgs]).clamp_(0, 255)
-        u8 = decode_batch(chunk, size, workers=workers)
-        return u8.pin_memory() if device.type == "cuda" else u8
-
+    if cfg.decoder == "torchvision":
+        batches = (decode_batch_torchvision(blobs[i : i + cfg.batch_size], size, device)
+                   for i in range(0, len(blobs), cfg.batch_size))
+    else:
+        batches = decoded_batches(blobs, cfg.batch_size, size, decode_workers(cfg.decode_workers), cfg.prefetch,
+                                  pin=device.type == "cuda")
     feats = []
-    with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(decode, chunks[0]) if chunks else None
-        for j in range(len(chunks)):
-            u8 = future.result()
-            if j + 1 < len(chunks):
-                future = pool.submit(decode, chunks[j + 1])
-            x = u8.to(device, non_blocking=True).float().mul_(scale).add_(bias)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                r = model.represent(x)
-            feats.append(r.float().cpu().numpy().astype(np.float16))
-    if channels_last:
-        loaded.model.to(memory_format=torch.contiguous_format)
+    for images in batches:
+        x = images.to(device, non_blocking=True).float().mul_(scale).add_(bias)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            r = loaded.model.represent(x)
+        feats.append(r.float().cpu().numpy().astype(np.float16))
     matrix = np.concatenate(feats) if feats else np.zeros((0, loaded.model_config.feature_dim), np.float16)
     return pd.DataFrame({"image_id": df["image_id"].to_numpy(), "labels": list(df["labels"]),
                          "feature": [row.tobytes() for row in matrix]})
 
 
-def candidates(split: str, model: str, batch_size: int, device: torch.device, out: str,
-               rounds: int) -> dict[str, list[float]]:
-    """End-to-end img/s of run_featurize's loop (model load, read, featurize, write) with each candidate,
-    and of the real ``run_featurize``, in ``rounds`` rounds (load from other processes hits all alike)."""
+def candidates(split: str, model: str, cfg: FeaturizeConfig, device: torch.device, out: str,
+               rounds: int, gpu_paths: bool = False) -> dict[str, list[float]]:
+    """End-to-end img/s, in ``rounds`` rounds (load from other processes hits all alike), of the real
+    ``run_featurize``; of ``run_featurize`` configured as before c1c1cb3, (CUDA) in fp32, and (CUDA, or
+    ``gpu_paths``) with the other decoder; and of run_featurize's loop (model load, read, featurize,
+    write) with ``candidate_frame``."""
+    from dataclasses import replace
+
     from amnet.model_store import load_model
 
-    many = max(2, min(16, (os.cpu_count() or 2)))
-    variants = {"prefetch decode (2 threads)": {"workers": 2, "fused": False},
-                "prefetch decode + fused normalise": {"workers": 2}}
-    if device.type == "cuda":
-        variants.update({
-            f"+ {many} decode threads + pinned memory": {"workers": many},
-            f"+ {many} decode threads + bf16 autocast": {"workers": many, "amp": True},
-            f"+ {many} decode threads + bf16 + channels-last": {"workers": many, "amp": True, "channels_last": True},
-            "GPU decode_jpeg + bf16 + channels-last": {"gpu_decode": True, "amp": True, "channels_last": True},
-        })
+    configs = {BEFORE: before_config(cfg)}
+    if device.type == "cuda" and use_bf16(cfg.precision, device):
+        configs["run_featurize, precision fp32 (the rest as the real path)"] = replace(cfg, precision="fp32")
+    if device.type == "cuda" or gpu_paths:
+        other = "pil" if cfg.decoder == "torchvision" else "torchvision"
+        configs[f"run_featurize, decoder={other} (the rest as the real path)"] = replace(cfg, decoder=other)
+    variants = {"real path + fused normalise (candidate)": {}}
     uris = shards.list_shards(storage.join(split, "gallery"))
-    runs: dict[str, list[float]] = {"real": [], **{k: [] for k in variants}}
+    runs: dict[str, list[float]] = {"real": [], **{k: [] for k in configs}, **{k: [] for k in variants}}
     failed: set[str] = set()
+    _, channels_last = real_settings(cfg, device)
     for r in range(rounds):
-        t, res = end_to_end(split, model, os.path.join(out, f"real-{r}"), batch_size, device)
+        t, res = end_to_end(split, model, os.path.join(out, f"real-{r}"), cfg, device)
         runs["real"].append(res["count"] / t.wall)
+        for tag, (name, other) in enumerate(configs.items()):
+            if name in failed:
+                continue
+            try:
+                t, res = end_to_end(split, model, os.path.join(out, f"cfg{tag}-{r}"), other, device)
+                runs[name].append(res["count"] / t.wall)
+            except Exception as exc:  # e.g. decode_jpeg on cuda needs torchvision built with nvjpeg
+                print(f"  {name}: failed ({type(exc).__name__}: {str(exc)[:200]})")
+                failed.add(name)
         for tag, (name, kw) in enumerate(variants.items()):
             if name in failed:
                 continue
 
             def run(kw=kw, tag=tag) -> int:
                 loaded = load_model(model, device)
+                if channels_last:  # as run_featurize
+                    loaded.model.to(memory_format=torch.channels_last)
                 n = 0
                 for uri in uris:
-                    frame = candidate_frame(loaded, shards.read_table(uri), batch_size, device, **kw)
+                    frame = candidate_frame(loaded, shards.read_table(uri), device, cfg, **kw)
                     shards.write_table(os.path.join(out, f"cand{tag}-{os.path.basename(uri)}"), frame)
                     n += len(frame)
                 return n
@@ -312,7 +350,7 @@ def candidates(split: str, model: str, batch_size: int, device: torch.device, ou
                     n = run()
                     bl.sync(device)
                 runs[name].append(n / t.wall)
-            except Exception as exc:  # e.g. decode_jpeg on cuda needs torchvision built with nvjpeg
+            except Exception as exc:
                 print(f"  {name}: failed ({type(exc).__name__}: {str(exc)[:200]})")
                 failed.add(name)
     return {k: v for k, v in runs.items() if v and k not in failed}
@@ -321,8 +359,9 @@ def candidates(split: str, model: str, batch_size: int, device: torch.device, ou
 def optimisations_present() -> dict[str, bool]:
     import amnet.data.tensors
     import amnet.featurize
+    import amnet.model_store
 
-    source = inspect.getsource(amnet.featurize) + inspect.getsource(amnet.data.tensors)
+    source = "".join(inspect.getsource(m) for m in (amnet.featurize, amnet.data.tensors, amnet.model_store))
     return {name: any(m in source for m in markers) for name, markers in GPU_OPTIMISATIONS.items()}
 
 
@@ -343,7 +382,7 @@ def memory_child(args: argparse.Namespace) -> None:
     tracemalloc.start()
     with tempfile.TemporaryDirectory(prefix="amnet-featmem-") as out:
         start = time.perf_counter()
-        res = run_featurize(args.split, args.model, out, FeaturizeConfig(batch_size=args.batch_size), progress=False)
+        res = run_featurize(args.split, args.model, out, feat_config(args), progress=False)
         seconds = time.perf_counter() - start
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -353,6 +392,13 @@ def memory_child(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- main
+def feat_config(args: argparse.Namespace) -> FeaturizeConfig:
+    cfg = FeaturizeConfig(batch_size=args.batch_size, decode_workers=args.decode_workers, precision=args.precision,
+                          decoder=args.decoder)
+    cfg.validate()
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
     if args.threads:
@@ -366,10 +412,15 @@ def main(argv: list[str] | None = None) -> dict:
         args.num_images = 4000 if args.backbone == "small" else (20000 if device.type == "cuda" else 600)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False  # as the pipeline runs (it does not set it)
+    cfg = feat_config(args)
+    bf16, channels_last = real_settings(cfg, device)
     print(f"featurize benchmark: {args.backbone} at {args.image_size} px, Q = {args.feature_dim}, "
-          f"batch {args.batch_size}, shards of {args.shard_size}; {bl.describe_env(device)}")
+          f"batch {args.batch_size}, shards of {args.shard_size}; real path: decoder {cfg.decoder}, prefetch "
+          f"{cfg.prefetch}, {decode_workers(cfg.decode_workers)} decode threads, {'bf16' if bf16 else 'fp32'}"
+          f"{', channels-last' if channels_last else ''}; {bl.describe_env(device)}")
     result: dict = {"backbone": args.backbone, "image_size": args.image_size, "feature_dim": args.feature_dim,
-                    "batch_size": args.batch_size, "device": str(device)}
+                    "batch_size": args.batch_size, "device": str(device), "precision": "bf16" if bf16 else "fp32",
+                    "decode_workers": decode_workers(cfg.decode_workers), "decoder": cfg.decoder}
 
     with tempfile.TemporaryDirectory(prefix="amnet-featbench-") as tmp:
         root = args.workdir or tmp
@@ -397,7 +448,9 @@ def main(argv: list[str] | None = None) -> dict:
         # warm-up of the real path on one small shard's worth (thread pools, allocator)
         from amnet.featurize import featurize_frame
 
-        featurize_frame(loaded, shards.read_table(first).head(args.batch_size), args.batch_size, device)
+        if channels_last:  # as run_featurize
+            loaded.model.to(memory_format=torch.channels_last)
+        featurize_frame(loaded, shards.read_table(first).head(args.batch_size), args.batch_size, device, cfg)
 
         fwd_rates, e2e_rates, ratios, cpu = [], [], [], {"forward": 0.0, "e2e": 0.0}
         for rep in range(args.repeats):
@@ -405,10 +458,10 @@ def main(argv: list[str] | None = None) -> dict:
             pair = {}
             for what in order:
                 if what == "fwd":
-                    t = forward_pass(loaded, sizes, device)
+                    t = forward_pass(loaded, sizes, device, cfg)
                     cpu["forward"] += t.cpu
                 else:
-                    t, res = end_to_end(split, model, os.path.join(root, f"features-{rep}"), args.batch_size, device)
+                    t, res = end_to_end(split, model, os.path.join(root, f"features-{rep}"), cfg, device)
                     assert res["count"] == args.num_images, res
                     cpu["e2e"] += t.cpu
                 pair[what] = args.num_images / t.wall
@@ -433,22 +486,23 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{e2e / GOAL_GPU_ALEXNET:.3f}")
 
         if not args.no_breakdown:
-            stages = breakdown(split, model, args.batch_size, device, os.path.join(root, "features-breakdown"))
+            stages = breakdown(split, model, cfg, device, os.path.join(root, "features-breakdown"))
             n = stages.pop("images")
             total = sum(stages.values())
-            print(f"stage breakdown (instrumented copy of run_featurize's work, {n} images, "
-                  f"{n / total:.1f} img/s in all):")
+            print(f"stage breakdown (instrumented copy of run_featurize's work, one stage after the other, no "
+                  f"prefetch overlap; {n} images, {n / total:.1f} img/s in all):")
             for name, sec in stages.items():
                 print(f"  {name:<14} {1000 * sec / n * 1000:8.1f} ms per 1000 images  {100 * sec / total:5.1f} %")
             dec = decode_scaling(blobs[: min(len(blobs), 512)], args.image_size)
             print("  decode_batch alone: " + ", ".join(f"{w} thread{'s' * (w > 1)} {r:.0f} img/s"
                                                        for w, r in dec.items())
-                  + " (decode_batch's worker count is fixed at 2)")
+                  + f" (the real path uses decode_workers() = {decode_workers(cfg.decode_workers)})")
             result.update(stages_ms_per_1000={k: 1e6 * v / n for k, v in stages.items()}, decode_rates=dec)
 
         if device.type == "cuda" or args.gpu_paths:
             present = optimisations_present()
-            print("GPU optimisations in the featurization path (by source inspection):")
+            print("optimisations in the featurization path (by source inspection of amnet.featurize, "
+                  "amnet.data.tensors, amnet.model_store):")
             for name, ok in present.items():
                 print(f"  {'present' if ok else 'ABSENT '}  {name}")
             head = gpu_headroom(loaded, blobs, args.batch_size, device)
@@ -457,20 +511,26 @@ def main(argv: list[str] | None = None) -> dict:
             result.update(gpu_optimisations=present, gpu_headroom=head)
 
         if not args.no_candidates:
-            runs = candidates(split, model, args.batch_size, device, os.path.join(root, "features-cand"),
-                              max(1, args.repeats))
+            runs = candidates(split, model, cfg, device, os.path.join(root, "features-cand"),
+                              max(1, args.repeats), args.gpu_paths)
             real_now = bl.median(runs["real"])
-            print(f"candidate changes to featurize_frame (benchmarks/featurize.py:candidate_frame, not in src/), "
-                  f"end to end, median of {max(1, args.repeats)} rounds; the real run_featurize in the same rounds: "
-                  f"{real_now:.1f} img/s:")
+            print(f"before / candidates, end to end, median of {max(1, args.repeats)} rounds (candidates: "
+                  f"benchmarks/featurize.py:candidate_frame, not in src/); the real run_featurize in the same "
+                  f"rounds: {real_now:.1f} img/s:")
             cand = {}
             for name, rates in runs.items():
                 if name == "real":
                     continue
                 cand[name] = bl.median(rates)
                 gain = bl.median([c / r for c, r in zip(rates, runs["real"], strict=True)])
-                print(f"  {name:<52} {cand[name]:10.1f} img/s  x{gain:.2f} the real path (per-round median), "
+                print(f"  {name:<70} {cand[name]:10.1f} img/s  x{gain:.2f} the real path (per-round median), "
                       f"{cand[name] / fwd:.3f} of the pure forward")
+            if BEFORE in runs:
+                gain = bl.median([r / b for r, b in zip(runs["real"], runs[BEFORE], strict=True)])
+                print(f"RATIO featurize real path / path before c1c1cb3 = {gain:.3f} (per-round median of "
+                      f"{len(runs['real'])}; {real_now:.1f} / {cand[BEFORE]:.1f} img/s end to end) "
+                      f"[{args.backbone} {args.image_size} px, {device.type}]")
+                result["real_over_before"] = gain
             result.update(candidates=cand, real_in_candidate_rounds=real_now)
 
         if args.memory_sizes.strip() and not args.split:
@@ -487,7 +547,8 @@ def memory_check(args, root: str, model: str, labels, blobs, device: torch.devic
         split = bl.write_gallery(os.path.join(root, f"memgallery-{n}"), n, args.shard_size, labels, blobs)
         cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", "--split", split, "--model", model,
                "--device", str(device.type), "--batch-size", str(args.batch_size), "--backbone", args.backbone,
-               "--image-size", str(args.image_size), "--feature-dim", str(args.feature_dim)]
+               "--image-size", str(args.image_size), "--feature-dim", str(args.feature_dim),
+               "--precision", args.precision, "--decode-workers", str(args.decode_workers), "--decoder", args.decoder]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

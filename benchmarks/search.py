@@ -4,25 +4,31 @@ Indexes, each over the same random features (``--n`` rows, float32, at each of `
 
 * ``exact``: faiss ``IndexFlatL2`` through ``amnet.search.build_index(kind="exact")`` (the pipeline's index
   below 50k vectors); single queries with 1 faiss thread and with all threads;
+* ``pq``: the pipeline's own ``amnet.search.PQRefineIndex`` built by ``amnet.search.build_index(kind="auto")``
+  (what ``auto`` picks from 50k vectors since commit fdb3c9d: 4-bit PQ fast-scan over
+  ``default_pq_m(D)`` sub-quantizers trained on every vector, exact re-ranking of the top k x 20),
+  also at k_factor 10 and 40, and its recall checked with ``amnet.search.recall_at_k``;
 * ``ivf``: faiss ``IndexIVFFlat`` through ``amnet.search.build_index(kind="ivf")`` (what ``kind="auto"``
-  picks at 200k: nlist = 4 sqrt(N) = 1789), swept over nprobe. Above 1024-D the coarse quantizer is
+  picked at 200k before fdb3c9d: nlist = 4 sqrt(N) = 1789), swept over nprobe. Above 1024-D the coarse quantizer is
   trained on a ``--ivf-train`` subsample with faiss directly and wrapped in ``amnet.search.IVFIndex``
   (training on all 200k x 4096 would take many minutes on 2 cores);
 * compressed flat storage through faiss directly (amnet.search has neither): ``IndexScalarQuantizer``
   fp16 and 8-bit (SQ8), and SQ8 with an exact re-ranking of its top ``k x k_factor`` (``IndexRefineFlat``);
-* ``pqfs``: 4-bit product quantisation scanned with SIMD lookups (``IndexPQFastScan``, D/2 bytes per
-  vector up to 512-D) + exact re-ranking of the top 200 / 400 (``IndexRefineFlat``);
+* ``pqfs``: the same family through faiss directly (``IndexPQFastScan`` with D/2 sub-quantizers up to
+  512-D, D/8 above, trained on a 50k sample) + exact re-ranking of the top 200 / 400 (``IndexRefineFlat``):
+  the prototype the ``pq`` kind came from;
 * ``--hnsw``: faiss ``IndexHNSWFlat`` (M = 32) over efSearch (graph build takes minutes at 200k).
 
-``--configs`` picks the families (default exact, ivf, sq, pqfs); exact always runs (it is the truth).
+``--configs`` picks the families (default exact, pq, ivf, sq, pqfs); exact always runs (it is the truth).
 
 recall@20 = |approximate top 20 ∩ exact top 20| / 20, averaged over the queries. Two feature
 distributions: ``uniform`` (i.i.d. U[0, 1) per dimension: no structure, the worst case for IVF) and
 ``clustered`` (a Gaussian mixture: 1000 centres in U[0, 1)^D, sigma 0.1 per dimension, clipped at 0
 like post-ReLU features), queries drawn fresh from the same distribution. The goal line names every
-configuration with single-query p50 <= 10 ms and recall@20 >= 0.99.
+configuration with single-query p50 <= 10 ms and recall@20 >= 0.99; the RATIO lines give p50 / 10 ms of
+exact search and of the index ``auto`` picks, with the latter's recall.
 
-    .venv/bin/python benchmarks/search.py [--dims 256] [--dims 256,4096] [--n 200000] [--hnsw]
+    .venv/bin/python benchmarks/search.py [--dims 256] [--dims 256,4096] [--n 200000] [--configs exact,pq] [--hnsw]
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import time
 import faiss
 import numpy as np
 
-from amnet.search import DEFAULT_NPROBE, IVFIndex, build_index, default_nlist
+from amnet.search import DEFAULT_NPROBE, IVFIndex, build_index, default_nlist, recall_at_k, resolve_kind
 
 GOAL_P50_MS = 10.0
 GOAL_RECALL = 0.99
@@ -105,7 +111,7 @@ def run_dataset(name: str, x: np.ndarray, qs: np.ndarray, qb: np.ndarray, args, 
         for th in sorted({1, all_threads}):
             qps[th], ids = batched(index, qb, th)
         rec = 1.0 if truth is None else recall(ids, truth)
-        row = {"data": name, "dim": d, "config": config, "build_s": build_s, "p50_ms": p50, "p99_ms": p99,
+        row = {"data": name, "n": n, "dim": d, "config": config, "build_s": build_s, "p50_ms": p50, "p99_ms": p99,
                "batched_qps": max(qps.values()), "batched_qps_by_threads": qps, "recall20": rec, "threads": threads}
         row["meets_goal"] = p50 <= GOAL_P50_MS and rec >= GOAL_RECALL
         rows.append(row)
@@ -125,6 +131,8 @@ def run_dataset(name: str, x: np.ndarray, qs: np.ndarray, qb: np.ndarray, args, 
     report("exact (amnet.search, IndexFlatL2)", exact, build, None, threads=1)
     if all_threads > 1 and "exact" in args.configs:
         report(f"exact, {all_threads} faiss threads per query", exact, build, None, threads=all_threads)
+    if "pq" in args.configs:
+        run_pq(x, qb, exact, truth, report)
     del exact
     gc.collect()
 
@@ -137,6 +145,29 @@ def run_dataset(name: str, x: np.ndarray, qs: np.ndarray, qb: np.ndarray, args, 
     if "hnsw" in args.configs:
         run_hnsw(x, truth, report, all_threads)
     return summarize(rows, name, d)
+
+
+def run_pq(x: np.ndarray, qb: np.ndarray, exact, truth: np.ndarray, report) -> None:
+    """The pipeline's index for this gallery size: ``build_index(x, "auto")`` (pq from 50k vectors), or
+    ``build_index(x, "pq")`` when auto picks something else (a small ``--n``)."""
+    n, d = x.shape
+    auto = resolve_kind("auto", n)
+    t = time.perf_counter()
+    index = build_index(x, "auto" if auto == "pq" else "pq")
+    build = time.perf_counter() - t
+    how = f"build_index(kind='auto') -> {index!r}" if auto == "pq" else f"build_index(kind='pq') -> {index!r}"
+    print(f"    (amnet pq: {how}; at {n:,} vectors kind='auto' picks {auto!r})")
+    default = index.k_factor
+    for factor in sorted({default // 2, default, 2 * default}):
+        index.k_factor = factor
+        tag = " = auto" if factor == default and auto == "pq" else ""
+        row = report(f"amnet pq{tag}, re-rank top {factor * K}", index, build if factor == default else 0.0, truth)
+        row["auto"] = bool(tag)
+        if factor == default:
+            row["recall_at_k_amnet"] = recall_at_k(index, exact, qb, K)  # the function evaluate records
+    index.k_factor = default
+    del index
+    gc.collect()
 
 
 def run_ivf(x: np.ndarray, truth: np.ndarray, args, report) -> None:
@@ -155,7 +186,7 @@ def run_ivf(x: np.ndarray, truth: np.ndarray, args, report) -> None:
     build = time.perf_counter() - t
     for nprobe in [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256) if p <= nlist]:
         ivf.nprobe = nprobe
-        tag = " (auto's default)" if nprobe == DEFAULT_NPROBE else ""
+        tag = " (default nprobe)" if nprobe == DEFAULT_NPROBE else ""
         report(f"ivf nlist={nlist} nprobe={nprobe}{tag}", ivf, build if nprobe == 1 else 0.0, truth)
     print(f"    (ivf {how}; build time on the first row)")
     del ivf
@@ -221,6 +252,15 @@ def run_hnsw(x: np.ndarray, truth: np.ndarray, report, all_threads: int) -> None
 
 
 def summarize(rows: list[dict], name: str, d: int) -> list[dict]:
+    exact = rows[0]
+    print(f"RATIO search exact single-query p50 / {GOAL_P50_MS:.0f} ms = {exact['p50_ms'] / GOAL_P50_MS:.3f} "
+          f"(p50 {exact['p50_ms']:.2f} ms, 1 faiss thread) [{d}-D {name}, {exact['n']:,} vectors]")
+    auto = next((r for r in rows if r.get("auto")), None)
+    if auto:
+        print(f"RATIO search auto index (amnet pq) single-query p50 / {GOAL_P50_MS:.0f} ms = "
+              f"{auto['p50_ms'] / GOAL_P50_MS:.3f} (p50 {auto['p50_ms']:.2f} ms, recall@20 {auto['recall20']:.4f}, "
+              f"amnet.search.recall_at_k {auto['recall_at_k_amnet']:.4f}; exact / auto p50 = "
+              f"{exact['p50_ms'] / auto['p50_ms']:.1f}x) [{d}-D {name}, {auto['n']:,} vectors]")
     meets = [r["config"] for r in rows if r["meets_goal"]]
     fastest = min((r for r in rows if r["meets_goal"]), key=lambda r: r["p50_ms"], default=None)
     print(f"GOAL [{d}-D {name}] single-query p50 <= {GOAL_P50_MS:.0f} ms with recall@20 >= {GOAL_RECALL}: "
@@ -239,9 +279,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--queries", type=int, default=200, help="timed single queries per configuration")
     p.add_argument("--batch", type=int, default=1000, help="queries in the batched search (and for recall)")
     p.add_argument("--ivf-train", type=int, default=25_000, help="k-means sample above 1024-D")
-    p.add_argument("--configs", default="exact,ivf,sq,pqfs",
-                   help="index families to measure: exact, ivf, sq (fp16 / SQ8 / SQ8 + re-rank), pqfs (PQ fast-scan "
-                        "+ re-rank), hnsw")
+    p.add_argument("--configs", default="exact,pq,ivf,sq,pqfs",
+                   help="index families to measure: exact, pq (amnet.search's PQRefineIndex, what auto picks from "
+                        "50k), ivf, sq (fp16 / SQ8 / SQ8 + re-rank), pqfs (PQ fast-scan + re-rank through faiss "
+                        "directly), hnsw")
     p.add_argument("--hnsw", action="store_true", help="same as adding hnsw to --configs (minutes at 200k)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

@@ -7,14 +7,20 @@ builds the indicators, runs AMNet (one backbone pass over 3B images, memory read
 attribute branches), Eq. 4-6, backward and the SGD step — counted as 3 x B images per step.
 Denominator: the same backbone alone on random tensors already on the device, total batch 3 x B,
 loss-free (the mean of its output), backward and the same SGD (momentum, weight decay). Both are
-measured in this run, interleaved A B B A, ratio per pair and median. Then a decomposition of the
-gap (the sampler alone, the data preparation alone, the AMNet model + losses on random tensors), and
-candidate changes (``PrecomputedSampler``, ``candidate_train_step``: one gather, fused normalisation,
-no per-step sync; on CUDA also the decoded pool on the GPU and bf16 autocast) timed in the same
-rounds as the real loop; src/ is not changed.
+measured in this run, interleaved A B B A, ratio per pair and median. The real loop includes what
+commit c1c1cb3 landed (the sampler's cached neighbour lists, one gather of the 3B images, no
+``.item()`` per step, the decoded pool on the GPU when it fits, bf16 autocast on CUDA); the pure step
+runs in the same precision as the real loop, so the ratio compares like with like.
+
+Then a decomposition of the gap (the sampler alone, with and without its neighbour cache, the data
+preparation alone, the AMNet model + losses on random tensors), and, timed in the same rounds as the
+real loop: the loop as it was before c1c1cb3 (``UncachedSampler`` + ``legacy_train_step``, a verbatim
+copy of the old ``train_step``, pool in host memory, fp32: on the CPU exactly the old work), on CUDA
+the real loop in fp32 and with the pool in pinned host memory, and the one candidate change still not
+in src/ (``candidate_train_step``: normalisation as one in-place multiply-add).
 
     .venv/bin/python benchmarks/train.py [--backbone small|alexnet] [--batch-size 32] [--steps 20]
-        [--device auto|cpu|cuda] [--split DIR]
+        [--device auto|cpu|cuda] [--precision auto|fp32|bf16] [--split DIR]
 """
 
 from __future__ import annotations
@@ -38,47 +44,55 @@ from amnet.model_store import build_model  # noqa: E402
 from amnet.models.backbones import build_backbone  # noqa: E402
 from amnet.models.losses import amnet_loss, classification_loss, triplet_ranking_loss  # noqa: E402
 from amnet.models.memory import make_indicator  # noqa: E402
-from amnet.train.amnet_train import train_step  # noqa: E402
-from amnet.train.loop_utils import sgd, split_decay  # noqa: E402
+from amnet.train.amnet_train import STEP_METRICS, pool_on_device, train_step  # noqa: E402
+from amnet.train.loop_utils import sgd, split_decay, use_bf16  # noqa: E402
 
 GOAL_RATIO = 0.6
+BEFORE = "loop before c1c1cb3 (uncached sampler, old train_step)"
 
 
-# ------------------------------------------------------------------------------ candidate changes (not in src/)
-class PrecomputedSampler(TripletSampler):
-    """Candidate: TripletSampler with each attribute vector's 1- and 2-change neighbours listed once, instead
-    of a scan over all vectors per sampled triplet. Same RNG calls, so the very same triplets."""
+# ------------------------------------------------------------------ the code before c1c1cb3, to measure what it gave
+class UncachedSampler(TripletSampler):
+    """The sampler before c1c1cb3: every ``_targets`` call scans all attribute vectors (no neighbour
+    cache). Same RNG calls, so the very same triplets as the real (cached) ``TripletSampler``."""
 
-    def __init__(self, labels: np.ndarray, **kw):
-        vectors = np.unique(np.asarray(labels, np.int16)[(np.asarray(labels) != -1).all(axis=1)], axis=0)
-        self._index = {v.tobytes(): u for u, v in enumerate(vectors)}
-        self._near: dict[int, list[np.ndarray]] = {1: [], 2: []}
-        for s in range(0, len(vectors), 512):
-            diff = (vectors[s : s + 512, None, :] != vectors[None, :, :]).sum(axis=2)  # (512, U)
-            for row in diff:
-                self._near[1].append(np.flatnonzero(row == 1))
-                self._near[2].append(np.flatnonzero(row == 2))
-        super().__init__(labels, **kw)
-
-    def _targets(self, ref: np.ndarray, n: int) -> np.ndarray:
-        u = self._index.get(np.asarray(ref, np.int16).tobytes())
-        return super()._targets(ref, n) if u is None or n not in self._near else self._near[n][u]
+    def _targets(self, u: int, n: int) -> np.ndarray:
+        diff = (self.vectors != self.vectors[u][None, :]).sum(axis=1)
+        return np.flatnonzero(diff == n)
 
 
-SCALE = 1.0 / (255.0 * STD)
+def legacy_train_step(model, opt, images, batch, offsets, total_values, lam, margin, device, bf16=False):
+    """``train_step`` as it was before c1c1cb3 (verbatim): three gathers + ``to_input`` each, fp32, four
+    ``.item()`` (device syncs) per step. ``bf16`` is ignored (the old step had no autocast)."""
+    ref, pos, neg = (to_input(images[torch.from_numpy(i)], device) for i in (batch.ref, batch.pos, batch.neg))
+    h = make_indicator(batch.changes, offsets, total_values).to(device)  # (B, C)
+    out = model(ref, h, pos, neg)
+    target = torch.from_numpy(batch.target).to(device)  # (B, M): desired attributes (Eq. 4)
+    la = classification_loss(out["logits"], target)  # Eq. 4
+    lt = triplet_ranking_loss(out["r_manip"], out["pos"], out["neg"], margin)  # Eq. 5
+    loss = amnet_loss(la, lt, lam)  # Eq. 6
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        acc = torch.stack([(lg.argmax(1) == target[:, m]).float().mean() for m, lg in enumerate(out["logits"])])
+    return {"loss": loss.item(), "loss_attr": la.item(), "loss_rank": lt.item(), "target_acc": acc.mean().item()}
+
+
+# ------------------------------------------------------------------------------ candidate change (not in src/)
+SCALE = 1.0 / (255.0 * STD)  # (x / 255 - mean) / std  ==  x * SCALE + BIAS
 BIAS = -MEAN / STD
 
 
-def candidate_train_step(model, opt, images, batch, offsets, total_values, lam, margin, device, amp=False):
-    """Candidate train_step: one gather of the 3B images where the pool lives (the GPU when moved there),
-    one in-place multiply-add normalisation, bf16 autocast around forward + loss only, and no .item()
-    per step (returns a device tensor; the caller syncs once per epoch / log interval)."""
+def candidate_train_step(model, opt, images, batch, offsets, total_values, lam, margin, device, bf16=False):
+    """The real ``train_step`` with the normalisation as one in-place multiply-add instead of ``to_input``'s
+    four passes (gap 5 of docs/performance.md). Returns the same (4,) detached tensor."""
     b = len(batch.ref)
     rows = torch.from_numpy(np.concatenate([batch.ref, batch.pos, batch.neg])).to(images.device)
     x = images[rows].to(device, non_blocking=True).float().mul_(SCALE.to(device)).add_(BIAS.to(device))
     h = make_indicator(batch.changes, offsets, total_values).to(device, non_blocking=True)
     target = torch.from_numpy(batch.target).to(device, non_blocking=True)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         out = model(x[:b], h, x[b : 2 * b], x[2 * b :])
         la = classification_loss(out["logits"], target)
         lt = triplet_ranking_loss(out["r_manip"].float(), out["pos"].float(), out["neg"].float(), margin)
@@ -86,7 +100,9 @@ def candidate_train_step(model, opt, images, batch, offsets, total_values, lam, 
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return torch.stack([loss.detach(), la.detach(), lt.detach()])
+    with torch.no_grad():
+        acc = torch.stack([(lg.argmax(1) == target[:, m]).float().mean() for m, lg in enumerate(out["logits"])])
+    return torch.stack([loss.detach().float(), la.detach().float(), lt.detach().float(), acc.mean()])
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -96,6 +112,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--feature-dim", type=int, default=0, help="Q (default: 256 small, 4096 others)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--batch-size", type=int, default=TrainConfig().batch_size, help="triplets per step (B)")
+    p.add_argument("--precision", default=TrainConfig().precision, choices=["auto", "fp32", "bf16"],
+                   help="TrainConfig.precision of the real loop (auto: bf16 autocast on CUDA, fp32 on the CPU)")
     p.add_argument("--steps", type=int, default=0, help="steps per timed run (default: 20 on CPU, 100 on CUDA)")
     p.add_argument("--repeats", type=int, default=2, help="A/B pairs, order alternating")
     p.add_argument("--pool", type=int, default=4000, help="synthetic triplet-pool images")
@@ -103,7 +121,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--split", help="use this split's triplet_pool instead of synthetic images")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--no-decompose", action="store_true")
-    p.add_argument("--no-candidates", action="store_true", help="skip the candidate-change measurements")
+    p.add_argument("--no-candidates", action="store_true",
+                   help="skip the before-c1c1cb3 and candidate-change measurements")
     p.add_argument("--gpu-paths", action="store_true", help=argparse.SUPPRESS)  # run the CUDA-only parts anyway
     args = p.parse_args(argv)
     cfg = bl.model_config(args.backbone, args.image_size or None, args.feature_dim or None)
@@ -133,11 +152,16 @@ class Bench:
     """The real AMNet loop and the pure backbone step, built once, timed alternately."""
 
     def __init__(self, args, vocab, labels: np.ndarray, images: torch.Tensor, device: torch.device):
-        self.args, self.device, self.images, self.vocab = args, device, images, vocab
-        tc = TrainConfig(batch_size=args.batch_size)
+        self.args, self.device, self.vocab = args, device, vocab
+        tc = TrainConfig(batch_size=args.batch_size, precision=args.precision)
         self.tc = tc
-        self.sampler = TripletSampler(labels, seed=tc.seed, two_change_fraction=tc.two_change_fraction,
-                                      hard_negative_fraction=tc.hard_negative_fraction)
+        self.bf16 = use_bf16(tc.precision, device)
+        self.host_images = images  # where run_train decodes the pool
+        self.images = pool_on_device(images, device)  # as run_train: on the GPU when it fits
+        kw = {"seed": tc.seed, "two_change_fraction": tc.two_change_fraction,
+              "hard_negative_fraction": tc.hard_negative_fraction}
+        self.sampler = TripletSampler(labels, **kw)
+        self.uncached = UncachedSampler(labels, **kw)
         cfg = bl.model_config(args.backbone, args.image_size, args.feature_dim)
         torch.manual_seed(0)
         self.model = build_model("amnet", tc.variant, cfg, vocab).to(device).train()  # memory: random rows
@@ -148,35 +172,36 @@ class Bench:
         self.x = torch.randn(n, 3, args.image_size, args.image_size, device=device)  # (3B, 3, S, S)
         self.epoch = 0
 
-    # numerator: run_train's inner loop
-    def amnet_steps(self, steps: int, autocast: bool = False) -> list[dict]:
-        self.epoch += 1
-        rows = []
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-            for batch in self.sampler.batches(self.epoch, steps, self.args.batch_size):
-                rows.append(train_step(self.model, self.opt, self.images, batch, self.vocab.offsets,
-                                       self.vocab.total_values, self.tc.effective_lam, self.tc.margin, self.device))
-        return rows
+    def same_triplets(self, batches: int = 3) -> bool:
+        """The cached sampler yields the very triplets the uncached one does (c1c1cb3's claim)."""
+        fields = ("ref", "pos", "neg", "target")
+        for a, b in zip(self.sampler.batches(12345, batches, self.args.batch_size),
+                        self.uncached.batches(12345, batches, self.args.batch_size), strict=True):
+            if not all(np.array_equal(getattr(a, f), getattr(b, f)) for f in fields) or a.changes != b.changes:
+                return False
+        return True
 
-    # candidates: what the changes proposed in docs/performance.md give (same model, same batches)
-    def candidate_steps(self, steps: int, *, sampler: TripletSampler | None = None, images: torch.Tensor | None = None,
-                        step_fn=None, autocast: bool = False) -> None:
+    # numerator: run_train's inner loop (and, with other arguments, the variants measured beside it)
+    def amnet_steps(self, steps: int, *, sampler: TripletSampler | None = None, images: torch.Tensor | None = None,
+                    step_fn=train_step, bf16: bool | None = None) -> float:
+        """``steps`` steps as ``run_train`` runs them; the epoch-end mean of the step metrics is read once at
+        the end (one device sync), as ``run_train`` does. Returns the mean loss."""
         self.epoch += 1
         sampler = sampler or self.sampler
         images = self.images if images is None else images
+        bf16 = self.bf16 if bf16 is None else bf16
         rows = []
         for batch in sampler.batches(self.epoch, steps, self.args.batch_size):
-            if step_fn is None:
-                rows.append(train_step(self.model, self.opt, images, batch, self.vocab.offsets, self.vocab.total_values,
-                                       self.tc.effective_lam, self.tc.margin, self.device))
-            else:
-                rows.append(step_fn(self.model, self.opt, images, batch, self.vocab.offsets, self.vocab.total_values,
-                                    self.tc.effective_lam, self.tc.margin, self.device, amp=autocast))
-        if step_fn is not None and rows:
-            torch.stack(rows).cpu()  # the one sync
+            rows.append(step_fn(self.model, self.opt, images, batch, self.vocab.offsets, self.vocab.total_values,
+                                self.tc.effective_lam, self.tc.margin, self.device, bf16))
+        if isinstance(rows[0], dict):  # legacy_train_step: floats, already synced every step
+            return float(np.mean([r["loss"] for r in rows]))
+        means = dict(zip(STEP_METRICS, torch.stack(rows).mean(0).tolist(), strict=True))
+        return means["loss"]
 
-    # denominator: the backbone alone, same total batch, loss-free
-    def backbone_steps(self, steps: int, autocast: bool = False, channels_last: bool = False) -> None:
+    # denominator: the backbone alone, same total batch, loss-free, in the real loop's precision
+    def backbone_steps(self, steps: int, autocast: bool | None = None, channels_last: bool = False) -> None:
+        autocast = self.bf16 if autocast is None else autocast
         net, x = self.backbone, self.x
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
@@ -191,17 +216,19 @@ class Bench:
             self.backbone.to(memory_format=torch.contiguous_format)
 
     # decomposition
-    def sampler_only(self, steps: int) -> None:
+    def sampler_only(self, steps: int, sampler: TripletSampler | None = None) -> None:
         self.epoch += 1
-        for _ in self.sampler.batches(self.epoch, steps, self.args.batch_size):
+        for _ in (sampler or self.sampler).batches(self.epoch, steps, self.args.batch_size):
             pass
 
     def data_only(self, batches: list) -> None:
+        """train_step's data preparation: one gather of the 3B images, to_input, indicator, target."""
         for batch in batches:
-            for i in (batch.ref, batch.pos, batch.neg):
-                to_input(self.images[torch.from_numpy(i)], self.device)
-            make_indicator(batch.changes, self.vocab.offsets, self.vocab.total_values).to(self.device)
-            torch.from_numpy(batch.target).to(self.device)
+            rows = torch.from_numpy(np.concatenate([batch.ref, batch.pos, batch.neg])).to(self.images.device)
+            to_input(self.images[rows], self.device)
+            make_indicator(batch.changes, self.vocab.offsets, self.vocab.total_values).to(self.device,
+                                                                                           non_blocking=True)
+            torch.from_numpy(batch.target).to(self.device, non_blocking=True)
 
     def model_only(self, steps: int, batch) -> None:
         b = self.args.batch_size
@@ -209,10 +236,12 @@ class Bench:
         h = make_indicator(batch.changes, self.vocab.offsets, self.vocab.total_values).to(self.device)
         target = torch.from_numpy(batch.target).to(self.device)
         for _ in range(steps):
-            out = self.model(ref, h, pos, neg)
-            la = classification_loss(out["logits"], target)
-            lt = triplet_ranking_loss(out["r_manip"], out["pos"], out["neg"], self.tc.margin)
-            loss = amnet_loss(la, lt, self.tc.effective_lam)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                out = self.model(ref, h, pos, neg)
+                la = classification_loss(out["logits"], target)
+                lt = triplet_ranking_loss(out["r_manip"].float(), out["pos"].float(), out["neg"].float(),
+                                          self.tc.margin)
+                loss = amnet_loss(la, lt, self.tc.effective_lam)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -226,14 +255,15 @@ def main(argv: list[str] | None = None) -> dict:
     steps = args.steps or (100 if device.type == "cuda" else 20)
     b3 = 3 * args.batch_size
     print(f"train benchmark: AMNet on {args.backbone} at {args.image_size} px, Q = {args.feature_dim}, "
-          f"B = {args.batch_size} triplets ({b3} images) per step, {steps} steps per timed run; "
-          f"{bl.describe_env(device)}")
+          f"B = {args.batch_size} triplets ({b3} images) per step, {steps} steps per timed run, precision "
+          f"{'bf16' if use_bf16(args.precision, device) else 'fp32'}; {bl.describe_env(device)}")
     t0 = time.perf_counter()
     vocab, labels, images = load_pool(args)
     bench = Bench(args, vocab, labels, images, device)
-    print(f"triplet pool: {len(labels)} images decoded to {tuple(images.shape)} uint8, "
-          f"{len(bench.sampler.refs)} usable references, {len(bench.sampler.vectors)} attribute vectors "
-          f"({time.perf_counter() - t0:.1f} s)")
+    print(f"triplet pool: {len(labels)} images decoded to {tuple(images.shape)} uint8 (held on "
+          f"{bench.images.device}{', pinned' if bench.images.is_pinned() else ''}), {len(bench.sampler.refs)} usable "
+          f"references, {len(bench.sampler.vectors)} attribute vectors ({time.perf_counter() - t0:.1f} s); cached "
+          f"sampler = uncached sampler triplet for triplet: {bench.same_triplets()}")
     warm = max(2, steps // 10)
     bench.amnet_steps(warm)
     bench.backbone_steps(warm)
@@ -246,9 +276,8 @@ def main(argv: list[str] | None = None) -> dict:
         for what in order:
             if what == "real":
                 with bl.Timed() as t:
-                    rows = bench.amnet_steps(steps)
+                    losses.append(bench.amnet_steps(steps))
                     bl.sync(device)
-                losses.append(float(np.mean([r["loss"] for r in rows])))
             else:
                 t = bl.timed(lambda: bench.backbone_steps(steps), device)
             pair[what] = b3 * steps / t.wall
@@ -268,7 +297,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"{max(real_rates) / max(pure_rates):.3f}; process CPU time per image: train_step {cpu_ms['real']:.2f} ms, "
           f"pure step {cpu_ms['pure']:.2f} ms (CPU-time ratio {cpu_ms['pure'] / cpu_ms['real']:.3f})")
     result = {"backbone": args.backbone, "image_size": args.image_size, "batch_size": args.batch_size,
-              "device": str(device), "amnet_images_per_s": real, "backbone_images_per_s": pure, "ratio": ratio,
+              "device": str(device), "precision": "bf16" if bench.bf16 else "fp32",
+              "amnet_images_per_s": real, "backbone_images_per_s": pure, "ratio": ratio,
               "ratios": ratios, "best_ratio": max(real_rates) / max(pure_rates), "cpu_ms_per_image": cpu_ms,
               "mean_loss": float(np.mean(losses))}
 
@@ -277,6 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
         parts = {
             "real train_step loop (as above)": lambda: bench.amnet_steps(steps),
             "sampler (TripletSampler.batches)": lambda: bench.sampler_only(steps),
+            "sampler before c1c1cb3 (no neighbour cache)": lambda: bench.sampler_only(steps, bench.uncached),
             "data (gather + to_input + indicator)": lambda: bench.data_only(batches),
             "AMNet model + losses + step (random inputs)": lambda: bench.model_only(steps, batches[0]),
             "pure backbone step": lambda: bench.backbone_steps(steps),
@@ -294,51 +325,55 @@ def main(argv: list[str] | None = None) -> dict:
 
     if device.type == "cuda" or args.gpu_paths:
         extra = {
+            "pure backbone step, fp32": lambda: bench.backbone_steps(steps, autocast=False),
             "pure backbone step, bf16 autocast": lambda: bench.backbone_steps(steps, autocast=True),
             "pure backbone step, bf16 autocast + channels-last": lambda: bench.backbone_steps(
                 steps, autocast=True, channels_last=True),
         }
-        print("GPU headroom of the pure step (the real train_step has no autocast / channels-last):")
+        print(f"pure-step headroom (the real train_step runs {'bf16 autocast' if bench.bf16 else 'fp32'}, "
+              f"no channels-last; the denominator above is the pure step in the same precision):")
         for name, fn in extra.items():
             fn()
             rate = b3 * steps / bl.timed(fn, device).wall
-            print(f"  {name:<54} {rate:10.1f} img/s  ({rate / pure:.2f}x the fp32 pure step)")
+            print(f"  {name:<54} {rate:10.1f} img/s  ({rate / pure:.2f}x the denominator)")
             result[name] = rate
 
     if not args.no_candidates:
-        fast = PrecomputedSampler(labels, seed=bench.tc.seed, two_change_fraction=bench.tc.two_change_fraction,
-                                  hard_negative_fraction=bench.tc.hard_negative_fraction)
-        variants = {"precomputed sampler neighbours": {"sampler": fast},
-                    "+ one gather, fused normalise, no per-step sync": {"sampler": fast,
-                                                                        "step_fn": candidate_train_step}}
+        variants = {
+            BEFORE: {"sampler": bench.uncached, "images": bench.host_images, "step_fn": legacy_train_step,
+                     "bf16": False},
+            "real loop + fused normalise (candidate)": {"step_fn": candidate_train_step},
+        }
         if device.type == "cuda" or args.gpu_paths:
-            on_dev = images.to(device)
-            variants.update({
-                "decoded pool on the GPU (real train_step)": {"images": on_dev},
-                "pool on GPU + sampler + one gather + no sync": {"images": on_dev, "sampler": fast,
-                                                                 "step_fn": candidate_train_step},
-                "... + bf16 autocast (forward + loss)": {"images": on_dev, "sampler": fast,
-                                                         "step_fn": candidate_train_step, "autocast": True},
-            })
+            if device.type == "cuda":
+                pinned = bench.host_images.pin_memory()
+                variants["real loop, pool in pinned host memory"] = {"images": pinned}
+            if bench.bf16:
+                variants["real loop, precision fp32"] = {"bf16": False}
+            elif args.gpu_paths:
+                variants["real loop, bf16 autocast"] = {"bf16": True}
         for kw in variants.values():
-            bench.candidate_steps(max(2, steps // 10), **kw)  # warm-up
+            bench.amnet_steps(max(2, steps // 10), **kw)  # warm-up
         bl.sync(device)
         runs: dict[str, list[float]] = {"real": [], **{k: [] for k in variants}}
-        for _ in range(max(1, args.repeats)):  # rounds: real, then each candidate, so load hits all alike
+        for _ in range(max(1, args.repeats)):  # rounds: real, then each variant, so load hits all alike
             runs["real"].append(b3 * steps / bl.timed(lambda: bench.amnet_steps(steps), device).wall)
             for name, kw in variants.items():
-                runs[name].append(b3 * steps / bl.timed(lambda kw=kw: bench.candidate_steps(steps, **kw),
-                                                        device).wall)
+                runs[name].append(b3 * steps / bl.timed(lambda kw=kw: bench.amnet_steps(steps, **kw), device).wall)
         real_now = bl.median(runs["real"])
-        print(f"candidate changes to run_train / train_step (benchmarks/train.py, not in src/), median of "
-              f"{max(1, args.repeats)} rounds; the real loop in the same rounds: {real_now:.1f} img/s:")
+        print(f"before / variants / candidates (benchmarks/train.py), median of {max(1, args.repeats)} rounds; "
+              f"the real loop in the same rounds: {real_now:.1f} img/s:")
         cand = {}
         for name in variants:
             cand[name] = bl.median(runs[name])
             gain = bl.median([c / r for c, r in zip(runs[name], runs["real"], strict=True)])
-            print(f"  {name:<52} {cand[name]:10.1f} img/s  x{gain:.2f} the real loop (per-round median), "
+            print(f"  {name:<56} {cand[name]:10.1f} img/s  x{gain:.2f} the real loop (per-round median), "
                   f"{cand[name] / pure:.3f} of the pure step")
-        result.update(candidates=cand, real_before_candidates=real_now)
+        gain = bl.median([r / b for r, b in zip(runs["real"], runs[BEFORE], strict=True)])
+        print(f"RATIO AMNet training real loop / loop before c1c1cb3 = {gain:.3f} (per-round median of "
+              f"{len(runs['real'])}; {real_now:.1f} / {cand[BEFORE]:.1f} img/s) "
+              f"[{args.backbone} {args.image_size} px, B={args.batch_size}, {device.type}]")
+        result.update(candidates=cand, real_in_candidate_rounds=real_now, real_over_before=gain)
     if device.type == "cuda":
         result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     bl.dump({"train": result})
