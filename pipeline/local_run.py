@@ -59,21 +59,35 @@ def local_stack_env(state_dir: str | None) -> dict[str, str]:
 
 
 @contextmanager
-def stage_lines():
-    """One ``[amnet]`` line per stage start / end, next to kfp.local's own (verbose) log."""
-    started: dict[str, float] = {}
+def stage_lines(times: dict[str, str] | None = None):
+    """One ``[amnet]`` line per stage start / end, next to kfp.local's own (verbose) log; ``times``
+    collects ``task -> "12.3 s"`` or ``"cached"`` for the breakdown printed at the end."""
+    started: dict[str, tuple[str, float]] = {}
+    times = {} if times is None else times
+
+    def label(task: str) -> str:
+        """ParallelFor iterations share a task name: the 2nd and later get ' #2', ' #3'..."""
+        n, name = 1, task
+        while name in times or any(name == shown for shown, _ in started.values()):
+            n += 1
+            name = f"{task} #{n}"
+        return name
 
     class StageFilter(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
             msg = _ANSI.sub("", str(record.getMessage()))
             if m := re.match(r"Executing task '([^']+)'", msg):
-                started[m[1]] = time.monotonic()
-                print(f"[amnet] stage {m[1]}: running", flush=True)
+                started[m[1]] = (label(m[1]), time.monotonic())
+                print(f"[amnet] stage {started[m[1]][0]}: running", flush=True)
             elif m := re.match(r"Task '([^']+)' finished with status (\w+)", msg):
-                took = time.monotonic() - started.get(m[1], time.monotonic())
-                print(f"[amnet] stage {m[1]}: {m[2].lower()} ({took:.1f} s)", flush=True)
+                name, since = started.pop(m[1], (label(m[1]), time.monotonic()))
+                took = time.monotonic() - since
+                times[name] = f"{took:.1f} s" + ("" if m[2].lower() == "success" else f" ({m[2].lower()})")
+                print(f"[amnet] stage {name}: {m[2].lower()} ({took:.1f} s)", flush=True)
             elif m := re.match(r"Task (\S+) cache hit", msg):
-                print(f"[amnet] stage {m[1]}: cached", flush=True)
+                name = label(m[1])
+                times[name] = "cached"
+                print(f"[amnet] stage {name}: cached", flush=True)
             return True
 
     stage_filter = StageFilter()
@@ -82,14 +96,27 @@ def stage_lines():
     root.addFilter(stage_filter)
     root.setLevel(min(level, logging.INFO))  # kfp logs cache hits at INFO outside its own log context
     try:
-        yield
+        yield times
     finally:
         root.removeFilter(stage_filter)
         root.setLevel(level)
 
 
-def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True) -> Path:
-    """Run the pipeline with ``kfp.local``; returns its run folder. Raises AmnetError when a task fails."""
+def stage_breakdown(times: dict[str, str], total: float) -> str:
+    """The per-stage wall times of a run, slowest first, cached stages last, and the total."""
+    def seconds(value: str) -> float:
+        return float(value.split()[0]) if value != "cached" else -1.0
+
+    ordered = sorted(times.items(), key=lambda kv: -seconds(kv[1]))
+    width = max([len(name) for name in times] + [5])
+    lines = [f"  {name:<{width}}  {value:>10}" for name, value in ordered]
+    return "\n".join(["stage times (wall, slowest first):", *lines, f"  {'total':<{width}}  {total:>8.1f} s"])
+
+
+def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
+                 times: dict[str, str] | None = None) -> Path:
+    """Run the pipeline with ``kfp.local``; returns its run folder. Raises AmnetError when a task fails.
+    ``times`` (when given) receives each task's wall time or "cached"."""
     from amnet_pipeline.amnet_pipeline import PIPELINE_NAME, CompileOptions, build_pipeline
     from kfp import local
 
@@ -102,7 +129,7 @@ def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True) -> P
     # Cacheable upstream stages have no parent run; their standalone runs join the same experiment.
     os.environ["MLFLOW_EXPERIMENT_NAME"] = str(params.get("experiment", "amnet"))
     before = set(root.iterdir())
-    with warnings.catch_warnings(), stage_lines():
+    with warnings.catch_warnings(), stage_lines(times):
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         warnings.filterwarnings("ignore", message=".*no effect.*local.*")
         try:
@@ -208,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[amnet] dataset {params['dataset_uri']}; tracking {env.get('MLFLOW_TRACKING_URI')}; "
           f"artifacts {workdir / 'kfp-root'}", flush=True)
     start = time.monotonic()
-    run_dir = run_pipeline(params, workdir, cache=not args.no_cache)
-    print(f"\n[amnet] pipeline finished in {time.monotonic() - start:.0f} s")
+    times: dict[str, str] = {}
+    run_dir = run_pipeline(params, workdir, cache=not args.no_cache, times=times)
+    total = time.monotonic() - start
+    print(f"\n[amnet] pipeline finished in {total:.0f} s\n{stage_breakdown(times, total)}")
     _summary(run_dir, env, str(params.get("experiment", "amnet")))
     return 0

@@ -415,6 +415,7 @@ def test_bad_input(case: Case, tmp_path, request, capsys):
         assert re.search(case.expect, lines[0]), lines[0]
         if ctx.marker is not None:
             assert not ctx.marker.exists(), "the pickled payload ran"
+        print(f"MATRIX | {case.id} | exit 2 | {lines[0].strip()}")  # `pytest -rP` lists what users see
         return
 
     assert code == 0, (code, out, err)
@@ -427,6 +428,8 @@ def test_bad_input(case: Case, tmp_path, request, capsys):
     for reason in quarantine["reason"]:
         assert re.fullmatch(case.expect, reason), reason
     assert counts["rows in"] >= GOOD_ROWS
+    print(f"MATRIX | {case.id} | exit 0, {counts['quarantined']} of {counts['rows in']} rows quarantined | "
+          + "; ".join(sorted(set(quarantine["reason"]))))
 
 
 def test_quarantine_through_split_counts_add_up(tmp_path, capsys):

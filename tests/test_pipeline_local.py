@@ -93,7 +93,13 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
 
     params = {**TINY, "dataset_uri": tiny_dataset(tmp_path), "variants": ["amnet", "no_memory"],
               "attribute_baseline": True, "experiment": "pipeline-local-ok"}
-    run_dir = run_pipeline(params, tmp_path / "work", cache=False)
+    times: dict[str, str] = {}
+    run_dir = run_pipeline(params, tmp_path / "work", cache=False, times=times)
+
+    # the breakdown `amnet run --local` prints: every task once, ParallelFor iterations numbered
+    assert {"split-dataset", "pretrain-attribute-cnn", "train-amnet", "train-amnet #2", "evaluate-retrieval",
+            "evaluate-retrieval-2", "evaluate-retrieval-2 #2", "build-report"} <= set(times), times
+    assert all(v.endswith(" s") for v in times.values()), times  # cache=False: everything ran
 
     table = results_table(run_dir).splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in table[2:]}
