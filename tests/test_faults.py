@@ -323,7 +323,8 @@ def test_unreachable_mlflow_fails_fast_and_writes_nothing(prepared, tmp_path, mo
     code = main(train_args(prepared, out, epochs=1, steps=2))
     elapsed = time.monotonic() - start
     err = capsys.readouterr().err
-    assert code == 2 and elapsed < 5, (code, elapsed)
+    # not a speed check: MLflow's own client would retry for minutes; the health probe gives up in seconds
+    assert code == 2 and elapsed < 60, (code, elapsed)
     errors = [line for line in err.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "Traceback" not in err
     assert re.search(rf"MLflow tracking server at {re.escape(uri)} is not reachable .*unset MLFLOW_TRACKING_URI",
