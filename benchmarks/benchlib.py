@@ -168,6 +168,18 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident set size of this process's own address space: Linux ``VmHWM``.
+
+    Not ``getrusage().ru_maxrss`` on Linux: the kernel carries the parent's peak across fork + exec
+    into it, so a fresh child started by a big parent reports the parent's RSS (the memory check of
+    ``featurize.py`` printed the same peak at every gallery size that way)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 

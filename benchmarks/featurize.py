@@ -215,6 +215,36 @@ def breakdown(split: str, model: str, cfg: FeaturizeConfig, device: torch.device
     return stages
 
 
+def legacy_load_model(model_dir: str, device: torch.device):
+    """``load_model`` as before commit 73553dc: the model built with its random weight initialisation,
+    then overwritten by ``load_state_dict`` (a copy). Same payload read."""
+    from amnet import config as cfgmod
+    from amnet.config import ModelConfig
+    from amnet.data.schema import Vocabulary
+    from amnet.model_store import build_model
+    from amnet.train.checkpoint import load_model_payload
+
+    payload = load_model_payload(model_dir)
+    model_cfg = cfgmod.from_dict(ModelConfig, payload["model_config"])
+    vocab = Vocabulary.from_json(payload["vocab"], source=model_dir)
+    kind, variant = payload["kind"], payload.get("variant", payload["kind"])
+    state = payload["state_dict"]
+    model = build_model(kind, variant, model_cfg, vocab, state.get("memory.memory") if kind == "amnet" else None)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def model_load_times(model_dir: str, device: torch.device, rounds: int = 3) -> dict[str, float]:
+    """Median seconds of ``load_model`` and of the load before 73553dc, interleaved ``rounds`` times."""
+    from amnet.model_store import load_model
+
+    times: dict[str, list[float]] = {"load_model": [], "before 73553dc": []}
+    for _ in range(rounds):
+        times["load_model"].append(bl.timed(lambda: load_model(model_dir, device), device).wall)
+        times["before 73553dc"].append(bl.timed(lambda: legacy_load_model(model_dir, device), device).wall)
+    return {k: bl.median(v) for k, v in times.items()}
+
+
 def decode_scaling(blobs: list[bytes], size: int) -> dict[int, float]:
     """decode_batch images/s with 1, 2, 4 threads and ``decode_workers()`` (what the real path uses)."""
     rates = {}
@@ -318,39 +348,42 @@ def candidates(split: str, model: str, cfg: FeaturizeConfig, device: torch.devic
     runs: dict[str, list[float]] = {"real": [], **{k: [] for k in configs}, **{k: [] for k in variants}}
     failed: set[str] = set()
     _, channels_last = real_settings(cfg, device)
-    for r in range(rounds):
+
+    def real(r: int) -> None:
         t, res = end_to_end(split, model, os.path.join(out, f"real-{r}"), cfg, device)
         runs["real"].append(res["count"] / t.wall)
-        for tag, (name, other) in enumerate(configs.items()):
+
+    def configured(name: str, tag: int, other: FeaturizeConfig, r: int) -> None:
+        t, res = end_to_end(split, model, os.path.join(out, f"cfg{tag}-{r}"), other, device)
+        runs[name].append(res["count"] / t.wall)
+
+    def candidate(name: str, tag: int, kw: dict, r: int) -> None:
+        n = 0
+        with bl.Timed() as t:  # model load included, as in run_featurize
+            loaded = load_model(model, device)
+            if channels_last:
+                loaded.model.to(memory_format=torch.channels_last)
+            for uri in uris:
+                frame = candidate_frame(loaded, shards.read_table(uri), device, cfg, **kw)
+                shards.write_table(os.path.join(out, f"cand{tag}-{r}-{os.path.basename(uri)}"), frame)
+                n += len(frame)
+            bl.sync(device)
+        runs[name].append(n / t.wall)
+
+    jobs = [("real", lambda r: real(r))]
+    jobs += [(name, lambda r, name=name, tag=tag, other=other: configured(name, tag, other, r))
+             for tag, (name, other) in enumerate(configs.items())]
+    jobs += [(name, lambda r, name=name, tag=tag, kw=kw: candidate(name, tag, kw, r))
+             for tag, (name, kw) in enumerate(variants.items())]
+    for r in range(rounds):  # each round runs every job once, the order rotated so no job always goes first
+        for name, job in jobs[r % len(jobs):] + jobs[: r % len(jobs)]:
             if name in failed:
                 continue
             try:
-                t, res = end_to_end(split, model, os.path.join(out, f"cfg{tag}-{r}"), other, device)
-                runs[name].append(res["count"] / t.wall)
+                job(r)
             except Exception as exc:  # e.g. decode_jpeg on cuda needs torchvision built with nvjpeg
-                print(f"  {name}: failed ({type(exc).__name__}: {str(exc)[:200]})")
-                failed.add(name)
-        for tag, (name, kw) in enumerate(variants.items()):
-            if name in failed:
-                continue
-
-            def run(kw=kw, tag=tag) -> int:
-                loaded = load_model(model, device)
-                if channels_last:  # as run_featurize
-                    loaded.model.to(memory_format=torch.channels_last)
-                n = 0
-                for uri in uris:
-                    frame = candidate_frame(loaded, shards.read_table(uri), device, cfg, **kw)
-                    shards.write_table(os.path.join(out, f"cand{tag}-{os.path.basename(uri)}"), frame)
-                    n += len(frame)
-                return n
-
-            try:
-                with bl.Timed() as t:
-                    n = run()
-                    bl.sync(device)
-                runs[name].append(n / t.wall)
-            except Exception as exc:
+                if name == "real":
+                    raise
                 print(f"  {name}: failed ({type(exc).__name__}: {str(exc)[:200]})")
                 failed.add(name)
     return {k: v for k, v in runs.items() if v and k not in failed}
@@ -497,7 +530,12 @@ def main(argv: list[str] | None = None) -> dict:
             print("  decode_batch alone: " + ", ".join(f"{w} thread{'s' * (w > 1)} {r:.0f} img/s"
                                                        for w, r in dec.items())
                   + f" (the real path uses decode_workers() = {decode_workers(cfg.decode_workers)})")
-            result.update(stages_ms_per_1000={k: 1e6 * v / n for k, v in stages.items()}, decode_rates=dec)
+            loads = model_load_times(model, device)
+            print(f"  model load alone (median of 3, interleaved): load_model {1000 * loads['load_model']:.0f} ms, "
+                  f"as before 73553dc (random init, then load_state_dict) {1000 * loads['before 73553dc']:.0f} ms "
+                  f"(x{loads['before 73553dc'] / loads['load_model']:.2f})")
+            result.update(stages_ms_per_1000={k: 1e6 * v / n for k, v in stages.items()}, decode_rates=dec,
+                          model_load_s=loads)
 
         if device.type == "cuda" or args.gpu_paths:
             present = optimisations_present()

@@ -5,12 +5,17 @@ PIL but no kfp / mlflow / boto3 / faiss and no network: those four are blocked a
 too, so a CPU run of ``--smoke`` proves the GPU run cannot trip over them. Run it through
 ``benchmarks/gpu_run.sh`` (sets PYTHONPATH=src:. instead of installing the package).
 
-1. stages, as the pipeline calls them: render the built-in dataset, ``run_split``, ``run_pretrain``
-   (1 epoch), ``run_prototypes``, ``run_train`` (a few hundred steps), ``run_featurize`` of the gallery;
-2. ``benchmarks/featurize.py`` (AlexNet at 224 px, then the small CNN at 64 px): end to end / pure forward,
-   per-stage breakdown, which GPU optimisations the code lacks and what candidate changes give, peak memory;
-3. ``benchmarks/train.py`` (AlexNet, then the small CNN): train_step / pure backbone step, decomposition,
-   bf16 headroom and the candidate changes.
+1. stages, as the pipeline calls them (torch threads matched first, as ``run_tracked`` does): render the
+   built-in dataset, ``run_split``, ``run_pretrain`` (1 epoch), ``run_prototypes``, ``run_train`` (a few
+   hundred steps), ``run_featurize`` of the gallery with the default decoder and with
+   ``decoder="torchvision"`` (nvJPEG);
+2. ``benchmarks/featurize.py`` (AlexNet at 224 px, then the small CNN at 64 px): end to end / pure forward
+   (both bf16 + channels-last on CUDA, as the real path), per-stage breakdown, which optimisations the
+   code has (source inspection), the path before c1c1cb3, fp32 and the other decoder measured in the
+   same rounds, the remaining candidate (fused normalisation), peak memory;
+3. ``benchmarks/train.py`` (AlexNet, then the small CNN): train_step / pure backbone step (both bf16 on
+   CUDA), decomposition, pure-step headroom, the loop before c1c1cb3, fp32, pool in pinned host memory
+   and the remaining candidate.
 
 Every phase prints its wall time; phases after ``--budget-s`` seconds are skipped (printed as such).
 A JSON summary goes to ``--out``/gpu_check.json.
@@ -80,10 +85,14 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import benchlib as bl
 
+    from amnet.train.loop_utils import available_cpus, match_torch_threads
+
     device = bl.resolve_device(args.device)
     bl.use_device_in_stages(device)
+    match_torch_threads()  # what every stage does first (amnet.steps.common.run_tracked)
     print(f"gpu_check{' --smoke' if args.smoke else ''}: imports OK with {', '.join(BLOCKED)} blocked; "
-          f"{bl.describe_env(device)}; torchvision {__import__('torchvision').__version__}", flush=True)
+          f"{bl.describe_env(device)} ({available_cpus()} available to this process); "
+          f"torchvision {__import__('torchvision').__version__}", flush=True)
     if device.type != "cuda" and not args.smoke:
         print("WARNING: no CUDA device; the numbers below are CPU numbers", flush=True)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -142,9 +151,20 @@ def main(argv=None) -> int:
         print(f"   run_train {train_steps} steps x {tc.batch_size} triplets: {r['train']['images_per_s']:.0f} img/s "
               f"({r['train']['images_per_s'] / 3:.0f} triplets/s), loss {r['train']['loss']:.3f}, "
               f"{r['train']['seconds']} s", flush=True)
-        r["featurize"] = run_featurize(d["split"], d["amnet"], d["features"], FeaturizeConfig(), progress=False)
-        print(f"   run_featurize gallery: {r['featurize']['count']} images, "
-              f"{r['featurize']['images_per_s']:.0f} img/s (model load included)", flush=True)
+        for decoder in ("pil", "torchvision"):
+            key = "featurize" if decoder == "pil" else "featurize_torchvision"
+            out = d["features"] + ("" if decoder == "pil" else "-torchvision")
+            try:
+                r[key] = run_featurize(d["split"], d["amnet"], out, FeaturizeConfig(decoder=decoder), progress=False)
+            except Exception as exc:  # decode_jpeg on cuda needs torchvision built with nvjpeg
+                if decoder == "pil":
+                    raise
+                print(f"   run_featurize decoder=torchvision failed: {type(exc).__name__}: {exc}", flush=True)
+                continue
+            meta = json.loads(Path(out, "features.json").read_text())
+            print(f"   run_featurize gallery, decoder {decoder}: {r[key]['count']} images, "
+                  f"{r[key]['images_per_s']:.0f} img/s (model load included), precision {meta.get('precision')}",
+                  flush=True)
         return r
 
     phase("stages", stage_rates)  # the real stage functions, small CNN at 64 px

@@ -356,9 +356,9 @@ def main(argv: list[str] | None = None) -> dict:
             bench.amnet_steps(max(2, steps // 10), **kw)  # warm-up
         bl.sync(device)
         runs: dict[str, list[float]] = {"real": [], **{k: [] for k in variants}}
-        for _ in range(max(1, args.repeats)):  # rounds: real, then each variant, so load hits all alike
-            runs["real"].append(b3 * steps / bl.timed(lambda: bench.amnet_steps(steps), device).wall)
-            for name, kw in variants.items():
+        jobs = [("real", {}), *variants.items()]
+        for r in range(max(1, args.repeats)):  # rounds of every job, order rotated: load hits all alike
+            for name, kw in jobs[r % len(jobs):] + jobs[: r % len(jobs)]:
                 runs[name].append(b3 * steps / bl.timed(lambda kw=kw: bench.amnet_steps(steps, **kw), device).wall)
         real_now = bl.median(runs["real"])
         print(f"before / variants / candidates (benchmarks/train.py), median of {max(1, args.repeats)} rounds; "
