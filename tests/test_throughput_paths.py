@@ -128,3 +128,34 @@ def test_torchvision_decoder_is_close_to_pil_and_handles_other_formats(blobs, lo
     other = features(featurize_frame(loaded, frame(blobs), 16, "cpu", FeaturizeConfig(decoder="torchvision")))
     cos = (base * other).sum(1) / (np.linalg.norm(base, axis=1) * np.linalg.norm(other, axis=1))
     assert cos.min() > 0.98, cos.min()
+
+
+def test_cgroup_quota_v2_and_v1(tmp_path):
+    from amnet.train.loop_utils import cgroup_cpu_quota
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_quota(v2) == 1.5
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(v2) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(v1) == 2.0
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_quota(v1) is None
+    assert cgroup_cpu_quota(tmp_path / "none") is None
+
+
+def test_queries_follow_the_gallery_precision(blobs, loaded):
+    """evaluate's query vectors at the features' precision: bf16 queries against a bf16 gallery."""
+    from amnet.evaluate import query_vectors
+
+    queries = pd.DataFrame({"image_bytes": blobs[:8], "changed": [[0]] * 8, "target": [[1, 0]] * 8})
+    fp32, _ = query_vectors(loaded, queries, 4, "cpu", "fp32")
+    bf16, _ = query_vectors(loaded, queries, 4, "cpu", "bf16")
+    assert fp32.dtype == bf16.dtype == np.float32 and not np.array_equal(fp32, bf16)
+    cos = (fp32 * bf16).sum(1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(bf16, axis=1))
+    assert cos.min() > 0.99

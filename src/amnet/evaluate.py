@@ -30,11 +30,11 @@ from amnet.data import shards
 from amnet.data.split import label_matrix
 from amnet.data.tensors import decode_batch, to_input
 from amnet.errors import AmnetError, ConfigError
-from amnet.featurize import FEATURES_JSON, load_features
+from amnet.featurize import FEATURES_JSON, inference_setup, load_features
 from amnet.model_store import LoadedModel, load_model
 from amnet.models.memory import make_indicator
 from amnet.retrieval_examples import EXAMPLES, build_examples, pick_queries
-from amnet.search import build_index, recall_at_k, resolve_kind
+from amnet.search import Index, build_index, recall_at_k
 from amnet.train.loop_utils import pick_device
 
 PREFIX = {1: "", 2: "two_", 3: "three_"}
@@ -50,19 +50,26 @@ def changes_of(queries: pd.DataFrame) -> list[list[tuple[int, int]]]:
 
 
 @torch.no_grad()
-def query_vectors(loaded: LoadedModel, queries: pd.DataFrame, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
-    """Query representations (manipulated for AMNet variants) and, for the attribute CNN, predictions."""
+def query_vectors(loaded: LoadedModel, queries: pd.DataFrame, batch_size: int, device,
+                  precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """Query representations (manipulated for AMNet variants) and, for the attribute CNN, predictions,
+    computed at the gallery features' ``precision`` (so both sides of the search match)."""
+    device = torch.device(device)
+    bf16, channels_last = inference_setup(loaded, device, precision)
     blobs, changes = list(queries["image_bytes"]), changes_of(queries)
     vecs, preds = [], []
     vocab = loaded.vocab
     for i in range(0, len(blobs), batch_size):
         x = to_input(decode_batch(blobs[i : i + batch_size], loaded.model_config.image_size), device)
-        if loaded.kind == "attribute_cnn":
-            r, logits = loaded.model(x)
-            preds.append(torch.stack([lg.argmax(1) for lg in logits], 1).cpu().numpy())
-        else:
-            h = make_indicator(changes[i : i + batch_size], vocab.offsets, vocab.total_values).to(device)  # (B, C)
-            r = loaded.model.manipulate(loaded.model.represent(x), h)  # Eq. 1 + Eq. 3: (B, Q)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            if loaded.kind == "attribute_cnn":
+                r, logits = loaded.model(x)
+                preds.append(torch.stack([lg.argmax(1) for lg in logits], 1).cpu().numpy())
+            else:
+                h = make_indicator(changes[i : i + batch_size], vocab.offsets, vocab.total_values).to(device)  # (B, C)
+                r = loaded.model.manipulate(loaded.model.represent(x), h)  # Eq. 1 + Eq. 3: (B, Q)
         vecs.append(r.float().cpu().numpy())
     pred = np.concatenate(preds) if preds else np.zeros((0, vocab.num_attributes), np.int64)
     return np.concatenate(vecs).astype(np.float32), pred
@@ -85,26 +92,25 @@ def attribute_based_rank(q: np.ndarray, gallery: np.ndarray, gallery_pred: np.nd
 
 
 def rank_gallery(variant: str, q: np.ndarray, gallery_x: np.ndarray, gallery_pred: np.ndarray | None,
-                 pred_target: np.ndarray | None, k: int, index: str = "exact") -> np.ndarray:
-    """(N, k) gallery rows, best first, by the variant's own ranking (L2 through an ``index`` of that
-    kind, see :func:`amnet.search.build_index`, or the attribute-based rule)."""
+                 pred_target: np.ndarray | None, k: int, index: str | Index = "exact") -> np.ndarray:
+    """(N, k) gallery rows, best first, by the variant's own ranking (L2 through ``index``, a built
+    index or a kind for :func:`amnet.search.build_index`, or the attribute-based rule)."""
     if variant == "attribute_based":
         return attribute_based_rank(q, gallery_x, gallery_pred, pred_target, k)
-    return build_index(gallery_x, index).search(q, k)[1]
+    built = build_index(gallery_x, index) if isinstance(index, str) else index
+    return built.search(q, k)[1]
 
 
-def index_record(variant: str, requested: str, q: np.ndarray, gallery_x: np.ndarray, k: int = 20) -> dict[str, Any]:
+def index_record(variant: str, requested: str, index: Index | None, q: np.ndarray, gallery_x: np.ndarray,
+                 k: int = 20) -> dict[str, Any]:
     """Which index the search used for this gallery size and, when approximate, its recall@k against
     exact search over these very queries (the pipeline records this; the paper's search is exact)."""
-    if variant == "attribute_based":
+    if variant == "attribute_based" or index is None:
         return {"requested": requested, "kind": "attribute_rule", "recall_vs_exact": None}
-    kind = resolve_kind(requested, len(gallery_x))
-    if kind == "pq" and len(gallery_x) < 16:
-        kind = "exact"
     recall = None
-    if kind != "exact":
-        recall = recall_at_k(build_index(gallery_x, kind), build_index(gallery_x, "exact"), q, k)
-    return {"requested": requested, "kind": kind, "recall_vs_exact": recall, "recall_k": min(k, len(gallery_x))}
+    if index.kind != "exact":
+        recall = recall_at_k(index, build_index(gallery_x, "exact"), q, k)
+    return {"requested": requested, "kind": index.kind, "recall_vs_exact": recall, "recall_k": min(k, len(gallery_x))}
 
 
 def gallery_subsets(gallery_ids: np.ndarray, fractions: tuple[float, ...] = GALLERY_FRACTIONS,
@@ -176,7 +182,7 @@ def hardware(device: torch.device) -> dict[str, Any]:
 def featurize_timing(features: str) -> dict[str, Any]:
     """Featurization time and rate of the gallery, copied from the feature artifact's features.json."""
     meta = json.loads(storage.read_text(storage.join(features, FEATURES_JSON)))
-    return {key: meta.get(key) for key in ("count", "seconds", "images_per_s", "device")}
+    return {key: meta.get(key) for key in ("count", "seconds", "images_per_s", "device", "precision")}
 
 
 def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateConfig, progress: bool = True) -> dict:
@@ -204,7 +210,8 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
     m = loaded.vocab.num_attributes
     targets = label_matrix(queries["target"], m)
     manipulate_start = time.perf_counter()
-    q, pred = query_vectors(loaded, queries, cfg.batch_size, device)
+    precision = str(featurize_timing(features).get("precision") or "fp32")  # match the gallery's features
+    q, pred = query_vectors(loaded, queries, cfg.batch_size, device, precision)
     gallery_pred, pred_target = None, None
     if cfg.variant == "attribute_based":
         if "pred_labels" not in gallery.columns:
@@ -214,9 +221,11 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
         for i, ch in enumerate(queries["changed"]):
             pred_target[i, list(ch)] = targets[i, list(ch)]
     search_start = time.perf_counter()
-    ranked = rank_gallery(cfg.variant, q, gallery_x, gallery_pred, pred_target, depth, cfg.index)
+    index = None if cfg.variant == "attribute_based" else build_index(gallery_x, cfg.index)
+    ranked = rank_gallery(cfg.variant, q, gallery_x, gallery_pred, pred_target, depth,
+                          index if index is not None else "exact")
     search_s, manipulate_s = time.perf_counter() - search_start, search_start - manipulate_start
-    index_info = index_record(cfg.variant, cfg.index, q, gallery_x)
+    index_info = index_record(cfg.variant, cfg.index, index, q, gallery_x)
     gallery_labels = label_matrix(gallery["labels"], m)
     result_labels = gallery_labels[ranked]  # (N, K, M)
     hits = metrics.exact_match(result_labels, targets)  # (N, K)

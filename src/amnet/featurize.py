@@ -36,6 +36,17 @@ from amnet.train.loop_utils import decode_workers, pick_device, use_bf16
 FEATURES_JSON = "features.json"
 
 
+def inference_setup(loaded: LoadedModel, device: torch.device, precision: str) -> tuple[bool, bool]:
+    """``(bf16, channels_last)`` for running ``loaded`` on ``device`` at ``precision`` (auto|fp32|bf16);
+    puts the model in channels-last memory format when inputs will be. Gallery featurization and
+    query manipulation must use the same setting (features.json records it as "precision")."""
+    bf16 = use_bf16(precision, device)
+    channels_last = device.type == "cuda" or bf16
+    if channels_last:
+        loaded.model.to(memory_format=torch.channels_last)
+    return bf16, channels_last
+
+
 def decoded_batches(blobs: Sequence[bytes], batch_size: int, size: int, workers: int, prefetch: bool,
                     pin: bool = False) -> Iterator[torch.Tensor]:
     """uint8 (B, 3, size, size) batches of ``blobs`` in order; with ``prefetch`` the next batch is
@@ -64,8 +75,7 @@ def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, devi
     """Features (fp16 bytes) and, for the attribute CNN, predicted labels of one shard."""
     cfg = cfg or FeaturizeConfig()
     device = torch.device(device)
-    bf16 = use_bf16(cfg.precision, device)
-    channels_last = device.type == "cuda" or bf16
+    bf16, channels_last = inference_setup(loaded, device, cfg.precision)
     feats, preds = [], []
     blobs = list(df["image_bytes"])
     size = loaded.model_config.image_size
@@ -99,8 +109,6 @@ def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progre
     start = time.perf_counter()
     device = pick_device()
     loaded = load_model(model, device)
-    if device.type == "cuda" or use_bf16(cfg.precision, device):
-        loaded.model.to(memory_format=torch.channels_last)
     sources = shards.list_shards(storage.join(split, "gallery"))
     count, skipped = 0, 0
     for uri in tqdm(sources, desc=f"featurize ({loaded.variant})", disable=not progress):

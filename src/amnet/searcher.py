@@ -29,14 +29,16 @@ import torch
 from PIL import Image
 
 from amnet import storage
+from amnet.config import FeaturizeConfig
 from amnet.data import shards
 from amnet.data.images import MAX_PIXELS, check_image, decode_rgb
 from amnet.data.schema import MISSING, Vocabulary
 from amnet.data.tensors import to_input
 from amnet.errors import AmnetError
-from amnet.featurize import FEATURES_JSON, featurize_frame, load_features
+from amnet.featurize import FEATURES_JSON, featurize_frame, inference_setup, load_features
 from amnet.model_store import LoadedModel, load_model
 from amnet.search import Index, build_index
+from amnet.train.loop_utils import use_bf16
 
 Query = str | os.PathLike | bytes | Image.Image  # gallery id, image path / URI, encoded bytes, PIL image
 Changes = Mapping[str, str]
@@ -189,7 +191,7 @@ class Searcher:
 
     def __init__(self, loaded: LoadedModel, ids: list[str], labels: np.ndarray, features: np.ndarray,
                  images: dict[str, bytes] | None = None, source: str = "", max_pixels: int = MAX_PIXELS,
-                 device: torch.device | str = "cpu", index: str = "auto") -> None:
+                 device: torch.device | str = "cpu", index: str = "auto", precision: str = "fp32") -> None:
         _require_amnet(loaded, source)
         if len(ids) == 0:
             raise AmnetError(f"{source or 'gallery'}: the gallery is empty")
@@ -201,6 +203,8 @@ class Searcher:
         self.source = source
         self.max_pixels = max_pixels
         self.device = torch.device(device)
+        # queries at the gallery features' precision (features.json "precision"): both sides must match
+        self.bf16, self.channels_last = inference_setup(loaded, self.device, precision)
         self.row = {image_id: i for i, image_id in enumerate(self.ids)}
         # exact below 50k gallery images, PQ fast-scan + exact re-ranking above (amnet.search); self.index.kind says
         self.index: Index = build_index(features, index)
@@ -238,11 +242,15 @@ class Searcher:
                              "and/or --gallery (the split)")
         frame = shards.read_shards(gallery_prefix(gallery), ["image_id", "image_bytes", "labels"]) if gallery else None
         if features:
-            _check_pair(loaded, _features_meta(features), features)
+            meta = _features_meta(features)
+            _check_pair(loaded, meta, features)
+            precision = str(meta.get("precision") or "fp32")
             df, matrix = load_features(features)
         else:
             assert frame is not None
-            feats = featurize_frame(loaded, frame, batch_size=256, device=device)
+            precision = "bf16" if use_bf16("auto", torch.device(device)) else "fp32"
+            feats = featurize_frame(loaded, frame, batch_size=256, device=device,
+                                    cfg=FeaturizeConfig(precision=precision))
             dim = loaded.model_config.feature_dim
             df = feats.drop(columns=["feature"])
             matrix = np.frombuffer(b"".join(feats["feature"]), np.float16).reshape(len(feats), dim).astype(np.float32)
@@ -253,7 +261,8 @@ class Searcher:
                 raise AmnetError(f"{gallery}: none of its images is in the features' gallery; pass the split "
                                  "the features were computed from")
         labels = _labels_matrix(df["labels"], loaded.vocab.num_attributes)
-        return cls(loaded, list(df["image_id"].astype(str)), labels, matrix, images, label, max_pixels, device)
+        return cls(loaded, list(df["image_id"].astype(str)), labels, matrix, images, label, max_pixels, device,
+                   precision=precision)
 
     # ---------------------------------------------------------------------------------- accessors
 
@@ -332,7 +341,10 @@ class Searcher:
         size = self.loaded.model_config.image_size
         pixels = np.asarray(decode_rgb(data, size), dtype=np.uint8).transpose(2, 0, 1)  # (3, S, S)
         x = to_input(torch.from_numpy(np.ascontiguousarray(pixels))[None], self.device)  # (1, 3, S, S)
-        return self.loaded.model.represent(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.loaded.model.represent(x).float()
 
     @torch.no_grad()
     def query_vector(self, query: Query, changes: Changes | None = None) -> tuple[np.ndarray, str | None]:
@@ -347,7 +359,8 @@ class Searcher:
         h = torch.zeros(1, vocab.total_values, device=self.device)  # (1, C) manipulation indicator
         for a, v in pairs:
             h[0, vocab.memory_row(a, v)] = 1.0
-        q = self.loaded.model.manipulate(r, h)  # (1, Q)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            q = self.loaded.model.manipulate(r, h)  # (1, Q)
         return q.float().cpu().numpy(), gallery_id
 
     def search(self, query: Query, changes: Changes | None = None, k: int = 20,
