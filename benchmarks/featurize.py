@@ -67,6 +67,11 @@ GPU_OPTIMISATIONS = {  # what the issue asks of the GPU path -> markers of it in
 BEFORE = "run_featurize as before c1c1cb3 (no prefetch, 2 decode threads, fp32)"
 
 
+
+def real_workers(cfg: FeaturizeConfig, device: torch.device) -> int:
+    """The decode threads run_featurize uses for ``cfg`` on ``device`` (fewer beside a CPU model)."""
+    return decode_workers(cfg.decode_workers, beside_cpu_model=device.type == "cpu")
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backbone", default="small", choices=["small", "alexnet", "resnet18", "resnet50"])
@@ -80,7 +85,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precision", default=FeaturizeConfig().precision, choices=["auto", "fp32", "bf16"],
                    help="FeaturizeConfig.precision of the real path (auto: bf16 on CUDA, fp32 on the CPU)")
     p.add_argument("--decode-workers", type=int, default=FeaturizeConfig().decode_workers,
-                   help="FeaturizeConfig.decode_workers of the real path (0 = one per available CPU, up to 8)")
+                   help="FeaturizeConfig.decode_workers of the real path (0 = auto: loop_utils.decode_workers)")
     p.add_argument("--decoder", default=FeaturizeConfig().decoder, choices=["pil", "torchvision"],
                    help="FeaturizeConfig.decoder of the real path (torchvision: decode_jpeg on the model's device)")
     p.add_argument("--source-size", type=int, default=0,
@@ -158,7 +163,7 @@ def breakdown(split: str, model: str, cfg: FeaturizeConfig, device: torch.device
 
     batch_size = cfg.batch_size
     bf16, channels_last = real_settings(cfg, device)
-    workers = decode_workers(cfg.decode_workers)
+    workers = real_workers(cfg, device)
     stages = dict.fromkeys(("model load", "read parquet", "decode+resize", "to_input", "forward", "fp16+frame",
                             "write parquet"), 0.0)
     t = time.perf_counter()
@@ -312,7 +317,7 @@ def candidate_frame(loaded, df: pd.DataFrame, device: torch.device, cfg: Featuri
         batches = (decode_batch_torchvision(blobs[i : i + cfg.batch_size], size, device)
                    for i in range(0, len(blobs), cfg.batch_size))
     else:
-        batches = decoded_batches(blobs, cfg.batch_size, size, decode_workers(cfg.decode_workers), cfg.prefetch,
+        batches = decoded_batches(blobs, cfg.batch_size, size, real_workers(cfg, device), cfg.prefetch,
                                   pin=device.type == "cuda")
     feats = []
     for images in batches:
@@ -449,11 +454,11 @@ def main(argv: list[str] | None = None) -> dict:
     bf16, channels_last = real_settings(cfg, device)
     print(f"featurize benchmark: {args.backbone} at {args.image_size} px, Q = {args.feature_dim}, "
           f"batch {args.batch_size}, shards of {args.shard_size}; real path: decoder {cfg.decoder}, prefetch "
-          f"{cfg.prefetch}, {decode_workers(cfg.decode_workers)} decode threads, {'bf16' if bf16 else 'fp32'}"
+          f"{cfg.prefetch}, {real_workers(cfg, device)} decode threads, {'bf16' if bf16 else 'fp32'}"
           f"{', channels-last' if channels_last else ''}; {bl.describe_env(device)}")
     result: dict = {"backbone": args.backbone, "image_size": args.image_size, "feature_dim": args.feature_dim,
                     "batch_size": args.batch_size, "device": str(device), "precision": "bf16" if bf16 else "fp32",
-                    "decode_workers": decode_workers(cfg.decode_workers), "decoder": cfg.decoder}
+                    "decode_workers": real_workers(cfg, device), "decoder": cfg.decoder}
 
     with tempfile.TemporaryDirectory(prefix="amnet-featbench-") as tmp:
         root = args.workdir or tmp
@@ -529,7 +534,7 @@ def main(argv: list[str] | None = None) -> dict:
             dec = decode_scaling(blobs[: min(len(blobs), 512)], args.image_size)
             print("  decode_batch alone: " + ", ".join(f"{w} thread{'s' * (w > 1)} {r:.0f} img/s"
                                                        for w, r in dec.items())
-                  + f" (the real path uses decode_workers() = {decode_workers(cfg.decode_workers)})")
+                  + f" (the real path uses decode_workers() = {real_workers(cfg, device)})")
             loads = model_load_times(model, device)
             print(f"  model load alone (median of 3, interleaved): load_model {1000 * loads['load_model']:.0f} ms, "
                   f"as before 73553dc (random init, then load_state_dict) {1000 * loads['before 73553dc']:.0f} ms "

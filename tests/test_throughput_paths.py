@@ -98,6 +98,7 @@ def test_precision_and_thread_settings(monkeypatch):
         from_dict(FeaturizeConfig, {"decode_workers": -1})
     assert 1 <= available_cpus() <= (torch.multiprocessing.cpu_count() or 1)
     assert decode_workers(3) == 3 and 1 <= decode_workers(0) <= 8
+    assert decode_workers(0, beside_cpu_model=True) == max(1, available_cpus() // 4)
     threads = torch.get_num_threads()
     try:
         monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -116,7 +116,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class FeaturizeConfig:
     batch_size: int = 256
-    decode_workers: int = 0  # JPEG decode threads (0 = one per available CPU, up to 8)
+    decode_workers: int = 0  # JPEG decode threads (0 = auto: CPUs up to 8 beside a GPU, CPUs / 4 beside a CPU model)
     prefetch: bool = True  # decode the next batch while the model runs on this one
     precision: str = "auto"  # auto (bf16 autocast + channels-last on CUDA, fp32 on the CPU) | fp32 | bf16
     # pil (the decoder training and evaluation use) | torchvision (decode_jpeg on the model's device:

@@ -83,8 +83,8 @@ def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, devi
         chunks = [blobs[i : i + batch_size] for i in range(0, len(blobs), batch_size)]
         batches: Iterator[torch.Tensor] = (decode_batch_torchvision(c, size, device) for c in chunks)
     else:
-        batches = decoded_batches(blobs, batch_size, size, decode_workers(cfg.decode_workers), cfg.prefetch,
-                                  pin=device.type == "cuda")
+        workers = decode_workers(cfg.decode_workers, beside_cpu_model=device.type == "cpu")
+        batches = decoded_batches(blobs, batch_size, size, workers, cfg.prefetch, pin=device.type == "cuda")
     for images in batches:
         x = to_input(images, device)
         if channels_last:

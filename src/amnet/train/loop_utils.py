@@ -55,9 +55,15 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
         return None
 
 
-def decode_workers(requested: int = 0) -> int:
-    """JPEG decode threads: ``requested``, or (0) one per available CPU up to 8."""
-    return requested if requested > 0 else min(8, available_cpus())
+def decode_workers(requested: int = 0, beside_cpu_model: bool = False) -> int:
+    """JPEG decode threads: ``requested``, or (0) one per available CPU up to 8 — but only a quarter
+    of them (at least 1) when the model itself runs on the CPU at the same time, since torch's
+    threads already use every core (2 decode threads + prefetch + 2 torch threads on 2 cores
+    measured slower than 1 decode thread: docs/performance.md)."""
+    if requested > 0:
+        return requested
+    cpus = available_cpus()
+    return max(1, cpus // 4) if beside_cpu_model else min(8, cpus)
 
 
 def match_torch_threads() -> int:
