@@ -6,6 +6,7 @@ import argparse
 import json
 import numbers
 import os
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -67,9 +68,27 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
         return result
 
 
-def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def config_keys_help(config: type) -> str:
+    """'config keys (--set KEY=VALUE), with defaults: a=1, b.c=x, ...' for a stage's --help."""
+    flat = cfgmod.to_dict(config())
+
+    def walk(values: dict, prefix: str = "") -> list[str]:
+        items: list[str] = []
+        for key, value in values.items():
+            items += walk(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}={value}"]
+        return items
+
+    return "config keys (--set KEY=VALUE or --config FILE), with defaults:\n  " + textwrap.fill(
+        ", ".join(walk(flat)), width=100, subsequent_indent="  ")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Argument defaults in the option list, and the epilog's line breaks kept."""
+
+
+def base_parser(prog: str, description: str, config: type | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter,
+                                epilog=config_keys_help(config) if config is not None else None)
     p.add_argument("--config", help="YAML file with this stage's config keys")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key (repeatable; dotted keys reach nested ones: model.backbone=alexnet)")

@@ -18,7 +18,8 @@ def run_step(split: str, model: str, out: str, params: dict, parent_run_id: str 
 
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("amnet step featurize", "Run SPLIT/gallery through a model's representation learner "
-                    "(never manipulated) and write fp16 feature shards; skips shards already written.")
+                    "(never manipulated) and write fp16 feature shards; skips shards already written.",
+                    config=FeaturizeConfig)
     p.add_argument("--split", required=True, help="output of `amnet data split`")
     p.add_argument("--model", required=True, help="output of `amnet step train` or `pretrain`")
     p.add_argument("--out", required=True, help="folder for feature shards + features.json")

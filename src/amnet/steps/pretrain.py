@@ -18,7 +18,7 @@ def run_step(split: str, out: str, params: dict, parent_run_id: str = "", progre
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("amnet step pretrain", "Train the attribute CNN: backbone + one softmax branch per attribute "
                     "(§3.4, §4) on SPLIT/attr_train; reports per-attribute accuracy on a held-out part. "
-                    "Resumes from OUT/checkpoints when rerun.")
+                    "Resumes from OUT/checkpoints when rerun.", config=PretrainConfig)
     p.add_argument("--split", required=True, help="output of `amnet data split` (folder or s3://)")
     p.add_argument("--out", required=True, help="model artifact folder (model.pt, config.yaml)")
     p.add_argument("--weights", help="initial backbone weights: a state-dict file, local path or s3:// "

@@ -17,7 +17,7 @@ def run_step(split: str, attr_model: str, out: str, params: dict, parent_run_id:
 
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("amnet step prototypes", "Average the attribute CNN's representation of SPLIT/attr_train "
-                    "per attribute value: the C x Q memory that initialises AMNet (§3.4).")
+                    "per attribute value: the C x Q memory that initialises AMNet (§3.4).", config=FeaturizeConfig)
     p.add_argument("--split", required=True, help="output of `amnet data split`")
     p.add_argument("--attr-model", required=True, help="output of `amnet step pretrain`")
     p.add_argument("--out", required=True, help="folder for prototypes.pt")

@@ -39,7 +39,7 @@ def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: st
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("amnet step train", "Train AMNet (or the no_memory / no_ranking baseline) on triplets "
                     "sampled from SPLIT/triplet_pool: L = λ·La + (1−λ)·Lt (Eq. 6), SGD with momentum. "
-                    "Checkpoints every epoch; a rerun resumes.")
+                    "Checkpoints every epoch; a rerun resumes.", config=TrainConfig)
     p.add_argument("--split", required=True, help="output of `amnet data split`")
     p.add_argument("--attr-model", required=True, help="output of `amnet step pretrain` (initialisation)")
     p.add_argument("--prototypes", default="", help="output of `amnet step prototypes` (not for no_memory)")
