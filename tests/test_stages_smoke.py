@@ -137,3 +137,13 @@ def test_pretrain_accepts_an_initial_weights_file(run_dir, tmp_path):
     bad.write_bytes(b"garbage")
     assert main(["step", "pretrain", "--split", str(run_dir / "split"), "--out", str(tmp_path / "attr2"),
                  "--quiet", *MODEL, "--set", "epochs=1", "--set", f"model.weights={bad}"]) == 2
+
+
+@pytest.mark.parametrize(("stage", "key"), [("featurize", "decoder=pil"), ("train", "lam=0.2"),
+                                             ("evaluate", "index=auto"), ("pretrain", "model.backbone=small")])
+def test_stage_help_lists_its_config_keys_with_defaults(stage, key, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["step", stage, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "config keys (--set KEY=VALUE or --config FILE), with defaults:" in out and key in out
