@@ -112,8 +112,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------------------- measurements
 def real_settings(cfg: FeaturizeConfig, device: torch.device) -> tuple[bool, bool]:
     """(bf16 autocast, channels-last) as ``amnet.featurize.featurize_frame`` / ``run_featurize`` decide them."""
-    bf16 = use_bf16(cfg.precision, device)
-    return bf16, device.type == "cuda" or bf16
+    from amnet.featurize import InferenceMode
+
+    mode = InferenceMode.choose(device, cfg.precision)
+    return mode.bf16, mode.channels_last
 
 
 def forward_pass(loaded, sizes: list[int], device: torch.device, cfg: FeaturizeConfig) -> bl.Timed:

@@ -204,17 +204,24 @@ def run_sq(x: np.ndarray, truth: np.ndarray, report) -> None:
         report(f"flat {label} (faiss IndexScalarQuantizer)", RawFaiss(sq), build, truth)
         del sq
         gc.collect()
-    t = time.perf_counter()
     base = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
-    base.train(x)
-    refine = faiss.IndexRefineFlat(base)  # keeps the float32 vectors too, for the re-ranking
+    report_refined(base, x, x, (2, 4), lambda f: f"flat SQ8 + exact re-rank of top {f * K}", truth, report)
+
+
+def report_refined(base, train_x: np.ndarray, x: np.ndarray, factors: tuple[int, ...], label, truth: np.ndarray,
+                   report) -> None:
+    """Train ``base`` on ``train_x``, wrap it in an exact re-ranking of its best k x k_factor
+    (``IndexRefineFlat``, which keeps the float32 vectors too), add ``x`` and report each factor; the
+    build time goes on the first row."""
+    t = time.perf_counter()
+    base.train(train_x)
+    refine = faiss.IndexRefineFlat(base)
     refine.add(x)
     build = time.perf_counter() - t
-    for factor in (2, 4):
+    for i, factor in enumerate(factors):
         refine.k_factor = factor
-        report(f"flat SQ8 + exact re-rank of top {factor * K}", RawFaiss(refine), build if factor == 2 else 0.0,
-               truth)
-    del refine, base
+        report(label(factor), RawFaiss(refine), build if i == 0 else 0.0, truth)
+    del refine
     gc.collect()
 
 
@@ -223,18 +230,9 @@ def run_pqfs(x: np.ndarray, truth: np.ndarray, report) -> None:
     vector up to 512-D, d/8 above), then an exact re-ranking of the best k x k_factor (IndexRefineFlat)."""
     n, d = x.shape
     m = d // 2 if d <= 512 else d // 8
-    t = time.perf_counter()
     base = faiss.IndexPQFastScan(d, m, 4, faiss.METRIC_L2)
-    base.train(x[np.random.default_rng(2).choice(n, min(n, 50_000), replace=False)])
-    refine = faiss.IndexRefineFlat(base)
-    refine.add(x)
-    build = time.perf_counter() - t
-    for factor in (10, 20):
-        refine.k_factor = factor
-        report(f"PQ{m}x4 fast-scan + re-rank of top {factor * K}", RawFaiss(refine), build if factor == 10 else 0.0,
-               truth)
-    del refine, base
-    gc.collect()
+    sample = x[np.random.default_rng(2).choice(n, min(n, 50_000), replace=False)]
+    report_refined(base, sample, x, (10, 20), lambda f: f"PQ{m}x4 fast-scan + re-rank of top {f * K}", truth, report)
 
 
 def run_hnsw(x: np.ndarray, truth: np.ndarray, report, all_threads: int) -> None:

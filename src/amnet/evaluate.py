@@ -55,15 +55,13 @@ def query_vectors(loaded: LoadedModel, queries: pd.DataFrame, batch_size: int, d
     """Query representations (manipulated for AMNet variants) and, for the attribute CNN, predictions,
     computed at the gallery features' ``precision`` (so both sides of the search match)."""
     device = torch.device(device)
-    bf16, channels_last = inference_setup(loaded, device, precision)
+    mode = inference_setup(loaded, device, precision)
     blobs, changes = list(queries["image_bytes"]), changes_of(queries)
     vecs, preds = [], []
     vocab = loaded.vocab
     for i in range(0, len(blobs), batch_size):
-        x = to_input(decode_batch(blobs[i : i + batch_size], loaded.model_config.image_size), device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        x = mode.input(to_input(decode_batch(blobs[i : i + batch_size], loaded.model_config.image_size), device))
+        with mode.autocast():
             if loaded.kind == "attribute_cnn":
                 r, logits = loaded.model(x)
                 preds.append(torch.stack([lg.argmax(1) for lg in logits], 1).cpu().numpy())
@@ -210,7 +208,8 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
     m = loaded.vocab.num_attributes
     targets = label_matrix(queries["target"], m)
     manipulate_start = time.perf_counter()
-    precision = str(featurize_timing(features).get("precision") or "fp32")  # match the gallery's features
+    feature_timing = featurize_timing(features)
+    precision = str(feature_timing.get("precision") or "fp32")  # match the gallery's features
     q, pred = query_vectors(loaded, queries, cfg.batch_size, device, precision)
     gallery_pred, pred_target = None, None
     if cfg.variant == "attribute_based":
@@ -222,8 +221,7 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
             pred_target[i, list(ch)] = targets[i, list(ch)]
     search_start = time.perf_counter()
     index = None if cfg.variant == "attribute_based" else build_index(gallery_x, cfg.index)
-    ranked = rank_gallery(cfg.variant, q, gallery_x, gallery_pred, pred_target, depth,
-                          index if index is not None else "exact")
+    ranked = rank_gallery(cfg.variant, q, gallery_x, gallery_pred, pred_target, depth, index or cfg.index)
     search_s, manipulate_s = time.perf_counter() - search_start, search_start - manipulate_start
     index_info = index_record(cfg.variant, cfg.index, index, q, gallery_x)
     gallery_labels = label_matrix(gallery["labels"], m)
@@ -262,7 +260,7 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
               "search_ms_per_query": 1000 * search_s / n_queries,
               "manipulate_ms_per_query": 1000 * manipulate_s / n_queries,
               "query_ms_per_query": 1000 * (search_s + manipulate_s) / n_queries,
-              "index": index_info, "featurize": featurize_timing(features), "hardware": hardware(device),
+              "index": index_info, "featurize": feature_timing, "hardware": hardware(device),
               "seconds": round(time.perf_counter() - start, 2)}
     payload = {"variant": cfg.variant, "metrics": summary, "curves": curves,
                "gallery_curve": study["accuracy"], "gallery_sizes": study["sizes"],

@@ -19,6 +19,7 @@ import posixpath
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -36,15 +37,36 @@ from amnet.train.loop_utils import decode_workers, pick_device, use_bf16
 FEATURES_JSON = "features.json"
 
 
-def inference_setup(loaded: LoadedModel, device: torch.device, precision: str) -> tuple[bool, bool]:
-    """``(bf16, channels_last)`` for running ``loaded`` on ``device`` at ``precision`` (auto|fp32|bf16);
-    puts the model in channels-last memory format when inputs will be. Gallery featurization and
-    query manipulation must use the same setting (features.json records it as "precision")."""
-    bf16 = use_bf16(precision, device)
-    channels_last = device.type == "cuda" or bf16
-    if channels_last:
+@dataclass(frozen=True)
+class InferenceMode:
+    """How a model runs for featurization and queries: bf16 autocast (``precision`` auto|fp32|bf16;
+    auto = bf16 on CUDA) and channels-last inputs (on CUDA, or whenever bf16). Gallery features and
+    query manipulation must run in the same mode (features.json records it as "precision")."""
+
+    device: torch.device
+    bf16: bool
+    channels_last: bool
+
+    @classmethod
+    def choose(cls, device: torch.device | str, precision: str) -> InferenceMode:
+        device = torch.device(device)
+        bf16 = use_bf16(precision, device)
+        return cls(device, bf16, device.type == "cuda" or bf16)
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+
+def inference_setup(loaded: LoadedModel, device: torch.device | str, precision: str) -> InferenceMode:
+    """The :class:`InferenceMode` for ``precision`` on ``device``, with the model put in channels-last
+    memory format when its inputs will be."""
+    mode = InferenceMode.choose(device, precision)
+    if mode.channels_last:
         loaded.model.to(memory_format=torch.channels_last)
-    return bf16, channels_last
+    return mode
 
 
 def decoded_batches(blobs: Sequence[bytes], batch_size: int, size: int, workers: int, prefetch: bool,
@@ -75,7 +97,7 @@ def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, devi
     """Features (fp16 bytes) and, for the attribute CNN, predicted labels of one shard."""
     cfg = cfg or FeaturizeConfig()
     device = torch.device(device)
-    bf16, channels_last = inference_setup(loaded, device, cfg.precision)
+    mode = inference_setup(loaded, device, cfg.precision)
     feats, preds = [], []
     blobs = list(df["image_bytes"])
     size = loaded.model_config.image_size
@@ -86,16 +108,13 @@ def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, devi
         workers = decode_workers(cfg.decode_workers, beside_cpu_model=device.type == "cpu")
         batches = decoded_batches(blobs, batch_size, size, workers, cfg.prefetch, pin=device.type == "cuda")
     for images in batches:
-        x = to_input(images, device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = loaded.model(x) if loaded.kind == "attribute_cnn" else loaded.model.represent(x)
-        if loaded.kind == "attribute_cnn":
-            r, logits = out
-            preds.append(torch.stack([lg.argmax(1) for lg in logits], 1).cpu().numpy().astype(np.int16))
-        else:
-            r = out
+        x = mode.input(to_input(images, device))
+        with mode.autocast():
+            if loaded.kind == "attribute_cnn":
+                r, logits = loaded.model(x)
+                preds.append(torch.stack([lg.argmax(1) for lg in logits], 1).cpu().numpy().astype(np.int16))
+            else:
+                r = loaded.model.represent(x)
         feats.append(r.float().cpu().numpy().astype(np.float16))  # (B, Q)
     matrix = np.concatenate(feats) if feats else np.zeros((0, loaded.model_config.feature_dim), np.float16)
     out = pd.DataFrame({"image_id": df["image_id"].to_numpy(), "labels": list(df["labels"]),
@@ -125,7 +144,7 @@ def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progre
         "dim": loaded.model_config.feature_dim, "count": count, "dtype": "float16", "kind": loaded.kind,
         "variant": loaded.variant, "shards": len(sources), "skipped_shards": skipped,
         "seconds": round(seconds, 2), "images_per_s": round(count / max(seconds, 1e-9), 1),
-        "device": str(device), "precision": "bf16" if use_bf16(cfg.precision, device) else "fp32",
+        "device": str(device), "precision": "bf16" if InferenceMode.choose(device, cfg.precision).bf16 else "fp32",
         "config": cfgmod.to_dict(cfg),
     }
     storage.write_text(storage.join(out, FEATURES_JSON), json.dumps(meta, indent=2) + "\n")

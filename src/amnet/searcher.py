@@ -38,7 +38,6 @@ from amnet.errors import AmnetError
 from amnet.featurize import FEATURES_JSON, featurize_frame, inference_setup, load_features
 from amnet.model_store import LoadedModel, load_model
 from amnet.search import Index, build_index
-from amnet.train.loop_utils import use_bf16
 
 Query = str | os.PathLike | bytes | Image.Image  # gallery id, image path / URI, encoded bytes, PIL image
 Changes = Mapping[str, str]
@@ -204,7 +203,7 @@ class Searcher:
         self.max_pixels = max_pixels
         self.device = torch.device(device)
         # queries at the gallery features' precision (features.json "precision"): both sides must match
-        self.bf16, self.channels_last = inference_setup(loaded, self.device, precision)
+        self.mode = inference_setup(loaded, self.device, precision)
         self.row = {image_id: i for i, image_id in enumerate(self.ids)}
         # exact below 50k gallery images, PQ fast-scan + exact re-ranking above (amnet.search); self.index.kind says
         self.index: Index = build_index(features, index)
@@ -248,9 +247,8 @@ class Searcher:
             df, matrix = load_features(features)
         else:
             assert frame is not None
-            precision = "bf16" if use_bf16("auto", torch.device(device)) else "fp32"
-            feats = featurize_frame(loaded, frame, batch_size=256, device=device,
-                                    cfg=FeaturizeConfig(precision=precision))
+            precision = FeaturizeConfig().precision  # featurized now, at the default precision
+            feats = featurize_frame(loaded, frame, batch_size=256, device=device)
             dim = loaded.model_config.feature_dim
             df = feats.drop(columns=["feature"])
             matrix = np.frombuffer(b"".join(feats["feature"]), np.float16).reshape(len(feats), dim).astype(np.float32)
@@ -341,10 +339,8 @@ class Searcher:
         size = self.loaded.model_config.image_size
         pixels = np.asarray(decode_rgb(data, size), dtype=np.uint8).transpose(2, 0, 1)  # (3, S, S)
         x = to_input(torch.from_numpy(np.ascontiguousarray(pixels))[None], self.device)  # (1, 3, S, S)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return self.loaded.model.represent(x).float()
+        with self.mode.autocast():
+            return self.loaded.model.represent(self.mode.input(x)).float()
 
     @torch.no_grad()
     def query_vector(self, query: Query, changes: Changes | None = None) -> tuple[np.ndarray, str | None]:
@@ -359,7 +355,7 @@ class Searcher:
         h = torch.zeros(1, vocab.total_values, device=self.device)  # (1, C) manipulation indicator
         for a, v in pairs:
             h[0, vocab.memory_row(a, v)] = 1.0
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with self.mode.autocast():
             q = self.loaded.model.manipulate(r, h)  # (1, Q)
         return q.float().cpu().numpy(), gallery_id
 
