@@ -44,12 +44,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 def use_device_in_stages(device: torch.device) -> None:
     """The stage functions pick their device with ``pick_device()`` (cuda when there is one); make
     them use ``device`` instead (only matters for ``--device cpu`` on a CUDA machine)."""
-    import amnet.featurize
-    import amnet.prototypes
+    import amnet.retrieval.featurize
     import amnet.train.amnet_train
     import amnet.train.pretrain
+    import amnet.train.prototypes
 
-    for mod in (amnet.featurize, amnet.prototypes, amnet.train.amnet_train, amnet.train.pretrain):
+    for mod in (amnet.retrieval.featurize, amnet.train.prototypes, amnet.train.amnet_train, amnet.train.pretrain):
         mod.pick_device = lambda: device
 
 

@@ -1,6 +1,6 @@
 """Gallery featurization rate through the real code path, as a ratio to the pure model forward rate.
 
-End to end = ``amnet.featurize.run_featurize`` on gallery Parquet shards (read, JPEG decode + resize,
+End to end = ``amnet.retrieval.featurize.run_featurize`` on gallery Parquet shards (read, JPEG decode + resize,
 normalise, forward, fp16 features, Parquet write, one shard at a time), with an untrained model
 artifact written by the real ``save_model`` (random weights: they do not change the rate). The
 denominator is the same model's forward on random tensors already on the device, with exactly the
@@ -111,8 +111,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 # ----------------------------------------------------------------------------------------- measurements
 def real_settings(cfg: FeaturizeConfig, device: torch.device) -> tuple[bool, bool]:
-    """(bf16 autocast, channels-last) as ``amnet.featurize.featurize_frame`` / ``run_featurize`` decide them."""
-    from amnet.featurize import InferenceMode
+    """(bf16 autocast, channels-last) as ``amnet.retrieval.featurize.featurize_frame`` / ``run_featurize``
+    decide them."""
+    from amnet.retrieval.featurize import InferenceMode
 
     mode = InferenceMode.choose(device, cfg.precision)
     return mode.bf16, mode.channels_last
@@ -139,7 +140,7 @@ def forward_pass(loaded, sizes: list[int], device: torch.device, cfg: FeaturizeC
 
 
 def end_to_end(split: str, model: str, out: str, cfg: FeaturizeConfig, device: torch.device) -> tuple[bl.Timed, dict]:
-    from amnet.featurize import run_featurize
+    from amnet.retrieval.featurize import run_featurize
 
     result = {}
 
@@ -305,11 +306,11 @@ BIAS = -MEAN / STD
 
 @torch.no_grad()
 def candidate_frame(loaded, df: pd.DataFrame, device: torch.device, cfg: FeaturizeConfig) -> pd.DataFrame:
-    """``amnet.featurize.featurize_frame`` (decoder, prefetch, pinned memory, bf16 / channels-last as ``cfg``
+    """``amnet.retrieval.featurize.featurize_frame`` (decoder, prefetch, pinned memory, bf16 / channels-last as ``cfg``
     and ``device`` say) with the change still not in src/: normalisation as one in-place multiply-add
     instead of ``to_input``'s four passes (features change by up to 1 fp16 ulp). Same output columns;
     the model is expected in the memory format ``run_featurize`` sets."""
-    from amnet.featurize import decoded_batches
+    from amnet.retrieval.featurize import decoded_batches
 
     size = loaded.model_config.image_size
     bf16, channels_last = real_settings(cfg, device)
@@ -398,10 +399,10 @@ def candidates(split: str, model: str, cfg: FeaturizeConfig, device: torch.devic
 
 def optimisations_present() -> dict[str, bool]:
     import amnet.data.tensors
-    import amnet.featurize
     import amnet.model_store
+    import amnet.retrieval.featurize
 
-    source = "".join(inspect.getsource(m) for m in (amnet.featurize, amnet.data.tensors, amnet.model_store))
+    source = "".join(inspect.getsource(m) for m in (amnet.retrieval.featurize, amnet.data.tensors, amnet.model_store))
     return {name: any(m in source for m in markers) for name, markers in GPU_OPTIMISATIONS.items()}
 
 
@@ -409,8 +410,8 @@ def memory_child(args: argparse.Namespace) -> None:
     """One featurization in a fresh process: resident memory before, peak during (and tracemalloc's peak)."""
     import tracemalloc
 
-    from amnet.featurize import run_featurize
     from amnet.model_store import load_model
+    from amnet.retrieval.featurize import run_featurize
 
     device = bl.resolve_device(args.device)
     bl.use_device_in_stages(device)
@@ -486,7 +487,7 @@ def main(argv: list[str] | None = None) -> dict:
         shard_rows = [len(shards.read_table(u, ["image_id"])) for u in uris]
         sizes = [min(args.batch_size, n - i) for n in shard_rows for i in range(0, n, args.batch_size)]
         # warm-up of the real path on one small shard's worth (thread pools, allocator)
-        from amnet.featurize import featurize_frame
+        from amnet.retrieval.featurize import featurize_frame
 
         if channels_last:  # as run_featurize
             loaded.model.to(memory_format=torch.channels_last)
@@ -546,7 +547,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         if device.type == "cuda" or args.gpu_paths:
             present = optimisations_present()
-            print("optimisations in the featurization path (by source inspection of amnet.featurize, "
+            print("optimisations in the featurization path (by source inspection of amnet.retrieval.featurize, "
                   "amnet.data.tensors, amnet.model_store):")
             for name, ok in present.items():
                 print(f"  {'present' if ok else 'ABSENT '}  {name}")

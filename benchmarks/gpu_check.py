@@ -77,10 +77,10 @@ def main(argv=None) -> int:
 
     # every module the stages need, imported with mlflow / boto3 / kfp / faiss blocked
     import amnet.data.split  # noqa: F401
-    import amnet.featurize  # noqa: F401
-    import amnet.prototypes  # noqa: F401
+    import amnet.retrieval.featurize  # noqa: F401
     import amnet.train.amnet_train  # noqa: F401
     import amnet.train.pretrain  # noqa: F401
+    import amnet.train.prototypes  # noqa: F401
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import benchlib as bl
@@ -123,10 +123,10 @@ def main(argv=None) -> int:
     from amnet.config import FeaturizeConfig, PretrainConfig, SplitConfig, TrainConfig
     from amnet.data.split import run_split
     from amnet.data.synth import generate
-    from amnet.featurize import run_featurize
-    from amnet.prototypes import run_prototypes
+    from amnet.retrieval.featurize import run_featurize
     from amnet.train.amnet_train import run_train
     from amnet.train.pretrain import run_pretrain
+    from amnet.train.prototypes import run_prototypes
 
     work = tempfile.mkdtemp(prefix="amnet-gpucheck-work-")
     d = {k: os.path.join(work, k) for k in ("dataset", "split", "attr", "protos", "amnet", "features")}

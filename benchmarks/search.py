@@ -2,17 +2,18 @@
 
 Indexes, each over the same random features (``--n`` rows, float32, at each of ``--dims``):
 
-* ``exact``: faiss ``IndexFlatL2`` through ``amnet.search.build_index(kind="exact")`` (the pipeline's index
+* ``exact``: faiss ``IndexFlatL2`` through ``amnet.retrieval.index.build_index(kind="exact")`` (the pipeline's index
   below 50k vectors); single queries with 1 faiss thread and with all threads;
-* ``pq``: the pipeline's own ``amnet.search.PQRefineIndex`` built by ``amnet.search.build_index(kind="auto")``
+* ``pq``: the pipeline's own ``amnet.retrieval.index.PQRefineIndex`` built by
+  ``amnet.retrieval.index.build_index(kind="auto")``
   (what ``auto`` picks from 50k vectors since commit fdb3c9d: 4-bit PQ fast-scan over
   ``default_pq_m(D)`` sub-quantizers trained on every vector, exact re-ranking of the top k x 20),
-  also at k_factor 10 and 40, and its recall checked with ``amnet.search.recall_at_k``;
-* ``ivf``: faiss ``IndexIVFFlat`` through ``amnet.search.build_index(kind="ivf")`` (what ``kind="auto"``
+  also at k_factor 10 and 40, and its recall checked with ``amnet.retrieval.index.recall_at_k``;
+* ``ivf``: faiss ``IndexIVFFlat`` through ``amnet.retrieval.index.build_index(kind="ivf")`` (what ``kind="auto"``
   picked at 200k before fdb3c9d: nlist = 4 sqrt(N) = 1789), swept over nprobe. Above 1024-D the coarse quantizer is
-  trained on a ``--ivf-train`` subsample with faiss directly and wrapped in ``amnet.search.IVFIndex``
+  trained on a ``--ivf-train`` subsample with faiss directly and wrapped in ``amnet.retrieval.index.IVFIndex``
   (training on all 200k x 4096 would take many minutes on 2 cores);
-* compressed flat storage through faiss directly (amnet.search has neither): ``IndexScalarQuantizer``
+* compressed flat storage through faiss directly (amnet.retrieval.index has neither): ``IndexScalarQuantizer``
   fp16 and 8-bit (SQ8), and SQ8 with an exact re-ranking of its top ``k x k_factor`` (``IndexRefineFlat``);
 * ``pqfs``: the same family through faiss directly (``IndexPQFastScan`` with D/2 sub-quantizers up to
   512-D, D/8 above, trained on a 50k sample) + exact re-ranking of the top 200 / 400 (``IndexRefineFlat``):
@@ -42,7 +43,7 @@ import time
 import faiss
 import numpy as np
 
-from amnet.search import DEFAULT_NPROBE, IVFIndex, build_index, default_nlist, recall_at_k, resolve_kind
+from amnet.retrieval.index import DEFAULT_NPROBE, IVFIndex, build_index, default_nlist, recall_at_k, resolve_kind
 
 GOAL_P50_MS = 10.0
 GOAL_RECALL = 0.99
@@ -128,7 +129,7 @@ def run_dataset(name: str, x: np.ndarray, qs: np.ndarray, qb: np.ndarray, args, 
     exact = build_index(x, "exact")
     build = time.perf_counter() - t
     _, truth = batched(exact, qb, all_threads)
-    report("exact (amnet.search, IndexFlatL2)", exact, build, None, threads=1)
+    report("exact (amnet.retrieval.index, IndexFlatL2)", exact, build, None, threads=1)
     if all_threads > 1 and "exact" in args.configs:
         report(f"exact, {all_threads} faiss threads per query", exact, build, None, threads=all_threads)
     if "pq" in args.configs:
@@ -176,13 +177,13 @@ def run_ivf(x: np.ndarray, truth: np.ndarray, args, report) -> None:
     t = time.perf_counter()
     if d <= 1024:
         ivf = build_index(x, "ivf", nlist=nlist)
-        how = "built by amnet.search.build_index(kind='ivf')"
+        how = "built by amnet.retrieval.index.build_index(kind='ivf')"
     else:
         sample = x[np.random.default_rng(1).choice(n, min(n, args.ivf_train), replace=False)]
         ivf = IVFIndex(d, nlist=nlist)
         ivf.faiss_index.train(sample)
         ivf.add(x)
-        how = f"k-means on a {len(sample) // 1000}k sample, then amnet.search.IVFIndex.add"
+        how = f"k-means on a {len(sample) // 1000}k sample, then amnet.retrieval.index.IVFIndex.add"
     build = time.perf_counter() - t
     for nprobe in [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256) if p <= nlist]:
         ivf.nprobe = nprobe
@@ -257,7 +258,7 @@ def summarize(rows: list[dict], name: str, d: int) -> list[dict]:
     if auto:
         print(f"RATIO search auto index (amnet pq) single-query p50 / {GOAL_P50_MS:.0f} ms = "
               f"{auto['p50_ms'] / GOAL_P50_MS:.3f} (p50 {auto['p50_ms']:.2f} ms, recall@20 {auto['recall20']:.4f}, "
-              f"amnet.search.recall_at_k {auto['recall_at_k_amnet']:.4f}; exact / auto p50 = "
+              f"amnet.retrieval.index.recall_at_k {auto['recall_at_k_amnet']:.4f}; exact / auto p50 = "
               f"{exact['p50_ms'] / auto['p50_ms']:.1f}x) [{d}-D {name}, {auto['n']:,} vectors]")
     meets = [r["config"] for r in rows if r["meets_goal"]]
     fastest = min((r for r in rows if r["meets_goal"]), key=lambda r: r["p50_ms"], default=None)
@@ -278,7 +279,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--batch", type=int, default=1000, help="queries in the batched search (and for recall)")
     p.add_argument("--ivf-train", type=int, default=25_000, help="k-means sample above 1024-D")
     p.add_argument("--configs", default="exact,pq,ivf,sq,pqfs",
-                   help="index families to measure: exact, pq (amnet.search's PQRefineIndex, what auto picks from "
+                   help="index families to measure: exact, pq (amnet.retrieval.index's PQRefineIndex, what auto "
+                   "picks from "
                         "50k), ivf, sq (fp16 / SQ8 / SQ8 + re-rank), pqfs (PQ fast-scan + re-rank through faiss "
                         "directly), hnsw")
     p.add_argument("--hnsw", action="store_true", help="same as adding hnsw to --configs (minutes at 200k)")

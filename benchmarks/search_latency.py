@@ -3,7 +3,7 @@
 One query = decode the query image + represent it (r) + manipulate it with one or two attribute
 changes (Eq. 1 + Eq. 3) + exact Euclidean search for the top ``k`` (faiss ``IndexFlatL2``). Measured:
 
-1. the built-in gallery through :meth:`amnet.searcher.Searcher.search` (its default index kind "auto":
+1. the built-in gallery through :meth:`amnet.search.searcher.Searcher.search` (its default index kind "auto":
    exact below 50k images, so exact here; query by gallery id: the
    stored JPEG is decoded and represented, as for an upload), through the upload path (the image
    bytes, with the untrusted-image check), and through ``amnet serve``'s HTTP API;
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from amnet.config import ModelConfig, SplitConfig
-from amnet.searcher import Searcher
+from amnet.search.searcher import Searcher
 
 PAPER_SECONDS = 0.2  # the paper's reported time per query (§5, 200k gallery)
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["index_only"] = report(f"{kind} faiss search only", *percentiles(
         lambda i: searcher.index.search(vectors[i % len(vectors)], args.k), args.queries))
 
-    from amnet.serve import make_server
+    from amnet.search.server import make_server
 
     server = make_server(searcher, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     server.server_close()
 
     print(f"random-feature gallery: {args.big:,} x {q} float32, exact search (IndexFlatL2)")
-    from amnet.search import build_index
+    from amnet.retrieval.index import build_index
 
     rng = np.random.default_rng(0)
     scale = float(np.std(searcher.features)) or 1.0

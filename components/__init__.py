@@ -7,7 +7,6 @@ one call into :mod:`amnet`, scalar results out as ``Metrics``. No logic lives he
 
 from amnet_components.evaluate import evaluate_retrieval
 from amnet_components.featurize import featurize_gallery
-from amnet_components.params import stage_params
 from amnet_components.pretrain import pretrain_attribute_cnn
 from amnet_components.prototypes import compute_prototypes
 from amnet_components.register import register_model
@@ -25,7 +24,6 @@ __all__ = [
     "pretrain_attribute_cnn",
     "register_model",
     "split_dataset",
-    "stage_params",
     "start_parent_run",
     "train_amnet",
 ]

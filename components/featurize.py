@@ -6,11 +6,10 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
-def featurize_gallery(split: Input[Dataset], model: Input[Model], variant: str, params: dict, parent_run_id: str,
+def featurize_gallery(split: Input[Dataset], model: Input[Model], variant: str, config: dict, parent_run_id: str,
                       features: Output[Dataset], metrics: Output[Metrics]):
     """Gallery shards + the model of ``variant`` -> fp16 feature shards."""
     from amnet.steps.featurize import run_step
     from amnet.steps.results import log_results
 
-    results = run_step(split.path, model.path, features.path, params, parent_run_id, variant=variant)
-    log_results(metrics, results)
+    log_results(metrics, run_step(split.path, model.path, features.path, config, parent_run_id, variant=variant))

@@ -7,9 +7,8 @@ The registry is read from ``AMNET_IMAGE_REGISTRY`` when the pipeline is compiled
 from __future__ import annotations
 
 import os
-
-import amnet
+from importlib.metadata import version
 
 REGISTRY = os.environ.get("AMNET_IMAGE_REGISTRY", "ghcr.io/amnet-project").rstrip("/")
-PROJECT_IMAGE = f"{REGISTRY}/amnet:{amnet.__version__}"  # CPU image: data, evaluation, report, tracking
+PROJECT_IMAGE = f"{REGISTRY}/amnet:{version('amnet')}"  # CPU image: data, evaluation, report, tracking
 GPU_IMAGE = f"{PROJECT_IMAGE}-cuda"  # CUDA image: training and featurization

@@ -6,11 +6,10 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
-def pretrain_attribute_cnn(split: Input[Dataset], params: dict, parent_run_id: str, model: Output[Model],
+def pretrain_attribute_cnn(split: Input[Dataset], config: dict, parent_run_id: str, model: Output[Model],
                            metrics: Output[Metrics]):
     """attr_train shards -> attribute CNN checkpoint."""
     from amnet.steps.pretrain import run_step
     from amnet.steps.results import log_results
 
-    results = run_step(split.path, model.path, params, parent_run_id)
-    log_results(metrics, results)
+    log_results(metrics, run_step(split.path, model.path, config, parent_run_id))

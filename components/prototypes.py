@@ -6,11 +6,10 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
-def compute_prototypes(split: Input[Dataset], attr_model: Input[Model], params: dict, parent_run_id: str,
+def compute_prototypes(split: Input[Dataset], attr_model: Input[Model], config: dict, parent_run_id: str,
                        prototypes: Output[Model], metrics: Output[Metrics]):
     """attr_train shards + attribute CNN -> memory matrix (C x Q)."""
     from amnet.steps.prototypes import run_step
     from amnet.steps.results import log_results
 
-    results = run_step(split.path, attr_model.path, prototypes.path, params, parent_run_id)
-    log_results(metrics, results)
+    log_results(metrics, run_step(split.path, attr_model.path, prototypes.path, config, parent_run_id))

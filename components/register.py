@@ -13,20 +13,16 @@ def register_model(
     evaluations: Input[List[Dataset]],  # noqa: UP006
     features: Input[List[Dataset]],  # noqa: UP006
     split: Input[Dataset],
+    config: dict,
+    featurize_config: dict,
+    evaluate_config: dict,
     parent_run_id: str,
-    model_name: str,
-    gate_metrics: str,
-    gate_margin: float,
-    gate_rule: str,
     decision: Output[Artifact],
     metrics: Output[Metrics],
 ):
     """Trained variants -> registered `amnet` version (alias challenger; champion if it wins the gate)."""
-    from amnet.registry import GateRule, run_register
+    from amnet.steps.register import run_step
     from amnet.steps.results import log_results
 
-    rule = GateRule(tuple(gate_metrics.split(",")), gate_margin, gate_rule)
-    results = run_register([m.path for m in models], [e.path for e in evaluations], [f.path for f in features],
-                           split.path, decision.path, model_name=model_name, rule=rule,
-                           parent_run_id=parent_run_id)
-    log_results(metrics, results)
+    log_results(metrics, run_step([m.path for m in models], [e.path for e in evaluations], [f.path for f in features],
+                                  split.path, decision.path, config, parent_run_id, featurize_config, evaluate_config))

@@ -19,19 +19,10 @@ def build_report(
     decision: Optional[Input[Artifact]] = None,  # noqa: UP045
 ):
     """Trained variants' evaluations (+ the attribute-based baseline's) -> report folder, HTML, Markdown."""
-    import json
-    import os
-    import shutil
-
-    from amnet.report import run_report
+    from amnet.steps.report import run_step
     from amnet.steps.results import log_results
 
-    paths = [e.path for e in evaluations] + ([baseline.path] if baseline is not None else [])
-    gate = None
-    if decision is not None and os.path.exists(os.path.join(decision.path, "decision.json")):
-        with open(os.path.join(decision.path, "decision.json")) as fh:
-            gate = json.load(fh)
-    results = run_report(paths, report.path, parent_run_id, decision=gate)
-    shutil.copyfile(os.path.join(report.path, "report.html"), report_html.path)
-    shutil.copyfile(os.path.join(report.path, "report.md"), report_md.path)
-    log_results(metrics, results)
+    log_results(metrics, run_step([e.path for e in evaluations], report.path, parent_run_id,
+                                  baseline=baseline.path if baseline is not None else None,
+                                  decision=decision.path if decision is not None else None,
+                                  html_out=report_html.path, md_out=report_md.path))

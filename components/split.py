@@ -6,11 +6,10 @@ from kfp.dsl import Dataset, Metrics, Output
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
-def split_dataset(dataset_uri: str, params: dict, parent_run_id: str, split: Output[Dataset],
+def split_dataset(dataset_uri: str, config: dict, parent_run_id: str, split: Output[Dataset],
                   metrics: Output[Metrics]):
     """Dataset folder or s3:// prefix -> attr_train / gallery / queries / triplet_pool shards."""
     from amnet.steps.results import log_results
     from amnet.steps.split import run_step
 
-    results = run_step(dataset_uri, split.path, params, parent_run_id)
-    log_results(metrics, results)
+    log_results(metrics, run_step(dataset_uri, split.path, config, parent_run_id))

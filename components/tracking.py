@@ -7,15 +7,14 @@ from kfp import dsl
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
 def start_parent_run(experiment: str, kfp_run_id: str, kfp_run_name: str) -> str:
     """Start the parent run tagged with the KFP run; returns its id ('' when MLflow is not configured)."""
-    from amnet import tracking
+    from amnet.steps.parent import start
 
-    tags = {"kfp.pipeline_run_id": kfp_run_id, "kfp.pipeline_run_name": kfp_run_name}
-    return tracking.start_parent(experiment, kfp_run_name, tags)
+    return start(experiment, kfp_run_id, kfp_run_name)
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
 def finish_parent_run(parent_run_id: str, status: dsl.PipelineTaskFinalStatus):
     """Mark the parent run FINISHED when the stages succeeded, FAILED otherwise (exit handler)."""
-    from amnet import tracking
+    from amnet.steps.parent import finish
 
-    tracking.finish_parent(parent_run_id, "FINISHED" if status.state == "SUCCEEDED" else "FAILED")
+    finish(parent_run_id, status.state == "SUCCEEDED")

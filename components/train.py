@@ -7,11 +7,10 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def train_amnet(split: Input[Dataset], attr_model: Input[Model], prototypes: Input[Model], variant: str,
-                params: dict, parent_run_id: str, model: Output[Model], metrics: Output[Metrics]):
+                config: dict, parent_run_id: str, model: Output[Model], metrics: Output[Metrics]):
     """Triplet pool + attribute CNN + prototypes -> AMNet model of ``variant``."""
     from amnet.steps.results import log_results
     from amnet.steps.train import run_step
 
-    results = run_step(split.path, attr_model.path, prototypes.path, model.path, variant, params,
-                       parent_run_id)
-    log_results(metrics, results)
+    log_results(metrics, run_step(split.path, attr_model.path, prototypes.path, model.path, variant, config,
+                                  parent_run_id))

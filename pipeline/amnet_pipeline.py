@@ -5,7 +5,7 @@ Shape::
     start-parent-run (MLflow parent, tagged with the KFP run)           caching off
     amnet-stages(parent_run_id)                                        nested pipeline
       exit handler -> finish-parent-run (FINISHED / FAILED)            caching off
-        stage-params -> split-dataset -> pretrain-attribute-cnn -> compute-prototypes
+        split-dataset -> pretrain-attribute-cnn -> compute-prototypes
         if attribute_baseline:  featurize + evaluate the attribute CNN ("attribute_based")
         for variant in variants:  train-amnet -> featurize-gallery -> evaluate-retrieval
         register-model(Collected models/evaluations/features)          MLflow registry gate
@@ -15,6 +15,12 @@ Two KFP constraints shape it. An exit task may not consume another task's output
 in a nested pipeline whose *input* is the parent run id: the exit task reads that input. And
 ``dsl.Collected`` cannot cross into a ``dsl.If`` group (KFP 2.17 compiler error), so each branch of
 the baseline condition holds its own variant loop and report; both branches are the same wiring.
+
+One parameter path: each stage takes one config mapping (``split_config``, ``train_config``, ...; keys
+of that stage's dataclass in :mod:`amnet.config`, which alone holds the defaults), passed only to
+that stage, so a change to one stage's config never invalidates another stage's cache.
+``amnet_pipeline.run_config`` builds these arguments from the nested run file and validates them
+before anything is submitted.
 """
 
 from dataclasses import dataclass, field
@@ -29,7 +35,6 @@ from amnet_components import (
     pretrain_attribute_cnn,
     register_model,
     split_dataset,
-    stage_params,
     start_parent_run,
     train_amnet,
 )
@@ -37,8 +42,9 @@ from amnet_components.images import PROJECT_IMAGE
 from kfp import dsl, kubernetes
 from kfp.dsl import PipelineTask
 
+from amnet.names import ATTRIBUTE_BASED, TRAINED_VARIANTS
+
 PIPELINE_NAME = "amnet"
-TRAINED_VARIANTS = ["amnet", "no_memory", "no_ranking"]
 UPSTREAM = ""  # parent run id given to cacheable upstream stages (see amnet_stages)
 
 # Secret data key -> environment variable, per secret (see manifests/).
@@ -105,77 +111,63 @@ def build_pipeline(options: CompileOptions | None = None):
                            backoff_max_duration="3600s")
         return task
 
-    def evaluate_model(split, model, variant, parent_run_id) -> tuple[PipelineTask, PipelineTask]:
+    def evaluate_model(split, model, variant, configs, parent_run_id) -> tuple[PipelineTask, PipelineTask]:
         """featurize(model) -> evaluate(variant); returns both tasks."""
-        features = accelerated(featurize_gallery(split=split, model=model, variant=variant, params={},
-                                                 parent_run_id=parent_run_id))
+        features = accelerated(featurize_gallery(split=split, model=model, variant=variant,
+                                                 config=configs["featurize"], parent_run_id=parent_run_id))
         evaluation = infra(evaluate_retrieval(split=split, model=model, features=features.outputs["features"],
-                                              variant=variant, params={}, parent_run_id=parent_run_id))
+                                              variant=variant, config=configs["evaluate"],
+                                              parent_run_id=parent_run_id))
         return features, evaluation
 
-    def trained_variants(variants, split, attr_model, prototypes, train_params, parent_run_id, gate):
+    def trained_variants(variants, split, attr_model, prototypes, configs, parent_run_id):
         """ParallelFor over variants: train -> featurize -> evaluate; then the registry gate.
 
         Returns the collected evaluations and the register task (its decision goes into the report).
         """
         with dsl.ParallelFor(variants, parallelism=options.parallelism) as variant:
             model = accelerated(train_amnet(split=split, attr_model=attr_model, prototypes=prototypes,
-                                            variant=variant, params=train_params,
+                                            variant=variant, config=configs["train"],
                                             parent_run_id=parent_run_id))
-            features, evaluation = evaluate_model(split, model.outputs["model"], variant, parent_run_id)
+            features, evaluation = evaluate_model(split, model.outputs["model"], variant, configs, parent_run_id)
         evaluations = dsl.Collected(evaluation.outputs["evaluation"])  # one Collected per consumer (KFP 2.17)
         register = infra(register_model(
             models=dsl.Collected(model.outputs["model"]),
             evaluations=dsl.Collected(evaluation.outputs["evaluation"]),
-            features=dsl.Collected(features.outputs["features"]), split=split, parent_run_id=parent_run_id,
-            **gate)).set_caching_options(False)
+            features=dsl.Collected(features.outputs["features"]), split=split, config=configs["register"],
+            featurize_config=configs["featurize"], evaluate_config=configs["evaluate"],
+            parent_run_id=parent_run_id)).set_caching_options(False)
         return evaluations, register
 
     @dsl.pipeline(name="amnet-stages", description="The AMNet stages under one MLflow parent run.")
     def amnet_stages(
         parent_run_id: str,
         dataset_uri: str,
-        per_value: int,
-        gallery_size: int,
-        num_queries: int,
-        backbone: str,
-        image_size: int,
-        pretrain_epochs: int,
-        epochs: int,
-        steps_per_epoch: int,
-        lr: float,
-        lam: float,
-        margin: float,
-        batch_size: int,
-        seed: int,
         variants: list,
         attribute_baseline: bool,
-        model_name: str,
-        gate_metrics: str,
-        gate_margin: float,
-        gate_rule: str,
+        split_config: dict,
+        pretrain_config: dict,
+        prototypes_config: dict,
+        train_config: dict,
+        featurize_config: dict,
+        evaluate_config: dict,
+        register_config: dict,
     ):
+        configs = {"train": train_config, "featurize": featurize_config, "evaluate": evaluate_config,
+                   "register": register_config}
         finish = infra(finish_parent_run(parent_run_id=parent_run_id)).set_caching_options(False)
         with dsl.ExitHandler(finish):
-            params = infra(stage_params(
-                per_value=per_value, gallery_size=gallery_size, num_queries=num_queries, backbone=backbone,
-                image_size=image_size, pretrain_epochs=pretrain_epochs, epochs=epochs,
-                steps_per_epoch=steps_per_epoch, lr=lr, lam=lam, margin=margin, batch_size=batch_size,
-                seed=seed)).set_caching_options(False)  # cheap; a cached copy's JSON types would change
-            # downstream cache keys (ints read back as floats), so it always runs fresh.
             # Upstream stages get no parent run id: it changes every run and would defeat KFP caching.
             # On a cache miss they log standalone MLflow runs (tagged amnet.stage); on a hit, nothing.
-            split = infra(split_dataset(dataset_uri=dataset_uri, params=params.outputs["split"],
+            split = infra(split_dataset(dataset_uri=dataset_uri, config=split_config,
                                         parent_run_id=UPSTREAM)).outputs["split"]
             attr_model = accelerated(pretrain_attribute_cnn(
-                split=split, params=params.outputs["pretrain"], parent_run_id=UPSTREAM)).outputs["model"]
-            prototypes = infra(compute_prototypes(split=split, attr_model=attr_model, params={},
+                split=split, config=pretrain_config, parent_run_id=UPSTREAM)).outputs["model"]
+            prototypes = infra(compute_prototypes(split=split, attr_model=attr_model, config=prototypes_config,
                                                   parent_run_id=UPSTREAM)).outputs["prototypes"]
-            gate = {"model_name": model_name, "gate_metrics": gate_metrics, "gate_margin": gate_margin,
-                    "gate_rule": gate_rule}
-            loop_args = (variants, split, attr_model, prototypes, params.outputs["train"], parent_run_id, gate)
+            loop_args = (variants, split, attr_model, prototypes, configs, parent_run_id)
             with dsl.If(attribute_baseline == True):  # noqa: E712 (a KFP condition, not a Python test)
-                _, baseline = evaluate_model(split, attr_model, "attribute_based", UPSTREAM)
+                _, baseline = evaluate_model(split, attr_model, ATTRIBUTE_BASED, configs, UPSTREAM)
                 evaluations, register = trained_variants(*loop_args)
                 infra(build_report(evaluations=evaluations, parent_run_id=parent_run_id,
                                    baseline=baseline.outputs["evaluation"],
@@ -188,41 +180,29 @@ def build_pipeline(options: CompileOptions | None = None):
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description="AMNet fashion search with attribute manipulation (CVPR 2017): split, pretrain, "
-        "prototypes, train variants, featurize, evaluate, report; tracked in MLflow.",
+        "prototypes, train variants, featurize, evaluate, register, report; tracked in MLflow.",
     )
     def amnet_pipeline(
         dataset_uri: str,
-        per_value: int = 200,
-        gallery_size: int = 2000,
-        num_queries: int = 300,
-        backbone: str = "small",
-        image_size: int = 64,
-        pretrain_epochs: int = 15,
-        epochs: int = 6,
-        steps_per_epoch: int = 150,
-        lr: float = 0.01,
-        lam: float = 0.2,
-        margin: float = 0.5,
-        batch_size: int = 32,
-        seed: int = 0,
-        variants: list = TRAINED_VARIANTS,  # noqa: B006 (KFP reads the default; never mutated)
+        variants: list = list(TRAINED_VARIANTS),  # noqa: B006, B008 (KFP reads the default; never mutated)
         attribute_baseline: bool = True,
         experiment: str = "amnet",
-        model_name: str = "amnet",
-        gate_metrics: str = "top20,ndcg20",
-        gate_margin: float = 0.0,
-        gate_rule: str = "all",
+        split_config: dict = {},  # noqa: B006 (each: that stage's config keys; {} = the dataclass defaults)
+        pretrain_config: dict = {},  # noqa: B006
+        prototypes_config: dict = {},  # noqa: B006
+        train_config: dict = {},  # noqa: B006
+        featurize_config: dict = {},  # noqa: B006
+        evaluate_config: dict = {},  # noqa: B006
+        register_config: dict = {},  # noqa: B006
     ):
         start = infra(start_parent_run(experiment=experiment, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                        kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER))
         start.set_caching_options(False)
         amnet_stages(
-            parent_run_id=start.output, dataset_uri=dataset_uri, per_value=per_value,
-            gallery_size=gallery_size, num_queries=num_queries, backbone=backbone, image_size=image_size,
-            pretrain_epochs=pretrain_epochs, epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr, lam=lam,
-            margin=margin, batch_size=batch_size, seed=seed, variants=variants,
-            attribute_baseline=attribute_baseline, model_name=model_name, gate_metrics=gate_metrics,
-            gate_margin=gate_margin, gate_rule=gate_rule)
+            parent_run_id=start.output, dataset_uri=dataset_uri, variants=variants,
+            attribute_baseline=attribute_baseline, split_config=split_config, pretrain_config=pretrain_config,
+            prototypes_config=prototypes_config, train_config=train_config, featurize_config=featurize_config,
+            evaluate_config=evaluate_config, register_config=register_config)
 
     return amnet_pipeline
 

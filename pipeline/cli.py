@@ -1,8 +1,9 @@
 """``amnet pipeline compile|submit|schedule``: the pipeline as YAML, a run, a recurring run.
 
-Compile options (GPU placement, secret names, retries) are fixed in the YAML; run parameters
-(``--param key=value``, keys of :func:`amnet_pipeline.amnet_pipeline.amnet_pipeline`) are chosen per
-run. ``submit`` and ``schedule`` talk to a Kubeflow Pipelines API server through ``kfp.Client``; a
+Compile options (GPU placement, secret names, retries) are fixed in the YAML; the run's settings come
+from one nested run file (``--config configs/demo.yaml``: dataset, variants, one section per stage;
+:mod:`amnet_pipeline.run_config`) and ``--set KEY=VALUE`` overrides, validated before anything is sent.
+``submit`` and ``schedule`` talk to a Kubeflow Pipelines API server through ``kfp.Client``; a
 bearer token comes from ``$KF_PIPELINES_TOKEN`` (or kfp's own auth: kube config, in-cluster service
 account) and is never printed.
 """
@@ -15,8 +16,6 @@ import tempfile
 import warnings
 from typing import Any
 
-import yaml
-
 from amnet.errors import AmnetError
 
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
@@ -28,11 +27,6 @@ CRON_FIELD_RE = re.compile(r"^[0-9A-Za-z*?/,\-]+$")
 CRON_RANGES = {"second": (0, 59), "minute": (0, 59), "hour": (0, 23), "day-of-month": (1, 31),
                "month": (1, 12), "day-of-week": (0, 7)}  # 0 and 7 = Sunday
 
-_EPILOG_PARAMS = (
-    "run parameters (--param KEY=VALUE, values parsed as YAML): dataset_uri (required), per_value, "
-    "gallery_size, num_queries, backbone, image_size, pretrain_epochs, epochs, steps_per_epoch, lr, lam, "
-    "margin, batch_size, seed, variants (e.g. '[amnet,no_memory]'), attribute_baseline, experiment"
-)
 
 
 # ------------------------------------------------------------------------------------------ options
@@ -122,33 +116,16 @@ def compile_pipeline(options, out: str) -> None:
 # ------------------------------------------------------------------------------------- run params
 
 
-def pipeline_params(items: list[str], experiment: str | None = None, base: dict[str, Any] | None = None,
-                    require: bool = True) -> dict[str, Any]:
-    """``base`` <- ``--param KEY=VALUE`` items (YAML-typed) -> pipeline arguments, checked against the pipeline."""
-    from amnet_pipeline.amnet_pipeline import amnet_pipeline
+def run_arguments(config: str | None, items: list[str], experiment: str | None = None,
+                  base: dict[str, Any] | None = None, require_dataset: bool = True) -> dict[str, Any]:
+    """Pipeline arguments from ``base`` <- the run file ``config`` <- ``--set`` items, validated."""
+    from amnet_pipeline import run_config
 
-    inputs = amnet_pipeline.component_spec.inputs or {}
-    params: dict[str, Any] = {}
-    if experiment is not None:
-        params["experiment"] = experiment
-    for key, value in (base or {}).items():
-        if key not in inputs:
-            raise AmnetError(f"{key}: not a pipeline parameter; valid: {', '.join(inputs)}")
-        params[key] = value
-    for key, raw in _parse_key_values(items, "--param").items():
-        if key not in inputs:
-            raise AmnetError(f"--param {key}: not a pipeline parameter; valid: {', '.join(inputs)}")
-        try:
-            params[key] = yaml.safe_load(raw) if raw else raw
-        except yaml.YAMLError:
-            params[key] = raw
-        if inputs[key].type == "String" and not isinstance(params[key], str):
-            params[key] = raw  # dataset_uri=123 or backbone=null stay strings
-    missing = [name for name, spec in inputs.items() if spec.default is None and not spec.optional
-               and name not in params]
-    if missing and require:
-        raise AmnetError(f"missing run parameter(s): {', '.join(f'--param {m}=...' for m in missing)}")
-    return params
+    start = {**({"experiment": experiment} if experiment else {}), **(base or {})}
+    rc = run_config.load(config, items, base=start)
+    if require_dataset and not rc.dataset:
+        raise AmnetError("no dataset: set `dataset:` in the run file or pass --set dataset=s3://bucket/prefix")
+    return rc.pipeline_arguments()
 
 
 def validate_cron(expr: str) -> str:
@@ -192,14 +169,19 @@ def _package(args: argparse.Namespace, folder: str) -> str:
 
 
 def _server_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+    from amnet_pipeline import run_config
+
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog + "\n\n" + run_config.help_text(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", required=True, help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8888 "
                    f"(token: ${TOKEN_ENV} or kfp's kube-config / in-cluster auth)")
     p.add_argument("--experiment", default="amnet",
                    help="Kubeflow experiment (created if missing); also the MLflow experiment unless "
-                   "--param experiment=... says otherwise (default: %(default)s)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="run parameter (repeatable)")
+                   "the run file's `experiment:` says otherwise (default: %(default)s)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="run file: dataset, variants, one section per stage (configs/demo.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one run-file key (repeatable): dataset=s3://..., train.epochs=2")
     p.add_argument("--pipeline-root", default=None, help="where KFP stores artifacts, e.g. s3://bucket/pipeline-root "
                    "(default: the server's)")
     p.add_argument("--namespace", default=None, help="Kubernetes namespace (multi-user Kubeflow)")
@@ -234,10 +216,10 @@ def main_submit(argv: list[str] | None = None) -> int:
         "amnet pipeline submit",
         "Submit one run of the AMNet pipeline to a Kubeflow Pipelines server.",
         "example:\n  amnet pipeline submit --host http://localhost:8888 \\\n"
-        "      --param dataset_uri=s3://amnet/datasets/synth --param epochs=8\n\n" + _EPILOG_PARAMS)
+        "      --config configs/demo.yaml --set dataset=s3://amnet/datasets/synth --set train.epochs=8")
     p.add_argument("--run-name", default=None, help="display name of the run (default: amnet <date time>)")
     args = p.parse_args(argv)
-    params = pipeline_params(args.param, experiment=args.experiment)
+    params = run_arguments(args.config, args.overrides, experiment=args.experiment)
     with tempfile.TemporaryDirectory(prefix="amnet-submit-") as folder:
         package = _package(args, folder)
         client = _client(args.host, args.namespace)
@@ -257,15 +239,14 @@ def main_schedule(argv: list[str] | None = None) -> int:
         "  second minute hour day-of-month month day-of-week\n"
         "  '0 0 3 * * 0'   Sundays at 03:00:00\n  '0 30 2 * * *'  every day at 02:30:00\n\n"
         "example:\n  amnet pipeline schedule --host http://localhost:8888 --cron '0 0 3 * * 0' \\\n"
-        "      --param dataset_uri=s3://amnet/datasets/synth\n"
-        "  amnet pipeline schedule --host http://localhost:8888 --from-file manifests/schedule/recurring-run.yaml\n\n"
-        + _EPILOG_PARAMS)
+        "      --config configs/demo.yaml --set dataset=s3://amnet/datasets/synth\n"
+        "  amnet pipeline schedule --host http://localhost:8888 --from-file manifests/schedule/recurring-run.yaml")
     p.add_argument("--cron", default=None,
                    help="6-field cron expression, seconds first (see below); required unless --from-file gives it")
     p.add_argument("--name", default="amnet-retrain", help="recurring run name (default: %(default)s)")
     p.add_argument("--from-file", default=None, metavar="FILE",
                    help="declarative recurring run (manifests/schedule/recurring-run.yaml): cron, name, "
-                   "parameters, compile options; flags on the command line override it")
+                   "the run file under `config:`, compile options; flags on the command line override it")
     spec = None
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--from-file", default=None)
@@ -279,7 +260,8 @@ def main_schedule(argv: list[str] | None = None) -> int:
     if args.cron is None:
         p.error("the following arguments are required: --cron (or --from-file FILE with a cron)")
     cron = validate_cron(args.cron)
-    params = pipeline_params(args.param, experiment=args.experiment, base=spec.params if spec else None)
+    params = run_arguments(args.config, args.overrides, experiment=args.experiment,
+                           base=spec.config if spec else None)
     with tempfile.TemporaryDirectory(prefix="amnet-schedule-") as folder:
         package = _package(args, folder)
         client = _client(args.host, args.namespace)

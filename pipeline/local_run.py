@@ -4,9 +4,14 @@ Every task runs as a subprocess of this Python (``SubprocessRunner(use_venv=Fals
 installed ``amnet`` is the code under test. Artifacts land in ``<workdir>/kfp-root``; the run is
 tracked in the local stack's MLflow server (SeaweedFS S3 + MLflow, started when not running).
 Without ``--dataset`` the built-in synthetic dataset is rendered once into ``<workdir>/datasets``.
+
+The terminal stays calm: one ``[amnet] stage ...`` line per task start and end, then the results
+table and where to look. Each task's full log (kfp.local's executor lines and the task's own output)
+goes to ``<run folder>/logs/<task>.log``; a failing task's last 30 lines are printed with its path.
 """
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -15,18 +20,16 @@ import shutil
 import sys
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-import yaml
+from amnet_pipeline import run_config
 
 from amnet.errors import AmnetError
 
-VARIANT_ORDER = ("amnet", "no_memory", "no_ranking", "attribute_based")
-COLUMNS = (("top1", "top1"), ("top5", "top5"), ("top10", "top10"), ("top20", "top20"), ("top50", "top50"),
-           ("ndcg20", "NDCG@20"), ("two_top20", "2-attr top20"))
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TAIL_LINES = 30  # of a failing task's log, printed on the terminal
 
 
 def synthetic_dataset(workdir: Path, num_images: int, seed: int, image_size: int) -> str:
@@ -48,7 +51,7 @@ def synthetic_dataset(workdir: Path, num_images: int, seed: int, image_size: int
 
 def local_stack_env(state_dir: str | None) -> dict[str, str]:
     """The local stack's client environment; the stack is started first when not healthy."""
-    from amnet import stack
+    from amnet.ops import stack
 
     folder = Path(state_dir).resolve() if state_dir else stack.default_state_dir()
     statuses = stack.stack_status(folder) if (folder / "stack.json").exists() else {}
@@ -58,12 +61,52 @@ def local_stack_env(state_dir: str | None) -> dict[str, str]:
     return stack.stack_env(folder)
 
 
+class TaskLogs(io.TextIOBase):
+    """What kfp.local prints (its executor lines and each task's streamed output), one file per task.
+
+    kfp.local runs tasks one at a time; :func:`stage_lines` switches the file when a task starts.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "pipeline.log"
+        self._fh: TextIO = self.path.open("a")
+
+    def switch(self, task: str) -> Path:
+        self._fh.close()
+        self.path = self.folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", task) + ".log")
+        self._fh = self.path.open("a")
+        return self.path
+
+    def write(self, text: str) -> int:
+        self._fh.write(_ANSI.sub("", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+    def tail(self, path: Path, lines: int = TAIL_LINES) -> str:
+        self.flush()
+        return "\n".join(path.read_text(errors="replace").rstrip().splitlines()[-lines:])
+
+
 @contextmanager
-def stage_lines(times: dict[str, str] | None = None):
-    """One ``[amnet]`` line per stage start / end, next to kfp.local's own (verbose) log; ``times``
-    collects ``task -> "12.3 s"`` or ``"cached"`` for the breakdown printed at the end."""
+def stage_lines(times: dict[str, str] | None = None, logs: TaskLogs | None = None, out: TextIO | None = None):
+    """One ``[amnet]`` line per stage start / end on ``out`` (the terminal); ``times`` collects
+    ``task -> "12.3 s"`` or ``"cached"`` for the breakdown printed at the end. With ``logs``, each
+    task's output goes to its own file and a failed task's tail is printed."""
     started: dict[str, tuple[str, float]] = {}
     times = {} if times is None else times
+    out = out or sys.stdout
+    failed: list[Path] = []
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
 
     def label(task: str) -> str:
         """ParallelFor iterations share a task name: the 2nd and later get ' #2', ' #3'..."""
@@ -78,16 +121,21 @@ def stage_lines(times: dict[str, str] | None = None):
             msg = _ANSI.sub("", str(record.getMessage()))
             if m := re.match(r"Executing task '([^']+)'", msg):
                 started[m[1]] = (label(m[1]), time.monotonic())
-                print(f"[amnet] stage {started[m[1]][0]}: running", flush=True)
+                if logs is not None:
+                    logs.switch(started[m[1]][0])
+                say(f"[amnet] stage {started[m[1]][0]}: running")
             elif m := re.match(r"Task '([^']+)' finished with status (\w+)", msg):
                 name, since = started.pop(m[1], (label(m[1]), time.monotonic()))
                 took = time.monotonic() - since
-                times[name] = f"{took:.1f} s" + ("" if m[2].lower() == "success" else f" ({m[2].lower()})")
-                print(f"[amnet] stage {name}: {m[2].lower()} ({took:.1f} s)", flush=True)
+                status = m[2].lower()
+                times[name] = f"{took:.1f} s" + ("" if status == "success" else f" ({status})")
+                say(f"[amnet] stage {name}: {status} ({took:.1f} s)")
+                if status != "success" and logs is not None:
+                    failed.append(logs.path)
             elif m := re.match(r"Task (\S+) cache hit", msg):
                 name = label(m[1])
                 times[name] = "cached"
-                print(f"[amnet] stage {name}: cached", flush=True)
+                say(f"[amnet] stage {name}: cached")
             return True
 
     stage_filter = StageFilter()
@@ -100,6 +148,8 @@ def stage_lines(times: dict[str, str] | None = None):
     finally:
         root.removeFilter(stage_filter)
         root.setLevel(level)
+        for path in failed:  # after the filter is gone: the log file is complete
+            say(f"[amnet] last {TAIL_LINES} lines of {path}:\n{logs.tail(path)}")
 
 
 def stage_breakdown(times: dict[str, str], total: float) -> str:
@@ -114,9 +164,10 @@ def stage_breakdown(times: dict[str, str], total: float) -> str:
 
 
 def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
-                 times: dict[str, str] | None = None) -> Path:
+                 times: dict[str, str] | None = None, quiet: bool = True) -> Path:
     """Run the pipeline with ``kfp.local``; returns its run folder. Raises AmnetError when a task fails.
-    ``times`` (when given) receives each task's wall time or "cached"."""
+    ``times`` (when given) receives each task's wall time or "cached". ``quiet``: kfp.local's output
+    goes to ``<run folder>/logs/<task>.log`` instead of the terminal."""
     from amnet_pipeline.amnet_pipeline import PIPELINE_NAME, CompileOptions, build_pipeline
     from kfp import local
 
@@ -129,15 +180,29 @@ def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
     # Cacheable upstream stages have no parent run; their standalone runs join the same experiment.
     os.environ["MLFLOW_EXPERIMENT_NAME"] = str(params.get("experiment", "amnet"))
     before = set(root.iterdir())
-    with warnings.catch_warnings(), stage_lines(times):
+    terminal = sys.stdout
+    logs = TaskLogs(workdir / "logs" / time.strftime("run-%Y%m%d-%H%M%S")) if quiet else None
+    error: str | None = None
+    with warnings.catch_warnings(), stage_lines(times, logs, terminal), \
+            redirect_stdout(logs if logs is not None else terminal):
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         warnings.filterwarnings("ignore", message=".*no effect.*local.*")
         try:
             pipeline(**params)
         except RuntimeError as exc:
-            raise AmnetError(f"{_ANSI.sub('', str(exc))} Its log is above; artifacts are under {root}") from None
+            error = _ANSI.sub("", str(exc))
     runs = [d for d in root.iterdir() if d not in before and d.name.startswith(f"{PIPELINE_NAME}-")]
-    return max(runs, key=lambda d: d.stat().st_mtime) if runs else root
+    run_dir = max(runs, key=lambda d: d.stat().st_mtime) if runs else root
+    where = "above"
+    if logs is not None:
+        logs.close()
+        target = run_dir / "logs" if run_dir != root else logs.folder
+        if target != logs.folder:
+            shutil.move(str(logs.folder), str(target))
+        where = f"in {target}"
+    if error:
+        raise AmnetError(f"{error} Task logs are {where}; artifacts are under {run_dir}")
+    return run_dir
 
 
 def _executor_outputs(run_dir: Path, task_prefix: str) -> list[dict]:
@@ -151,21 +216,17 @@ def _artifact_metadata(output: dict, name: str) -> dict:
 
 def results_table(run_dir: Path) -> str:
     """Variants x headline metrics, from the evaluate tasks' Metrics outputs."""
+    from amnet.report.tables import metric_rows, text_table
+
     rows: dict[str, dict] = {}
     for output in _executor_outputs(run_dir, "evaluate-retrieval"):
         variant = _artifact_metadata(output, "evaluation").get("variant", "?")
         rows[variant] = _artifact_metadata(output, "metrics")
-    order = [v for v in VARIANT_ORDER if v in rows] + sorted(set(rows) - set(VARIANT_ORDER))
-    head = f"{'variant':<16}" + "".join(f"{label:>13}" for _, label in COLUMNS)
-    lines = [head, "-" * len(head)]
-    for variant in order:
-        cells = [rows[variant].get(key) for key, _ in COLUMNS]
-        lines.append(f"{variant:<16}" + "".join(f"{c:>13.3f}" if isinstance(c, (int, float)) else f"{'-':>13}"
-                                                 for c in cells))
-    return "\n".join(lines)
+    return text_table(metric_rows(rows)).rstrip("\n")
 
 
 def _summary(run_dir: Path, env: dict[str, str], experiment: str) -> None:
+    logs = run_dir / "logs"
     table = results_table(run_dir)
     print("\n" + table if table.count("\n") > 1 else "\n(no evaluation ran in this run: all were cached; "
           "rerun with --no-cache for the table)")
@@ -177,20 +238,8 @@ def _summary(run_dir: Path, env: dict[str, str], experiment: str) -> None:
     for report in reports:
         print(f"report:      {report / 'report.html'}\n             {report / 'report.md'}")
     print(f"artifacts:   {run_dir}")
-
-
-def _read_config(path: str | None) -> dict[str, Any]:
-    if not path:
-        return {}
-    try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise AmnetError(f"--config {path}: cannot read it ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise AmnetError(f"--config {path}: not valid YAML ({exc})") from None
-    if not isinstance(values, dict):
-        raise AmnetError(f"--config {path}: expected a mapping of pipeline parameters (e.g. `epochs: 2`)")
-    return values
+    if logs.is_dir():
+        print(f"task logs:   {logs}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,35 +248,38 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the whole AMNet pipeline on this machine with kfp.local: the same pipeline and "
         "components as on Kubeflow, each task a subprocess of the installed amnet, tracked in the local "
         "MLflow (the stack is started if needed).",
-        epilog="examples:\n  amnet run --local\n  amnet run --local --param epochs=2 --param variants='[amnet]'\n"
-        "  amnet run --local --dataset s3://amnet/datasets/mine --config params.yaml\n\n"
-        "parameters: as for `amnet pipeline submit --help` (dataset_uri comes from --dataset)",
+        epilog="examples:\n  amnet run --local\n  amnet run --local --config configs/demo.yaml --set train.epochs=2 "
+        "--set variants='[amnet]'\n"
+        "  amnet run --local --dataset s3://amnet/datasets/mine --config configs/demo.yaml\n\n"
+        + run_config.help_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--local", action="store_true", help="run locally with kfp.local (required)")
-    p.add_argument("--config", help="YAML file of pipeline parameters, e.g. `epochs: 2`")
-    p.add_argument("--dataset", help="dataset folder or s3:// prefix (default: the built-in synthetic dataset)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="pipeline parameter (repeatable; overrides --config)")
+    p.add_argument("--config", metavar="FILE", help="run file: dataset, variants, one section per stage "
+                   "(configs/demo.yaml; the same file `amnet pipeline submit --config` takes)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one run-file key (repeatable; dotted: train.epochs=2, "
+                   "pretrain.model.backbone=alexnet)")
+    p.add_argument("--dataset", help="dataset folder or s3:// prefix (default: the run file's, else the built-in "
+                   "synthetic dataset)")
     p.add_argument("--workdir", default=".amnet/run", help="datasets, artifacts and cache (default: %(default)s)")
     p.add_argument("--stack-dir", default=None, help="local stack state folder (default: $AMNET_STACK_DIR or "
                    ".amnet/stack)")
     p.add_argument("--num-images", type=int, default=8000, help="synthetic dataset size (default: %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="re-run every task (kfp.local caching off)")
+    p.add_argument("--verbose", action="store_true", help="kfp.local's full output on the terminal instead of "
+                   "the per-task log files")
     args = p.parse_args(argv)
     if not args.local:
         print("amnet run: only local runs for now: add --local. To run on Kubeflow, compile and submit:\n"
-              "  amnet pipeline submit --host URL --param dataset_uri=s3://... (see --help)", file=sys.stderr)
+              "  amnet pipeline submit --host URL --config FILE --set dataset=s3://... (see --help)", file=sys.stderr)
         return 2
 
-    from amnet_pipeline.cli import pipeline_params
-
     workdir = Path(args.workdir).resolve()
-    params = pipeline_params(args.param, base=_read_config(args.config), require=False)
-    if args.dataset:
-        params["dataset_uri"] = args.dataset
-    elif not params.get("dataset_uri"):
-        params["dataset_uri"] = synthetic_dataset(workdir, args.num_images, int(params.get("seed", 0)),
-                                                  int(params.get("image_size", 64)))
+    rc = run_config.load(args.config, args.overrides + ([f"dataset={args.dataset}"] if args.dataset else []))
+    params = rc.pipeline_arguments()
+    if not params.get("dataset_uri"):
+        params["dataset_uri"] = synthetic_dataset(workdir, args.num_images, rc.stage("split").seed,
+                                                  rc.stage("pretrain").model.image_size)
     env = local_stack_env(args.stack_dir)
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):  # the stack's key pair, not another identity
         os.environ.pop(key, None)
@@ -236,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
           f"artifacts {workdir / 'kfp-root'}", flush=True)
     start = time.monotonic()
     times: dict[str, str] = {}
-    run_dir = run_pipeline(params, workdir, cache=not args.no_cache, times=times)
+    run_dir = run_pipeline(params, workdir, cache=not args.no_cache, times=times, quiet=not args.verbose)
     total = time.monotonic() - start
     print(f"\n[amnet] pipeline finished in {total:.0f} s\n{stage_breakdown(times, total)}")
     _summary(run_dir, env, str(params.get("experiment", "amnet")))

@@ -1,6 +1,7 @@
 """A declarative recurring run (``manifests/schedule/recurring-run.yaml``) for ``amnet pipeline schedule``.
 
-The file names the recurring run, its 6-field cron, the run parameters and the compile options; the
+The file names the recurring run, its 6-field cron, the run file (under ``config:``, exactly what
+``--config FILE`` holds: dataset, variants, one section per stage) and the compile options; the
 command ``amnet pipeline schedule --from-file FILE`` turns its values into the command's defaults, so any
 flag given on the command line still wins. Runs never overlap and missed slots are never back-filled:
 the file may say so (``max_concurrency: 1``, ``no_catchup: true``) but cannot say otherwise.
@@ -17,7 +18,7 @@ import yaml
 from amnet.errors import AmnetError
 
 TOP_KEYS = ("name", "description", "experiment", "cron", "no_catchup", "max_concurrency", "enabled",
-            "namespace", "service_account", "pipeline_root", "compile", "params")
+            "namespace", "service_account", "pipeline_root", "compile", "config")
 COMPILE_KEYS = ("no_gpu", "gpu_node_selector", "gpu_tolerations", "retries", "s3_secret", "mlflow_secret")
 
 
@@ -35,7 +36,7 @@ class RecurringRunFile:
     service_account: str | None = None
     pipeline_root: str | None = None
     compile: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the nested run file (amnet_pipeline.run_config)
     no_catchup: bool = True
     max_concurrency: int = 1
 
@@ -101,9 +102,10 @@ def load_recurring_run(path: str | Path) -> RecurringRunFile:
         _expect(value is None or (isinstance(value, str) and value.strip() != ""), where,
                 f"{key} must be a non-empty string or null")
 
-    params = data.get("params") or {}
-    _expect(isinstance(params, dict) and all(isinstance(k, str) for k in params), where,
-            "params must map parameter names to values")
+    config = data.get("config") or {}
+    from amnet_pipeline import run_config
+
+    run_config.parse(config, f"{where}: config")  # same keys and checks as `--config FILE`
 
     options = data.get("compile") or {}
     _expect(isinstance(options, dict), where, "compile must be a mapping")
@@ -129,4 +131,4 @@ def load_recurring_run(path: str | Path) -> RecurringRunFile:
         path=where, cron=cron, name=data.get("name"), description=data.get("description"),
         experiment=data.get("experiment"), enabled=data.get("enabled", True), namespace=data.get("namespace"),
         service_account=data.get("service_account"), pipeline_root=data.get("pipeline_root"),
-        compile=dict(options), params=dict(params))
+        compile=dict(options), config=dict(config))

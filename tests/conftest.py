@@ -45,7 +45,7 @@ class MlflowServer(S3Server):
 
 def _require_tools(*modules: str) -> None:
     from amnet.errors import AmnetError
-    from amnet.stack import weed_binary
+    from amnet.ops.stack import weed_binary
 
     for module in modules:
         pytest.importorskip(module)
@@ -59,7 +59,7 @@ def _require_tools(*modules: str) -> None:
 def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     """SeaweedFS only (no MLflow), with bucket ``test-bucket``; stopped after the session."""
     _require_tools("boto3")
-    from amnet.stack import stack_env, start_seaweed, stop_stack
+    from amnet.ops.stack import stack_env, start_seaweed, stop_stack
 
     state_dir = tmp_path_factory.mktemp("stack")
     atexit.register(stop_stack, state_dir)  # last resort if the session dies before teardown
@@ -76,7 +76,7 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
 def mlflow_server(s3_server: S3Server) -> Iterator[MlflowServer]:
     """The full stack: an MLflow server next to ``s3_server``'s SeaweedFS (artifacts in its bucket)."""
     _require_tools("boto3", "mlflow")
-    from amnet.stack import stack_env, start_stack, stop_stack
+    from amnet.ops.stack import stack_env, start_stack, stop_stack
 
     info = start_stack(s3_server.state_dir, bucket=s3_server.bucket, mlflow=True, timeout=180)
     try:

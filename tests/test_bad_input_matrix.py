@@ -257,7 +257,7 @@ def search_change(change: str):
     def setup(c: Ctx):
         import importlib.util
 
-        if importlib.util.find_spec("amnet.search_cli") is None:
+        if importlib.util.find_spec("amnet.search.cli") is None:
             pytest.skip("amnet search is not there yet (amnet/search_cli.py)")
         t = c.trained()
         first = sorted((t / "split" / "gallery").glob("part-*.parquet"))[0]

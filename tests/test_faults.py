@@ -58,7 +58,7 @@ import pytest
 import torch
 
 from amnet.cli import main
-from amnet.train.checkpoint import load_payload
+from amnet.model_store import load_payload
 from tests.helpers import tiny_dataset
 
 MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
@@ -214,7 +214,7 @@ class ObjectWatcher(threading.Thread):
 def test_s3_restart_while_the_split_writes_shards(tmp_path):
     pytest.importorskip("boto3")
     from amnet.errors import AmnetError
-    from amnet.stack import stack_env, start_seaweed, stop_stack, weed_binary
+    from amnet.ops.stack import stack_env, start_seaweed, stop_stack, weed_binary
 
     try:
         weed_binary()
@@ -392,7 +392,7 @@ def stage_runs(client, parent: str, stage: str) -> list:
 def test_a_retried_tracked_stage_continues_its_run(prepared, tmp_path, tracked, capsys):
     """KFP kills the pod of a tracked training mid-epoch and retries it: one MLflow run, FINISHED, with
     every epoch logged once; a further retry after success adds nothing."""
-    from amnet import tracking
+    from amnet.ops import tracking
 
     parent = tracking.start_parent("amnet-faults", "retry-test")
     out = tmp_path / "model"
@@ -420,18 +420,18 @@ def test_a_failed_tracked_attempt_is_continued_by_its_retry(prepared, tmp_path, 
     """First attempt fails (its input is not there yet: run FAILED); the retry logs into that run."""
     import shutil
 
-    from amnet import tracking
+    from amnet.ops import tracking
 
     parent = tracking.start_parent("amnet-faults", "failed-attempt")
-    model = tmp_path / "model"
-    args = ["step", "featurize", "--split", str(prepared / "split"), "--model", str(model),
+    split = tmp_path / "split"
+    args = ["step", "featurize", "--split", str(split), "--model", str(prepared / "attr"),
             "--out", str(tmp_path / "feats"), "--quiet", "--parent-run-id", parent]
-    assert main(args) == 2
-    (failed,) = stage_runs(tracked, parent, "featurize")
+    assert main(args) == 2  # the gallery shards are not there yet
+    (failed,) = stage_runs(tracked, parent, "featurize-attribute_cnn")
     assert failed.info.status == "FAILED"
-    shutil.copytree(prepared / "attr", model)
+    shutil.copytree(prepared / "split", split)
     assert main(args) == 0
-    (run,) = stage_runs(tracked, parent, "featurize")
+    (run,) = stage_runs(tracked, parent, "featurize-attribute_cnn")
     assert run.info.run_id == failed.info.run_id and run.info.status == "FINISHED"
     assert run.data.metrics["count"] == 60
     tracking.finish_parent(parent)
@@ -439,7 +439,7 @@ def test_a_failed_tracked_attempt_is_continued_by_its_retry(prepared, tmp_path, 
 
 def test_tracked_split_component_rerun_adds_no_run(tmp_path, tracked):
     """The split component (cached in KFP, so no parent run) rerun into the same output: one run."""
-    from amnet import tracking
+    from amnet.ops import tracking
     from amnet.steps.split import run_step
 
     data = tiny_dataset(tmp_path, num_images=300, image_size=32)
@@ -458,9 +458,8 @@ def test_tracked_split_component_rerun_adds_no_run(tmp_path, tracked):
 def run_params(params: dict) -> dict:
     from amnet import config as cfgmod
     from amnet.config import SplitConfig
-    from amnet.steps.common import resolve
 
-    return cfgmod.flatten(resolve(SplitConfig, params))
+    return cfgmod.flatten(cfgmod.from_dict(SplitConfig, params))
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "many"])

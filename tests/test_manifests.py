@@ -475,7 +475,7 @@ def test_recurring_run_file_declares_a_weekly_non_overlapping_schedule():
 
     spec = load_recurring_run(SCHEDULE_FILE)
     assert spec.cron == "0 0 3 * * 0" and spec.no_catchup is True and spec.max_concurrency == 1
-    assert spec.params["dataset_uri"].startswith("s3://amnet/")
+    assert spec.config["dataset"].startswith("s3://amnet/")
     defaults = spec.cli_defaults()
     assert defaults["cron"] == "0 0 3 * * 0" and defaults["name"] == "amnet-weekly-retrain"
     assert defaults["gpu_toleration"] == ["key=nvidia.com/gpu,operator=Exists,effect=NoSchedule"]
@@ -511,7 +511,9 @@ def test_recurring_run_compile_options_are_valid():
     ({"schedule": "weekly"}, "unknown key(s) schedule"),
     ({"compile": {"gpu_selector": {}}}, "compile: unknown key(s) gpu_selector"),
     ({"compile": {"gpu_tolerations": [{"key": "x", "effect": "Sometimes"}]}}, "effect must be one of"),
-    ({"params": ["dataset_uri"]}, "params must map"),
+    ({"params": {"epochs": 2}}, "unknown key(s) params"),
+    ({"config": ["dataset"]}, "config: expected a mapping"),
+    ({"config": {"train": {"epoch": 2}}}, "config: train: unknown TrainConfig key 'epoch'"),
 ])
 def test_recurring_run_file_errors_name_the_file_and_the_fix(tmp_path, change, message):
     from amnet_pipeline.schedule_file import load_recurring_run
@@ -537,7 +539,7 @@ def test_schedule_from_file_creates_the_declared_recurring_run(tmp_path, monkeyp
     monkeypatch.setattr(client.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
     monkeypatch.setenv("KF_PIPELINES_TOKEN", TOKEN)
     with FakeKfpServer() as server:
-        rc = main_schedule(["--host", server.url, "--from-file", str(SCHEDULE_FILE), "--param", "epochs=2"])
+        rc = main_schedule(["--host", server.url, "--from-file", str(SCHEDULE_FILE), "--set", "train.epochs=2"])
     assert rc == 0
     (recurring,) = server.calls("POST", "/apis/v2beta1/recurringruns")
     body = recurring["body"]
@@ -546,7 +548,8 @@ def test_schedule_from_file_creates_the_declared_recurring_run(tmp_path, monkeyp
     assert body["no_catchup"] is True and int(body["max_concurrency"]) == 1 and body["mode"] == "ENABLE"
     assert body["service_account"] == "amnet-pipeline"
     params = body["runtime_config"]["parameters"]
-    assert params["dataset_uri"] == "s3://amnet/datasets/synth" and params["epochs"] == 2
+    assert params["dataset_uri"] == "s3://amnet/datasets/synth" and params["train_config"]["epochs"] == 2
+    assert params["train_config"]["steps_per_epoch"] == 150  # the file's own value, beside the override
     assert params["variants"] == ["amnet", "no_memory", "no_ranking"] and params["experiment"] == "amnet"
     spec = body["pipeline_spec"]
     tolerations = spec["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
@@ -559,6 +562,6 @@ def test_schedule_without_cron_or_file_is_a_usage_error(capsys):
     from amnet_pipeline.cli import main_schedule
 
     with pytest.raises(SystemExit) as exc:
-        main_schedule(["--host", "http://127.0.0.1:9", "--param", "dataset_uri=s3://amnet/ds"])
+        main_schedule(["--host", "http://127.0.0.1:9", "--set", "dataset=s3://amnet/ds"])
     assert exc.value.code == 2
     assert "--cron" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from amnet.metrics import (
+from amnet.retrieval.metrics import (
     exact_match,
     ndcg_at_k,
     per_attribute_topk,

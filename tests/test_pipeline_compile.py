@@ -10,6 +10,7 @@ component, regenerate it with the same registry the test uses and review the dif
 import os
 import subprocess
 import sys
+import json
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,38 @@ def test_pipeline_parameters_and_defaults(docs):
     assert "defaultValue" not in params["dataset_uri"]
     assert params["variants"]["defaultValue"] == ["amnet", "no_memory", "no_ranking"]
     assert params["attribute_baseline"]["defaultValue"] is True
-    assert params["lam"]["defaultValue"] == 0.2 and params["margin"]["defaultValue"] == 0.5
+    # one mapping per stage, empty by default: the stage config dataclasses hold every default
+    for stage in ("split", "pretrain", "prototypes", "train", "featurize", "evaluate", "register"):
+        assert params[f"{stage}_config"]["parameterType"] == "STRUCT", stage
+        assert params[f"{stage}_config"]["defaultValue"] == {}, stage
+    assert set(params) == {"dataset_uri", "variants", "attribute_baseline", "experiment",
+                           *(f"{s}_config" for s in ("split", "pretrain", "prototypes", "train", "featurize",
+                                                     "evaluate", "register"))}
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_run_file_validates_and_compiles_into_pipeline_arguments(path: Path):
+    from amnet_pipeline import run_config
+    from amnet_pipeline.amnet_pipeline import amnet_pipeline
+
+    rc = run_config.load(str(path))
+    args = rc.pipeline_arguments()
+    inputs = amnet_pipeline.component_spec.inputs
+    assert set(args) - {"dataset_uri"} <= set(inputs)
+    for stage in run_config.SECTIONS:
+        rc.stage(stage)  # every section resolves to a valid stage config
+    json.dumps(args)  # plain JSON values only: what KFP sends as the run's parameters
+
+
+def test_paper_run_file_is_the_papers_setting():
+    from amnet_pipeline import run_config
+
+    rc = run_config.load(str(Path(__file__).resolve().parents[1] / "configs" / "paper-alexnet.yaml"))
+    model = rc.stage("pretrain").model
+    assert (model.backbone, model.feature_dim, model.image_size) == ("alexnet", 4096, 224)
+    train = rc.stage("train")
+    assert (train.lam, train.margin) == (0.2, 0.5)  # §4: λ = 0.2, m = 0.5
 
 
 def test_compile_options_no_gpu_and_placement(tmp_path: Path):

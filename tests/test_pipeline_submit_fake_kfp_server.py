@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from amnet.errors import AmnetError
+from amnet_pipeline import run_config
 
 TOKEN = "fake-token-never-printed"
 
@@ -107,8 +108,8 @@ def test_submit_creates_experiment_and_run_with_the_compiled_spec(kfp_env, capsy
 
     with FakeKfpServer() as server:
         rc = main_submit(["--host", server.url, "--experiment", "amnet-ci", "--run-name", "ci-run",
-                          "--param", "dataset_uri=s3://amnet/datasets/synth", "--param", "epochs=2",
-                          "--param", "variants=[amnet, no_memory]", "--param", "lr=0.005",
+                          "--config", "configs/demo.yaml", "--set", "dataset=s3://amnet/datasets/synth",
+                          "--set", "train.epochs=2", "--set", "variants=[amnet, no_memory]", "--set", "train.lr=0.005",
                           "--pipeline-root", "s3://amnet/pipeline-root"])
     assert rc == 0
     created = server.calls("POST", "/apis/v2beta1/experiments")
@@ -123,8 +124,16 @@ def test_submit_creates_experiment_and_run_with_the_compiled_spec(kfp_env, capsy
         "deploymentSpec"]["executors"]
     runtime = body["runtime_config"]
     assert runtime["pipeline_root"] == "s3://amnet/pipeline-root"
-    assert runtime["parameters"] == {"dataset_uri": "s3://amnet/datasets/synth", "epochs": 2, "lr": 0.005,
-                                     "variants": ["amnet", "no_memory"], "experiment": "amnet-ci"}
+    params = runtime["parameters"]
+    assert params["dataset_uri"] == "s3://amnet/datasets/synth" and params["variants"] == ["amnet", "no_memory"]
+    # one mapping per stage, exactly the file's section with the --set overrides; the run file's
+    # experiment (amnet) wins over --experiment for MLflow, as documented
+    assert params["train_config"] == {**run_config.load("configs/demo.yaml").sections["train"], "epochs": 2,
+                                      "lr": 0.005}
+    assert params["pretrain_config"]["model"] == {"backbone": "small", "image_size": 64, "feature_dim": 256}
+    assert set(params) == {"dataset_uri", "variants", "attribute_baseline", "experiment", "split_config",
+                           "pretrain_config", "prototypes_config", "train_config", "featurize_config",
+                           "evaluate_config", "register_config"}
     assert all(r["headers"].get("authorization") == f"Bearer {TOKEN}" for r in server.requests)
     out = capsys.readouterr()
     assert "submitted run run-1" in out.out
@@ -135,7 +144,7 @@ def test_submit_reuses_an_existing_experiment(kfp_env):
     from amnet_pipeline.cli import main_submit
 
     with FakeKfpServer(experiments={"amnet": "exp-42"}) as server:
-        main_submit(["--host", server.url, "--param", "dataset_uri=s3://amnet/ds", "--no-gpu"])
+        main_submit(["--host", server.url, "--set", "dataset=s3://amnet/ds", "--no-gpu"])
     assert server.calls("POST", "/apis/v2beta1/experiments") == []
     (run,) = server.calls("POST", "/apis/v2beta1/runs")
     assert run["body"]["experiment_id"] == "exp-42"
@@ -147,7 +156,7 @@ def test_schedule_creates_an_enabled_recurring_run(kfp_env, capsys):
 
     with FakeKfpServer() as server:
         rc = main_schedule(["--host", server.url, "--cron", "0 0 3 * * 0", "--name", "weekly-retrain",
-                            "--param", "dataset_uri=s3://amnet/ds", "--param", "attribute_baseline=false"])
+                            "--set", "dataset=s3://amnet/ds", "--set", "attribute_baseline=false"])
     assert rc == 0
     (recurring,) = server.calls("POST", "/apis/v2beta1/recurringruns")
     body = recurring["body"]
@@ -157,8 +166,9 @@ def test_schedule_creates_an_enabled_recurring_run(kfp_env, capsys):
     assert body["no_catchup"] is True
     assert int(body["max_concurrency"]) == 1
     assert body["mode"] == "ENABLE"
-    assert body["runtime_config"]["parameters"] == {"dataset_uri": "s3://amnet/ds", "attribute_baseline": False,
-                                                    "experiment": "amnet"}
+    params = body["runtime_config"]["parameters"]
+    assert params["dataset_uri"] == "s3://amnet/ds" and params["attribute_baseline"] is False
+    assert params["experiment"] == "amnet" and params["train_config"] == {}  # no file: the dataclass defaults
     assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "amnet"
     assert "scheduled 'weekly-retrain' (rr-1)" in capsys.readouterr().out
 
@@ -172,7 +182,7 @@ def test_schedule_rejects_bad_cron_before_any_request(kfp_env, cron, message):
     from amnet_pipeline.cli import main_schedule
 
     with FakeKfpServer() as server, pytest.raises(AmnetError, match="--cron") as err:
-        main_schedule(["--host", server.url, "--cron", cron, "--param", "dataset_uri=s3://amnet/ds"])
+        main_schedule(["--host", server.url, "--cron", cron, "--set", "dataset=s3://amnet/ds"])
     assert message in str(err.value)
     assert server.requests == []
 
@@ -181,8 +191,15 @@ def test_submit_rejects_unknown_and_missing_parameters(kfp_env):
     from amnet_pipeline.cli import main_submit
 
     with FakeKfpServer() as server:
-        with pytest.raises(AmnetError, match="not a pipeline parameter"):
-            main_submit(["--host", server.url, "--param", "dataset_uri=s3://x", "--param", "epoch=2"])
-        with pytest.raises(AmnetError, match="--param dataset_uri="):
+        with pytest.raises(AmnetError, match="unknown key.*epoch.*valid: dataset, variants"):
+            main_submit(["--host", server.url, "--set", "dataset=s3://x", "--set", "epoch=2"])
+        with pytest.raises(AmnetError, match=r"train: unknown TrainConfig key 'learning_rate'; valid keys: variant, "
+                           r"epochs"):
+            main_submit(["--host", server.url, "--set", "dataset=s3://x", "--set", "train.learning_rate=2"])
+        with pytest.raises(AmnetError, match=r"train: lam must be in \[0, 1\]"):
+            main_submit(["--host", server.url, "--set", "dataset=s3://x", "--set", "train.lam=1.5"])
+        with pytest.raises(AmnetError, match="train.variant is set by the pipeline"):
+            main_submit(["--host", server.url, "--set", "dataset=s3://x", "--set", "train.variant=no_memory"])
+        with pytest.raises(AmnetError, match="--set dataset="):
             main_submit(["--host", server.url])
     assert server.requests == []

@@ -18,9 +18,10 @@ import pytest
 from PIL import Image
 
 from amnet.cli import main
-from amnet.evaluate import gallery_study, gallery_subsets
-from amnet.report import VARIANT_ORDER, run_report
-from amnet.report_sections import increase_ratio
+from amnet.names import VARIANTS as VARIANT_ORDER
+from amnet.report.report import run_report
+from amnet.report.sections import increase_ratio
+from amnet.retrieval.evaluate import gallery_study, gallery_subsets
 from tests.helpers import tiny_dataset
 
 MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
@@ -85,7 +86,7 @@ def run(tmp_path_factory) -> tuple[list[str], Path, dict[str, float]]:
                 "reasons": ["top20 0.41 < champion 0.45 - margin 0.00"], "challenger": {"top20": 0.41},
                 "champion": {"top20": 0.45}}
     out = root / "report"
-    return evaluations, out, run_report(evaluations, str(out), decision=decision)
+    return evaluations, out, run_report(evaluations, str(out), decision=decision).headline
 
 
 def test_evaluation_carries_curves_gallery_study_examples_and_timing(run):
@@ -147,7 +148,7 @@ def test_report_reads_evaluations_without_the_new_fields(run, tmp_path):
     old.mkdir()
     payload = json.loads((Path(evaluations[0]) / "metrics.json").read_text())
     (old / "metrics.json").write_text(json.dumps({k: payload[k] for k in ("variant", "metrics", "config")}))
-    scalars = run_report([str(old), *evaluations[1:]], str(tmp_path / "report"))
+    scalars = run_report([str(old), *evaluations[1:]], str(tmp_path / "report")).headline
     assert "amnet_top20" in scalars
     assert "not measured" in (tmp_path / "report" / "report.html").read_text()
 
@@ -157,13 +158,15 @@ def test_report_goes_to_the_mlflow_parent_run(run, tmp_path, monkeypatch, mlflow
     """Headline metrics, the page, the plots and the per-query table land on the parent run (real server)."""
     from mlflow import MlflowClient
 
-    from amnet import tracking
+    from amnet.ops import tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.tracking_uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     evaluations, _, _ = run
     parent = tracking.start_parent("amnet-report-tests", "report")
-    scalars = run_report(evaluations, str(tmp_path / "report"), parent)
+    from amnet.steps.report import run_step
+
+    scalars = run_step(evaluations, str(tmp_path / "report"), parent)
     client = MlflowClient(tracking_uri=mlflow_server.tracking_uri)
     logged = client.get_run(parent).data.metrics
     assert logged["amnet_top20"] == pytest.approx(scalars["amnet_top20"])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from amnet.search import (
+from amnet.retrieval.index import (
     AUTO_THRESHOLD,
     DEFAULT_K_FACTOR,
     DEFAULT_NPROBE,

@@ -16,7 +16,8 @@ from PIL import Image
 
 from amnet.cli import main
 from amnet.errors import AmnetError
-from amnet.searcher import Searcher, artifact_uri
+from amnet.ops.model_uri import artifact_uri
+from amnet.search.searcher import Searcher
 from tests.helpers import tiny_dataset
 
 MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
@@ -206,7 +207,7 @@ def test_cli_errors_are_one_line(tiny, searcher, capsys):
 def test_load_from_the_model_registry(tiny, searcher, monkeypatch, mlflow_server, tmp_path):
     from mlflow import MlflowClient
 
-    from amnet.registry import register_and_gate
+    from amnet.ops.registry import register_and_gate
 
     for name, value in mlflow_server.env.items():
         monkeypatch.setenv(name, value)

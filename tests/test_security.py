@@ -110,7 +110,7 @@ def test_a_tracked_stage_leaks_no_credential(split, tmp_path, mlflow_server):
 
 
 def test_safe_params_drop_a_credential_that_slipped_into_a_config_value(monkeypatch):
-    from amnet import tracking
+    from amnet.ops import tracking
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRETS["AWS_SECRET_ACCESS_KEY"])
     params = {"model.weights": f"s3://bucket/{FAKE_SECRETS['AWS_SECRET_ACCESS_KEY']}/w.pt", "lr": 0.1,
@@ -160,8 +160,8 @@ class Payload:
 def test_a_pickled_payload_is_refused_and_never_runs(kind, tmp_path):
     from amnet.config import ModelConfig
     from amnet.models.backbones import build_backbone
-    from amnet.prototypes import load_prototypes
-    from amnet.train.checkpoint import load_model_payload, load_payload
+    from amnet.model_store import load_model_payload, load_payload
+    from amnet.train.prototypes import load_prototypes
     from amnet.train.weights import load_backbone_weights
 
     marker = tmp_path / "payload-ran"

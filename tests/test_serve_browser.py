@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from amnet.searcher import Searcher
-from amnet.serve import make_server
+from amnet.search.searcher import Searcher
+from amnet.search.server import make_server
 from tests.test_searcher import build_tiny_search_model
 
 CHROMIUM = "/usr/bin/chromium"

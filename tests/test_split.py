@@ -109,3 +109,34 @@ def test_sampler_neighbour_lists_equal_a_brute_force_scan():
     assert (sampler.vector_of_row[~complete] == -1).all()
     usable = [r for r in np.flatnonzero(complete) if len(sampler._targets(int(sampler.vector_of_row[r]), 1))]
     np.testing.assert_array_equal(sampler.refs, usable)
+
+
+def test_data_split_honours_its_config_file_and_flags_override_only_when_given(split_dir, tmp_path, capsys):
+    """The bug this pins: every flag default used to override the file (per_value 200, gallery 2000)."""
+    from amnet.cli import main
+
+    dataset, _ = split_dir
+    cfg_file = tmp_path / "split.yaml"
+    cfg_file.write_text("per_value: 10\ngallery_size: 123\nnum_queries: 20\nshard_size: 64\nseed: 3\n")
+    assert main(["data", "split", dataset, "--out", str(tmp_path / "a"), "--config", str(cfg_file),
+                 "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "a" / "split.json").read_text())
+    assert summary["gallery"] == 123 and summary["config"]["per_value"] == 10
+    assert summary["config"]["num_queries"] == 20 and summary["config"]["shard_size"] == 64
+    # a flag given wins over the file; the file's other keys stay
+    assert main(["data", "split", dataset, "--out", str(tmp_path / "b"), "--config", str(cfg_file),
+                 "--gallery-size", "150", "--quiet"]) == 0
+    summary = json.loads((tmp_path / "b" / "split.json").read_text())
+    assert summary["gallery"] == 150 and summary["config"]["num_queries"] == 20
+
+
+def test_stage_commands_read_their_section_of_a_run_file(split_dir, tmp_path):
+    """`amnet data split --config configs-style-run-file` uses the file's `split:` section."""
+    from amnet.cli import main
+
+    dataset, _ = split_dir
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text("variants: [amnet]\nsplit: {per_value: 10, gallery_size: 111, num_queries: 20}\n"
+                        "train: {epochs: 1}\n")
+    assert main(["data", "split", dataset, "--out", str(tmp_path / "c"), "--config", str(run_file), "--quiet"]) == 0
+    assert json.loads((tmp_path / "c" / "split.json").read_text())["gallery"] == 111

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from amnet import cli, stack
+from amnet import cli
 from amnet.errors import AmnetError
+from amnet.ops import stack
 
 
 def _gone(pid: int) -> bool:
@@ -128,7 +129,7 @@ def _client(env: dict[str, str]):
 
 
 def _spawn_group(script: str, log: Path) -> subprocess.Popen:
-    """Start ``script`` the way the stack starts its servers (own process group, reaped by amnet.stack)."""
+    """Start ``script`` the way the stack starts its servers (own process group, reaped by amnet.ops.stack)."""
     pid = stack._spawn(["/bin/sh", "-c", script], log)
     deadline = time.monotonic() + 10
     while script not in stack._cmdline(pid) and time.monotonic() < deadline:  # exec() has not happened yet

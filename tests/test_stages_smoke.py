@@ -9,7 +9,7 @@ import torch
 
 from amnet.cli import main
 from amnet.model_store import load_model
-from amnet.train.checkpoint import load_payload
+from amnet.model_store import load_payload
 from tests.helpers import tiny_dataset
 
 MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]

@@ -18,10 +18,11 @@ from amnet.data.schema import Attribute, Vocabulary
 from amnet.data.synth import render_sample
 from amnet.data.tensors import decode_batch
 from amnet.data.triplets import TripletSampler
-from amnet.featurize import decoded_batches, featurize_frame
 from amnet.model_store import LoadedModel, build_model
+from amnet.retrieval.featurize import decoded_batches, featurize_frame
 from amnet.train.amnet_train import STEP_METRICS, train_step
-from amnet.train.loop_utils import available_cpus, decode_workers, match_torch_threads, sgd, split_decay, use_bf16
+from amnet.runtime import available_cpus, decode_workers, match_torch_threads, use_bf16
+from amnet.train.loop_utils import sgd, split_decay
 
 VOCAB = Vocabulary((Attribute("colour", ("red", "blue", "green")), Attribute("collar", ("round", "v"))))
 CFG = ModelConfig(backbone="small", image_size=32, width=8, feature_dim=32)
@@ -132,7 +133,7 @@ def test_torchvision_decoder_is_close_to_pil_and_handles_other_formats(blobs, lo
 
 
 def test_cgroup_quota_v2_and_v1(tmp_path):
-    from amnet.train.loop_utils import cgroup_cpu_quota
+    from amnet.runtime import cgroup_cpu_quota
 
     v2 = tmp_path / "v2"
     v2.mkdir()
@@ -152,7 +153,7 @@ def test_cgroup_quota_v2_and_v1(tmp_path):
 
 def test_queries_follow_the_gallery_precision(blobs, loaded):
     """evaluate's query vectors at the features' precision: bf16 queries against a bf16 gallery."""
-    from amnet.evaluate import query_vectors
+    from amnet.retrieval.evaluate import query_vectors
 
     queries = pd.DataFrame({"image_bytes": blobs[:8], "changed": [[0]] * 8, "target": [[1, 0]] * 8})
     fp32, _ = query_vectors(loaded, queries, 4, "cpu", "fp32")

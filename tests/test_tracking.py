@@ -1,4 +1,4 @@
-"""amnet.tracking against a real MLflow server whose artifacts live in the stack's S3 (SeaweedFS)."""
+"""amnet.ops.tracking against a real MLflow server whose artifacts live in the stack's S3 (SeaweedFS)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from amnet import tracking
 from amnet.errors import AmnetError
+from amnet.ops import tracking
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def _free_port() -> int:
 
 def test_module_imports_without_mlflow():
     code = ("import sys; sys.modules['mlflow'] = None\n"  # any `import mlflow` now fails
-            "import amnet.tracking as t\n"
+            "import amnet.ops.tracking as t\n"
             "with t.stage_run('x', None, {'a': 1}, {}) as run:\n"
             "    run.log_metrics({'loss': 1.0}, 0)\n"
             "assert t.start_parent('e', 'r') == ''\n")

@@ -19,7 +19,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("data", "synth"): ("amnet.data.synth:main", "render the built-in synthetic fashion dataset"),
     ("data", "validate"): ("amnet.data.validate:main", "check every row of a dataset; quarantine bad ones"),
     ("data", "preview"): ("amnet.data.preview:main", "contact sheet of images with their labels (PNG)"),
-    ("data", "split"): ("amnet.data.split:main", "paper-protocol splits (§5.1) as Parquet shards"),
+    ("data", "split"): ("amnet.steps.split:main", "paper-protocol splits (§5.1) as Parquet shards"),
     ("data", "import", "deepfashion"): (
         "amnet.data.importers:main_deepfashion",
         "convert a DeepFashion Category & Attribute benchmark tree",
@@ -30,16 +30,18 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("step", "train"): ("amnet.steps.train:main", "train AMNet or a baseline on triplets (Eq. 1-6)"),
     ("step", "featurize"): ("amnet.steps.featurize:main", "gallery images -> fp16 feature shards"),
     ("step", "evaluate"): ("amnet.steps.evaluate:main", "manipulated queries -> top-k accuracy, NDCG@k"),
+    ("step", "register"): ("amnet.steps.register:main", "MLflow registry: challenger, champion only if it is better"),
+    ("step", "report"): ("amnet.steps.report:main", "the §5 report of the variants' evaluations (HTML + Markdown)"),
     ("pipeline", "compile"): ("amnet_pipeline.cli:main_compile", "compile the KFP pipeline to YAML"),
     ("pipeline", "submit"): ("amnet_pipeline.cli:main_submit", "submit a run to a Kubeflow Pipelines host"),
     ("pipeline", "schedule"): ("amnet_pipeline.cli:main_schedule", "create a recurring retraining run"),
-    ("stack", "up"): ("amnet.stack:main_up", "start the local SeaweedFS S3 + MLflow server"),
-    ("stack", "down"): ("amnet.stack:main_down", "stop what `stack up` started"),
-    ("stack", "status"): ("amnet.stack:main_status", "show the local stack's endpoints and health"),
+    ("stack", "up"): ("amnet.ops.stack:main_up", "start the local SeaweedFS S3 + MLflow server"),
+    ("stack", "down"): ("amnet.ops.stack:main_down", "stop what `stack up` started"),
+    ("stack", "status"): ("amnet.ops.stack:main_status", "show the local stack's endpoints and health"),
     ("run",): ("amnet_pipeline.local_run:main", "run the whole pipeline locally (kfp.local)"),
-    ("runs", "compare"): ("amnet.registry:main_compare", "headline metrics of pipeline runs side by side"),
-    ("search",): ("amnet.search_cli:main", "this image, but with these attributes: ranked gallery results"),
-    ("serve",): ("amnet.serve:main", "a small web page for interactive search with a trained model"),
+    ("runs", "compare"): ("amnet.ops.compare:main", "headline metrics of pipeline runs side by side"),
+    ("search",): ("amnet.search.cli:main", "this image, but with these attributes: ranked gallery results"),
+    ("serve",): ("amnet.search.server:main", "a small web page for interactive search with a trained model"),
 }
 
 

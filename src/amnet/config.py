@@ -6,6 +6,7 @@ paper's settings (AlexNet fc7, 227 px) are one override away: ``backbone=alexnet
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -13,11 +14,12 @@ from typing import Any, TypeVar
 import yaml
 
 from amnet.errors import ConfigError
+from amnet.names import TRAINED_VARIANTS, VARIANTS
 
 BACKBONES = ("small", "alexnet", "resnet18", "resnet50")
-VARIANTS = ("amnet", "no_memory", "no_ranking", "attribute_based")
-TRAINED_VARIANTS = ("amnet", "no_memory", "no_ranking")
 PRECISIONS = ("auto", "fp32", "bf16")
+INDEXES = ("exact", "ivf", "pq", "auto")
+GATE_RULES = ("all", "any")
 
 
 @dataclass(frozen=True)
@@ -132,20 +134,55 @@ class FeaturizeConfig:
 
 
 @dataclass(frozen=True)
+class PrototypesConfig:
+    batch_size: int = 256  # images per forward pass of the attribute CNN
+
+    def validate(self) -> None:
+        _positive("batch_size", self.batch_size)
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     variant: str = "amnet"
     ks: tuple[int, ...] = (1, 5, 10, 20, 30, 50)
     ndcg_k: int = 20
     batch_size: int = 256
-    index: str = "auto"  # exact | ivf | pq | auto (exact below 50k gallery images, else pq; amnet.search)
+    index: str = "auto"  # exact | ivf | pq | auto (exact below 50k gallery images, else pq; amnet.retrieval.index)
 
     def validate(self) -> None:
         _choice("variant", self.variant, VARIANTS)
-        _choice("index", self.index, ("exact", "ivf", "pq", "auto"))
+        _choice("index", self.index, INDEXES)
         if not self.ks or any(k < 1 for k in self.ks):
             raise ConfigError(f"ks must be positive integers (got {self.ks})")
         _positive("ndcg_k", self.ndcg_k)
 
+
+@dataclass(frozen=True)
+class RegisterConfig:
+    """The registry gate: which variant is registered and when ``champion`` moves to it."""
+
+    variant: str = "amnet"  # the trained variant registered as the challenger
+    model_name: str = "amnet"  # MLflow registered model
+    gate_metrics: tuple[str, ...] = ("top20", "ndcg20")  # compared with the champion's on the same data
+    gate_margin: float = 0.0  # promote when the challenger >= champion - margin
+    gate_rule: str = "all"  # all: every gate metric must pass; any: one is enough
+
+    def validate(self) -> None:
+        _choice("variant", self.variant, TRAINED_VARIANTS)
+        _choice("gate_rule", self.gate_rule, GATE_RULES)
+        if not self.model_name.strip():
+            raise ConfigError("model_name must not be empty; name the MLflow registered model")
+        if not self.gate_metrics:
+            raise ConfigError("gate_metrics must name at least one metric (e.g. top20)")
+        if self.gate_margin < 0:
+            raise ConfigError(f"gate_margin must be >= 0 (got {self.gate_margin})")
+
+
+# The section of a run file (configs/*.yaml) each stage config is read from.
+SECTION_OF: dict[type, str] = {
+    SplitConfig: "split", PretrainConfig: "pretrain", PrototypesConfig: "prototypes", TrainConfig: "train",
+    FeaturizeConfig: "featurize", EvaluateConfig: "evaluate", RegisterConfig: "register",
+}
 
 C = TypeVar("C")
 
@@ -161,6 +198,8 @@ def from_dict(cls: type[C], values: dict[str, Any] | None) -> C:
         f = fields[key]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
+            if raw is not None and not isinstance(raw, dict):
+                raise ConfigError(f"{key}: expected a section of keys ({', '.join(to_dict(default))}), got {raw!r}")
             kwargs[key] = from_dict(type(default), {**dataclasses.asdict(default), **(raw or {})})
         else:
             kwargs[key] = _coerce(key, raw, default)
@@ -171,36 +210,59 @@ def from_dict(cls: type[C], values: dict[str, Any] | None) -> C:
     return cfg
 
 
-def load(cls: type[C], path: str | None = None, overrides: list[str] | None = None) -> C:
-    """Defaults <- YAML file (its top level or its ``cls``-named section) <- ``key=value`` overrides.
+def read_yaml(path: str) -> dict[str, Any]:
+    """A YAML mapping from a local path or ``s3://`` URI; a clear error when it is not one."""
+    from amnet import storage
 
-    Dotted keys reach nested configs: ``model.backbone=alexnet``.
-    """
-    values: dict[str, Any] = {}
-    if path:
-        from amnet import storage
+    try:
+        loaded = yaml.safe_load(storage.read_text(path)) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)}); fix the file") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys")
+    return loaded
 
-        try:
-            loaded = yaml.safe_load(storage.read_text(path)) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)}); fix the file") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of config keys")
-        values = loaded
+
+def apply_overrides(values: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """``values`` with ``key=value`` items applied (values parsed as YAML; dotted keys reach nested
+    mappings: ``model.backbone=alexnet``). Returns a new mapping."""
+    out = copy.deepcopy(values)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not key=value")
         try:
             parsed = yaml.safe_load(raw) if raw else raw
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(exc)})") from None
-        target = values
+        target = out
         *parents, leaf = key.strip().split(".")
         for p in parents:
-            target = target.setdefault(p, {})
+            child = target.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {p} is not a section")
+            target = child
         target[leaf] = parsed
-    return from_dict(cls, values)
+    return out
+
+
+def read_values(cls: type, path: str | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The config values a stage command line gives: YAML file <- ``key=value`` overrides, unvalidated.
+
+    The file may be a stage file (its top level holds ``cls``'s keys) or a run file as
+    ``amnet run --local --config`` reads it (one section per stage): then ``cls``'s section is used.
+    """
+    values = read_yaml(path) if path else {}
+    section = SECTION_OF.get(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if section and section not in names and isinstance(values.get(section), dict):
+        values = values[section]
+    return apply_overrides(values, overrides)
+
+
+def load(cls: type[C], path: str | None = None, overrides: list[str] | None = None) -> C:
+    """Defaults <- YAML file (a stage file or a run file's section) <- ``key=value`` overrides."""
+    return from_dict(cls, read_values(cls, path, overrides))
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -208,9 +270,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """Flat ``a.b`` keys for MLflow params."""
+    """A config (or nested mapping) as flat ``a.b`` keys, for MLflow params."""
     out: dict[str, Any] = {}
-    for key, value in (to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg).items():
+    for key, value in (to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)).items():
         if isinstance(value, dict):
             out.update(flatten(value, f"{prefix}{key}."))
         else:

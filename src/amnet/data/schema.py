@@ -20,11 +20,11 @@ import pandas as pd
 
 from amnet import storage
 from amnet.errors import DatasetError
+from amnet.names import ATTRIBUTES_JSON as ATTRIBUTES
+from amnet.names import MISSING
 
 MANIFEST = "manifest.parquet"
-ATTRIBUTES = "attributes.json"
 RESERVED_COLUMNS = ("image_id", "image", "image_bytes", "labels", "target", "changed", "num_changes")
-MISSING = -1  # label code of a missing attribute value
 
 
 @dataclass(frozen=True)

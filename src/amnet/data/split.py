@@ -14,7 +14,6 @@ From one validated dataset, disjoint sets are drawn with one seeded generator:
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -25,8 +24,9 @@ from amnet import config as cfgmod
 from amnet import storage
 from amnet.config import SplitConfig
 from amnet.data import shards
-from amnet.data.schema import ATTRIBUTES, MISSING, Vocabulary
+from amnet.data.schema import ATTRIBUTES, Vocabulary
 from amnet.errors import DatasetError
+from amnet.names import MISSING, SPLIT_JSON
 
 SETS = ("attr_train", "gallery", "queries", "triplet_pool")
 
@@ -134,7 +134,7 @@ def write_split(out: str, frames: dict[str, pd.DataFrame], vocab: Vocabulary, qu
         shards.write_shards(frames[name].reset_index(drop=True), storage.join(out, name), shard_size)
     storage.write_text(storage.join(out, ATTRIBUTES), vocab.to_json())
     shards.write_table(storage.join(out, "quarantine.parquet"), quarantine.reset_index(drop=True))
-    storage.write_text(storage.join(out, "split.json"), json.dumps(summary, indent=2) + "\n")
+    storage.write_text(storage.join(out, SPLIT_JSON), json.dumps(summary, indent=2) + "\n")
 
 
 def run_split(dataset: str, out: str, cfg: SplitConfig, progress: bool = True) -> dict:
@@ -175,43 +175,3 @@ def load_split_vocab(split: str) -> Vocabulary:
     if not storage.exists(uri):
         raise DatasetError(f"{uri}: no such file; {split} is not a split, run `amnet data split` first")
     return Vocabulary.from_json(storage.read_text(uri), source=split)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="amnet data split",
-        description="Validate a dataset and split it as in the paper (§5.1): attribute-CNN training set "
-        "(up to P images per value), gallery, queries with 1- and 2-attribute manipulations whose "
-        "targets exist in the gallery, and the triplet pool. Writes Parquet shards to OUT.",
-    )
-    p.add_argument("dataset", help="dataset folder or s3:// prefix (manifest.parquet + attributes.json)")
-    p.add_argument("--out", required=True, help="output folder or s3:// prefix")
-    d = SplitConfig()
-    p.add_argument("--per-value", type=int, default=d.per_value, help="attribute-CNN images per value (paper: 200)")
-    p.add_argument("--gallery-size", type=int, default=d.gallery_size, help="gallery images (paper: 200,000)")
-    p.add_argument("--num-queries", type=int, default=d.num_queries, help="queries per number of changes")
-    p.add_argument("--num-changes", default=",".join(map(str, d.num_changes)),
-                   help="comma-separated numbers of changed attributes to build query sets for (default 1,2)")
-    p.add_argument("--shard-size", type=int, default=d.shard_size, help="rows per Parquet shard")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--max-quarantine-fraction", type=float, default=d.max_quarantine_fraction,
-                   help="fail when more than this fraction of rows is quarantined")
-    p.add_argument("--config", help="YAML file with SplitConfig keys (flags override it)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    overrides = [
-        f"per_value={args.per_value}", f"gallery_size={args.gallery_size}", f"num_queries={args.num_queries}",
-        f"num_changes={args.num_changes}", f"shard_size={args.shard_size}", f"seed={args.seed}",
-        f"max_quarantine_fraction={args.max_quarantine_fraction}",
-    ]
-    cfg = cfgmod.load(SplitConfig, args.config, overrides)
-    summary = run_split(args.dataset, args.out, cfg, progress=not args.no_progress)
-    print(f"split of {summary['rows_in']} rows in {summary['seconds']} s -> {args.out}")
-    for key in ("quarantined", *SETS):
-        print(f"  {key:<13} {summary[key]:>8}")
-    print(f"  queries by number of changes: {summary['queries_by_changes']}")
-    return 0

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+from amnet.models.backbones import NORMALIZE_MEAN, NORMALIZE_STD
+
+MEAN = torch.tensor(NORMALIZE_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(NORMALIZE_STD).view(1, 3, 1, 1)
 
 
 def decode_one(data: bytes, size: int) -> np.ndarray:

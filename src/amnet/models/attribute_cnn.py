@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MISSING = -1  # label code of a missing value (amnet.data.schema.MISSING; not imported: no pandas here)
+from amnet.names import MISSING
 
 
 class AttributeCNN(nn.Module):

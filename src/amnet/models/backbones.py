@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn as nn
@@ -31,8 +31,14 @@ import torchvision
 
 from amnet.errors import ConfigError
 
-if TYPE_CHECKING:  # only torch/torchvision at import time
-    from amnet.config import ModelConfig
+
+class BackboneSpec(Protocol):
+    """What a backbone is built from (``amnet.config.ModelConfig`` fits; models/ imports no config)."""
+
+    backbone: str
+    image_size: int
+    feature_dim: int
+    width: int
 
 # ImageNet statistics; the data layer normalizes every image with them before any backbone.
 NORMALIZE_MEAN = (0.485, 0.456, 0.406)
@@ -116,7 +122,7 @@ def resnet_features(name: str, feature_dim: int) -> nn.Module:
     return net
 
 
-def build_backbone(cfg: ModelConfig) -> nn.Module:
+def build_backbone(cfg: BackboneSpec) -> nn.Module:
     """The representation learner named by ``cfg.backbone``; output (B, cfg.feature_dim)."""
     cfg.validate()
     if cfg.image_size < MIN_IMAGE_SIZE[cfg.backbone]:

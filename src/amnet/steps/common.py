@@ -1,24 +1,37 @@
-"""What every stage entry point shares: config resolution, CLI flags and MLflow tracking."""
+"""What every stage entry point shares: config resolution, CLI flags and MLflow tracking.
+
+A stage's ``run_step(..., config=...)`` is its one code path: the KFP component and the CLI ``main``
+both only parse their inputs and call it. ``config`` is a mapping of the stage config's keys
+(nested for nested configs, as the run file's section holds them); the dataclass supplies defaults.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import numbers
 import os
 import textwrap
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from amnet import config as cfgmod
-from amnet.train.loop_utils import LogFn, match_torch_threads
+from amnet.errors import ConfigError
+from amnet.ops.tracking import tracking_enabled
+from amnet.runtime import LogFn, match_torch_threads
+
+C = TypeVar("C")
 
 
-def resolve(cls, params: dict[str, Any] | None = None, config_file: str | None = None,
-            overrides: list[str] | None = None):
-    """Defaults <- YAML file <- ``params`` (dotted keys, from a component) <- ``key=value`` overrides."""
-    items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in (params or {}).items()]
-    return cfgmod.load(cls, config_file, items + list(overrides or []))
+def stage_config(cls: type[C], config: Mapping[str, Any] | None, **fixed: Any) -> C:
+    """``cls`` from defaults <- ``config``; ``fixed`` keys (the variant a pipeline loop sets) win, and
+    ``config`` may not contradict them."""
+    values = dict(config or {})
+    for key, value in fixed.items():
+        if key in values and values[key] != value:
+            raise ConfigError(f"{key} is set by the pipeline ({value!r}), not by the config ({values[key]!r}); "
+                              "choose variants with the run-level `variants` list")
+        values[key] = value
+    return cfgmod.from_dict(cls, values)
 
 
 def scalars(result: dict[str, Any]) -> dict[str, float]:
@@ -41,11 +54,11 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
     Every stage first matches torch's thread count to the CPUs it really gets (``match_torch_threads``).
     """
     match_torch_threads()
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
+    if not tracking_enabled():
         return body(None)  # tracking off: no mlflow import at all (bare GPU nodes lack it)
-    from amnet import tracking
+    from amnet.ops import tracking
 
-    tracking.check_tracking_server(os.environ["MLFLOW_TRACKING_URI"])
+    tracking.check_tracking_server()
     params = tracking.safe_params(cfgmod.flatten(cfg))
     all_tags = {"amnet.stage": stage, **(tags or {})}
     if io is not None and not os.environ.get("MLFLOW_RUN_ID"):
@@ -68,18 +81,14 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
         return result
 
 
+# ------------------------------------------------------------------------------------- command line
+
+
 def config_keys_help(config: type) -> str:
     """'config keys (--set KEY=VALUE), with defaults: a=1, b.c=x, ...' for a stage's --help."""
-    flat = cfgmod.to_dict(config())
-
-    def walk(values: dict, prefix: str = "") -> list[str]:
-        items: list[str] = []
-        for key, value in values.items():
-            items += walk(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}={value}"]
-        return items
-
+    flat = cfgmod.flatten(config())
     return "config keys (--set KEY=VALUE or --config FILE), with defaults:\n  " + textwrap.fill(
-        ", ".join(walk(flat)), width=100, subsequent_indent="  ")
+        ", ".join(f"{k}={v}" for k, v in flat.items()), width=100, subsequent_indent="  ")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -89,14 +98,23 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def base_parser(prog: str, description: str, config: type | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter,
                                 epilog=config_keys_help(config) if config is not None else None)
-    p.add_argument("--config", help="YAML file with this stage's config keys")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key (repeatable; dotted keys reach nested ones: model.backbone=alexnet)")
+    if config is not None:
+        section = cfgmod.SECTION_OF.get(config, "")
+        p.add_argument("--config", help="YAML file with this stage's config keys, or a run file "
+                       f"(configs/*.yaml) whose `{section}:` section is used")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config key (repeatable; dotted keys reach nested ones: "
+                       "model.backbone=alexnet)")
     p.add_argument("--parent-run-id", default=os.environ.get("AMNET_PARENT_RUN_ID", ""),
                    help="MLflow parent run to nest this stage's run under "
                    "(tracking is on when MLFLOW_TRACKING_URI is set)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def cli_config(config: type, args: argparse.Namespace, extra: list[str] | None = None) -> dict[str, Any]:
+    """The config mapping a stage's command line gives (``--config`` file <- ``--set`` items)."""
+    return cfgmod.read_values(config, args.config, list(args.overrides) + list(extra or []))
 
 
 def print_result(result: dict[str, Any]) -> None:

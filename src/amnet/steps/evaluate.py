@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from amnet.config import EvaluateConfig
-from amnet.evaluate import run_evaluate
-from amnet.steps.common import base_parser, print_result, resolve, run_tracked
+from amnet.model_store import model_variant
+from amnet.names import ATTRIBUTE_BASED, METRICS_JSON, VARIANTS
+from amnet.retrieval.evaluate import run_evaluate
+from amnet.steps.common import base_parser, cli_config, print_result, run_tracked, stage_config
 
 
-def run_step(split: str, model: str, features: str, out: str, variant: str, params: dict,
-             parent_run_id: str = "", progress: bool = True) -> dict:
-    cfg = resolve(EvaluateConfig, {**params, "variant": variant})
+def variant_of_model(model: str) -> str:
+    """The evaluation a model gets by default: its own variant, ``attribute_based`` for the attribute CNN."""
+    variant = model_variant(model)
+    return ATTRIBUTE_BASED if variant == "attribute_cnn" else variant
+
+
+def run_step(split: str, model: str, features: str, out: str, variant: str = "",
+             config: Mapping[str, Any] | None = None, parent_run_id: str = "", progress: bool = True) -> dict:
+    """Query shards + model + gallery features -> metrics.json and per-query results in ``out``;
+    tracked as ``evaluate-<variant>`` (``variant`` "" = the model's own)."""
+    if not variant:
+        stage_config(EvaluateConfig, config)  # a bad config is reported before the model is read
+        variant = variant_of_model(model)
+    cfg = stage_config(EvaluateConfig, config, variant=variant)
     return run_tracked(f"evaluate-{variant}", cfg,
                        lambda log: run_evaluate(split, model, features, out, cfg, progress), parent_run_id,
-                       {"amnet.variant": variant}, [os.path.join(out, "metrics.json")],
+                       {"amnet.variant": variant}, [os.path.join(out, METRICS_JSON)],
                        io={"split": split, "model": model, "features": features, "out": out})
 
 
@@ -26,13 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", required=True, help="output of `amnet data split`")
     p.add_argument("--model", required=True, help="the model that featurized the gallery")
     p.add_argument("--features", required=True, help="output of `amnet step featurize`")
-    p.add_argument("--variant", default="amnet", choices=["amnet", "no_memory", "no_ranking", "attribute_based"])
+    p.add_argument("--variant", default="", choices=["", *VARIANTS],
+                   help="how queries are answered (default: the model's own variant; attribute_based for the "
+                   "attribute CNN)")
     p.add_argument("--out", required=True, help="folder for metrics.json + per_query.parquet")
     args = p.parse_args(argv)
-    cfg = resolve(EvaluateConfig, {"variant": args.variant}, args.config, args.overrides)
-    print_result(run_tracked(f"evaluate-{cfg.variant}", cfg, lambda log: run_evaluate(
-        args.split, args.model, args.features, args.out, cfg, not args.quiet), args.parent_run_id,
-        io={"split": args.split, "model": args.model, "features": args.features, "out": args.out}))
+    config = cli_config(EvaluateConfig, args)
+    variant = args.variant or config.pop("variant", "")
+    print_result(run_step(args.split, args.model, args.features, args.out, variant, config, args.parent_run_id,
+                          progress=not args.quiet))
     return 0
 
 

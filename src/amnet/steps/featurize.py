@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from amnet.config import FeaturizeConfig
-from amnet.featurize import run_featurize
-from amnet.steps.common import base_parser, print_result, resolve, run_tracked
+from amnet.model_store import model_variant
+from amnet.retrieval.featurize import run_featurize
+from amnet.steps.common import base_parser, cli_config, print_result, run_tracked, stage_config
 
 
-def run_step(split: str, model: str, out: str, params: dict, parent_run_id: str = "", variant: str = "",
-             progress: bool = True) -> dict:
-    cfg = resolve(FeaturizeConfig, params)
-    stage = f"featurize-{variant}" if variant else "featurize"
-    return run_tracked(stage, cfg, lambda log: run_featurize(split, model, out, cfg, progress), parent_run_id,
-                       {"amnet.variant": variant} if variant else None,
-                       io={"split": split, "model": model, "out": out})
+def run_step(split: str, model: str, out: str, config: Mapping[str, Any] | None = None, parent_run_id: str = "",
+             variant: str = "", progress: bool = True) -> dict:
+    """Gallery shards + a model -> fp16 feature shards in ``out``; tracked as ``featurize-<variant>``
+    (``variant`` "" = the model's own: amnet, no_memory, no_ranking or attribute_cnn)."""
+    cfg = stage_config(FeaturizeConfig, config)
+    variant = variant or model_variant(model)
+    return run_tracked(f"featurize-{variant}", cfg, lambda log: run_featurize(split, model, out, cfg, progress),
+                       parent_run_id, {"amnet.variant": variant}, io={"split": split, "model": model, "out": out})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,10 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="output of `amnet step train` or `pretrain`")
     p.add_argument("--out", required=True, help="folder for feature shards + features.json")
     args = p.parse_args(argv)
-    cfg = resolve(FeaturizeConfig, None, args.config, args.overrides)
-    print_result(run_tracked("featurize", cfg, lambda log: run_featurize(args.split, args.model, args.out, cfg,
-                                                                         not args.quiet), args.parent_run_id,
-                             io={"split": args.split, "model": args.model, "out": args.out}))
+    print_result(run_step(args.split, args.model, args.out, cli_config(FeaturizeConfig, args), args.parent_run_id,
+                          progress=not args.quiet))
     return 0
 
 

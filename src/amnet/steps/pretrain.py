@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from amnet.config import PretrainConfig
-from amnet.steps.common import base_parser, print_result, resolve, run_tracked
+from amnet.names import CONFIG_FILE
+from amnet.steps.common import base_parser, cli_config, print_result, run_tracked, stage_config
 from amnet.train.pretrain import run_pretrain
 
 
-def run_step(split: str, out: str, params: dict, parent_run_id: str = "", progress: bool = True) -> dict:
-    cfg = resolve(PretrainConfig, params)
+def run_step(split: str, out: str, config: Mapping[str, Any] | None = None, parent_run_id: str = "",
+             progress: bool = True) -> dict:
+    """attr_train shards of ``split`` -> attribute CNN artifact (model.pt, config.yaml) in ``out``."""
+    cfg = stage_config(PretrainConfig, config)
     return run_tracked("pretrain", cfg, lambda log: run_pretrain(split, out, cfg, log, progress), parent_run_id,
-                       artifacts=[os.path.join(out, "config.yaml")], io={"split": split, "out": out})
+                       artifacts=[os.path.join(out, CONFIG_FILE)], io={"split": split, "out": out})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,13 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", required=True, help="output of `amnet data split` (folder or s3://)")
     p.add_argument("--out", required=True, help="model artifact folder (model.pt, config.yaml)")
     p.add_argument("--weights", help="initial backbone weights: a state-dict file, local path or s3:// "
-                   "(torchvision names for alexnet/resnet*; nothing is ever downloaded)")
+                   "(torchvision names for alexnet/resnet*; nothing is ever downloaded); = --set model.weights=...")
     args = p.parse_args(argv)
     extra = [f"model.weights={args.weights}"] if args.weights else []
-    cfg = resolve(PretrainConfig, None, args.config, args.overrides + extra)
-    print_result(run_tracked("pretrain", cfg, lambda log: run_pretrain(args.split, args.out, cfg, log,
-                                                                       not args.quiet), args.parent_run_id,
-                             io={"split": args.split, "out": args.out}))
+    print_result(run_step(args.split, args.out, cli_config(PretrainConfig, args, extra), args.parent_run_id,
+                          progress=not args.quiet))
     return 0
 
 

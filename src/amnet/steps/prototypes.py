@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
-from amnet.config import FeaturizeConfig
-from amnet.prototypes import run_prototypes
-from amnet.steps.common import base_parser, print_result, resolve, run_tracked
+from collections.abc import Mapping
+from typing import Any
+
+from amnet.config import PrototypesConfig
+from amnet.steps.common import base_parser, cli_config, print_result, run_tracked, stage_config
+from amnet.train.prototypes import run_prototypes
 
 
-def run_step(split: str, attr_model: str, out: str, params: dict, parent_run_id: str = "",
-             progress: bool = True) -> dict:
-    cfg = resolve(FeaturizeConfig, params)
-    return run_tracked("prototypes", cfg,
-                       lambda log: run_prototypes(split, attr_model, out, cfg.batch_size, progress), parent_run_id,
-                       io={"split": split, "attr_model": attr_model, "out": out})
+def run_step(split: str, attr_model: str, out: str, config: Mapping[str, Any] | None = None,
+             parent_run_id: str = "", progress: bool = True) -> dict:
+    """attr_train shards + attribute CNN -> the C x Q memory (prototypes.pt) in ``out``."""
+    cfg = stage_config(PrototypesConfig, config)
+    return run_tracked("prototypes", cfg, lambda log: run_prototypes(split, attr_model, out, cfg, progress),
+                       parent_run_id, io={"split": split, "attr_model": attr_model, "out": out})
 
 
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("amnet step prototypes", "Average the attribute CNN's representation of SPLIT/attr_train "
-                    "per attribute value: the C x Q memory that initialises AMNet (§3.4).", config=FeaturizeConfig)
+                    "per attribute value: the C x Q memory that initialises AMNet (§3.4).", config=PrototypesConfig)
     p.add_argument("--split", required=True, help="output of `amnet data split`")
     p.add_argument("--attr-model", required=True, help="output of `amnet step pretrain`")
     p.add_argument("--out", required=True, help="folder for prototypes.pt")
     args = p.parse_args(argv)
-    cfg = resolve(FeaturizeConfig, None, args.config, args.overrides)
-    print_result(run_tracked("prototypes", cfg, lambda log: run_prototypes(
-        args.split, args.attr_model, args.out, cfg.batch_size, not args.quiet), args.parent_run_id,
-        io={"split": args.split, "attr_model": args.attr_model, "out": args.out}))
+    print_result(run_step(args.split, args.attr_model, args.out, cli_config(PrototypesConfig, args),
+                          args.parent_run_id, progress=not args.quiet))
     return 0
 
 

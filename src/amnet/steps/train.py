@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from amnet.config import TrainConfig
-from amnet.steps.common import base_parser, print_result, resolve, run_tracked
+from amnet.names import CONFIG_FILE, MODEL_FILE, TRAINED_VARIANTS
+from amnet.steps.common import base_parser, cli_config, print_result, run_tracked, stage_config
 from amnet.train.amnet_train import run_train
 
 
@@ -15,8 +18,8 @@ def log_model(out: str):
     def _log(run) -> None:
         import torch
 
-        from amnet import tracking
         from amnet.model_store import load_model
+        from amnet.ops import tracking
 
         loaded = load_model(out)
         size = loaded.model_config.image_size
@@ -25,13 +28,15 @@ def log_model(out: str):
     return _log
 
 
-def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: str, params: dict,
-             parent_run_id: str = "", progress: bool = True) -> dict:
-    cfg = resolve(TrainConfig, {**params, "variant": variant})
+def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: str = "amnet",
+             config: Mapping[str, Any] | None = None, parent_run_id: str = "", progress: bool = True) -> dict:
+    """Triplet pool + attribute CNN + prototypes -> the ``variant`` model artifact in ``out``; tracked
+    with its config, model.pt and the MLflow PyTorch model."""
+    cfg = stage_config(TrainConfig, config, variant=variant)
     return run_tracked(f"train-{variant}", cfg,
                        lambda log: run_train(split, attr_model, prototypes or None, out, cfg, log, progress),
                        parent_run_id, {"amnet.variant": variant},
-                       [os.path.join(out, "config.yaml"), os.path.join(out, "model.pt")],
+                       [os.path.join(out, CONFIG_FILE), os.path.join(out, MODEL_FILE)],
                        after=log_model(out),
                        io={"split": split, "attr_model": attr_model, "prototypes": prototypes or "", "out": out})
 
@@ -43,14 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", required=True, help="output of `amnet data split`")
     p.add_argument("--attr-model", required=True, help="output of `amnet step pretrain` (initialisation)")
     p.add_argument("--prototypes", default="", help="output of `amnet step prototypes` (not for no_memory)")
-    p.add_argument("--variant", default="amnet", choices=["amnet", "no_memory", "no_ranking"])
+    p.add_argument("--variant", choices=TRAINED_VARIANTS, help="which model to train (default: amnet)")
     p.add_argument("--out", required=True, help="model artifact folder")
     args = p.parse_args(argv)
-    cfg = resolve(TrainConfig, {"variant": args.variant}, args.config, args.overrides)
-    print_result(run_tracked(f"train-{cfg.variant}", cfg, lambda log: run_train(
-        args.split, args.attr_model, args.prototypes or None, args.out, cfg, log, not args.quiet),
-        args.parent_run_id, {"amnet.variant": cfg.variant},
-        io={"split": args.split, "attr_model": args.attr_model, "prototypes": args.prototypes, "out": args.out}))
+    config = cli_config(TrainConfig, args)
+    variant = args.variant or config.pop("variant", "amnet")
+    print_result(run_step(args.split, args.attr_model, args.prototypes, args.out, variant, config,
+                          args.parent_run_id, progress=not args.quiet))
     return 0
 
 

@@ -1,1 +1,1 @@
-"""Training loops: attribute-CNN pretraining and AMNet triplet training (no tracking inside)."""
+"""Training: attribute-CNN pretraining, memory prototypes, the AMNet triplet loop, training checkpoints."""

@@ -21,21 +21,14 @@ from amnet.data.split import label_matrix, load_split_vocab
 from amnet.data.tensors import decode_batch, to_input
 from amnet.data.triplets import TripletBatch, TripletSampler
 from amnet.errors import AmnetError
-from amnet.model_store import build_model, load_model
+from amnet.model_store import build_model, load_model, save_model
 from amnet.models.losses import amnet_loss, classification_loss, triplet_ranking_loss
 from amnet.models.memory import make_indicator
-from amnet.prototypes import load_prototypes
+from amnet.names import CONFIG_FILE
+from amnet.runtime import LogFn, decode_workers, pick_device, seed_everything, use_bf16
 from amnet.train import checkpoint
-from amnet.train.loop_utils import (
-    LogFn,
-    Throughput,
-    decode_workers,
-    pick_device,
-    seed_everything,
-    sgd,
-    split_decay,
-    use_bf16,
-)
+from amnet.train.loop_utils import Throughput, sgd, split_decay
+from amnet.train.prototypes import load_prototypes
 
 
 def init_from_attribute_cnn(model: torch.nn.Module, attr_state: dict[str, torch.Tensor]) -> list[str]:
@@ -117,11 +110,11 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
     opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = (torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, gamma=0.1) if cfg.lr_step_epochs
              else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs))
-    state_uri = storage.join(out, "checkpoints", "train_state.pt")
+    state_uri = checkpoint.state_uri(out)
     done, history = checkpoint.try_resume(state_uri, model, opt, sched)
     if done:
         print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
-    storage.write_text(storage.join(out, "config.yaml"), cfgmod.to_yaml(cfg))
+    storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
     lam = cfg.effective_lam
 
     for epoch in range(done, cfg.epochs):
@@ -146,7 +139,7 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
         checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
 
     model.cpu()
-    checkpoint.save_model(out, "amnet", cfg.variant, model, cfgmod.to_dict(attr.model_config), vocab.to_json(),
+    save_model(out, "amnet", cfg.variant, model, cfgmod.to_dict(attr.model_config), vocab.to_json(),
                           extra={"history": history, "train_config": cfgmod.to_dict(cfg)})
     final = history[-1]
     return {"variant": cfg.variant, "epochs": cfg.epochs, "seconds": round(time.perf_counter() - start, 2),

@@ -1,101 +1,25 @@
-"""Model artifacts and resumable training checkpoints.
+"""Resumable training checkpoints: model, optimiser, scheduler, epoch, history and RNG states.
 
-A model artifact is a folder (or ``s3://`` prefix) holding ``model.pt`` and ``config.yaml``.
-``model.pt`` holds only tensors, numbers and strings, so it loads with ``weights_only=True``
-(no pickle code execution from an untrusted file). Training checkpoints additionally hold the
-optimiser state, the epoch and the RNG states, and are written atomically after every epoch.
+Written atomically after every epoch in the safe payload format of :mod:`amnet.model_store`
+(tensors, numbers and strings only: loads with ``weights_only=True``).
 """
 
 from __future__ import annotations
 
-import io
 import random
-import sys
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import torch
 
 from amnet import storage
-from amnet.errors import AmnetError
-
-MODEL_FILE = "model.pt"
-
-
-def _canonical(value: Any) -> Any:
-    """``value`` with every string interned, recursively through dicts, lists and tuples.
-
-    Pickle writes a repeated string once and refers back to it only when it is the *same object*, so
-    the same payload built from freshly computed values or from values loaded back from a checkpoint
-    would serialise to different bytes. Interning makes ``torch.save`` byte-identical for equal
-    payloads: a rerun that resumes a finished training rewrites the very same ``model.pt``.
-    """
-    if isinstance(value, str):
-        return sys.intern(value)
-    if isinstance(value, dict):
-        kind = OrderedDict if isinstance(value, OrderedDict) else dict
-        out = kind((_canonical(k), _canonical(v)) for k, v in value.items())
-        if hasattr(value, "_metadata"):  # a state_dict's per-module versions
-            out._metadata = value._metadata
-        return out
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return type(value)(_canonical(v) for v in value)
-    return value
+from amnet.model_store import load_payload, save_payload
+from amnet.names import TRAIN_STATE
 
 
-def save_payload(uri: str, payload: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(_canonical(payload), buf)
-    storage.write_bytes(uri, buf.getvalue())  # atomic: temp + rename, or one S3 PUT
-
-
-def load_payload(uri: str) -> dict[str, Any]:
-    data = storage.read_bytes(uri)
-    try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a truncated or foreign file
-        raise AmnetError(
-            f"{uri}: not a readable amnet checkpoint ({type(exc).__name__}{refused_pickle(exc)}); delete it and "
-            "rerun the stage that writes it"
-        ) from exc
-    if not isinstance(payload, dict):
-        raise AmnetError(f"{uri}: not an amnet checkpoint (expected a dict payload)")
-    return payload
-
-
-def refused_pickle(exc: BaseException) -> str:
-    """``": refused ..."`` when ``torch.load(weights_only=True)`` met Python code in the file, else ``""``."""
-    text = str(exc)
-    if "Weights only load failed" in text and "GLOBAL" in text:
-        return ": refused, it holds Python objects that could run code, not only tensors"
-    return ""
-
-
-def save_model(out: str, kind: str, variant: str, model: torch.nn.Module, model_config: dict,
-               vocab_json: str, extra: dict | None = None) -> str:
-    """Write ``out/model.pt``; returns its URI."""
-    uri = storage.join(out, MODEL_FILE)
-    save_payload(uri, {
-        "kind": kind,
-        "variant": variant,
-        "model_config": model_config,
-        "vocab": vocab_json,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "extra": extra or {},
-    })
-    return uri
-
-
-def load_model_payload(model_dir: str) -> dict[str, Any]:
-    uri = model_dir if model_dir.endswith(".pt") else storage.join(model_dir, MODEL_FILE)
-    if not storage.exists(uri):
-        raise AmnetError(f"{model_dir}: no {MODEL_FILE}; point at the output of `amnet step pretrain` or `train`")
-    payload = load_payload(uri)
-    for key in ("kind", "model_config", "vocab", "state_dict"):
-        if key not in payload:
-            raise AmnetError(f"{uri}: checkpoint lacks {key!r}; it was not written by amnet")
-    return payload
+def state_uri(out: str) -> str:
+    """Where a stage writing ``out`` keeps its resumable state: ``out/checkpoints/train_state.pt``."""
+    return storage.join(out, "checkpoints", TRAIN_STATE)
 
 
 def rng_state() -> dict[str, Any]:

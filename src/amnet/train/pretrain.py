@@ -19,10 +19,13 @@ from amnet.config import PretrainConfig
 from amnet.data import shards
 from amnet.data.split import label_matrix, load_split_vocab
 from amnet.data.tensors import decode_batch, to_input
+from amnet.model_store import save_model
 from amnet.models.attribute_cnn import AttributeCNN, attribute_loss
 from amnet.models.backbones import build_backbone
+from amnet.names import CONFIG_FILE
+from amnet.runtime import LogFn, pick_device, seed_everything
 from amnet.train import checkpoint
-from amnet.train.loop_utils import LogFn, Throughput, pick_device, seed_everything, sgd, split_decay
+from amnet.train.loop_utils import Throughput, sgd, split_decay
 from amnet.train.weights import load_backbone_weights
 
 
@@ -88,11 +91,11 @@ def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = 
     model.to(device)
     opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    state_uri = storage.join(out, "checkpoints", "train_state.pt")
+    state_uri = checkpoint.state_uri(out)
     done, history = checkpoint.try_resume(state_uri, model, opt, sched)
     if done:
         print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
-    storage.write_text(storage.join(out, "config.yaml"), cfgmod.to_yaml(cfg))
+    storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
 
     steps = (len(train) + cfg.batch_size - 1) // cfg.batch_size
     for epoch in range(done, cfg.epochs):
@@ -112,7 +115,7 @@ def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = 
 
     model.cpu()
     final = history[-1] if history else {}
-    checkpoint.save_model(out, "attribute_cnn", "attribute_cnn", model, cfgmod.to_dict(cfg.model), vocab.to_json(),
+    save_model(out, "attribute_cnn", "attribute_cnn", model, cfgmod.to_dict(cfg.model), vocab.to_json(),
                           extra={"history": history})
     return {
         "train_images": int(len(train)),

@@ -16,7 +16,7 @@ def load_backbone_weights(backbone: torch.nn.Module, uri: str) -> LoadReport:
     except AmnetError:
         raise
     except Exception as exc:  # torch raises several types for a foreign or truncated file
-        from amnet.train.checkpoint import refused_pickle
+        from amnet.model_store import refused_pickle
 
         why = f"{type(exc).__name__}{refused_pickle(exc)}"
         raise AmnetError(f"{uri}: not a readable PyTorch state dict ({why})") from exc

@@ -7,7 +7,7 @@ attribute values (Eq. 1 + Eq. 3) and ranks the gallery by Euclidean distance, ex
 ``amnet step evaluate`` does for its query sets.
 
 Sources: an MLflow model URI (``models:/amnet@champion``, ``models:/amnet/3``, ``runs:/<run_id>``;
-mlflow is imported only then) or local / ``s3://`` paths of a model artifact, its feature
+resolved by :mod:`amnet.ops.model_uri`, imported only then) or local / ``s3://`` paths of a model artifact, its feature
 artifact and the split (or its ``gallery/`` shards). Without features, the gallery is featurized in
 memory at load time. Query images are untrusted: they pass :func:`amnet.data.images.check_image`
 (pixel limit, full decode) before the model sees them, and nothing is written to disk.
@@ -32,12 +32,15 @@ from amnet import storage
 from amnet.config import FeaturizeConfig
 from amnet.data import shards
 from amnet.data.images import MAX_PIXELS, check_image, decode_rgb
-from amnet.data.schema import MISSING, Vocabulary
+from amnet.data.schema import Vocabulary
 from amnet.data.tensors import to_input
 from amnet.errors import AmnetError
-from amnet.featurize import FEATURES_JSON, featurize_frame, inference_setup, load_features
 from amnet.model_store import LoadedModel, load_model
-from amnet.search import Index, build_index
+from amnet.models.memory import make_indicator
+from amnet.names import FEATURES_JSON, MISSING
+from amnet.retrieval.featurize import decode_features, featurize_frame, load_features
+from amnet.retrieval.index import Index, build_index
+from amnet.runtime import inference_setup
 
 Query = str | os.PathLike | bytes | Image.Image  # gallery id, image path / URI, encoded bytes, PIL image
 Changes = Mapping[str, str]
@@ -63,88 +66,6 @@ def gallery_prefix(gallery: str) -> str:
     """The gallery shard prefix of ``gallery``: a split folder (``SPLIT/gallery``) or the shards themselves."""
     inner = storage.join(gallery, "gallery")
     return inner if storage.list_files(inner, ".parquet") else gallery
-
-
-@dataclass(frozen=True)
-class MlflowRef:
-    """What an MLflow model URI points at: the downloaded ``model.pt`` and the registry's gallery tags."""
-
-    model_file: str
-    label: str
-    features: str | None
-    gallery: str | None
-
-
-def artifact_uri(path: str | None) -> str | None:
-    """A registry tag's artifact location as a URI readable from here.
-
-    Inside a Kubeflow pod, KFP v2 mounts artifacts at ``/s3/BUCKET/KEY`` or ``/minio/BUCKET/KEY``; the
-    pipeline registers those paths. Outside the pod they are ``s3://BUCKET/KEY`` (MinIO speaks S3).
-    """
-    if not path or storage.is_s3(path) or os.path.exists(path):
-        return path or None
-    for mount in ("/s3/", "/minio/"):
-        if path.startswith(mount):
-            return storage.S3_PREFIX + path[len(mount):]
-    return path
-
-
-def _parse_mlflow_uri(uri: str) -> tuple[str, str, str]:
-    """``models:/NAME@ALIAS`` -> ("alias", NAME, ALIAS); ``models:/NAME/V`` -> ("version", NAME, V);
-    ``runs:/RUN_ID[/PATH]`` -> ("run", RUN_ID, PATH or model.pt)."""
-    forms = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID"
-    if uri.startswith("runs:/"):
-        run_id, _, path = uri[len("runs:/"):].strip("/").partition("/")
-        if not run_id:
-            raise AmnetError(f"{uri}: no run id; expected {forms}")
-        return "run", run_id, path or "model.pt"
-    rest = uri[len("models:/"):].strip("/")
-    if "@" in rest:
-        name, _, alias = rest.partition("@")
-        if name and alias:
-            return "alias", name, alias
-    name, _, version = rest.rpartition("/")
-    if name and version.isdigit():
-        return "version", name, version
-    raise AmnetError(f"{uri}: not a model URI amnet understands; expected {forms}")
-
-
-def resolve_mlflow(uri: str, dst: str) -> MlflowRef:
-    """Resolve a registered version (or a run) to its ``model.pt``, downloaded into the folder ``dst``,
-    and its gallery: version tags ``amnet.run_id`` (the run holding ``model.pt``), ``amnet.features_uri``
-    and ``amnet.gallery_uri``. For ``runs:/`` the tags of a version registered from that run are used
-    when there is one."""
-    from mlflow import MlflowClient
-    from mlflow.artifacts import download_artifacts
-    from mlflow.exceptions import MlflowException
-
-    from amnet import tracking
-
-    form, name, ref = _parse_mlflow_uri(uri)
-    tracking.check_tracking_server()
-    client = MlflowClient()
-    version = None
-    try:
-        if form == "alias":
-            version = client.get_model_version_by_alias(name, ref)
-        elif form == "version":
-            version = client.get_model_version(name, ref)
-        else:
-            found = client.search_model_versions(f"tag.`amnet.run_id` = '{name}'")
-            version = found[0] if found else None
-    except MlflowException as exc:
-        raise AmnetError(f"{uri}: not in the MLflow model registry ({exc.message.splitlines()[0][:200]})") from exc
-    tags = dict(version.tags) if version is not None else {}
-    run_id = name if form == "run" else (tags.get("amnet.run_id") or version.run_id)
-    path = ref if form == "run" else "model.pt"
-    try:
-        model_file = download_artifacts(run_id=run_id, artifact_path=path,
-                                        dst_path=dst)
-    except (MlflowException, OSError) as exc:
-        raise AmnetError(f"{uri}: run {run_id} has no {path} artifact to download ({str(exc)[:200]})") from exc
-    label = uri if version is None else f"{uri} ({version.name} v{version.version})"
-    return MlflowRef(model_file, label, artifact_uri(tags.get("amnet.features_uri")),
-                     artifact_uri(tags.get("amnet.gallery_uri")))
 
 
 def _features_meta(features: str) -> dict:
@@ -203,9 +124,10 @@ class Searcher:
         self.max_pixels = max_pixels
         self.device = torch.device(device)
         # queries at the gallery features' precision (features.json "precision"): both sides must match
-        self.mode = inference_setup(loaded, self.device, precision)
+        self.mode = inference_setup(loaded.model, self.device, precision)
         self.row = {image_id: i for i, image_id in enumerate(self.ids)}
-        # exact below 50k gallery images, PQ fast-scan + exact re-ranking above (amnet.search); self.index.kind says
+        # exact below 50k gallery images, PQ fast-scan + exact re-ranking above (amnet.retrieval.index);
+        # self.index.kind says
         self.index: Index = build_index(features, index)
 
     # ------------------------------------------------------------------------------------ loading
@@ -228,6 +150,8 @@ class Searcher:
         label = source
         if source.startswith(MLFLOW_SCHEMES):
             with tempfile.TemporaryDirectory(prefix="amnet-search-") as tmp:  # model.pt lives only while loading
+                from amnet.ops.model_uri import resolve_mlflow  # registry lookups live in ops/ (mlflow)
+
                 ref = resolve_mlflow(source, tmp)
                 loaded, label = load_model(ref.model_file, device), ref.label
             features = features or ref.features
@@ -249,9 +173,8 @@ class Searcher:
             assert frame is not None
             precision = FeaturizeConfig().precision  # featurized now, at the default precision
             feats = featurize_frame(loaded, frame, batch_size=256, device=device)
-            dim = loaded.model_config.feature_dim
             df = feats.drop(columns=["feature"])
-            matrix = np.frombuffer(b"".join(feats["feature"]), np.float16).reshape(len(feats), dim).astype(np.float32)
+            matrix = decode_features(feats["feature"], loaded.model_config.feature_dim)
         images = None
         if frame is not None:
             images = dict(zip(frame["image_id"].astype(str), frame["image_bytes"], strict=True))
@@ -352,9 +275,7 @@ class Searcher:
         else:  # a gallery id whose image is not loaded: its stored feature is the same r (fp16)
             r = torch.from_numpy(self.features[self._row(str(gallery_id))][None]).to(self.device)
         vocab = self.vocab
-        h = torch.zeros(1, vocab.total_values, device=self.device)  # (1, C) manipulation indicator
-        for a, v in pairs:
-            h[0, vocab.memory_row(a, v)] = 1.0
+        h = make_indicator([pairs], vocab.offsets, vocab.total_values).to(self.device)  # (1, C), as in evaluation
         with self.mode.autocast():
             q = self.loaded.model.manipulate(r, h)  # (1, Q)
         return q.float().cpu().numpy(), gallery_id

@@ -3,7 +3,7 @@
 Standard library only (``http.server.ThreadingHTTPServer``): no new dependency, and uploads need no
 multipart parser because the page sends them as base64 in JSON. Routes:
 
-* ``GET /`` (+ ``/app.js``, ``/app.css``): the page (:mod:`amnet.serve_page`).
+* ``GET /`` (+ ``/app.js``, ``/app.css``): the page (:mod:`amnet.search.page`).
 * ``GET /api/vocab``: model, gallery size and the model's attributes with their values.
 * ``GET /api/gallery?n=24&seed=S``: a random sample of gallery ids with their attributes.
 * ``POST /api/search``: ``{"gallery_id": ID | "upload": BASE64, "changes": {attr: value}, "k": 20}``
@@ -32,11 +32,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from amnet.errors import AmnetError
-from amnet.search_cli import FEATURES_HELP, MODEL_HELP
-from amnet.searcher import Searcher
-from amnet.serve_page import APP_CSS, APP_JS, INDEX_HTML
+from amnet.search.cli import FEATURES_HELP, MODEL_HELP
+from amnet.search.page import APP_CSS, APP_JS, INDEX_HTML
+from amnet.search.searcher import Searcher
 
-log = logging.getLogger("amnet.serve")
+log = logging.getLogger("amnet.search.server")
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # encoded image size limit
 MAX_UPLOAD_PIXELS = 25_000_000  # decoded size limit for uploads (stricter than datasets' 40 MP)

@@ -24,18 +24,20 @@ import pandas as pd
 import torch
 
 from amnet import config as cfgmod
-from amnet import metrics, storage
+from amnet import storage
 from amnet.config import EvaluateConfig
 from amnet.data import shards
 from amnet.data.split import label_matrix
 from amnet.data.tensors import decode_batch, to_input
 from amnet.errors import AmnetError, ConfigError
-from amnet.featurize import FEATURES_JSON, inference_setup, load_features
 from amnet.model_store import LoadedModel, load_model
 from amnet.models.memory import make_indicator
-from amnet.retrieval_examples import EXAMPLES, build_examples, pick_queries
-from amnet.search import Index, build_index, recall_at_k
-from amnet.train.loop_utils import pick_device
+from amnet.names import EXAMPLES, FEATURES_JSON, METRICS_JSON, PER_QUERY
+from amnet.retrieval import metrics
+from amnet.retrieval.examples import build_examples, pick_queries
+from amnet.retrieval.featurize import load_features
+from amnet.retrieval.index import Index, build_index, recall_at_k
+from amnet.runtime import inference_setup, pick_device
 
 PREFIX = {1: "", 2: "two_", 3: "three_"}
 CURVE_K = 50  # top-k curves for k = 1..50 (Fig. 5)
@@ -55,7 +57,7 @@ def query_vectors(loaded: LoadedModel, queries: pd.DataFrame, batch_size: int, d
     """Query representations (manipulated for AMNet variants) and, for the attribute CNN, predictions,
     computed at the gallery features' ``precision`` (so both sides of the search match)."""
     device = torch.device(device)
-    mode = inference_setup(loaded, device, precision)
+    mode = inference_setup(loaded.model, device, precision)
     blobs, changes = list(queries["image_bytes"]), changes_of(queries)
     vecs, preds = [], []
     vocab = loaded.vocab
@@ -92,7 +94,7 @@ def attribute_based_rank(q: np.ndarray, gallery: np.ndarray, gallery_pred: np.nd
 def rank_gallery(variant: str, q: np.ndarray, gallery_x: np.ndarray, gallery_pred: np.ndarray | None,
                  pred_target: np.ndarray | None, k: int, index: str | Index = "exact") -> np.ndarray:
     """(N, k) gallery rows, best first, by the variant's own ranking (L2 through ``index``, a built
-    index or a kind for :func:`amnet.search.build_index`, or the attribute-based rule)."""
+    index or a kind for :func:`amnet.retrieval.index.build_index`, or the attribute-based rule)."""
     if variant == "attribute_based":
         return attribute_based_rank(q, gallery_x, gallery_pred, pred_target, k)
     built = build_index(gallery_x, index) if isinstance(index, str) else index
@@ -251,7 +253,7 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
         "target": list(queries["target"]), "results": [gallery_ids[r].tolist() for r in ranked],
         "first_hit_rank": first_hit, "ndcg": metrics.ndcg_at_k(rel, cfg.ndcg_k),
     })
-    shards.write_table(storage.join(out, "per_query.parquet"), per_query)
+    shards.write_table(storage.join(out, PER_QUERY), per_query)
     examples = build_examples(split, queries, pick_queries(queries), ranked, hits, gallery_ids, gallery_labels,
                               loaded.vocab)
     shards.write_table(storage.join(out, EXAMPLES), examples)
@@ -267,7 +269,7 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
                "gallery_answerable": study["answerable"], "gallery_curve_present": study["present"],
                "gallery_k": GALLERY_K, "gallery_seed": GALLERY_SEED,
                "timing": timing, "config": cfgmod.to_dict(cfg)}
-    storage.write_text(storage.join(out, "metrics.json"), json.dumps(payload, indent=2) + "\n")
+    storage.write_text(storage.join(out, METRICS_JSON), json.dumps(payload, indent=2) + "\n")
     extra: dict[str, Any] = {"search_ms_per_query": timing["search_ms_per_query"], "index_kind": index_info["kind"]}
     if index_info["recall_vs_exact"] is not None:
         extra["index_recall_vs_exact"] = index_info["recall_vs_exact"]

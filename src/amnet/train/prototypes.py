@@ -15,14 +15,13 @@ import torch
 from tqdm import tqdm
 
 from amnet import storage
+from amnet.config import PrototypesConfig
 from amnet.data import shards
-from amnet.data.schema import MISSING
 from amnet.data.split import label_matrix, load_split_vocab
 from amnet.data.tensors import decode_batch, to_input
 from amnet.model_store import load_model
-from amnet.train.loop_utils import pick_device
-
-PROTOTYPES_FILE = "prototypes.pt"
+from amnet.names import MISSING, PROTOTYPES_FILE
+from amnet.runtime import pick_device
 
 
 @torch.no_grad()
@@ -48,7 +47,9 @@ def accumulate(loaded, split: str, batch_size: int, device, progress: bool) -> t
     return sums, counts
 
 
-def run_prototypes(split: str, attr_model: str, out: str, batch_size: int = 256, progress: bool = True) -> dict:
+def run_prototypes(split: str, attr_model: str, out: str, cfg: PrototypesConfig | None = None,
+                   progress: bool = True) -> dict:
+    cfg = cfg or PrototypesConfig()
     start = time.perf_counter()
     device = pick_device()
     loaded = load_model(attr_model, device)
@@ -57,7 +58,7 @@ def run_prototypes(split: str, attr_model: str, out: str, batch_size: int = 256,
         from amnet.errors import AmnetError
 
         raise AmnetError(f"{attr_model}: the model's attributes differ from those of the split {split}")
-    sums, counts = accumulate(loaded, split, batch_size, device, progress)
+    sums, counts = accumulate(loaded, split, cfg.batch_size, device, progress)
     memory = (sums / counts.clamp(min=1)[:, None]).float()  # (C, Q)
     empty = [f"{a.name}={v}" for a in loaded.vocab.attributes for i, v in enumerate(a.values)
              if counts[loaded.vocab.memory_row(loaded.vocab.names.index(a.name), i)] == 0]
@@ -74,7 +75,7 @@ def run_prototypes(split: str, attr_model: str, out: str, batch_size: int = 256,
 
 
 def load_prototypes(uri: str) -> torch.Tensor:
-    from amnet.train.checkpoint import load_payload
+    from amnet.model_store import load_payload
 
     path = uri if uri.endswith(".pt") else storage.join(uri, PROTOTYPES_FILE)
     return load_payload(path)["memory"]

@@ -1,7 +1,7 @@
 """What the report says: one builder per part of the paper's §5, from the variants' evaluations.
 
 Every builder takes ``results`` (variant -> ``metrics.json`` payload, in the paper's order) and
-returns a :class:`~amnet.report_page.Section` of text, tables and PNG figures that renders both as
+returns a :class:`~amnet.report.page.Section` of text, tables and PNG figures that renders both as
 HTML and as Markdown. A variant whose evaluation lacks a field (written before that field existed,
 e.g. a KFP cache hit) is left out of that part with a "not measured" note instead of failing.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from amnet import report_plots as plots
-from amnet.report_page import Figure, Section, Table, decision_html, examples_html, markdown_table, verdict
+from amnet.report import plots
+from amnet.report.page import Figure, Section, Table, decision_html, examples_html, markdown_table, verdict
 
 Results = Mapping[str, Mapping[str, Any]]
 MEM_RANK = {"amnet": ("✓", "✓"), "no_memory": ("", "✓"), "no_ranking": ("✓", ""), "attribute_based": ("", "")}

@@ -17,7 +17,9 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 
 from amnet import storage
+from amnet.config import EvaluateConfig, FeaturizeConfig, RegisterConfig
 from amnet.errors import AmnetError
+from amnet.names import DECISION_JSON, FEATURES_JSON, METRICS_JSON, MODEL_FILE, REGISTRY_METRICS
 
 TAG_SOURCE = "amnet.source_sha256"
 TAG_FINGERPRINT = "amnet.eval_fingerprint"
@@ -28,13 +30,17 @@ TAG_DECISION = "amnet.decision"
 class GateRule:
     """Promote when every metric (``rule='all'``) or any metric (``'any'``) >= champion − margin."""
 
-    metrics: tuple[str, ...] = ("top20", "ndcg20")
-    margin: float = 0.0
-    rule: str = "all"
+    metrics: tuple[str, ...] = RegisterConfig.gate_metrics
+    margin: float = RegisterConfig.gate_margin
+    rule: str = RegisterConfig.gate_rule
 
     def __post_init__(self) -> None:
         if self.rule not in ("all", "any"):
             raise AmnetError(f"gate rule must be 'all' or 'any' (got {self.rule!r})")
+
+    @classmethod
+    def of(cls, cfg: RegisterConfig) -> GateRule:
+        return cls(tuple(cfg.gate_metrics), cfg.gate_margin, cfg.gate_rule)
 
 
 @dataclass
@@ -79,7 +85,7 @@ def fingerprint(split: str) -> str:
 
 
 def _metrics(evaluation: str) -> dict[str, float]:
-    return json.loads(storage.read_text(storage.join(evaluation, "metrics.json")))["metrics"]
+    return json.loads(storage.read_text(storage.join(evaluation, METRICS_JSON)))["metrics"]
 
 
 def _champion(client, name: str):
@@ -91,39 +97,44 @@ def _champion(client, name: str):
         return None
 
 
-def _reevaluate(champion_version, split: str, metrics: tuple[str, ...]) -> dict[str, float]:
-    """Champion metrics on *this* split: download its model.pt, featurize, evaluate."""
+def _reevaluate(champion_version, split: str, metrics: tuple[str, ...], featurize_cfg: FeaturizeConfig,
+                evaluate_cfg: EvaluateConfig) -> dict[str, float]:
+    """Champion metrics on *this* split, scored as the challenger was (same featurize / evaluate
+    configs): download its model.pt, featurize, evaluate."""
+    from dataclasses import replace
+
     from mlflow.artifacts import download_artifacts
 
-    from amnet.config import EvaluateConfig, FeaturizeConfig
-    from amnet.evaluate import run_evaluate
-    from amnet.featurize import run_featurize
+    from amnet.retrieval.evaluate import run_evaluate
+    from amnet.retrieval.featurize import run_featurize
 
     with tempfile.TemporaryDirectory(prefix="amnet-champion-") as tmp:
         run_id = champion_version.tags.get("amnet.run_id") or champion_version.run_id
-        download_artifacts(run_id=run_id, artifact_path="model.pt", dst_path=tmp)
+        download_artifacts(run_id=run_id, artifact_path=MODEL_FILE, dst_path=tmp)
         variant = champion_version.tags.get("amnet.variant", "amnet")
-        run_featurize(split, tmp, os.path.join(tmp, "features"), FeaturizeConfig(), progress=False)
+        run_featurize(split, tmp, os.path.join(tmp, "features"), featurize_cfg, progress=False)
         result = run_evaluate(split, tmp, os.path.join(tmp, "features"), os.path.join(tmp, "eval"),
-                              EvaluateConfig(variant=variant), progress=False)
+                              replace(evaluate_cfg, variant=variant), progress=False)
     return {m: float(result[m]) for m in metrics}
 
 
 def register_and_gate(model: str, evaluation: str, features: str, split: str, out: str,
-                      model_name: str = "amnet", rule: GateRule | None = None, parent_run_id: str = "") -> Decision:
+                      model_name: str = "amnet", rule: GateRule | None = None, parent_run_id: str = "",
+                      featurize_cfg: FeaturizeConfig | None = None,
+                      evaluate_cfg: EvaluateConfig | None = None) -> Decision:
     """Register ``model`` (an AMNet artifact folder), alias it ``challenger``, gate ``champion``."""
     import mlflow
     import torch
     from mlflow import MlflowClient
 
-    from amnet import tracking
     from amnet.model_store import load_model
+    from amnet.ops import tracking
 
     rule = rule or GateRule()
     tracking.check_tracking_server()
     client = MlflowClient()
     loaded = load_model(model)
-    source_sha = hashlib.sha256(storage.read_bytes(storage.join(model, "model.pt"))).hexdigest()
+    source_sha = hashlib.sha256(storage.read_bytes(storage.join(model, MODEL_FILE))).hexdigest()
     scores = {m: float(v) for m, v in _metrics(evaluation).items()}
     challenger = {m: scores[m] for m in rule.metrics}
     eval_fp = fingerprint(split)
@@ -135,7 +146,7 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
         with tracking.stage_run("register", parent_run_id or None, {"model_name": model_name, **asdict(rule)}) as run:
             size = loaded.model_config.image_size
             uri = tracking.log_pytorch_model(run.run_id, loaded.model.backbone, torch.zeros(2, 3, size, size))
-            run.log_artifact(storage.local_copy(storage.join(model, "model.pt"), tempfile.mkdtemp()))
+            run.log_artifact(storage.local_copy(storage.join(model, MODEL_FILE), tempfile.mkdtemp()))
             run.log_text(loaded.vocab.to_json(), "attributes.json")
             run.log_metrics(scores, 0)
             run_id = run.run_id
@@ -143,7 +154,7 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
             TAG_SOURCE: source_sha, TAG_FINGERPRINT: eval_fp, "amnet.variant": loaded.variant,
             "amnet.features_uri": features, "amnet.gallery_uri": split,
             "amnet.attributes": json.dumps(loaded.vocab.names),
-            **{f"amnet.{m}": f"{v:.6f}" for m, v in scores.items() if m in ("top20", "ndcg20", "two_top20")},
+            **{f"amnet.{m}": f"{v:.6f}" for m, v in scores.items() if m in REGISTRY_METRICS},
         })
         client.set_model_version_tag(model_name, version.version, "amnet.run_id", run_id)
         version = client.get_model_version(model_name, version.version)
@@ -155,7 +166,8 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
         if champ.tags.get(TAG_FINGERPRINT) == eval_fp:
             champion_scores = {m: float(champ.tags[f"amnet.{m}"]) for m in rule.metrics}
         else:
-            champion_scores = _reevaluate(champ, split, rule.metrics)
+            champion_scores = _reevaluate(champ, split, rule.metrics, featurize_cfg or FeaturizeConfig(),
+                                          evaluate_cfg or EvaluateConfig())
     if champ is not None and champ.version == version.version:
         promote, reasons = True, ["already champion"]
     else:
@@ -167,84 +179,36 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
     client.set_model_version_tag(model_name, version.version, TAG_DECISION, decision.summary()[:4900])
     if parent_run_id:
         client.set_tag(parent_run_id, TAG_DECISION, decision.summary()[:4900])
-    storage.write_text(storage.join(out, "decision.json"), json.dumps(asdict(decision), indent=2) + "\n")
+    write_decision(out, asdict(decision))
     return decision
 
 
-def _variant_of(folder: str, filename: str) -> str:
-    if filename == "model.pt":
-        from amnet.train.checkpoint import load_model_payload
+def write_decision(out: str, decision: dict) -> None:
+    """``out/decision.json``: what the gate decided and why (the report shows it)."""
+    storage.write_text(storage.join(out, DECISION_JSON), json.dumps(decision, indent=2) + "\n")
 
-        return str(load_model_payload(folder).get("variant", ""))
+
+def _variant_of(folder: str, filename: str) -> str:
+    if filename == MODEL_FILE:
+        from amnet.model_store import model_variant
+
+        return model_variant(folder)
     return str(json.loads(storage.read_text(storage.join(folder, filename))).get("variant", ""))
 
 
 def run_register(models: list[str], evaluations: list[str], features: list[str], split: str, out: str,
-                 variant: str = "amnet", model_name: str = "amnet", rule: GateRule | None = None,
-                 parent_run_id: str = "") -> dict:
-    """Pick ``variant`` among the trained models (ParallelFor outputs, in any order) and gate it.
-
-    Without ``MLFLOW_TRACKING_URI`` there is no registry: the decision says so and nothing fails.
-    """
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        payload = {"model_name": model_name, "promoted": False, "reasons": ["tracking off: not registered"]}
-        storage.write_text(storage.join(out, "decision.json"), json.dumps(payload, indent=2) + "\n")
-        return {"promoted": 0.0}
+                 cfg: RegisterConfig, parent_run_id: str = "", featurize_cfg: FeaturizeConfig | None = None,
+                 evaluate_cfg: EvaluateConfig | None = None) -> Decision:
+    """Pick ``cfg.variant`` among the trained models (ParallelFor outputs, in any order) and gate it."""
 
     def pick(folders: list[str], filename: str) -> str:
-        found = [f for f in folders if _variant_of(f, filename) == variant]
+        found = [f for f in folders if _variant_of(f, filename) == cfg.variant]
         if not found:
-            raise AmnetError(f"no {variant!r} output among {len(folders)} {filename} artifacts; train it first")
+            raise AmnetError(f"no {cfg.variant!r} output among {len(folders)} {filename} artifacts; train it first")
         return found[0]
 
-    feature_variants = {f: json.loads(storage.read_text(storage.join(f, "features.json")))["variant"]
+    feature_variants = {f: json.loads(storage.read_text(storage.join(f, FEATURES_JSON)))["variant"]
                         for f in features}
-    feats = [f for f, v in feature_variants.items() if v == variant]
-    decision = register_and_gate(pick(models, "model.pt"), pick(evaluations, "metrics.json"),
-                                 feats[0] if feats else "", split, out, model_name, rule, parent_run_id)
-    print(decision.summary())
-    return {"promoted": float(decision.promoted), "version": float(decision.version)}
-
-
-def compare_runs(run_ids: list[str] | None = None, experiment: str | None = None, last: int = 5) -> str:
-    """Headline metrics of pipeline parent runs side by side (default: the last few of the experiment)."""
-    from mlflow import MlflowClient
-
-    from amnet import tracking
-    from amnet.report import COLUMNS, VARIANT_ORDER
-
-    tracking.check_tracking_server()
-    client = MlflowClient()
-    if run_ids:
-        runs = [client.get_run(r) for r in run_ids]
-    else:
-        exp = client.get_experiment_by_name(experiment or tracking.default_experiment())
-        if exp is None:
-            raise AmnetError(f"no MLflow experiment {experiment or tracking.default_experiment()!r}")
-        runs = client.search_runs([exp.experiment_id], "tags.`amnet.role` = 'pipeline'",
-                                  order_by=["attributes.start_time DESC"], max_results=last)
-    if not runs:
-        return "no pipeline runs found\n"
-    keys = [f"{v}_{k}" for v in VARIANT_ORDER for k, _ in COLUMNS if k in ("top20", "ndcg20", "two_top20")]
-    keys = [k for k in keys if any(k in r.data.metrics for r in runs)]
-    head = ["metric"] + [r.info.run_id[:8] for r in runs]
-    rows = [head, ["status"] + [r.info.status for r in runs],
-            ["decision"] + [("champion" if "promoted" in r.data.tags.get(TAG_DECISION, "") else
-                             "kept" if TAG_DECISION in r.data.tags else "-") for r in runs]]
-    rows += [[k] + [f"{r.data.metrics[k]:.3f}" if k in r.data.metrics else "-" for r in runs] for k in keys]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows) + "\n"
-
-
-def main_compare(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="amnet runs compare",
-                                description="Print the headline metrics of pipeline runs side by side "
-                                "(MLflow parent runs; default: the last few of the experiment).")
-    p.add_argument("run_ids", nargs="*", help="MLflow parent run ids (default: the latest runs)")
-    p.add_argument("--experiment", help="MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME or amnet)")
-    p.add_argument("--last", type=int, default=5, help="how many recent runs when no id is given")
-    args = p.parse_args(argv)
-    print(compare_runs(args.run_ids, args.experiment, args.last), end="")
-    return 0
+    feats = [f for f, v in feature_variants.items() if v == cfg.variant]
+    return register_and_gate(pick(models, MODEL_FILE), pick(evaluations, METRICS_JSON), feats[0] if feats else "",
+                             split, out, cfg.model_name, GateRule.of(cfg), parent_run_id, featurize_cfg, evaluate_cfg)

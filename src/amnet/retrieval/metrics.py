@@ -24,8 +24,6 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-MISSING = -1
-
 
 def _check_labels(result_labels: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate shapes ``(N, K, M)`` / ``(N, M)`` and require every target to specify an attribute."""

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from amnet import storage
 from amnet.errors import AmnetError
-from amnet.searcher import Result, Searcher
+from amnet.search.searcher import Result, Searcher
 
 TILE = 128  # thumbnail side in the sheet, pixels
 PAD, GAP, LINE, HEADER, COLUMNS = 5, 8, 12, 22, 5

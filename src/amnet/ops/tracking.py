@@ -32,6 +32,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+from amnet.config import flatten
 from amnet.errors import AmnetError
 
 log = logging.getLogger(__name__)
@@ -119,17 +120,6 @@ def is_secret_key(key: str) -> bool:
 
 def _secret_values(env: Mapping[str, str]) -> list[str]:
     return [env[name] for name in SECRET_ENV_VARS if env.get(name)]
-
-
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> flat ``a.b`` keys (already flat dicts come back unchanged)."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def safe_params(params: Mapping[str, Any], allow: tuple[str, ...] = (),

@@ -288,7 +288,7 @@ def save_index(index: Index, uri: str) -> None:
     """Write ``index`` (vectors, and for ivf its cells and nprobe) to a local path or ``s3://`` URI."""
     raw = getattr(index, "faiss_index", None)
     if raw is None:
-        raise TypeError(f"save_index: {type(index).__name__} is not a faiss-backed index from amnet.search")
+        raise TypeError(f"save_index: {type(index).__name__} is not a faiss-backed index from amnet.retrieval.index")
     storage.write_bytes(uri, faiss.serialize_index(raw).tobytes())
 
 

@@ -23,13 +23,13 @@ from PIL import Image
 
 from amnet import storage
 from amnet.data import shards
-from amnet.data.schema import MISSING, Vocabulary
+from amnet.data.schema import Vocabulary
 from amnet.errors import AmnetError
+from amnet.names import MISSING, SPLIT_JSON
 
 ONE_ATTRIBUTE, TWO_ATTRIBUTES = 4, 2  # queries per manipulation count (6 in all)
 TOP = 5  # results shown per variant
 THUMB_PX = 64
-EXAMPLES = "examples.parquet"
 
 
 def pick_queries(queries: pd.DataFrame, one: int = ONE_ATTRIBUTE, two: int = TWO_ATTRIBUTES) -> list[int]:
@@ -77,7 +77,7 @@ def gallery_images(split: str, rows: list[int], ids: list[str]) -> dict[str, byt
     """
     uris = shards.list_shards(storage.join(split, "gallery"))
     try:
-        size = int(json.loads(storage.read_text(storage.join(split, "split.json")))["config"]["shard_size"])
+        size = int(json.loads(storage.read_text(storage.join(split, SPLIT_JSON)))["config"]["shard_size"])
     except (KeyError, TypeError, ValueError):
         size = 0
     guesses = sorted({r // size for r in rows if size > 0 and r // size < len(uris)})

@@ -19,7 +19,6 @@ import posixpath
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -32,41 +31,8 @@ from amnet.config import FeaturizeConfig
 from amnet.data import shards
 from amnet.data.tensors import decode_batch, decode_batch_torchvision, to_input
 from amnet.model_store import LoadedModel, load_model
-from amnet.train.loop_utils import decode_workers, pick_device, use_bf16
-
-FEATURES_JSON = "features.json"
-
-
-@dataclass(frozen=True)
-class InferenceMode:
-    """How a model runs for featurization and queries: bf16 autocast (``precision`` auto|fp32|bf16;
-    auto = bf16 on CUDA) and channels-last inputs (on CUDA, or whenever bf16). Gallery features and
-    query manipulation must run in the same mode (features.json records it as "precision")."""
-
-    device: torch.device
-    bf16: bool
-    channels_last: bool
-
-    @classmethod
-    def choose(cls, device: torch.device | str, precision: str) -> InferenceMode:
-        device = torch.device(device)
-        bf16 = use_bf16(precision, device)
-        return cls(device, bf16, device.type == "cuda" or bf16)
-
-    def input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
-
-
-def inference_setup(loaded: LoadedModel, device: torch.device | str, precision: str) -> InferenceMode:
-    """The :class:`InferenceMode` for ``precision`` on ``device``, with the model put in channels-last
-    memory format when its inputs will be."""
-    mode = InferenceMode.choose(device, precision)
-    if mode.channels_last:
-        loaded.model.to(memory_format=torch.channels_last)
-    return mode
+from amnet.names import FEATURES_JSON
+from amnet.runtime import InferenceMode, decode_workers, inference_setup, pick_device
 
 
 def decoded_batches(blobs: Sequence[bytes], batch_size: int, size: int, workers: int, prefetch: bool,
@@ -97,7 +63,7 @@ def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, devi
     """Features (fp16 bytes) and, for the attribute CNN, predicted labels of one shard."""
     cfg = cfg or FeaturizeConfig()
     device = torch.device(device)
-    mode = inference_setup(loaded, device, cfg.precision)
+    mode = inference_setup(loaded.model, device, cfg.precision)
     feats, preds = [], []
     blobs = list(df["image_bytes"])
     size = loaded.model_config.image_size
@@ -144,7 +110,7 @@ def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progre
         "dim": loaded.model_config.feature_dim, "count": count, "dtype": "float16", "kind": loaded.kind,
         "variant": loaded.variant, "shards": len(sources), "skipped_shards": skipped,
         "seconds": round(seconds, 2), "images_per_s": round(count / max(seconds, 1e-9), 1),
-        "device": str(device), "precision": "bf16" if InferenceMode.choose(device, cfg.precision).bf16 else "fp32",
+        "device": str(device), "precision": InferenceMode.choose(device, cfg.precision).precision,
         "config": cfgmod.to_dict(cfg),
     }
     storage.write_text(storage.join(out, FEATURES_JSON), json.dumps(meta, indent=2) + "\n")
@@ -157,5 +123,11 @@ def load_features(features: str) -> tuple[pd.DataFrame, np.ndarray]:
     df = shards.read_shards(features)
     if len(df) == 0:
         return df, np.zeros((0, meta["dim"]), np.float32)
-    matrix = np.frombuffer(b"".join(df["feature"]), dtype=np.float16).reshape(len(df), meta["dim"])
-    return df.drop(columns=["feature"]), matrix.astype(np.float32)
+    return df.drop(columns=["feature"]), decode_features(df["feature"], meta["dim"])
+
+
+def decode_features(column: Sequence[bytes], dim: int) -> np.ndarray:
+    """A shard's ``feature`` column (fp16 bytes per row) -> (N, dim) float32 matrix."""
+    if len(column) == 0:
+        return np.zeros((0, dim), np.float32)
+    return np.frombuffer(b"".join(column), dtype=np.float16).reshape(len(column), dim).astype(np.float32)

@@ -1,0 +1,42 @@
+"""Names every part of amnet shares: artifact file names, variants, metric columns, label codes.
+
+Standard library only (a test checks it), so any layer may import it, ``models/`` included.
+"""
+
+from __future__ import annotations
+
+# ----------------------------------------------------------------------------- artifact file names
+MODEL_FILE = "model.pt"  # model artifact: tensors only, loads with weights_only=True (amnet.model_store)
+CONFIG_FILE = "config.yaml"  # the resolved stage config, next to the stage's outputs
+SPLIT_JSON = "split.json"  # split summary: counts, quarantine, the split config
+ATTRIBUTES_JSON = "attributes.json"  # attribute vocabulary (dataset, split)
+PROTOTYPES_FILE = "prototypes.pt"  # memory initialisation (C x Q)
+FEATURES_JSON = "features.json"  # feature artifact metadata: dim, count, variant, precision
+METRICS_JSON = "metrics.json"  # evaluation: variant, headline metrics, curves, timing
+PER_QUERY = "per_query.parquet"  # evaluation: one row per query
+EXAMPLES = "examples.parquet"  # evaluation: retrieval examples (Fig. 7)
+DECISION_JSON = "decision.json"  # registry gate: promoted or not, and why
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+TRAIN_STATE = "train_state.pt"  # resumable training checkpoint under <out>/checkpoints/
+
+# ---------------------------------------------------------------------------------------- variants
+TRAINED_VARIANTS = ("amnet", "no_memory", "no_ranking")  # AMNet and its two ablations (§5.2)
+ATTRIBUTE_BASED = "attribute_based"  # the attribute-CNN retrieval baseline (§5.2)
+VARIANTS = (*TRAINED_VARIANTS, ATTRIBUTE_BASED)  # also the paper's order in every table
+
+# ---------------------------------------------------------------------------------- metric columns
+# (metrics.json key, label) of the headline table: run summary, report, `amnet runs compare`.
+METRIC_COLUMNS = (
+    ("top1", "top-1"), ("top5", "top-5"), ("top10", "top-10"), ("top20", "top-20"), ("top50", "top-50"),
+    ("ndcg20", "NDCG@20"), ("two_top20", "2-attr top-20"), ("two_ndcg20", "2-attr NDCG@20"),
+)
+REGISTRY_METRICS = ("top20", "ndcg20", "two_top20")  # copied onto registered model versions as tags
+
+# ------------------------------------------------------------------------------------- label codes
+MISSING = -1  # label code of a missing attribute value (shards, losses, metrics)
+
+
+def variant_order(variant: str) -> int:
+    """Sort key: the paper's order first, unknown variants after."""
+    return VARIANTS.index(variant) if variant in VARIANTS else len(VARIANTS)

@@ -1,0 +1,93 @@
+"""MLflow model URIs (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/RUN_ID``) -> a local
+``model.pt`` and the gallery the registry recorded for it (version tags)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from amnet import storage
+from amnet.errors import AmnetError
+from amnet.names import MODEL_FILE
+from amnet.ops import tracking
+
+
+@dataclass(frozen=True)
+class MlflowRef:
+    """What an MLflow model URI points at: the downloaded ``model.pt`` and the registry's gallery tags."""
+
+    model_file: str
+    label: str
+    features: str | None
+    gallery: str | None
+
+
+def artifact_uri(path: str | None) -> str | None:
+    """A registry tag's artifact location as a URI readable from here.
+
+    Inside a Kubeflow pod, KFP v2 mounts artifacts at ``/s3/BUCKET/KEY`` or ``/minio/BUCKET/KEY``; the
+    pipeline registers those paths. Outside the pod they are ``s3://BUCKET/KEY`` (MinIO speaks S3).
+    """
+    if not path or storage.is_s3(path) or os.path.exists(path):
+        return path or None
+    for mount in ("/s3/", "/minio/"):
+        if path.startswith(mount):
+            return storage.S3_PREFIX + path[len(mount):]
+    return path
+
+
+def _parse_mlflow_uri(uri: str) -> tuple[str, str, str]:
+    """``models:/NAME@ALIAS`` -> ("alias", NAME, ALIAS); ``models:/NAME/V`` -> ("version", NAME, V);
+    ``runs:/RUN_ID[/PATH]`` -> ("run", RUN_ID, PATH or model.pt)."""
+    forms = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID"
+    if uri.startswith("runs:/"):
+        run_id, _, path = uri[len("runs:/"):].strip("/").partition("/")
+        if not run_id:
+            raise AmnetError(f"{uri}: no run id; expected {forms}")
+        return "run", run_id, path or MODEL_FILE
+    rest = uri[len("models:/"):].strip("/")
+    if "@" in rest:
+        name, _, alias = rest.partition("@")
+        if name and alias:
+            return "alias", name, alias
+    name, _, version = rest.rpartition("/")
+    if name and version.isdigit():
+        return "version", name, version
+    raise AmnetError(f"{uri}: not a model URI amnet understands; expected {forms}")
+
+
+def resolve_mlflow(uri: str, dst: str) -> MlflowRef:
+    """Resolve a registered version (or a run) to its ``model.pt``, downloaded into the folder ``dst``,
+    and its gallery: version tags ``amnet.run_id`` (the run holding ``model.pt``), ``amnet.features_uri``
+    and ``amnet.gallery_uri``. For ``runs:/`` the tags of a version registered from that run are used
+    when there is one."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+
+    form, name, ref = _parse_mlflow_uri(uri)
+    tracking.check_tracking_server()
+    client = MlflowClient()
+    version = None
+    try:
+        if form == "alias":
+            version = client.get_model_version_by_alias(name, ref)
+        elif form == "version":
+            version = client.get_model_version(name, ref)
+        else:
+            found = client.search_model_versions(f"tag.`amnet.run_id` = '{name}'")
+            version = found[0] if found else None
+    except MlflowException as exc:
+        raise AmnetError(f"{uri}: not in the MLflow model registry ({exc.message.splitlines()[0][:200]})") from exc
+    tags = dict(version.tags) if version is not None else {}
+    run_id = name if form == "run" else (tags.get("amnet.run_id") or version.run_id)
+    path = ref if form == "run" else MODEL_FILE
+    try:
+        model_file = download_artifacts(run_id=run_id, artifact_path=path,
+                                        dst_path=dst)
+    except (MlflowException, OSError) as exc:
+        raise AmnetError(f"{uri}: run {run_id} has no {path} artifact to download ({str(exc)[:200]})") from exc
+    label = uri if version is None else f"{uri} ({version.name} v{version.version})"
+    return MlflowRef(model_file, label, artifact_uri(tags.get("amnet.features_uri")),
+                     artifact_uri(tags.get("amnet.gallery_uri")))

@@ -1,0 +1,1 @@
+"""Retrieval: gallery featurization, manipulated-query evaluation, metrics, the search index, examples."""

@@ -1,0 +1,59 @@
+"""Stage: register the trained model in the MLflow Model Registry and gate the ``champion`` alias."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from amnet.config import EvaluateConfig, FeaturizeConfig, RegisterConfig
+from amnet.ops import registry
+from amnet.ops.tracking import tracking_enabled
+from amnet.runtime import match_torch_threads
+from amnet.steps.common import base_parser, cli_config, print_result, stage_config
+
+
+def run_step(models: list[str], evaluations: list[str], features: list[str], split: str, out: str,
+             config: Mapping[str, Any] | None = None, parent_run_id: str = "",
+             featurize_config: Mapping[str, Any] | None = None,
+             evaluate_config: Mapping[str, Any] | None = None) -> dict:
+    """Trained variants' models, evaluations and features -> a registered version (alias ``challenger``;
+    ``champion`` when it passes the gate) and ``out/decision.json``.
+
+    The featurize and evaluate configs are the run's own: a champion evaluated on other data is
+    re-scored exactly as the challenger was. Without tracking there is no registry: the decision says so.
+    """
+    cfg = stage_config(RegisterConfig, config)
+    featurize_cfg = stage_config(FeaturizeConfig, featurize_config)
+    evaluate_cfg = stage_config(EvaluateConfig, evaluate_config, variant=cfg.variant)
+    match_torch_threads()
+    if not tracking_enabled():
+        registry.write_decision(out, {"model_name": cfg.model_name, "promoted": False,
+                                      "reasons": ["tracking off: not registered"]})
+        return {"promoted": 0.0}
+    decision = registry.run_register(models, evaluations, features, split, out, cfg, parent_run_id,
+                                     featurize_cfg, evaluate_cfg)
+    print(decision.summary())
+    return {"promoted": float(decision.promoted), "version": float(decision.version)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = base_parser("amnet step register", "Register the trained model of one variant (default amnet) in the "
+                    "MLflow Model Registry with alias `challenger`, and move `champion` to it only when it is at "
+                    "least as good as the current champion on the same evaluation data (re-evaluating the "
+                    "champion when its data differ). Needs MLFLOW_TRACKING_URI.", config=RegisterConfig)
+    p.add_argument("--models", nargs="+", required=True, help="trained model folders (`amnet step train` outputs)")
+    p.add_argument("--evaluations", nargs="+", required=True, help="their `amnet step evaluate` outputs")
+    p.add_argument("--features", nargs="*", default=[], help="their `amnet step featurize` outputs")
+    p.add_argument("--split", required=True, help="output of `amnet data split` (the evaluation data)")
+    p.add_argument("--out", required=True, help="folder for decision.json")
+    args = p.parse_args(argv)
+    run_config = argparse.Namespace(config=args.config, overrides=[])
+    print_result(run_step(args.models, args.evaluations, args.features, args.split, args.out,
+                          cli_config(RegisterConfig, args), args.parent_run_id,
+                          cli_config(FeaturizeConfig, run_config), cli_config(EvaluateConfig, run_config)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

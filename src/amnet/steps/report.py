@@ -1,0 +1,51 @@
+"""Stage: the §5 report comparing the variants' evaluations (HTML + Markdown + MLflow parent run)."""
+
+from __future__ import annotations
+
+import json
+
+from amnet import storage
+from amnet.names import DECISION_JSON, REPORT_HTML, REPORT_MD
+from amnet.ops import tracking
+from amnet.report.report import run_report
+from amnet.steps.common import base_parser, print_result
+
+
+def read_decision(decision: str | None) -> dict | None:
+    """The registry gate's ``decision.json`` in the folder ``decision``, or None when there is none."""
+    if not decision:
+        return None
+    uri = storage.join(decision, DECISION_JSON)
+    return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+
+
+def run_step(evaluations: list[str], out: str, parent_run_id: str = "", baseline: str | None = None,
+             decision: str | None = None, html_out: str | None = None, md_out: str | None = None) -> dict:
+    """Evaluations (+ the attribute baseline's, + the gate's decision folder) -> the report in ``out``.
+
+    ``html_out`` / ``md_out``: extra copies of the page (a KFP HTML / Markdown output). With tracking
+    on and a parent run, the headline scalars and every report file go to that MLflow run.
+    """
+    report = run_report([*evaluations, *([baseline] if baseline else [])], out, decision=read_decision(decision))
+    for extra, name in ((html_out, REPORT_HTML), (md_out, REPORT_MD)):
+        if extra:
+            storage.write_bytes(extra, storage.read_bytes(storage.join(out, name)))
+    if parent_run_id and tracking.tracking_enabled():
+        tracking.log_to_run(parent_run_id, report.headline, report.files)
+    return report.headline
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = base_parser("amnet step report", "Build the §5 report (Fig. 5-7, Table 2, gallery-size study, two-attribute "
+                    "and per-attribute results, timing) from the variants' evaluations: report.html (self-contained), "
+                    "report.md with its PNG plots, per_query.parquet and results.json.")
+    p.add_argument("--evaluations", nargs="+", required=True, help="`amnet step evaluate` outputs, one per variant")
+    p.add_argument("--decision", default=None, help="the register step's output folder (decision.json), if any")
+    p.add_argument("--out", required=True, help="report folder")
+    args = p.parse_args(argv)
+    print_result(run_step(args.evaluations, args.out, args.parent_run_id, decision=args.decision))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
