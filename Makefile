@@ -27,7 +27,7 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/amnet stack up
-	$(BIN)/amnet run --local
+	$(BIN)/amnet run --local --config configs/demo.yaml
 
 stack-up: $(STAMP)
 	$(BIN)/amnet stack up

@@ -1,9 +1,10 @@
 """Shared helpers of the throughput benchmarks (not a benchmark itself).
 
 Synthetic gallery shards and triplet pools from the built-in generator, random-weight model artifacts
-written with the real ``save_model``, device selection, timing and memory readings. Imports only
-torch, numpy, pandas, pyarrow, PIL and amnet's model / data / train modules (never mlflow, boto3,
-kfp or faiss), so ``gpu_check.py`` can use it on a machine that has none of those.
+written with the real ``amnet.model_store.save_model``, device selection, timing and memory readings.
+Imports only torch, numpy, pandas, pyarrow, PIL and amnet's runtime / model_store / model / data / train
+modules (never mlflow, boto3, kfp or faiss), so ``gpu_check.py`` can use it on a machine that has none
+of those.
 """
 
 from __future__ import annotations
@@ -122,8 +123,7 @@ def model_config(backbone: str, image_size: int | None = None, feature_dim: int 
 def save_random_model(out: str, cfg: ModelConfig, kind: str = "amnet", seed: int = 0) -> str:
     """An untrained model artifact (random weights; weights do not change the rate) written with the
     real ``save_model``, loadable by ``load_model`` / ``run_featurize``."""
-    from amnet.model_store import build_model
-    from amnet.train.checkpoint import save_model
+    from amnet.model_store import build_model, save_model
 
     torch.manual_seed(seed)
     variant = "attribute_cnn" if kind == "attribute_cnn" else "amnet"

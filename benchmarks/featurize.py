@@ -50,7 +50,7 @@ from amnet import storage  # noqa: E402
 from amnet.config import FeaturizeConfig, SplitConfig  # noqa: E402
 from amnet.data import shards  # noqa: E402
 from amnet.data.tensors import MEAN, STD, decode_batch, decode_batch_torchvision, to_input  # noqa: E402
-from amnet.train.loop_utils import decode_workers, use_bf16  # noqa: E402
+from amnet.runtime import decode_workers, use_bf16  # noqa: E402
 
 GOAL_CPU_RATIO = 0.7
 GOAL_GPU_ALEXNET = 10_000.0  # img/s end to end, AlexNet at 224 px on one H100 (issue 9)
@@ -85,7 +85,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precision", default=FeaturizeConfig().precision, choices=["auto", "fp32", "bf16"],
                    help="FeaturizeConfig.precision of the real path (auto: bf16 on CUDA, fp32 on the CPU)")
     p.add_argument("--decode-workers", type=int, default=FeaturizeConfig().decode_workers,
-                   help="FeaturizeConfig.decode_workers of the real path (0 = auto: loop_utils.decode_workers)")
+                   help="FeaturizeConfig.decode_workers of the real path (0 = auto: amnet.runtime.decode_workers)")
     p.add_argument("--decoder", default=FeaturizeConfig().decoder, choices=["pil", "torchvision"],
                    help="FeaturizeConfig.decoder of the real path (torchvision: decode_jpeg on the model's device)")
     p.add_argument("--source-size", type=int, default=0,
@@ -112,8 +112,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------------------- measurements
 def real_settings(cfg: FeaturizeConfig, device: torch.device) -> tuple[bool, bool]:
     """(bf16 autocast, channels-last) as ``amnet.retrieval.featurize.featurize_frame`` / ``run_featurize``
-    decide them."""
-    from amnet.retrieval.featurize import InferenceMode
+    decide them (``amnet.runtime.InferenceMode``)."""
+    from amnet.runtime import InferenceMode
 
     mode = InferenceMode.choose(device, cfg.precision)
     return mode.bf16, mode.channels_last
@@ -229,8 +229,7 @@ def legacy_load_model(model_dir: str, device: torch.device):
     from amnet import config as cfgmod
     from amnet.config import ModelConfig
     from amnet.data.schema import Vocabulary
-    from amnet.model_store import build_model
-    from amnet.train.checkpoint import load_model_payload
+    from amnet.model_store import build_model, load_model_payload
 
     payload = load_model_payload(model_dir)
     model_cfg = cfgmod.from_dict(ModelConfig, payload["model_config"])
@@ -401,8 +400,10 @@ def optimisations_present() -> dict[str, bool]:
     import amnet.data.tensors
     import amnet.model_store
     import amnet.retrieval.featurize
+    import amnet.runtime
 
-    source = "".join(inspect.getsource(m) for m in (amnet.retrieval.featurize, amnet.data.tensors, amnet.model_store))
+    modules = (amnet.retrieval.featurize, amnet.runtime, amnet.data.tensors, amnet.model_store)
+    source = "".join(inspect.getsource(m) for m in modules)
     return {name: any(m in source for m in markers) for name, markers in GPU_OPTIMISATIONS.items()}
 
 
@@ -548,7 +549,7 @@ def main(argv: list[str] | None = None) -> dict:
         if device.type == "cuda" or args.gpu_paths:
             present = optimisations_present()
             print("optimisations in the featurization path (by source inspection of amnet.retrieval.featurize, "
-                  "amnet.data.tensors, amnet.model_store):")
+                  "amnet.runtime, amnet.data.tensors, amnet.model_store):")
             for name, ok in present.items():
                 print(f"  {'present' if ok else 'ABSENT '}  {name}")
             head = gpu_headroom(loaded, blobs, args.batch_size, device)

@@ -43,7 +43,8 @@ class _Blocker(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         if fullname.split(".")[0] in BLOCKED:
             raise ImportError(f"{fullname} is blocked by gpu_check.py: the GPU machine has no "
-                              f"{fullname.split('.')[0]}; amnet's model/data/train modules must not need it")
+                              f"{fullname.split('.')[0]}; amnet's runtime, model_store, model, data, train and "
+                              "retrieval modules must not need it")
         return None
 
 
@@ -77,7 +78,9 @@ def main(argv=None) -> int:
 
     # every module the stages need, imported with mlflow / boto3 / kfp / faiss blocked
     import amnet.data.split  # noqa: F401
+    import amnet.model_store  # noqa: F401
     import amnet.retrieval.featurize  # noqa: F401
+    import amnet.runtime  # noqa: F401
     import amnet.train.amnet_train  # noqa: F401
     import amnet.train.pretrain  # noqa: F401
     import amnet.train.prototypes  # noqa: F401
@@ -85,7 +88,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import benchlib as bl
 
-    from amnet.train.loop_utils import available_cpus, match_torch_threads
+    from amnet.runtime import available_cpus, match_torch_threads
 
     device = bl.resolve_device(args.device)
     bl.use_device_in_stages(device)

@@ -280,9 +280,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--ivf-train", type=int, default=25_000, help="k-means sample above 1024-D")
     p.add_argument("--configs", default="exact,pq,ivf,sq,pqfs",
                    help="index families to measure: exact, pq (amnet.retrieval.index's PQRefineIndex, what auto "
-                   "picks from "
-                        "50k), ivf, sq (fp16 / SQ8 / SQ8 + re-rank), pqfs (PQ fast-scan + re-rank through faiss "
-                        "directly), hnsw")
+                        "picks from 50k), ivf, sq (fp16 / SQ8 / SQ8 + re-rank), pqfs (PQ fast-scan + re-rank "
+                        "through faiss directly), hnsw")
     p.add_argument("--hnsw", action="store_true", help="same as adding hnsw to --configs (minutes at 200k)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

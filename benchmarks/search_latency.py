@@ -47,8 +47,7 @@ def build_untrained(root: str, num_images: int, gallery_size: int, cfg: ModelCon
     from amnet.data.schema import load_vocabulary
     from amnet.data.split import run_split
     from amnet.data.synth import generate
-    from amnet.model_store import build_model
-    from amnet.train.checkpoint import save_model
+    from amnet.model_store import build_model, save_model
 
     dataset, split, model = (os.path.join(root, n) for n in ("dataset", "split", "model"))
     generate(dataset, num_images, seed=0, image_size=128, progress=False)

@@ -44,8 +44,9 @@ from amnet.model_store import build_model  # noqa: E402
 from amnet.models.backbones import build_backbone  # noqa: E402
 from amnet.models.losses import amnet_loss, classification_loss, triplet_ranking_loss  # noqa: E402
 from amnet.models.memory import make_indicator  # noqa: E402
+from amnet.runtime import use_bf16  # noqa: E402
 from amnet.train.amnet_train import STEP_METRICS, pool_on_device, train_step  # noqa: E402
-from amnet.train.loop_utils import sgd, split_decay, use_bf16  # noqa: E402
+from amnet.train.loop_utils import sgd, split_decay  # noqa: E402
 
 GOAL_RATIO = 0.6
 BEFORE = "loop before c1c1cb3 (uncached sampler, old train_step)"

@@ -84,7 +84,8 @@ class TaskLogs(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        self._fh.flush()
+        if not self._fh.closed:
+            self._fh.flush()
 
     def close(self) -> None:
         self._fh.close()
@@ -132,6 +133,8 @@ def stage_lines(times: dict[str, str] | None = None, logs: TaskLogs | None = Non
                 say(f"[amnet] stage {name}: {status} ({took:.1f} s)")
                 if status != "success" and logs is not None:
                     failed.append(logs.path)
+            elif msg.startswith("Cleaned up workspace"):  # kfp.local's last line, outside any task
+                return logs is None
             elif m := re.match(r"Task (\S+) cache hit", msg):
                 name = label(m[1])
                 times[name] = "cached"

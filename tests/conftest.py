@@ -8,6 +8,7 @@ also when a test fails or the start itself fails half-way.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -109,3 +110,48 @@ def s3_env(monkeypatch, s3_server: S3Server) -> Iterator[S3Server]:
     _clear_storage_clients()
     yield s3_server
     _clear_storage_clients()
+
+
+# ------------------------------------------------------------------------------- one tiny trained chain
+
+TINY_MODEL = {"image_size": 32, "width": 8, "feature_dim": 32}  # the model config of every tiny chain
+
+
+@dataclass(frozen=True)
+class TrainedChain:
+    """Folders of one tiny chain: synthetic dataset -> split -> attribute CNN -> prototypes -> AMNet model."""
+
+    root: Path
+    dataset: Path
+    split: Path
+    attr: Path
+    protos: Path
+    model: Path
+
+
+@pytest.fixture(scope="session")
+def trained_chain(tmp_path_factory) -> TrainedChain:
+    """split -> pretrain -> prototypes -> train (variant amnet), once per session, through the stages'
+    ``run_step`` with tracking off (``MLFLOW_TRACKING_URI`` unset for the block, restored after).
+
+    The sizes are tests/test_stages_smoke.py's: 700 images, gallery 200 in shards of 64, 20 queries per
+    number of changes; a 32 px, width-8 model with Q = 32, one pretraining epoch, two training steps."""
+    from amnet.steps import pretrain, prototypes, split, train
+    from tests.helpers import tiny_dataset
+
+    root = tmp_path_factory.mktemp("chain")
+    chain = TrainedChain(root=root, dataset=Path(tiny_dataset(root, num_images=700)), split=root / "split",
+                         attr=root / "attr", protos=root / "protos", model=root / "model")
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        split.run_step(str(chain.dataset), str(chain.split), {"per_value": 8, "gallery_size": 200,
+                                                               "num_queries": 20, "shard_size": 64}, progress=False)
+        pretrain.run_step(str(chain.split), str(chain.attr), {"model": TINY_MODEL, "epochs": 1, "batch_size": 32},
+                          progress=False)
+        prototypes.run_step(str(chain.split), str(chain.attr), str(chain.protos), progress=False)
+        train.run_step(str(chain.split), str(chain.attr), str(chain.protos), str(chain.model), "amnet",
+                       {"epochs": 1, "steps_per_epoch": 2, "batch_size": 8}, progress=False)
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+    return chain

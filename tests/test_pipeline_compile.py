@@ -7,10 +7,10 @@ component, regenerate it with the same registry the test uses and review the dif
         .venv/bin/python -m amnet_pipeline.cli compile --out tests/golden/amnet_pipeline.yaml
 """
 
+import json
 import os
 import subprocess
 import sys
-import json
 from pathlib import Path
 
 import pytest

@@ -11,6 +11,7 @@ under the run's ``kfp-root`` and cache, and every MLflow run of the experiment (
 metric names, and each text artifact).
 """
 
+import json
 from pathlib import Path
 
 import boto3
@@ -21,8 +22,10 @@ from tests.helpers import tiny_dataset
 
 pytestmark = pytest.mark.slow
 
-TINY = {"per_value": 10, "gallery_size": 300, "num_queries": 40, "pretrain_epochs": 1, "epochs": 1,
-        "steps_per_epoch": 3, "batch_size": 8}
+TINY = {"split_config": {"per_value": 10, "gallery_size": 300, "num_queries": 40},
+        "pretrain_config": {"epochs": 1}, "train_config": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 8},
+        # a key set in the run config reaches its stage: evaluate records the index it was told to use
+        "evaluate_config": {"index": "ivf"}}
 
 
 @pytest.fixture
@@ -105,7 +108,12 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     rows = {line.split()[0]: line.split()[1:] for line in table[2:]}
     assert set(rows) == {"amnet", "no_memory", "attribute_based"}
     for variant, cells in rows.items():
-        assert len(cells) == 7 and all(0.0 <= float(c) <= 1.0 for c in cells), (variant, cells)
+        assert len(cells) == 8 and all(0.0 <= float(c) <= 1.0 for c in cells), (variant, cells)
+    indexes = [json.loads(f.read_text())["timing"]["index"]["kind"]
+               for f in run_dir.glob("**/evaluate-retrieval*/evaluation/metrics.json")]
+    assert sorted(indexes) == ["attribute_rule", "ivf", "ivf"], indexes  # auto would pick exact for a 300-image gallery
+    logs = {p.name for p in (run_dir / "logs").glob("*.log")}
+    assert {"split-dataset.log", "train-amnet.log", "train-amnet_2.log", "build-report.log"} <= logs, logs
     (report,) = run_dir.glob("build-report*/report")
     assert "amnet" in (report / "report.md").read_text()
     assert (report / "report.html").read_text().startswith("<!doctype html>")

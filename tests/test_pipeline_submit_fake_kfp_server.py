@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from amnet_pipeline import run_config
 
 from amnet.errors import AmnetError
-from amnet_pipeline import run_config
 
 TOKEN = "fake-token-never-printed"
 

@@ -159,8 +159,8 @@ class Payload:
 @pytest.mark.parametrize("kind", ["model", "training_state", "prototypes", "initial_weights"])
 def test_a_pickled_payload_is_refused_and_never_runs(kind, tmp_path):
     from amnet.config import ModelConfig
-    from amnet.models.backbones import build_backbone
     from amnet.model_store import load_model_payload, load_payload
+    from amnet.models.backbones import build_backbone
     from amnet.train.prototypes import load_prototypes
     from amnet.train.weights import load_backbone_weights
 

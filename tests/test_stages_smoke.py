@@ -1,4 +1,5 @@
-"""All five model-core stages on a tiny synthetic dataset on the CPU, through the public CLI."""
+"""All five model-core stages on a tiny synthetic dataset on the CPU, through the public CLI (split, pretrain
+and prototypes come from the session's ``trained_chain``)."""
 
 from __future__ import annotations
 
@@ -7,28 +8,21 @@ import json
 import pytest
 import torch
 
+from amnet import config as cfgmod
 from amnet.cli import main
-from amnet.model_store import load_model
-from amnet.model_store import load_payload
-from tests.helpers import tiny_dataset
+from amnet.config import ModelConfig
+from amnet.data.split import load_split_vocab
+from amnet.model_store import build_model, load_model, load_payload, save_model
+from amnet.models.memory import make_indicator
 
 MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stages")
-    dataset = tiny_dataset(root, num_images=700)
-    split = root / "split"
-    assert main(["data", "split", dataset, "--out", str(split), "--per-value", "8", "--gallery-size", "200",
-                 "--num-queries", "20", "--shard-size", "64"]) == 0
-    attr = root / "attr"
-    assert main(["step", "pretrain", "--split", str(split), "--out", str(attr), "--quiet", *MODEL,
-                 "--set", "epochs=1", "--set", "batch_size=32"]) == 0
-    protos = root / "protos"
-    assert main(["step", "prototypes", "--split", str(split), "--attr-model", str(attr), "--out", str(protos),
-                 "--quiet"]) == 0
-    return root
+def run_dir(trained_chain):
+    """The session's tiny chain (tests/conftest.py ``trained_chain``): split/, attr/ and protos/ at the sizes
+    these tests were written for; each test trains, featurizes and evaluates into its own folders next to them."""
+    return trained_chain.root
 
 
 def train(run_dir, variant: str, out: str, epochs: int = 1) -> int:
@@ -82,14 +76,38 @@ def test_attribute_based_baseline(run_dir):
     assert 0.0 <= metrics["top20"] <= 1.0
 
 
-def test_checkpoint_round_trip_gives_identical_outputs(run_dir):
-    assert train(run_dir, "amnet", "model-rt") == 0
-    a = load_model(str(run_dir / "model-rt"))
-    b = load_model(str(run_dir / "model-rt"))
+def test_checkpoint_round_trip_gives_identical_outputs(run_dir, tmp_path):
+    """A model before ``save_model`` and the model ``load_model`` rebuilds from the file: the same tensors,
+    the same outputs (gallery representation and manipulated query)."""
+    vocab = load_split_vocab(str(run_dir / "split"))
+    cfg = ModelConfig(image_size=32, width=8, feature_dim=16)
+    torch.manual_seed(0)
+    model = build_model("amnet", "amnet", cfg, vocab, torch.randn(vocab.total_values, cfg.feature_dim))
+    model.train()
+    with torch.no_grad():  # state a fresh model lacks: batch-norm statistics, a manipulator off its identity init
+        for _ in range(3):
+            model.represent(torch.rand(8, 3, 32, 32))
+        for p in model.manipulator.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model.eval()
     x = torch.rand(4, 3, 32, 32)
-    h = torch.zeros(4, a.vocab.total_values)
-    h[:, 0] = 1
-    assert torch.equal(a.model.query(x, h), b.model.query(x, h))
+    h = make_indicator([[(0, 1)], [(1, 0)], [(0, 0), (1, 1)], []], vocab.offsets, vocab.total_values)
+    with torch.no_grad():
+        before_r, before_q = model.represent(x), model.query(x, h)
+
+    save_model(str(tmp_path / "m"), "amnet", "amnet", model, cfgmod.to_dict(cfg), vocab.to_json())
+    loaded = load_model(str(tmp_path / "m"))
+    assert (loaded.kind, loaded.variant, loaded.model_config, loaded.vocab) == ("amnet", "amnet", cfg, vocab)
+    assert not loaded.model.training
+    saved, restored = model.state_dict(), loaded.model.state_dict()
+    assert list(restored) == list(saved)
+    for name, tensor in saved.items():
+        assert restored[name].dtype == tensor.dtype and torch.equal(restored[name], tensor), name
+    assert any(t.abs().sum() > 0 for k, t in saved.items() if k.endswith("running_mean"))  # BN stats travelled
+    with torch.no_grad():
+        assert torch.equal(loaded.represent(x), before_r)
+        assert torch.equal(loaded.model.query(x, h), before_q)
+    assert not torch.equal(before_q[0], before_r[0])  # the indicator really manipulates
 
 
 def test_resume_continues_from_saved_epoch(run_dir):
@@ -125,7 +143,6 @@ def test_corrupted_checkpoint_is_a_clear_error(run_dir, tmp_path, capsys):
 
 
 def test_pretrain_accepts_an_initial_weights_file(run_dir, tmp_path):
-    from amnet.config import ModelConfig
     from amnet.models.backbones import build_backbone
 
     cfg = ModelConfig(image_size=32, width=8, feature_dim=32)

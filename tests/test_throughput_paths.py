@@ -20,8 +20,8 @@ from amnet.data.tensors import decode_batch
 from amnet.data.triplets import TripletSampler
 from amnet.model_store import LoadedModel, build_model
 from amnet.retrieval.featurize import decoded_batches, featurize_frame
-from amnet.train.amnet_train import STEP_METRICS, train_step
 from amnet.runtime import available_cpus, decode_workers, match_torch_threads, use_bf16
+from amnet.train.amnet_train import STEP_METRICS, train_step
 from amnet.train.loop_utils import sgd, split_decay
 
 VOCAB = Vocabulary((Attribute("colour", ("red", "blue", "green")), Attribute("collar", ("round", "v"))))

@@ -1,0 +1,122 @@
+"""The KFP component bodies of register_model and build_report, called as plain Python (``.python_func``).
+
+Their artifacts are stand-ins with what KFP hands a component (``.path``, ``.metadata``; ``log_metric`` on
+Metrics) pointing at real folders: the session's tiny chain (tests/conftest.py ``trained_chain``), its model
+featurized and evaluated here.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from amnet_components.register import register_model
+from amnet_components.report import build_report
+
+from amnet.steps import evaluate, featurize
+
+
+class Artifact:
+    """What a component body reads of an Input / Output artifact."""
+
+    def __init__(self, path: Path | str, metadata: dict | None = None):
+        self.path = str(path)
+        self.metadata = dict(metadata or {})
+
+
+class Metrics(Artifact):
+    """An Output[Metrics]: ``log_metric`` keeps the values in ``metadata``, as KFP's does."""
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metadata[name] = value
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained_chain, tmp_path_factory):
+    """The chain's AMNet model featurized and evaluated (tracking off) into this module's folders."""
+    root = tmp_path_factory.mktemp("components")
+    feats, ev = root / "feats", root / "eval"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        featurize.run_step(str(trained_chain.split), str(trained_chain.model), str(feats), progress=False)
+        evaluate.run_step(str(trained_chain.split), str(trained_chain.model), str(feats), str(ev), progress=False)
+    return {"split": trained_chain.split, "model": trained_chain.model, "features": feats, "evaluation": ev}
+
+
+def register(evaluated, out: Path, config: dict | None = None) -> tuple[Artifact, Metrics]:
+    decision, metrics = Artifact(out / "decision"), Metrics(out / "metrics" / "data")
+    register_model.python_func(models=[Artifact(evaluated["model"])], evaluations=[Artifact(evaluated["evaluation"])],
+                               features=[Artifact(evaluated["features"])], split=Artifact(evaluated["split"]),
+                               config=config or {}, featurize_config={}, evaluate_config={}, parent_run_id="",
+                               decision=decision, metrics=metrics)
+    return decision, metrics
+
+
+def test_register_without_tracking_writes_a_not_registered_decision(evaluated, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    decision, metrics = register(evaluated, tmp_path)
+    payload = json.loads((Path(decision.path) / "decision.json").read_text())
+    assert payload["promoted"] is False and payload["reasons"] == ["tracking off: not registered"]
+    assert payload["model_name"] == "amnet"
+    assert metrics.metadata == {"promoted": 0.0}
+    assert json.loads(Path(metrics.path).read_text()) == {"promoted": 0.0}
+
+
+@pytest.mark.slow
+def test_register_promotes_the_first_model_in_the_real_registry(evaluated, tmp_path, monkeypatch, mlflow_server):
+    for name, value in mlflow_server.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.tracking_uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    name = f"amnet-component-{uuid.uuid4().hex[:8]}"
+    decision, metrics = register(evaluated, tmp_path, {"model_name": name})
+    assert metrics.metadata["promoted"] == 1.0 and metrics.metadata["version"] == 1.0
+    assert json.loads(Path(metrics.path).read_text()) == metrics.metadata
+    payload = json.loads((Path(decision.path) / "decision.json").read_text())
+    assert payload["promoted"] is True and payload["model_name"] == name and payload["version"] == "1"
+    assert payload["reasons"] == ["first model: no champion yet"]
+    from mlflow import MlflowClient
+
+    assert MlflowClient(mlflow_server.tracking_uri).get_model_version_by_alias(name, "champion").version == "1"
+
+
+def report(evaluated, out: Path, decision: Artifact | None = None) -> dict:
+    outputs = {"report": Artifact(out / "report"), "report_html": Artifact(out / "html" / "page.html"),
+               "report_md": Artifact(out / "md" / "page.md"), "metrics": Metrics(out / "metrics" / "data")}
+    for artifact in outputs.values():  # KFP creates an output's parent folder before the body runs
+        Path(artifact.path).parent.mkdir(parents=True, exist_ok=True)
+    build_report.python_func(evaluations=[Artifact(evaluated["evaluation"])], parent_run_id="", decision=decision,
+                             **outputs)
+    return outputs
+
+
+def test_report_writes_the_folder_and_both_pages(evaluated, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = report(evaluated, tmp_path)
+    folder = Path(out["report"].path)
+    for name in ("report.html", "report.md", "results.json"):
+        assert (folder / name).is_file(), name
+    html, md = Path(out["report_html"].path).read_text(), Path(out["report_md"].path).read_text()
+    assert html == (folder / "report.html").read_text() and "<html" in html.lower()
+    assert md == (folder / "report.md").read_text()
+    assert "Registry decision" not in html and "Registry decision" not in md
+    top20 = json.loads((Path(evaluated["evaluation"]) / "metrics.json").read_text())["metrics"]["top20"]
+    assert out["metrics"].metadata["amnet_top20"] == pytest.approx(top20)
+    assert json.loads(Path(out["metrics"].path).read_text()) == pytest.approx(out["metrics"].metadata)
+    results = json.loads((folder / "results.json").read_text())
+    assert list(results["variants"]) == ["amnet"] and results["decision"] is None
+
+
+def test_report_shows_the_register_decision(evaluated, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    decision, _ = register(evaluated, tmp_path / "register")
+    out = report(evaluated, tmp_path / "report", decision=decision)
+    html, md = Path(out["report_html"].path).read_text(), Path(out["report_md"].path).read_text()
+    for page in (html, md):
+        assert "Registry decision" in page and "amnet: not registered" in page
+        assert "tracking off: not registered" in page
+    results = json.loads((Path(out["report"].path) / "results.json").read_text())
+    assert results["decision"]["reasons"] == ["tracking off: not registered"]
+    assert "amnet_top20" in out["metrics"].metadata
