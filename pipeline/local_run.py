@@ -133,8 +133,6 @@ def stage_lines(times: dict[str, str] | None = None, logs: TaskLogs | None = Non
                 say(f"[amnet] stage {name}: {status} ({took:.1f} s)")
                 if status != "success" and logs is not None:
                     failed.append(logs.path)
-            elif msg.startswith("Cleaned up workspace"):  # kfp.local's last line, outside any task
-                return logs is None
             elif m := re.match(r"Task (\S+) cache hit", msg):
                 name = label(m[1])
                 times[name] = "cached"
@@ -153,6 +151,20 @@ def stage_lines(times: dict[str, str] | None = None, logs: TaskLogs | None = Non
         root.setLevel(level)
         for path in failed:  # after the filter is gone: the log file is complete
             say(f"[amnet] last {TAIL_LINES} lines of {path}:\n{logs.tail(path)}")
+
+
+@contextmanager
+def root_log_to(stream: TextIO | None):
+    """Route the root logger's records to ``stream`` (the task logs) instead of its own handlers, so the
+    lines kfp.local logs outside a task (workspace clean-up) stay off the terminal too; None: unchanged."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    if stream is not None:
+        root.handlers = [logging.StreamHandler(stream)]
+    try:
+        yield
+    finally:
+        root.handlers = saved
 
 
 def stage_breakdown(times: dict[str, str], total: float) -> str:
@@ -187,7 +199,7 @@ def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
     logs = TaskLogs(workdir / "logs" / time.strftime("run-%Y%m%d-%H%M%S")) if quiet else None
     error: str | None = None
     with warnings.catch_warnings(), stage_lines(times, logs, terminal), \
-            redirect_stdout(logs if logs is not None else terminal):
+            redirect_stdout(logs if logs is not None else terminal), root_log_to(logs):
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         warnings.filterwarnings("ignore", message=".*no effect.*local.*")
         try:

@@ -34,10 +34,7 @@ class RunConfig:
 
     def stage(self, name: str):
         """The resolved config dataclass of stage ``name`` (defaults <- this file's section)."""
-        values = dict(self.sections.get(name, {}))
-        if name in PIPELINE_VARIANT_KEYS:
-            values[PIPELINE_VARIANT_KEYS[name]] = "amnet"
-        return cfgmod.from_dict(SECTIONS[name], values)
+        return resolve_section(name, self.sections.get(name, {}))
 
     def pipeline_arguments(self) -> dict[str, Any]:
         """Arguments of :func:`amnet_pipeline.amnet_pipeline.amnet_pipeline` (``dataset_uri`` when given)."""
@@ -48,6 +45,13 @@ class RunConfig:
         for name in SECTIONS:
             args[f"{name}_config"] = dict(self.sections.get(name, {}))
         return args
+
+
+def resolve_section(name: str, section: dict[str, Any]):
+    """Stage ``name``'s config dataclass from a run file's section; the per-variant key (set by the
+    pipeline's loop) is filled with the first variant so the rest of the section can be checked."""
+    fixed = PIPELINE_VARIANT_KEYS.get(name)
+    return cfgmod.from_dict(SECTIONS[name], {**section, **({fixed: TRAINED_VARIANTS[0]} if fixed else {})})
 
 
 def parse(values: dict[str, Any], where: str = "run config") -> RunConfig:
@@ -68,7 +72,7 @@ def parse(values: dict[str, Any], where: str = "run config") -> RunConfig:
             raise AmnetError(f"{where}: {name}.{fixed} is set by the pipeline for each variant; list the variants "
                              f"to train in the run-level `variants` key instead")
         try:
-            cfgmod.from_dict(cls, {**section, **({fixed: "amnet"} if fixed else {})})
+            resolve_section(name, section)
         except ConfigError as exc:
             raise AmnetError(f"{where}: {name}: {exc}") from None
         sections[name] = section

@@ -24,8 +24,7 @@ import pandas as pd
 
 from amnet import storage
 from amnet.data import shards
-from amnet.names import EXAMPLES, METRICS_JSON, PER_QUERY, REPORT_HTML, REPORT_MD, variant_order
-from amnet.names import METRIC_COLUMNS as COLUMNS
+from amnet.names import EXAMPLES, METRIC_COLUMNS, METRICS_JSON, PER_QUERY, REPORT_HTML, REPORT_MD, variant_order
 from amnet.report import sections
 from amnet.report.page import markdown, page
 
@@ -63,7 +62,7 @@ def headline(results: dict[str, dict[str, Any]], gallery_increase: dict[str, flo
     """Flat scalars like ``amnet_top20`` (and ``amnet_gallery_increase``) for KFP Metrics and MLflow."""
     out = {}
     for variant, payload in results.items():
-        for key, _ in COLUMNS:
+        for key, _ in METRIC_COLUMNS:
             if key in payload["metrics"]:
                 out[f"{variant}_{key}"] = float(payload["metrics"][key])
         if gallery_increase and variant in gallery_increase:
@@ -85,7 +84,7 @@ def run_report(evaluations: list[str], out_dir: str, decision: dict[str, Any] | 
     results = load_evaluations(evaluations)
     per_query = _per_query(results)
     gallery, increase = sections.gallery(results)
-    parts = [sections.summary(results, per_query, COLUMNS),
+    parts = [sections.summary(results, per_query, METRIC_COLUMNS),
              *([sections.decision(decision)] if decision else []),
              sections.topk(results), sections.table2(results), gallery, sections.two_attributes(results),
              sections.per_attribute(results, per_query), sections.examples(load_tables(results, EXAMPLES)),

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from amnet import config as cfgmod
 from amnet.errors import ConfigError
+from amnet.names import CONFIG_FILE
 from amnet.ops.tracking import tracking_enabled
 from amnet.runtime import LogFn, match_torch_threads
 
@@ -72,7 +73,7 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
     with tracking.stage_run(stage, parent_run_id or None, params, all_tags) as run:
         result = body(run.log_metrics)
         run.log_metrics(scalars(result), 0)
-        run.log_text(cfgmod.to_yaml(cfg), "config.yaml")
+        run.log_text(cfgmod.to_yaml(cfg), CONFIG_FILE)
         for path in artifacts or []:
             if os.path.exists(path):
                 run.log_artifact(path)

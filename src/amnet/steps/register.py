@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from amnet.config import EvaluateConfig, FeaturizeConfig, RegisterConfig
+from amnet.config import EvaluateConfig, FeaturizeConfig, RegisterConfig, read_values
 from amnet.ops import registry
 from amnet.ops.tracking import tracking_enabled
 from amnet.runtime import match_torch_threads
@@ -48,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", required=True, help="output of `amnet data split` (the evaluation data)")
     p.add_argument("--out", required=True, help="folder for decision.json")
     args = p.parse_args(argv)
-    run_config = argparse.Namespace(config=args.config, overrides=[])
+    # a run file's featurize / evaluate sections: the champion is re-scored as the challenger was
     print_result(run_step(args.models, args.evaluations, args.features, args.split, args.out,
                           cli_config(RegisterConfig, args), args.parent_run_id,
-                          cli_config(FeaturizeConfig, run_config), cli_config(EvaluateConfig, run_config)))
+                          read_values(FeaturizeConfig, args.config), read_values(EvaluateConfig, args.config)))
     return 0
 
 
