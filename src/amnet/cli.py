@@ -25,6 +25,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
         "convert a DeepFashion Category & Attribute benchmark tree",
     ),
     ("data", "import", "csv"): ("amnet.data.importers:main_csv", "convert a labelled CSV + image folder"),
+    ("step", "fingerprint"): ("amnet.steps.fingerprint:main", "content digest of a dataset (the split's cache key)"),
     ("step", "pretrain"): ("amnet.steps.pretrain:main", "train the attribute CNN (§3.4, §4)"),
     ("step", "prototypes"): ("amnet.steps.prototypes:main", "average features per attribute value -> memory"),
     ("step", "train"): ("amnet.steps.train:main", "train AMNet or a baseline on triplets (Eq. 1-6)"),

@@ -18,7 +18,10 @@ EXAMPLES = "examples.parquet"  # evaluation: retrieval examples (Fig. 7)
 DECISION_JSON = "decision.json"  # registry gate: promoted or not, and why
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
-TRAIN_STATE = "train_state.pt"  # resumable training checkpoint under <out>/checkpoints/
+TRAIN_STATE = "train_state.pt"  # resumable training checkpoint (amnet.train.checkpoint)
+
+# ------------------------------------------------------------------------------------- lineage tags
+TAG_DATASET_DIGEST = "amnet.dataset_digest"  # MLflow tag (and model.pt extra key) naming the data's fingerprint
 
 # ---------------------------------------------------------------------------------------- variants
 TRAINED_VARIANTS = ("amnet", "no_memory", "no_ranking")  # AMNet and its two ablations (§5.2)

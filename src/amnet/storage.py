@@ -244,6 +244,24 @@ def list_files(prefix: str, suffix: str = "") -> list[str]:
     return sorted(str(p) for p in root.rglob(f"*{suffix}") if p.is_file() and not p.name.startswith("."))
 
 
+def s3_objects(prefix: str) -> dict[str, tuple[int, str]]:
+    """``{s3://bucket/key: (size, etag)}`` of every object under an ``s3://`` prefix: one paginated
+    listing, no object is read (the dataset fingerprint uses it instead of hashing every image)."""
+    bucket, key = split_s3(prefix)
+    key = key.strip("/") + "/" if key.strip("/") else ""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    def listing() -> dict[str, tuple[int, str]]:
+        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+        return {f"{S3_PREFIX}{bucket}/{obj['Key']}": (int(obj["Size"]), str(obj.get("ETag", "")).strip('"'))
+                for page in pages for obj in page.get("Contents", [])}
+
+    try:
+        return _with_retries(prefix, listing)
+    except (ClientError, BotoCoreError) as exc:
+        raise _s3_error(prefix, exc) from exc
+
+
 def delete(uri: str) -> None:
     """Remove one file or object (missing is fine)."""
     if is_s3(uri):

@@ -137,12 +137,26 @@ def write_split(out: str, frames: dict[str, pd.DataFrame], vocab: Vocabulary, qu
     storage.write_text(storage.join(out, SPLIT_JSON), json.dumps(summary, indent=2) + "\n")
 
 
-def run_split(dataset: str, out: str, cfg: SplitConfig, progress: bool = True) -> dict:
-    """Validate ``dataset``, split it as in §5.1 and write the shards to ``out``."""
+def run_split(dataset: str, out: str, cfg: SplitConfig, progress: bool = True, dataset_digest: str = "",
+              dataset_rows: int = -1) -> dict:
+    """Validate ``dataset``, split it as in §5.1 and write the shards to ``out``.
+
+    ``split.json`` records the dataset's fingerprint (:mod:`amnet.data.fingerprint`): the one the
+    pipeline's first stage computed (``dataset_digest``, ``dataset_rows``), or, when none is given,
+    one computed here. A manifest whose row count differs from the fingerprint's changed in between.
+    """
+    from amnet.data.fingerprint import fingerprint_dataset
     from amnet.data.validate import check_fraction, validate_dataset
 
     start = time.perf_counter()
+    if not dataset_digest:
+        fp = fingerprint_dataset(dataset)
+        dataset_digest, dataset_rows = fp.digest, fp.rows
     result = validate_dataset(dataset, progress=progress)
+    if dataset_rows >= 0 and dataset_rows != result.rows_in:
+        raise DatasetError(f"{dataset}: the manifest has {result.rows_in} rows but its fingerprint "
+                           f"{dataset_digest[:12]} counted {dataset_rows}; the dataset changed while the pipeline "
+                           "ran: rerun it once the update is complete")
     check_fraction(result, cfg.max_quarantine_fraction)
     vocab = result.vocab
     kept = result.kept[["image_id", "image_bytes", "labels"]].reset_index(drop=True)
@@ -157,6 +171,7 @@ def run_split(dataset: str, out: str, cfg: SplitConfig, progress: bool = True) -
     }
     summary = {
         "dataset": dataset,
+        "dataset_digest": dataset_digest,
         "rows_in": int(result.rows_in),
         "quarantined": int(len(result.quarantine)),
         "kept": int(len(kept)),
@@ -168,6 +183,17 @@ def run_split(dataset: str, out: str, cfg: SplitConfig, progress: bool = True) -
     assert used == len(kept) and summary["kept"] + summary["quarantined"] == summary["rows_in"], summary
     write_split(out, frames, vocab, result.quarantine, summary, cfg.shard_size)
     return summary
+
+
+def split_summary(split: str) -> dict:
+    """The split's ``split.json`` (counts, config, ``dataset_digest``); {} for a folder without one."""
+    uri = storage.join(split, SPLIT_JSON)
+    return json.loads(storage.read_text(uri)) if storage.exists(uri) else {}
+
+
+def dataset_digest(split: str) -> str:
+    """The fingerprint of the dataset ``split`` was made from ("" for splits made before fingerprints)."""
+    return str(split_summary(split).get("dataset_digest", ""))
 
 
 def load_split_vocab(split: str) -> Vocabulary:

@@ -90,20 +90,32 @@ def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, devi
     return out
 
 
-def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progress: bool = True) -> dict:
+def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progress: bool = True,
+                  checkpoint_dir: str = "") -> dict:
+    """Featurize ``split/gallery`` shard by shard into ``out``; a shard already in ``out`` is skipped.
+
+    With ``checkpoint_dir`` (the pipeline's per-run-and-task prefix, outside the output artifact) each
+    finished shard is also kept there, so a retried task that starts with a fresh ``out`` copies the
+    shards done before instead of featurizing them again."""
     start = time.perf_counter()
     device = pick_device()
     loaded = load_model(model, device)
     sources = shards.list_shards(storage.join(split, "gallery"))
     count, skipped = 0, 0
     for uri in tqdm(sources, desc=f"featurize ({loaded.variant})", disable=not progress):
-        dest = storage.join(out, posixpath.basename(uri.replace("\\", "/")))
+        name = posixpath.basename(uri.replace("\\", "/"))
+        dest = storage.join(out, name)
+        saved = storage.join(checkpoint_dir, name) if checkpoint_dir else ""
+        if not storage.exists(dest) and saved and storage.exists(saved):
+            storage.write_bytes(dest, storage.read_bytes(saved))  # done by an earlier attempt
         if storage.exists(dest):
             skipped += 1
             count += len(shards.read_table(dest, ["image_id"]))
             continue
         frame = featurize_frame(loaded, shards.read_table(uri), cfg.batch_size, device, cfg)
         shards.write_table(dest, frame)
+        if saved:
+            storage.write_bytes(saved, storage.read_bytes(dest))
         count += len(frame)
     seconds = time.perf_counter() - start
     meta = {

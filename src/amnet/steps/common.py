@@ -8,6 +8,8 @@ both only parse their inputs and call it. ``config`` is a mapping of the stage c
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import numbers
 import os
 import textwrap
@@ -15,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from amnet import config as cfgmod
+from amnet import storage
 from amnet.errors import ConfigError
 from amnet.names import CONFIG_FILE
 from amnet.ops.tracking import tracking_enabled
@@ -82,6 +85,46 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
         return result
 
 
+# -------------------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_dir(root: str, output_uri: str, task: str, run_id: str, inputs: list[str], config: Any) -> str:
+    """Where a pipeline task keeps resumable state: outside its output artifact, keyed by run and task.
+
+    ``<root>/checkpoints/<run_id or "shared">/<task>-<key>``, ``key`` a digest of the task's input URIs
+    and config, so a retried attempt (same run, inputs and config, but a fresh output folder) finds
+    the state an earlier attempt left. Cacheable tasks get no run id (it would change their cache key
+    every run): two runs share their state only when they share the inputs and config, which is
+    exactly when the work is the same. ``root`` "" = derived from ``output_uri``: the first path segment
+    of an ``s3://`` (or ``minio://``) pipeline root, or the run folder of a local one; "" (the default,
+    inside the output folder) for a root amnet cannot write to, with a line saying so.
+    """
+    if not root:
+        root = _root_of(output_uri)
+        if not root:
+            print(f"checkpoints: no place outside the output for {output_uri!r}; set the compile option "
+                  "checkpoint_root (s3://bucket/prefix) to let retries resume")
+            return ""
+    key = hashlib.sha256(json.dumps({"task": task, "inputs": list(inputs), "config": config}, sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    return storage.join(root, "checkpoints", run_id or "shared", f"{task}-{key}")
+
+
+def _root_of(output_uri: str) -> str:
+    """A shared place near a KFP output artifact's URI (see :func:`checkpoint_dir`); "" if none."""
+    uri = str(output_uri)
+    if uri.startswith("minio://"):
+        uri = "s3://" + uri[len("minio://"):]
+    if storage.is_s3(uri):
+        bucket, key = storage.split_s3(uri)
+        first = key.strip("/").split("/")[0] if key.strip("/") else ""
+        return f"s3://{bucket}/{first}" if first else f"s3://{bucket}"
+    if "://" in uri or not uri:
+        return ""
+    # kfp.local: <pipeline_root>/<run>/<task>/<output> -> the run folder
+    return os.path.dirname(os.path.dirname(os.path.abspath(uri)))
+
+
 # ------------------------------------------------------------------------------------- command line
 
 
@@ -111,6 +154,12 @@ def base_parser(prog: str, description: str, config: type | None = None) -> argp
                    "(tracking is on when MLFLOW_TRACKING_URI is set)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def add_checkpoint_flag(p: argparse.ArgumentParser, what: str = "resumable training state") -> None:
+    p.add_argument("--checkpoint-dir", default="", metavar="URI",
+                   help=f"{what}: a folder or s3:// prefix outside OUT, so a rerun with a fresh --out resumes "
+                   "(default: OUT/checkpoints)")
 
 
 def cli_config(config: type, args: argparse.Namespace, extra: list[str] | None = None) -> dict[str, Any]:

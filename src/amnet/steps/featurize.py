@@ -8,16 +8,18 @@ from typing import Any
 from amnet.config import FeaturizeConfig
 from amnet.model_store import model_variant
 from amnet.retrieval.featurize import run_featurize
-from amnet.steps.common import base_parser, cli_config, print_result, run_tracked, stage_config
+from amnet.steps.common import add_checkpoint_flag, base_parser, cli_config, print_result, run_tracked, stage_config
 
 
 def run_step(split: str, model: str, out: str, config: Mapping[str, Any] | None = None, parent_run_id: str = "",
-             variant: str = "", progress: bool = True) -> dict:
+             variant: str = "", progress: bool = True, checkpoint_dir: str = "") -> dict:
     """Gallery shards + a model -> fp16 feature shards in ``out``; tracked as ``featurize-<variant>``
-    (``variant`` "" = the model's own: amnet, no_memory, no_ranking or attribute_cnn)."""
+    (``variant`` "" = the model's own: amnet, no_memory, no_ranking or attribute_cnn); finished shards
+    also kept in ``checkpoint_dir`` when given, for a retry with a fresh ``out``."""
     cfg = stage_config(FeaturizeConfig, config)
     variant = variant or model_variant(model)
-    return run_tracked(f"featurize-{variant}", cfg, lambda log: run_featurize(split, model, out, cfg, progress),
+    return run_tracked(f"featurize-{variant}", cfg,
+                       lambda log: run_featurize(split, model, out, cfg, progress, checkpoint_dir),
                        parent_run_id, {"amnet.variant": variant}, io={"split": split, "model": model, "out": out})
 
 
@@ -28,9 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", required=True, help="output of `amnet data split`")
     p.add_argument("--model", required=True, help="output of `amnet step train` or `pretrain`")
     p.add_argument("--out", required=True, help="folder for feature shards + features.json")
+    add_checkpoint_flag(p, "also keep finished shards here; a rerun into a fresh --out copies them")
     args = p.parse_args(argv)
     print_result(run_step(args.split, args.model, args.out, cli_config(FeaturizeConfig, args), args.parent_run_id,
-                          progress=not args.quiet))
+                          progress=not args.quiet, checkpoint_dir=args.checkpoint_dir))
     return 0
 
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from amnet.config import PrototypesConfig
+from amnet.data.split import dataset_digest
+from amnet.names import TAG_DATASET_DIGEST
 from amnet.steps.common import base_parser, cli_config, print_result, run_tracked, stage_config
 from amnet.train.prototypes import run_prototypes
 
@@ -15,7 +17,8 @@ def run_step(split: str, attr_model: str, out: str, config: Mapping[str, Any] | 
     """attr_train shards + attribute CNN -> the C x Q memory (prototypes.pt) in ``out``."""
     cfg = stage_config(PrototypesConfig, config)
     return run_tracked("prototypes", cfg, lambda log: run_prototypes(split, attr_model, out, cfg, progress),
-                       parent_run_id, io={"split": split, "attr_model": attr_model, "out": out})
+                       parent_run_id, {TAG_DATASET_DIGEST: dataset_digest(split)},
+                       io={"split": split, "attr_model": attr_model, "out": out})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,15 +9,25 @@ from typing import Any
 
 from amnet.config import SplitConfig
 from amnet.data.split import SETS, run_split
+from amnet.names import TAG_DATASET_DIGEST
 from amnet.steps.common import base_parser, cli_config, run_tracked, stage_config
 
 
 def run_step(dataset: str, out: str, config: Mapping[str, Any] | None = None, parent_run_id: str = "",
-             progress: bool = True) -> dict:
-    """Dataset folder or s3:// prefix -> attr_train / gallery / queries / triplet_pool shards in ``out``."""
+             progress: bool = True, dataset_digest: str = "", dataset_rows: int = -1) -> dict:
+    """Dataset folder or s3:// prefix -> attr_train / gallery / queries / triplet_pool shards in ``out``.
+
+    ``dataset_digest`` / ``dataset_rows``: the fingerprint stage's output (computed here when not given);
+    recorded in ``split.json`` and as the MLflow tag ``amnet.dataset_digest``."""
+    from amnet.data.fingerprint import fingerprint_dataset
+
     cfg = stage_config(SplitConfig, config)
-    return run_tracked("split", cfg, lambda log: run_split(dataset, out, cfg, progress=progress), parent_run_id,
-                       io={"dataset": dataset, "out": out})
+    if not dataset_digest:
+        fp = fingerprint_dataset(dataset)
+        dataset_digest, dataset_rows = fp.digest, fp.rows
+    body = lambda log: run_split(dataset, out, cfg, progress, dataset_digest, dataset_rows)  # noqa: E731
+    return run_tracked("split", cfg, body, parent_run_id, {TAG_DATASET_DIGEST: dataset_digest},
+                       io={"dataset": dataset, "dataset_digest": dataset_digest, "out": out})
 
 
 # flag -> SplitConfig key; a flag left out keeps the config file's value (or the default)
@@ -54,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     given = [f"{key}={getattr(args, flag)}" for flag, key in FLAGS.items() if getattr(args, flag) is not None]
     summary = run_step(args.dataset, args.out, cli_config(SplitConfig, args, given), args.parent_run_id,
                        progress=not args.quiet)
-    print(f"split of {summary['rows_in']} rows in {summary['seconds']} s -> {args.out}")
+    print(f"split of {summary['rows_in']} rows in {summary['seconds']} s -> {args.out} "
+          f"(dataset {summary['dataset_digest'][:12]})")
     for key in ("quarantined", *SETS):
         print(f"  {key:<13} {summary[key]:>8}")
     print(f"  queries by number of changes: {summary['queries_by_changes']}")

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from amnet.config import TrainConfig
-from amnet.names import CONFIG_FILE, MODEL_FILE, TRAINED_VARIANTS
-from amnet.steps.common import base_parser, cli_config, print_result, run_tracked, stage_config
+from amnet.data.split import dataset_digest
+from amnet.names import CONFIG_FILE, MODEL_FILE, TAG_DATASET_DIGEST, TRAINED_VARIANTS
+from amnet.steps.common import add_checkpoint_flag, base_parser, cli_config, print_result, run_tracked, stage_config
 from amnet.train.amnet_train import run_train
 
 
@@ -29,13 +30,16 @@ def log_model(out: str):
 
 
 def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: str = "amnet",
-             config: Mapping[str, Any] | None = None, parent_run_id: str = "", progress: bool = True) -> dict:
+             config: Mapping[str, Any] | None = None, parent_run_id: str = "", progress: bool = True,
+             checkpoint_dir: str = "") -> dict:
     """Triplet pool + attribute CNN + prototypes -> the ``variant`` model artifact in ``out``; tracked
-    with its config, model.pt and the MLflow PyTorch model."""
+    with its config, model.pt and the MLflow PyTorch model; resumable state in ``checkpoint_dir``
+    (default ``out/checkpoints``)."""
     cfg = stage_config(TrainConfig, config, variant=variant)
     return run_tracked(f"train-{variant}", cfg,
-                       lambda log: run_train(split, attr_model, prototypes or None, out, cfg, log, progress),
-                       parent_run_id, {"amnet.variant": variant},
+                       lambda log: run_train(split, attr_model, prototypes or None, out, cfg, log, progress,
+                                             checkpoint_dir),
+                       parent_run_id, {"amnet.variant": variant, TAG_DATASET_DIGEST: dataset_digest(split)},
                        [os.path.join(out, CONFIG_FILE), os.path.join(out, MODEL_FILE)],
                        after=log_model(out),
                        io={"split": split, "attr_model": attr_model, "prototypes": prototypes or "", "out": out})
@@ -44,17 +48,19 @@ def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: st
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("amnet step train", "Train AMNet (or the no_memory / no_ranking baseline) on triplets "
                     "sampled from SPLIT/triplet_pool: L = λ·La + (1−λ)·Lt (Eq. 6), SGD with momentum. "
-                    "Checkpoints every epoch; a rerun resumes.", config=TrainConfig)
+                    "Checkpoints every epoch (OUT/checkpoints or --checkpoint-dir); a rerun resumes.",
+                    config=TrainConfig)
     p.add_argument("--split", required=True, help="output of `amnet data split`")
     p.add_argument("--attr-model", required=True, help="output of `amnet step pretrain` (initialisation)")
     p.add_argument("--prototypes", default="", help="output of `amnet step prototypes` (not for no_memory)")
     p.add_argument("--variant", choices=TRAINED_VARIANTS, help="which model to train (default: amnet)")
     p.add_argument("--out", required=True, help="model artifact folder")
+    add_checkpoint_flag(p)
     args = p.parse_args(argv)
     config = cli_config(TrainConfig, args)
     variant = args.variant or config.pop("variant", "amnet")
     print_result(run_step(args.split, args.attr_model, args.prototypes, args.out, variant, config,
-                          args.parent_run_id, progress=not args.quiet))
+                          args.parent_run_id, progress=not args.quiet, checkpoint_dir=args.checkpoint_dir))
     return 0
 
 

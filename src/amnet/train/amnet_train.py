@@ -17,14 +17,14 @@ from amnet import config as cfgmod
 from amnet import storage
 from amnet.config import TrainConfig
 from amnet.data import shards
-from amnet.data.split import label_matrix, load_split_vocab
+from amnet.data.split import dataset_digest, label_matrix, load_split_vocab
 from amnet.data.tensors import decode_batch, to_input
 from amnet.data.triplets import TripletBatch, TripletSampler
 from amnet.errors import AmnetError
 from amnet.model_store import build_model, load_model, save_model
 from amnet.models.losses import amnet_loss, classification_loss, triplet_ranking_loss
 from amnet.models.memory import make_indicator
-from amnet.names import CONFIG_FILE
+from amnet.names import CONFIG_FILE, TAG_DATASET_DIGEST
 from amnet.runtime import LogFn, decode_workers, pick_device, seed_everything, use_bf16
 from amnet.train import checkpoint
 from amnet.train.loop_utils import Throughput, sgd, split_decay
@@ -81,8 +81,9 @@ def pool_on_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg: TrainConfig,
-              log: LogFn | None = None, progress: bool = True) -> dict:
-    """Train one AMNet variant; write the model artifact (and per-epoch checkpoints) to ``out``."""
+              log: LogFn | None = None, progress: bool = True, checkpoint_dir: str = "") -> dict:
+    """Train one AMNet variant; write the model artifact to ``out``; per-epoch checkpoints to
+    ``checkpoint_dir`` (default ``out/checkpoints``, see :func:`checkpoint.state_uri`)."""
     start = time.perf_counter()
     seed_everything(cfg.seed)
     device = pick_device()
@@ -110,7 +111,7 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
     opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = (torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, gamma=0.1) if cfg.lr_step_epochs
              else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs))
-    state_uri = checkpoint.state_uri(out)
+    state_uri = checkpoint.state_uri(out, checkpoint_dir)
     done, history = checkpoint.try_resume(state_uri, model, opt, sched)
     if done:
         print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
@@ -140,7 +141,8 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
 
     model.cpu()
     save_model(out, "amnet", cfg.variant, model, cfgmod.to_dict(attr.model_config), vocab.to_json(),
-                          extra={"history": history, "train_config": cfgmod.to_dict(cfg)})
+               extra={"history": history, "train_config": cfgmod.to_dict(cfg),
+                      TAG_DATASET_DIGEST: dataset_digest(split)})
     final = history[-1]
     return {"variant": cfg.variant, "epochs": cfg.epochs, "seconds": round(time.perf_counter() - start, 2),
             "pool_images": int(len(pool)), **final}

@@ -17,8 +17,12 @@ from amnet.model_store import load_payload, save_payload
 from amnet.names import TRAIN_STATE
 
 
-def state_uri(out: str) -> str:
-    """Where a stage writing ``out`` keeps its resumable state: ``out/checkpoints/train_state.pt``."""
+def state_uri(out: str, checkpoint_dir: str = "") -> str:
+    """Where a stage writing ``out`` keeps its resumable state: ``checkpoint_dir/train_state.pt`` when
+    given (the pipeline's per-run-and-task prefix, outside the output artifact, so a retried pod with a
+    fresh output folder resumes), else ``out/checkpoints/train_state.pt`` (rerunning into ``out`` resumes)."""
+    if checkpoint_dir:
+        return storage.join(checkpoint_dir, TRAIN_STATE)
     return storage.join(out, "checkpoints", TRAIN_STATE)
 
 

@@ -17,12 +17,12 @@ from amnet import config as cfgmod
 from amnet import storage
 from amnet.config import PretrainConfig
 from amnet.data import shards
-from amnet.data.split import label_matrix, load_split_vocab
+from amnet.data.split import dataset_digest, label_matrix, load_split_vocab
 from amnet.data.tensors import decode_batch, to_input
 from amnet.model_store import save_model
 from amnet.models.attribute_cnn import AttributeCNN, attribute_loss
 from amnet.models.backbones import build_backbone
-from amnet.names import CONFIG_FILE
+from amnet.names import CONFIG_FILE, TAG_DATASET_DIGEST
 from amnet.runtime import LogFn, pick_device, seed_everything
 from amnet.train import checkpoint
 from amnet.train.loop_utils import Throughput, sgd, split_decay
@@ -72,8 +72,10 @@ def train_epoch(model, opt, images, labels, order, batch_size, device, bar=None)
     return float(np.mean(losses)), meter.rate
 
 
-def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = None, progress: bool = True) -> dict:
-    """Train the attribute CNN on ``split/attr_train``; write the model artifact to ``out``."""
+def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = None, progress: bool = True,
+                 checkpoint_dir: str = "") -> dict:
+    """Train the attribute CNN on ``split/attr_train``; write the model artifact to ``out``; per-epoch
+    checkpoints to ``checkpoint_dir`` (default ``out/checkpoints``, see :func:`checkpoint.state_uri`)."""
     start = time.perf_counter()
     seed_everything(cfg.seed)
     device = pick_device()
@@ -91,7 +93,7 @@ def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = 
     model.to(device)
     opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    state_uri = checkpoint.state_uri(out)
+    state_uri = checkpoint.state_uri(out, checkpoint_dir)
     done, history = checkpoint.try_resume(state_uri, model, opt, sched)
     if done:
         print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
@@ -116,7 +118,7 @@ def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = 
     model.cpu()
     final = history[-1] if history else {}
     save_model(out, "attribute_cnn", "attribute_cnn", model, cfgmod.to_dict(cfg.model), vocab.to_json(),
-                          extra={"history": history})
+               extra={"history": history, TAG_DATASET_DIGEST: dataset_digest(split)})
     return {
         "train_images": int(len(train)),
         "holdout_images": int(n_hold),
