@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-fast lint demo stack-up stack-down compile clean images lock
+.PHONY: install test test-fast lint demo stack-up stack-down compile clean images images-gpu base-image demo-containers lock
 
 # Installs exactly the versions in requirements.lock (pip constraints), the same ones CI and images use.
 $(STAMP): pyproject.toml requirements.lock
@@ -38,11 +38,27 @@ stack-down: $(STAMP)
 compile: $(STAMP)
 	$(BIN)/amnet pipeline compile --out amnet_pipeline.yaml
 
-# Both images, tagged as components/images.py names them: $$AMNET_IMAGE_REGISTRY/amnet:VERSION[-cuda].
-CONTAINER ?= docker
+# The CPU image, tagged as components/images.py names it ($$AMNET_IMAGE_REGISTRY/amnet:VERSION). images/build.py
+# picks a base that works here (the public python:3.11 slim, else `make base-image`'s Debian one) and a torch
+# source (PyTorch CPU index, else a local wheel mirror, else PyPI), then prints build time, size and what
+# dominates it. Override: make images BASE_IMAGE=... TORCH_SOURCE=cpu-index|local|pypi|URL
+IMAGE_TAG = $$($(BIN)/python -c 'from amnet_components.images import PROJECT_IMAGE; print(PROJECT_IMAGE)')
+GPU_IMAGE_TAG = $$($(BIN)/python -c 'from amnet_components.images import GPU_IMAGE; print(GPU_IMAGE)')
 images: $(STAMP)
-	$(CONTAINER) build -f images/cpu/Dockerfile -t $$($(BIN)/python -c 'from amnet_components.images import PROJECT_IMAGE; print(PROJECT_IMAGE)') .
-	$(CONTAINER) build -f images/gpu/Dockerfile -t $$($(BIN)/python -c 'from amnet_components.images import GPU_IMAGE; print(GPU_IMAGE)') .
+	$(BIN)/python images/build.py --kind cpu --tag $(IMAGE_TAG)  # images/cpu/Dockerfile -> PROJECT_IMAGE
+
+# The CUDA image (images/gpu/Dockerfile -> GPU_IMAGE): where its pytorch/pytorch base can be pulled.
+images-gpu: $(STAMP)
+	$(BIN)/python images/build.py --kind gpu --tag $(GPU_IMAGE_TAG)
+
+# The Debian bookworm Python base (mmdebstrap + docker import) for machines that cannot pull python:3.11.
+base-image:
+	images/base/build-base.sh amnet-base:bookworm-py3.11
+
+# The whole demo pipeline with every task in the CPU image (kfp.local DockerRunner).
+demo-containers: images
+	$(BIN)/amnet stack up
+	$(BIN)/amnet run --local --containers --config configs/demo.yaml
 
 .PHONY: images-lint
 images-lint: $(STAMP)

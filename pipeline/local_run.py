@@ -1,7 +1,9 @@
 """``amnet run --local``: the same pipeline, run on this machine by ``kfp.local``.
 
 Every task runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``), so the
-installed ``amnet`` is the code under test. Artifacts land in ``<workdir>/kfp-root``; the run is
+installed ``amnet`` is the code under test; with ``--containers`` every task runs in the project's CPU
+image instead (``DockerRunner``, as uid 10001, host networking so tasks reach the local stack on
+loopback), which is what a Kubeflow cluster runs. Artifacts land in ``<workdir>/kfp-root``; the run is
 tracked in the local stack's MLflow server (SeaweedFS S3 + MLflow, started when not running).
 Without ``--dataset`` the built-in synthetic dataset is rendered once into ``<workdir>/datasets``.
 
@@ -178,20 +180,72 @@ def stage_breakdown(times: dict[str, str], total: float) -> str:
     return "\n".join(["stage times (wall, slowest first):", *lines, f"  {'total':<{width}}  {total:>8.1f} s"])
 
 
+# What a containerized task receives from this process's environment: the stack's endpoints and
+# credentials, MLflow's experiment, amnet's own settings. Passed at run time, never baked into the image.
+CONTAINER_ENV_PREFIXES = ("AWS_", "MLFLOW_", "AMNET_")
+
+
+def container_env(image: str) -> dict[str, str]:
+    """The environment a task container gets: this process's AWS_*, MLFLOW_*, AMNET_* variables."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(CONTAINER_ENV_PREFIXES)}
+    env["AMNET_IMAGE"] = image
+    return env
+
+
+def docker_runner(image: str, read_only: list[str]):
+    """``kfp.local.DockerRunner`` for the project image: host network (the stack is on loopback), the
+    environment of :func:`container_env`, and ``read_only`` host folders (a local dataset) bound read-only
+    at the same path. kfp.local itself binds the pipeline root read-write. Fails with one line when no
+    engine answers or the image is missing."""
+    from kfp import local
+
+    try:
+        import docker
+        from docker.types import Mount
+    except ImportError as exc:  # pragma: no cover - docker is an mlflow dependency
+        raise AmnetError("--containers needs the docker Python package: pip install docker") from exc
+    try:
+        client = docker.from_env()
+        client.ping()
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise AmnetError(f"image {image} is not built here; build it with `make images`") from None
+    except docker.errors.DockerException as exc:
+        raise AmnetError(f"--containers needs a Docker engine ({type(exc).__name__}); start dockerd "
+                         "(Debian: apt-get install -y docker.io && dockerd &) or drop --containers") from None
+    mounts = [Mount(target=p, source=p, type="bind", read_only=True) for p in read_only]
+    return local.DockerRunner(network_mode="host", environment=container_env(image), mounts=mounts)
+
+
+def local_folders(params: dict[str, Any]) -> list[str]:
+    """Host folders a containerized run must see: the dataset when it is a local path."""
+    dataset = str(params.get("dataset_uri") or "")
+    return [str(Path(dataset).resolve())] if dataset and "://" not in dataset else []
+
+
 def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
-                 times: dict[str, str] | None = None, quiet: bool = True) -> Path:
+                 times: dict[str, str] | None = None, quiet: bool = True, image: str | None = None) -> Path:
     """Run the pipeline with ``kfp.local``; returns its run folder. Raises AmnetError when a task fails.
     ``times`` (when given) receives each task's wall time or "cached". ``quiet``: kfp.local's output
-    goes to ``<run folder>/logs/<task>.log`` instead of the terminal."""
+    goes to ``<run folder>/logs/<task>.log`` instead of the terminal. ``image``: run every task in that
+    container image (``DockerRunner``) instead of as a subprocess of this Python."""
     from amnet_pipeline.amnet_pipeline import PIPELINE_NAME, CompileOptions, build_pipeline
     from kfp import local
 
     root = workdir / "kfp-root"
     root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True,
+    if image:
+        # The image's user (uid 10001) writes every task's outputs here, as on a cluster's volume.
+        root.chmod(0o777)
+        runner = docker_runner(image, local_folders(params))
+    else:
+        runner = local.SubprocessRunner(use_venv=False)
+    local.init(runner=runner, pipeline_root=str(root), raise_on_error=True,
                enable_caching=cache, cache_root=str(workdir / "kfp-cache"))
     # Locally: no GPU request, no retries (a bug would only repeat), one variant at a time (CPU).
-    pipeline = build_pipeline(CompileOptions(use_gpu=False, retries=0, parallelism=1))
+    # Resumable training / featurization state outside the artifacts: kfp-root/checkpoints/<run>/<task>-<key>.
+    pipeline = build_pipeline(CompileOptions(use_gpu=False, retries=0, parallelism=1,
+                                             checkpoint_root=str(root / "checkpoints")))
     # Cacheable upstream stages have no parent run; their standalone runs join the same experiment.
     os.environ["MLFLOW_EXPERIMENT_NAME"] = str(params.get("experiment", "amnet"))
     before = set(root.iterdir())
@@ -276,7 +330,12 @@ def main(argv: list[str] | None = None) -> int:
                    "pretrain.model.backbone=alexnet)")
     p.add_argument("--dataset", help="dataset folder or s3:// prefix (default: the run file's, else the built-in "
                    "synthetic dataset)")
-    p.add_argument("--workdir", default=".amnet/run", help="datasets, artifacts and cache (default: %(default)s)")
+    p.add_argument("--containers", action="store_true", help="run every task in the project's CPU image "
+                   "(kfp.local.DockerRunner, as on a cluster; build it first with `make images`)")
+    p.add_argument("--image", default=None, help="image for --containers (default: components/images.py's "
+                   "PROJECT_IMAGE, i.e. $AMNET_IMAGE_REGISTRY/amnet:VERSION)")
+    p.add_argument("--workdir", default=None, help="datasets, artifacts and cache (default: .amnet/run, "
+                   "or .amnet/run-containers with --containers: the two runs never share a cache)")
     p.add_argument("--stack-dir", default=None, help="local stack state folder (default: $AMNET_STACK_DIR or "
                    ".amnet/stack)")
     p.add_argument("--num-images", type=int, default=8000, help="synthetic dataset size (default: %(default)s)")
@@ -289,7 +348,14 @@ def main(argv: list[str] | None = None) -> int:
               "  amnet pipeline submit --host URL --config FILE --set dataset=s3://... (see --help)", file=sys.stderr)
         return 2
 
-    workdir = Path(args.workdir).resolve()
+    image = None
+    if args.containers:
+        from amnet_components.images import PROJECT_IMAGE
+
+        image = args.image or PROJECT_IMAGE
+    elif args.image:
+        p.error("--image needs --containers")
+    workdir = Path(args.workdir or (".amnet/run-containers" if image else ".amnet/run")).resolve()
     rc = run_config.load(args.config, args.overrides + ([f"dataset={args.dataset}"] if args.dataset else []))
     params = rc.pipeline_arguments()
     if not params.get("dataset_uri"):
@@ -300,10 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop(key, None)
     os.environ.update(env)
     print(f"[amnet] dataset {params['dataset_uri']}; tracking {env.get('MLFLOW_TRACKING_URI')}; "
-          f"artifacts {workdir / 'kfp-root'}", flush=True)
+          f"artifacts {workdir / 'kfp-root'}" + (f"; every task in {image}" if image else ""), flush=True)
     start = time.monotonic()
     times: dict[str, str] = {}
-    run_dir = run_pipeline(params, workdir, cache=not args.no_cache, times=times, quiet=not args.verbose)
+    run_dir = run_pipeline(params, workdir, cache=not args.no_cache, times=times, quiet=not args.verbose,
+                           image=image)
     total = time.monotonic() - start
     print(f"\n[amnet] pipeline finished in {total:.0f} s\n{stage_breakdown(times, total)}")
     _summary(run_dir, env, str(params.get("experiment", "amnet")))

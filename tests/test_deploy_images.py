@@ -1,6 +1,7 @@
 """The container images (``images/``), checked without a Docker engine.
 
-No image is built here: hadolint lints each Dockerfile, and the tests keep the files honest against
+No image is built here (tests/test_containers.py builds and runs the CPU image): hadolint lints each
+Dockerfile, and the tests keep the files honest against
 the repository: every COPY/ADD source exists and passes ``.dockerignore``, the entry point is a console
 script ``pyproject.toml`` installs, the final user is not root, base images are pinned by tag, the torch
 pin matches ``pyproject.toml``, and ``make images`` tags what ``components/images.py`` names.
@@ -52,6 +53,8 @@ def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
     for word, rest in instructions(dockerfile):
         if word == "FROM":
             groups.append([])
+        if not groups and word == "ARG":
+            continue  # a global build argument (usable in FROM)
         assert groups, f"{dockerfile}: {word} before the first FROM"
         groups[-1].append((word, rest))
     return groups
@@ -186,20 +189,20 @@ def test_dockerignore_keeps_secrets_and_local_state_out():
 
 
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
-def test_entry_point_is_an_installed_console_script(kind):
+def test_no_entrypoint_and_the_default_command_is_an_installed_console_script(kind):
+    """KFP runs its own command in the image (``sh -ec ... kfp.dsl.executor_main``): an ENTRYPOINT would
+    swallow it as arguments. ``docker run IMAGE`` prints ``amnet --help``."""
     final = stages(DOCKERFILES[kind])[-1]
-    entry = [rest for word, rest in final if word == "ENTRYPOINT"]
-    assert entry, f"{kind}: no ENTRYPOINT in the final stage"
-    command = json.loads(entry[-1])  # exec form: a JSON array
-    assert isinstance(command, list) and command, f"{kind}: ENTRYPOINT must use the exec (JSON) form"
+    assert not [rest for word, rest in final if word == "ENTRYPOINT"], f"{kind}: drop the ENTRYPOINT"
+    cmd = [rest for word, rest in final if word == "CMD"]
+    assert cmd, f"{kind}: no CMD in the final stage"
+    command = json.loads(cmd[-1])  # exec form: a JSON array
+    assert isinstance(command, list) and command, f"{kind}: CMD must use the exec (JSON) form"
     scripts = project_scripts()
-    assert command[0] in scripts, f"{kind}: ENTRYPOINT {command[0]!r} is not in [project.scripts] {sorted(scripts)}"
+    assert command[0] in scripts, f"{kind}: CMD {command[0]!r} is not in [project.scripts] {sorted(scripts)}"
     module, _, func = scripts[command[0]].partition(":")
     imported = __import__(module, fromlist=[func])
     assert callable(getattr(imported, func)), f"{scripts[command[0]]} is not callable"
-    cmd = [rest for word, rest in final if word == "CMD"]
-    if cmd:
-        assert isinstance(json.loads(cmd[-1]), list), f"{kind}: CMD must use the exec (JSON) form"
 
 
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
@@ -213,13 +216,28 @@ def test_final_user_is_not_root(kind):
     assert user.isdigit(), f"{kind}: use a numeric USER uid, not {user!r}"
 
 
+def build_arg_defaults(dockerfile: Path) -> dict[str, str]:
+    """``ARG NAME=default`` values (global or per stage) -> ``{NAME: default}``."""
+    out = {}
+    for word, rest in instructions(dockerfile):
+        if word == "ARG" and "=" in rest:
+            name, _, value = rest.partition("=")
+            out[name.strip()] = value.strip().strip('"')
+    return out
+
+
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
 def test_base_images_are_pinned_by_tag(kind):
+    """Every FROM is a pinned tag; a build argument may choose the base, but its default must be pinned."""
     stage_names: set[str] = set()
+    defaults = build_arg_defaults(DOCKERFILES[kind])
     for group in stages(DOCKERFILES[kind]):
         args = group[0][1].split()
         args = [a for a in args if not a.startswith("--platform")]
         image = args[0]
+        if m := re.fullmatch(r"\$\{?(\w+)\}?", image):
+            assert m[1] in defaults, f"{kind}: FROM {image}: ARG {m[1]} has no default"
+            image = defaults[m[1]]
         if image not in stage_names:
             tag = image_tag_of(image)
             assert "$" not in image, f"{kind}: FROM {image}: a build argument hides the pinned tag"
@@ -229,6 +247,15 @@ def test_base_images_are_pinned_by_tag(kind):
                 f"{kind}: FROM {image}: pin a full release tag, not a moving major/minor tag"
         if len(args) >= 3 and args[1].upper() == "AS":
             stage_names.add(args[2])
+
+
+def test_cpu_image_installs_dependencies_before_copying_the_source():
+    """A code change must not reinstall torch and the world: the dependency layers come first."""
+    steps = [(word, rest) for group in stages(DOCKERFILES["cpu"]) for word, rest in group]
+    first_source = next(i for i, (w, r) in enumerate(steps) if w == "COPY" and r.split()[0] == "src")
+    installs = [i for i, (w, r) in enumerate(steps) if w == "RUN" and "pip install" in r]
+    assert len([i for i in installs if i < first_source]) >= 2, "torch and the dependencies before COPY src"
+    assert "torch==" in steps[installs[0]][1]
 
 
 def test_torch_in_the_images_is_the_version_pyproject_pins():
@@ -251,12 +278,16 @@ def test_pip_installs_are_pinned_and_cache_free(kind):
                 continue
             assert "--no-cache-dir" in command, f"{kind}: {command.strip()!r} keeps pip's cache in the layer"
             args = command.split("pip install", 1)[1].split()
-            packages = [a for i, a in enumerate(args) if not a.startswith("-") and not a.startswith("https://")
-                        and not (i and args[i - 1] in ("-c", "--constraint", "--index-url"))]
+            packages = [a for i, a in enumerate(args) if not a.startswith(("-", "https://", "\"$", "$"))
+                        and not (i and args[i - 1] in ("-c", "--constraint", "--index-url", "-r",
+                                                        "--requirement", "--extra-index-url"))]
+            if "-r" in args:  # a requirements file generated from pyproject.toml: every line resolves in the lock
+                assert args[args.index("-c") + 1] == "requirements.lock", f"{kind}: {command.strip()!r} unlocked"
             if "." in packages:  # the amnet distribution: its dependencies resolve within the lock
                 assert args[args.index("-c") + 1] == "requirements.lock", f"{kind}: {command.strip()!r} unlocked"
-            for package in packages:
-                assert package == "." or "==" in package, f"{kind}: {package!r} is not pinned (==)"
+            for package in packages:  # a wheel built from this source in an earlier stage is this version
+                assert package == "." or "==" in package or package.endswith(".whl"), \
+                    f"{kind}: {package!r} is not pinned (==)"
 
 
 def test_make_images_tags_what_the_pipeline_pulls():
@@ -264,7 +295,11 @@ def test_make_images_tags_what_the_pipeline_pulls():
     target = re.search(r"^images:.*?(?=^\S|\Z)", makefile, flags=re.M | re.S)
     assert target, "Makefile has no images target"
     body = target.group(0)
-    assert "images/cpu/Dockerfile" in body and "images/gpu/Dockerfile" in body
-    assert "PROJECT_IMAGE" in body and "GPU_IMAGE" in body, "make images must take its tags from components/images.py"
+    assert "images/build.py --kind cpu" in body and "images/cpu/Dockerfile" in body
+    assert "PROJECT_IMAGE" in makefile and "GPU_IMAGE" in makefile, \
+        "make images must take its tags from components/images.py"
+    gpu = re.search(r"^images-gpu:.*?(?=^\S|\Z)", makefile, flags=re.M | re.S)
+    assert gpu and "images/build.py --kind gpu" in gpu.group(0)
+    assert re.search(r"^base-image:", makefile, flags=re.M)
     assert re.search(r"^images-lint:", makefile, flags=re.M)
 
