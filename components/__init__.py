@@ -12,7 +12,7 @@ from amnet_components.prototypes import compute_prototypes
 from amnet_components.register import register_model
 from amnet_components.report import build_report
 from amnet_components.split import split_dataset
-from amnet_components.tracking import finish_parent_run, start_parent_run
+from amnet_components.tracking import finish_parent_run, link_upstream_runs, start_parent_run
 from amnet_components.train import train_amnet
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "evaluate_retrieval",
     "featurize_gallery",
     "finish_parent_run",
+    "link_upstream_runs",
     "pretrain_attribute_cnn",
     "register_model",
     "split_dataset",

@@ -1,15 +1,27 @@
-"""Open and close the MLflow parent run that groups one pipeline run's stage runs."""
+"""Open and close the MLflow parent run that groups one pipeline run's stage runs, and link the
+cacheable upstream stages' runs under it."""
+
+from typing import Optional  # noqa: UP035 (KFP reads typing.Optional)
 
 from amnet_components.images import PROJECT_IMAGE
 from kfp import dsl
+from kfp.dsl import Dataset, Input, Model
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
-def start_parent_run(experiment: str, kfp_run_id: str, kfp_run_name: str) -> str:
-    """Start the parent run tagged with the KFP run; returns its id ('' when MLflow is not configured)."""
-    from amnet.steps.parent import start
+def start_parent_run(experiment: str, kfp_run_id: str, kfp_run_name: str, dataset_uri: str, variants: list,
+                     attribute_baseline: bool, split_config: dict, pretrain_config: dict, prototypes_config: dict,
+                     train_config: dict, featurize_config: dict, evaluate_config: dict,
+                     register_config: dict) -> str:
+    """Start the parent run tagged with the KFP run, every pipeline parameter as an MLflow parameter;
+    returns its id ('' when MLflow is not configured)."""
+    from amnet.steps.parent import pipeline_params, start
 
-    return start(experiment, kfp_run_id, kfp_run_name)
+    sections = {"split": split_config, "pretrain": pretrain_config, "prototypes": prototypes_config,
+                "train": train_config, "featurize": featurize_config, "evaluate": evaluate_config,
+                "register": register_config}
+    return start(experiment, kfp_run_id, kfp_run_name,
+                 pipeline_params(dataset_uri, variants, attribute_baseline, experiment, sections))
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
@@ -18,3 +30,22 @@ def finish_parent_run(parent_run_id: str, status: dsl.PipelineTaskFinalStatus):
     from amnet.steps.parent import finish
 
     finish(parent_run_id, status.state == "SUCCEEDED")
+
+
+@dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
+def link_upstream_runs(
+    parent_run_id: str,
+    split: Optional[Input[Dataset]] = None,  # noqa: UP045
+    attr_model: Optional[Input[Model]] = None,  # noqa: UP045
+    prototypes: Optional[Input[Model]] = None,  # noqa: UP045
+    baseline_features: Optional[Input[Dataset]] = None,  # noqa: UP045
+    baseline_evaluation: Optional[Input[Dataset]] = None,  # noqa: UP045
+):
+    """Uncached: nest a short MLflow run under the parent for each upstream artifact (cached or not),
+    pointing at the run that produced it; the split's dataset becomes a dataset input of the parent."""
+    from amnet.steps.parent import link_upstream
+
+    artifacts = {"split": split, "pretrain": attr_model, "prototypes": prototypes,
+                 "featurize-attribute_based": baseline_features, "evaluate-attribute_based": baseline_evaluation}
+    link_upstream(parent_run_id, {k: a.path for k, a in artifacts.items() if a is not None},
+                  split.path if split is not None else None)

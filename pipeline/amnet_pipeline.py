@@ -32,6 +32,7 @@ from amnet_components import (
     evaluate_retrieval,
     featurize_gallery,
     finish_parent_run,
+    link_upstream_runs,
     pretrain_attribute_cnn,
     register_model,
     split_dataset,
@@ -158,16 +159,22 @@ def build_pipeline(options: CompileOptions | None = None):
         finish = infra(finish_parent_run(parent_run_id=parent_run_id)).set_caching_options(False)
         with dsl.ExitHandler(finish):
             # Upstream stages get no parent run id: it changes every run and would defeat KFP caching.
-            # On a cache miss they log standalone MLflow runs (tagged amnet.stage); on a hit, nothing.
+            # On a cache miss they log standalone MLflow runs (tagged amnet.stage); every pipeline run then
+            # nests a short link run per upstream artifact under its parent run (link-upstream-runs, uncached).
             split = infra(split_dataset(dataset_uri=dataset_uri, config=split_config,
                                         parent_run_id=UPSTREAM)).outputs["split"]
             attr_model = accelerated(pretrain_attribute_cnn(
                 split=split, config=pretrain_config, parent_run_id=UPSTREAM)).outputs["model"]
             prototypes = infra(compute_prototypes(split=split, attr_model=attr_model, config=prototypes_config,
                                                   parent_run_id=UPSTREAM)).outputs["prototypes"]
+            infra(link_upstream_runs(parent_run_id=parent_run_id, split=split, attr_model=attr_model,
+                                     prototypes=prototypes)).set_caching_options(False)
             loop_args = (variants, split, attr_model, prototypes, configs, parent_run_id)
             with dsl.If(attribute_baseline == True):  # noqa: E712 (a KFP condition, not a Python test)
-                _, baseline = evaluate_model(split, attr_model, ATTRIBUTE_BASED, configs, UPSTREAM)
+                baseline_features, baseline = evaluate_model(split, attr_model, ATTRIBUTE_BASED, configs, UPSTREAM)
+                infra(link_upstream_runs(parent_run_id=parent_run_id,
+                                         baseline_features=baseline_features.outputs["features"],
+                                         baseline_evaluation=baseline.outputs["evaluation"])).set_caching_options(False)
                 evaluations, register = trained_variants(*loop_args)
                 infra(build_report(evaluations=evaluations, parent_run_id=parent_run_id,
                                    baseline=baseline.outputs["evaluation"],
@@ -195,8 +202,12 @@ def build_pipeline(options: CompileOptions | None = None):
         evaluate_config: dict = {},  # noqa: B006
         register_config: dict = {},  # noqa: B006
     ):
-        start = infra(start_parent_run(experiment=experiment, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                       kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER))
+        start = infra(start_parent_run(
+            experiment=experiment, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, dataset_uri=dataset_uri, variants=variants,
+            attribute_baseline=attribute_baseline, split_config=split_config, pretrain_config=pretrain_config,
+            prototypes_config=prototypes_config, train_config=train_config, featurize_config=featurize_config,
+            evaluate_config=evaluate_config, register_config=register_config))
         start.set_caching_options(False)
         amnet_stages(
             parent_run_id=start.output, dataset_uri=dataset_uri, variants=variants,

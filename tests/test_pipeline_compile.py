@@ -28,7 +28,7 @@ FAKE_ENV = {
     "KF_PIPELINES_TOKEN": "fake-kfp-token-must-not-leak",
 }
 GPU_TASKS = ("train-amnet", "featurize-gallery", "pretrain-attribute-cnn")
-UNCACHED_TASKS = ("start-parent-run", "finish-parent-run", "register-model", "stage-params")
+UNCACHED_TASKS = ("start-parent-run", "finish-parent-run", "register-model", "stage-params", "link-upstream-runs")
 
 
 def compile_cli(out: Path, *flags: str) -> str:

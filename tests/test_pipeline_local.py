@@ -123,19 +123,23 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     assert parent.data.tags["kfp.pipeline_run_id"] and parent.data.tags["kfp.pipeline_run_name"]
     children = stack_env.search_runs([parent.info.experiment_id],
                                      f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    stages = {run.data.tags.get("amnet.stage") for run in children}
+    stages = {run.data.tags.get("amnet.stage") for run in children if run.data.tags.get("amnet.role") != "link"}
     assert {"train-amnet", "train-no_memory", "featurize-amnet", "evaluate-amnet", "evaluate-no_memory"} <= stages
-    # cacheable upstream stages log standalone runs (a per-run parent id would defeat KFP caching)
-    everything = stack_env.search_runs([parent.info.experiment_id])
-    upstream = {run.data.tags.get("amnet.stage") for run in everything} - stages
-    assert {"split", "pretrain", "prototypes", "evaluate-attribute_based"} <= upstream
+    # cacheable upstream stages log standalone runs (a per-run parent id would defeat KFP caching); the
+    # pipeline run links each of them with a short nested run pointing at it
+    everything = {run.info.run_id: run for run in stack_env.search_runs([parent.info.experiment_id])}
+    links = {run.data.tags["amnet.stage"]: run for run in children if run.data.tags.get("amnet.role") == "link"}
+    assert {"split", "pretrain", "prototypes", "evaluate-attribute_based"} <= set(links) and not set(links) & stages
+    for stage, link in links.items():
+        upstream = everything[link.data.tags["amnet.upstream_run_id"]]
+        assert upstream.data.tags["amnet.stage"] == stage and "mlflow.parentRunId" not in upstream.data.tags
     (train_run,) = [r for r in children if r.data.tags.get("amnet.stage") == "train-amnet"]
     assert train_run.data.params["lam"] == "0.2" and train_run.data.params["margin"] == "0.5"
     history = stack_env.get_metric_history(train_run.info.run_id, "loss")
     assert [m.step for m in history][:1] == [1]  # per-epoch losses with steps
     logged = {a.path for a in stack_env.list_artifacts(train_run.info.run_id)}
     assert {"config.yaml", "model.pt"} <= logged
-    import mlflow  # MLflow 3: mlflow.pytorch.log_model creates a LoggedModel linked to its source run
+    import mlflow  # MLflow 3: logging a model creates a LoggedModel linked to its source run (the pyfunc searcher)
 
     mlflow.set_tracking_uri(mlflow_env.tracking_uri)
     models = mlflow.search_logged_models(experiment_ids=[parent.info.experiment_id], output_format="list",

@@ -81,6 +81,10 @@ def resolve_mlflow(uri: str, dst: str) -> MlflowRef:
     except MlflowException as exc:
         raise AmnetError(f"{uri}: not in the MLflow model registry ({exc.message.splitlines()[0][:200]})") from exc
     tags = dict(version.tags) if version is not None else {}
+    if version is not None and str(version.source or "").startswith("models:/"):
+        servable = _servable(version, uri, dst)  # the registered pyfunc searcher: the files `mlflow models serve` loads
+        if servable is not None:
+            return servable
     run_id = name if form == "run" else (tags.get("amnet.run_id") or version.run_id)
     path = ref if form == "run" else MODEL_FILE
     try:
@@ -91,3 +95,26 @@ def resolve_mlflow(uri: str, dst: str) -> MlflowRef:
     label = uri if version is None else f"{uri} ({version.name} v{version.version})"
     return MlflowRef(model_file, label, artifact_uri(tags.get("amnet.features_uri")),
                      artifact_uri(tags.get("amnet.gallery_uri")))
+
+
+def _servable(version, uri: str, dst: str) -> MlflowRef | None:
+    """A version registered from amnet's servable pyfunc model: the whole model downloaded into ``dst``,
+    its model.pt and attached gallery features, and the split they came from (when readable here;
+    else the version's ``amnet.gallery_uri`` tag). None when the version is another kind of model."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    from amnet.ops import servable
+
+    try:
+        local = download_artifacts(artifact_uri=f"models:/{version.name}/{version.version}", dst_path=dst)
+    except (MlflowException, OSError) as exc:
+        raise AmnetError(f"{uri}: model files of {version.name} v{version.version} could not be downloaded "
+                         f"({str(exc)[:200]})") from exc
+    root = servable.servable_root(local)
+    if root is None:
+        return None
+    tags = dict(version.tags)
+    return MlflowRef(os.path.join(root, MODEL_FILE), f"{uri} ({version.name} v{version.version})",
+                     servable.attached_features(root) or artifact_uri(tags.get("amnet.features_uri")),
+                     servable.recorded_gallery(root) or artifact_uri(tags.get("amnet.gallery_uri")))

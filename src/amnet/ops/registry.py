@@ -118,17 +118,44 @@ def _reevaluate(champion_version, split: str, metrics: tuple[str, ...], featuriz
     return {m: float(result[m]) for m in metrics}
 
 
+def training_model(client, model: str) -> tuple[str, str]:
+    """(``models:/<id>``, training run id) of the servable model the training run logged for the artifact
+    ``model`` (its ``mlflow_run.json``); ("", "") when it was trained untracked or on another server."""
+    from mlflow.exceptions import MlflowException
+
+    from amnet.ops import lineage
+
+    marker = lineage.read_marker(model)
+    model_id, run_id = marker.get("model_id", ""), marker.get("run_id", "")
+    if not model_id or not run_id:
+        return "", ""
+    try:
+        logged = client.get_logged_model(model_id)
+    except MlflowException:
+        return "", ""
+    return (f"models:/{model_id}", run_id) if logged.source_run_id == run_id else ("", "")
+
+
+def _as_metrics(scores: dict[str, float]) -> list:
+    """The evaluation's scores as ``eval/<metric>`` metrics of the training run (the version's source run)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(f"eval/{k}", float(v), now, 0) for k, v in scores.items()]
+
+
 def register_and_gate(model: str, evaluation: str, features: str, split: str, out: str,
                       model_name: str = "amnet", rule: GateRule | None = None, parent_run_id: str = "",
                       featurize_cfg: FeaturizeConfig | None = None,
                       evaluate_cfg: EvaluateConfig | None = None) -> Decision:
     """Register ``model`` (an AMNet artifact folder), alias it ``challenger``, gate ``champion``."""
     import mlflow
-    import torch
     from mlflow import MlflowClient
 
     from amnet.model_store import load_model
-    from amnet.ops import tracking
+    from amnet.ops import servable, tracking
 
     rule = rule or GateRule()
     tracking.check_tracking_server()
@@ -143,13 +170,19 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
     if existing:  # a retried task: same file, same version, no duplicate
         version = existing[0]
     else:
-        with tracking.stage_run("register", parent_run_id or None, {"model_name": model_name, **asdict(rule)}) as run:
-            size = loaded.model_config.image_size
-            uri = tracking.log_pytorch_model(run.run_id, loaded.model.backbone, torch.zeros(2, 3, size, size))
-            run.log_artifact(storage.local_copy(storage.join(model, MODEL_FILE), tempfile.mkdtemp()))
-            run.log_text(loaded.vocab.to_json(), "attributes.json")
-            run.log_metrics(scores, 0)
-            run_id = run.run_id
+        uri, run_id = training_model(client, model)
+        if uri:  # the training run's own servable model: version -> training run -> params -> dataset
+            client.log_batch(run_id, metrics=_as_metrics(scores))
+        else:  # trained without tracking: log the servable model now, in a register run
+            with tracking.stage_run("register", parent_run_id or None,
+                                    {"model_name": model_name, **asdict(rule)}) as run:
+                model_id, uri = servable.log_searcher(run.run_id, model)
+                if features:
+                    servable.attach_gallery(model_id, features, split)
+                run.log_artifact(storage.local_copy(storage.join(model, MODEL_FILE), tempfile.mkdtemp()))
+                run.log_text(loaded.vocab.to_json(), "attributes.json")
+                run.log_metrics(scores, 0)
+                run_id = run.run_id
         version = mlflow.register_model(uri, model_name, tags={
             TAG_SOURCE: source_sha, TAG_FINGERPRINT: eval_fp, "amnet.variant": loaded.variant,
             "amnet.features_uri": features, "amnet.gallery_uri": split,

@@ -289,17 +289,38 @@ class Tracker:
                 raise
             return found.experiment_id
 
-    def start_parent(self, experiment: str, run_name: str, tags: Mapping[str, Any] | None = None) -> str:
-        """Create the pipeline run's parent run (left RUNNING until ``finish_parent``); returns its id."""
-        run = self.client.create_run(self.experiment_id(experiment), run_name=run_name,
-                                     tags={"amnet.role": "pipeline", **{k: str(v) for k, v in (tags or {}).items()}})
-        return run.info.run_id
+    def start_parent(self, experiment: str, run_name: str, tags: Mapping[str, Any] | None = None,
+                     params: Mapping[str, Any] | None = None) -> str:
+        """Create the pipeline run's parent run (left RUNNING until ``finish_parent``) with the pipeline's
+        parameters; returns its id.
+
+        Under KFP's MLflow integration (``MLFLOW_RUN_ID`` set) KFP already made the pipeline's run and
+        this task's run nested under it: that pipeline run (the injected run's parent, else the
+        injected run) becomes the parent, and KFP keeps ending it (tag ``amnet.parent_owner`` = kfp).
+        """
+        from amnet.ops.lineage import source_tags
+
+        all_tags = {"amnet.role": "pipeline", **source_tags("amnet pipeline"),
+                    **{k: str(v) for k, v in (tags or {}).items()}}
+        injected = os.environ.get("MLFLOW_RUN_ID")
+        if injected:
+            run_id = self.client.get_run(injected).data.tags.get("mlflow.parentRunId") or injected
+            all_tags["amnet.parent_owner"] = "kfp"
+            run = MlflowRun(self.client, run_id, shared=True)
+        else:
+            created = self.client.create_run(self.experiment_id(experiment), run_name=run_name, tags=all_tags)
+            run = MlflowRun(self.client, created.info.run_id)
+        run.set_tags(all_tags)
+        run.log_params(params or {})
+        return run.run_id
 
     def finish_parent(self, run_id: str, status: str = "FINISHED") -> None:
         """Mark the parent run FINISHED, FAILED or KILLED (the pipeline's exit handler calls this)."""
         status = status.upper()
         if status not in RUN_STATUSES:
             raise AmnetError(f"run status must be one of {', '.join(RUN_STATUSES)} (got {status!r})")
+        if self.client.get_run(run_id).data.tags.get("amnet.parent_owner") == "kfp":
+            return  # KFP's own pipeline run: KFP ends it
         self.client.set_terminated(run_id, status)
 
     @contextlib.contextmanager
@@ -311,7 +332,9 @@ class Tracker:
         experiment) and ends FINISHED, or FAILED when the body raises (KILLED on Ctrl-C). A run from
         ``MLFLOW_RUN_ID`` is left for KFP to end.
         """
-        all_tags = {"amnet.stage": stage, **(tags or {})}
+        from amnet.ops.lineage import source_tags
+
+        all_tags = {"amnet.stage": stage, **source_tags(f"amnet step {stage.split('-')[0]}"), **(tags or {})}
         injected = os.environ.get("MLFLOW_RUN_ID")
         if injected:
             run = MlflowRun(self.client, injected, shared=True)
@@ -370,7 +393,8 @@ class NullTracker:
 
     tracking_uri: str | None = None
 
-    def start_parent(self, experiment: str, run_name: str, tags: Mapping[str, Any] | None = None) -> str:
+    def start_parent(self, experiment: str, run_name: str, tags: Mapping[str, Any] | None = None,
+                     params: Mapping[str, Any] | None = None) -> str:
         return ""
 
     def finish_parent(self, run_id: str, status: str = "FINISHED") -> None:
@@ -401,12 +425,13 @@ def get_tracker() -> Tracker | NullTracker:
     return Tracker() if tracking_enabled() else NullTracker()
 
 
-def start_parent(experiment: str, run_name: str, tags: Mapping[str, Any] | None = None) -> str:
+def start_parent(experiment: str, run_name: str, tags: Mapping[str, Any] | None = None,
+                 params: Mapping[str, Any] | None = None) -> str:
     """Parent run id for a pipeline run ("" when tracking is off); fails fast when the server is down."""
     tracker = get_tracker()
     if isinstance(tracker, Tracker):
         check_tracking_server(tracker.tracking_uri)
-    return tracker.start_parent(experiment, run_name, tags)
+    return tracker.start_parent(experiment, run_name, tags, params)
 
 
 def finish_parent(run_id: str, status: str = "FINISHED") -> None:
@@ -447,21 +472,37 @@ def log_to_run(run_id: str, metrics: Mapping[str, float], artifacts: Mapping[str
             run.log_artifact(local, folder or None)
 
 
-def log_pytorch_model(run_id: str, model: Any, example: Any, name: str = "model") -> str:
-    """Log ``model`` with ``mlflow.pytorch`` into ``run_id``, with a signature inferred from ``example``.
+def set_note(run_id: str, markdown: str) -> None:
+    """The run's description in the MLflow UI (tag ``mlflow.note.content``); a no-op without a run id
+    or with tracking off."""
+    if run_id and tracking_enabled():
+        Tracker().client.set_tag(run_id, "mlflow.note.content", markdown[:MAX_PARAM_VALUE * 8])
 
-    The input is a normalised image batch (B, 3, S, S) float32; the output is the representation
-    r (B, Q) used for the gallery (AMNet's manipulation needs the indicator h as well, which the amnet
-    package's ``Searcher`` supplies). Returns the logged model's URI.
-    """
-    import mlflow
-    import torch
-    from mlflow.models import infer_signature
 
-    with torch.no_grad():
-        output = model(example)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(model, name=name,
-                                        signature=infer_signature(example.numpy(), output.numpy()),
-                                        input_example=example[:1].numpy())
-    return info.model_uri
+@contextlib.contextmanager
+def system_metrics(run_id: str | None) -> Iterator[None]:
+    """CPU, memory, disk, network and (with NVML) GPU metrics of this machine as ``system/...`` metrics
+    of ``run_id`` while the block runs: MLflow's monitor (``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``,
+    default 10 s), plus one final sample at the end so a short stage still records one point."""
+    if not run_id:
+        yield
+        return
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, resume_logging=True, tracking_uri=Tracker().tracking_uri)
+        monitor.start()
+    except Exception as exc:  # psutil missing or a broken monitor must not fail the stage
+        log.warning("system metrics unavailable: %s", exc)
+        yield
+        return
+    try:
+        yield
+    finally:
+        monitor.finish()
+        try:  # the samples taken since the monitor's last publish, plus one now
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
+        except Exception as exc:  # the run may already be gone: metrics are best effort
+            log.warning("final system metrics sample not logged: %s", exc)

@@ -27,5 +27,12 @@ def text_table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]]) + "\n"
 
 
+def markdown_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as a Markdown pipe table (the MLflow run description renders it)."""
+    head, *body = [[str(c) for c in r] for r in rows]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body]) + "\n"
+
+
 def _cell(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"

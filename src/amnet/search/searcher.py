@@ -147,17 +147,21 @@ class Searcher:
         source = source or model
         if not source:
             raise AmnetError("no model given: pass an MLflow model URI (models:/amnet@champion) or a model folder")
-        label = source
         if source.startswith(MLFLOW_SCHEMES):
-            with tempfile.TemporaryDirectory(prefix="amnet-search-") as tmp:  # model.pt lives only while loading
+            # the downloaded files (model.pt, attached gallery features) live only while loading
+            with tempfile.TemporaryDirectory(prefix="amnet-search-") as tmp:
                 from amnet.ops.model_uri import resolve_mlflow  # registry lookups live in ops/ (mlflow)
 
                 ref = resolve_mlflow(source, tmp)
-                loaded, label = load_model(ref.model_file, device), ref.label
-            features = features or ref.features
-            gallery = gallery or ref.gallery
-        else:
-            loaded = load_model(source, device)
+                return cls._load(load_model(ref.model_file, device), ref.label, features or ref.features,
+                                 gallery or ref.gallery, device, max_pixels)
+        return cls._load(load_model(source, device), source, features, gallery, device, max_pixels)
+
+    @classmethod
+    def _load(cls, loaded: LoadedModel, label: str, features: str | None, gallery: str | None,
+              device: torch.device | str, max_pixels: int) -> Searcher:
+        """A searcher of ``loaded`` over ``features`` and / or ``gallery`` (read into memory here)."""
+        source = label
         _require_amnet(loaded, label)
         loaded.model.to(device).eval()
         if not features and not gallery:

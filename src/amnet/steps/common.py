@@ -45,8 +45,14 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
 
 def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], parent_run_id: str = "",
                 tags: dict[str, str] | None = None, artifacts: list[str] | None = None,
-                after: Callable[[Any], None] | None = None, io: dict[str, Any] | None = None) -> dict:
+                after: Callable[[Any], dict | None] | None = None, io: dict[str, Any] | None = None,
+                system_metrics: bool = False) -> dict:
     """Run ``body(log)``; with tracking on, inside an MLflow run nested under ``parent_run_id``.
+
+    Lineage (``amnet.ops.lineage``): the dataset behind ``io["split"]`` (or, for the split itself, its
+    output) is a dataset input of the run, and ``io["out"]`` gets ``mlflow_run.json`` naming the run
+    (plus what ``after(run)`` returns, e.g. the logged model id). ``system_metrics``: CPU / memory /
+    GPU metrics of the machine while ``body`` runs.
 
     Outputs are written by ``body`` before anything is logged, so a tracking failure never loses a
     trained model. With ``MLFLOW_TRACKING_URI`` set, an unreachable server fails fast at the start.
@@ -60,7 +66,7 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
     match_torch_threads()
     if not tracking_enabled():
         return body(None)  # tracking off: no mlflow import at all (bare GPU nodes lack it)
-    from amnet.ops import tracking
+    from amnet.ops import lineage, tracking
 
     tracking.check_tracking_server()
     params = tracking.safe_params(cfgmod.flatten(cfg))
@@ -71,17 +77,21 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
         if done:
             print(f"MLflow: stage {stage} already has a FINISHED run {done} for this config, input and output; "
                   "outputs are checked or rebuilt, nothing is logged again")
-            return body(None)
+            result = body(None)
+            lineage.mark_output(io, stage, done)
+            return result
         all_tags[tracking.TAG_RUN_KEY] = key
     with tracking.stage_run(stage, parent_run_id or None, params, all_tags) as run:
-        result = body(run.log_metrics)
+        lineage.record_input(run, stage, io)
+        with tracking.system_metrics(run.run_id if system_metrics else None):
+            result = body(run.log_metrics)
         run.log_metrics(scalars(result), 0)
         run.log_text(cfgmod.to_yaml(cfg), CONFIG_FILE)
         for path in artifacts or []:
             if os.path.exists(path):
                 run.log_artifact(path)
-        if after is not None:
-            after(run)
+        extra = after(run) if after is not None else None
+        lineage.record_output(run, stage, io, extra)
         return result
 
 

@@ -20,7 +20,23 @@ def run_step(split: str, model: str, out: str, config: Mapping[str, Any] | None 
     variant = variant or model_variant(model)
     return run_tracked(f"featurize-{variant}", cfg,
                        lambda log: run_featurize(split, model, out, cfg, progress, checkpoint_dir),
-                       parent_run_id, {"amnet.variant": variant}, io={"split": split, "model": model, "out": out})
+                       parent_run_id, {"amnet.variant": variant}, after=attach_gallery(split, model, out),
+                       io={"split": split, "model": model, "out": out}, system_metrics=True)
+
+
+def attach_gallery(split: str, model: str, out: str):
+    """After featurizing with a trained model that has a servable MLflow model (its ``mlflow_run.json``
+    names it): attach these gallery features to that same logged model (``amnet.ops.servable``)."""
+
+    def _attach(run) -> None:
+        from amnet.ops import lineage, servable
+
+        model_id = lineage.read_marker(model).get("model_id")
+        if model_id:
+            servable.attach_gallery(model_id, out, split)
+            run.set_tags({"amnet.model_id": model_id})
+
+    return _attach
 
 
 def main(argv: list[str] | None = None) -> int:

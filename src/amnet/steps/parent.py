@@ -1,16 +1,117 @@
-"""The MLflow parent run that groups one pipeline run's stage runs: started first, ended by the exit handler."""
+"""The MLflow parent run that groups one pipeline run's stage runs: started first, ended by the exit handler.
+
+It holds every pipeline parameter as an MLflow parameter (flattened run-file keys: ``dataset``,
+``variants``, ``train.lam``, ``split.gallery_size``, ...; each stage section resolved with its defaults,
+so two runs compare key by key), the dataset as a dataset input, the headline metrics and the results
+table (the report stage). Upstream stages (split, pretraining, prototypes, the attribute baseline) get
+no parent run id, so KFP can serve them from its cache; :func:`link_upstream` (an uncached task of
+every pipeline run) nests a short run under the parent for each of their artifacts, pointing at the
+run that produced it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from amnet import config as cfgmod
 from amnet.ops import tracking
 
+FIXED_KEYS = {"train": "variant", "evaluate": "variant"}  # set by the pipeline's variant loop, not the file
 
-def start(experiment: str, kfp_run_id: str, kfp_run_name: str) -> str:
-    """Start the parent run tagged with the KFP run; returns its id ("" when tracking is off)."""
+
+def pipeline_params(dataset_uri: str, variants: list[str], attribute_baseline: bool, experiment: str,
+                    sections: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Every pipeline parameter as flat MLflow params: the run-level keys and each stage section resolved
+    with its dataclass defaults (``train.lam``, ``pretrain.model.backbone``, ...)."""
+    params: dict[str, Any] = {"dataset": dataset_uri, "variants": ",".join(map(str, variants)),
+                              "attribute_baseline": bool(attribute_baseline), "experiment": experiment}
+    for cls, section in cfgmod.SECTION_OF.items():
+        values = dict(sections.get(section) or {})
+        fixed = FIXED_KEYS.get(section)
+        resolved = cfgmod.flatten(cfgmod.from_dict(cls, values))
+        if fixed:
+            resolved.pop(fixed, None)
+        params.update({f"{section}.{key}": value for key, value in resolved.items()})
+    return params
+
+
+def start(experiment: str, kfp_run_id: str, kfp_run_name: str, params: Mapping[str, Any] | None = None) -> str:
+    """Start the parent run tagged with the KFP run, with the pipeline's parameters; returns its id
+    ("" when tracking is off)."""
     tags = {"kfp.pipeline_run_id": kfp_run_id, "kfp.pipeline_run_name": kfp_run_name}
-    return tracking.start_parent(experiment, kfp_run_name, tags)
+    return tracking.start_parent(experiment, kfp_run_name, tags, params)
 
 
 def finish(parent_run_id: str, succeeded: bool) -> None:
     """Mark the parent run FINISHED when every stage succeeded, FAILED otherwise."""
     tracking.finish_parent(parent_run_id, "FINISHED" if succeeded else "FAILED")
+
+
+def link_upstream(parent_run_id: str, artifacts: Mapping[str, str | None], split: str | None = None) -> list[str]:
+    """Nest one short run under ``parent_run_id`` per upstream artifact (``{label: artifact folder}``).
+
+    Each link run is named after the stage that produced the artifact, carries its run's params,
+    final metrics and dataset input, and points at that run (tag ``amnet.upstream_run_id``, read from
+    the artifact's ``mlflow_run.json``); ``amnet.cached`` says whether that run predates this pipeline
+    run (the artifact came from KFP's cache or an earlier run). With ``split``, the dataset also becomes
+    a dataset input of the parent run. Idempotent (a retried task reuses its link runs). Returns the
+    link run ids; [] with tracking off or without a parent.
+    """
+    if not parent_run_id or not tracking.tracking_enabled():
+        return []
+    from amnet.ops import lineage
+
+    tracking.check_tracking_server()
+    client = tracking.Tracker().client
+    parent = client.get_run(parent_run_id)
+    if split:
+        info = lineage.dataset_of(split)
+        if not any(d.dataset.digest == (info.short_digest if info else "") for d in parent.inputs.dataset_inputs):
+            lineage.log_dataset(client, parent_run_id, info, "training")
+    links = []
+    for label, artifact in artifacts.items():
+        if artifact:
+            links.append(_link(client, parent, label, artifact))
+    return links
+
+
+def _link(client: Any, parent: Any, label: str, artifact: str) -> str:
+    from amnet.ops import lineage
+
+    marker = lineage.read_marker(artifact)
+    upstream_id = marker.get("run_id", "")
+    stage = marker.get("stage") or label
+    key = f"{parent.info.run_id}:{label}"
+    found = client.search_runs([parent.info.experiment_id], f"tags.`amnet.link_key` = '{key}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    upstream = None
+    if upstream_id:
+        try:
+            upstream = client.get_run(upstream_id)
+        except Exception:  # a run on another server or deleted: the link still names it
+            upstream = None
+    cached = upstream is not None and upstream.info.start_time < parent.info.start_time
+    note = (f"Upstream artifact `{label}`, produced by MLflow run `{upstream_id}`"
+            f"{' (served from the KFP cache or an earlier run)' if cached else ' (in this pipeline run)'}."
+            if upstream_id else f"Upstream artifact `{label}`, produced without MLflow tracking.")
+    tags = {"mlflow.parentRunId": parent.info.run_id, "amnet.stage": stage, "amnet.role": "link",
+            "amnet.link_key": key, lineage.TAG_UPSTREAM_RUN: upstream_id, "amnet.cached": str(cached).lower(),
+            "mlflow.note.content": note, **lineage.source_tags("amnet pipeline (upstream link)")}
+    for name in ("amnet.variant", lineage.TAG_DATASET_DIGEST):
+        if upstream is not None and name in upstream.data.tags:
+            tags[name] = upstream.data.tags[name]
+    run = client.create_run(parent.info.experiment_id, run_name=f"{stage} (upstream)", tags=tags)
+    logger = tracking.MlflowRun(client, run.info.run_id)
+    try:
+        if upstream is not None:
+            logger.log_params(upstream.data.params)
+            logger.log_metrics(upstream.data.metrics, 0)
+            for entry in upstream.inputs.dataset_inputs:
+                client.log_inputs(run.info.run_id, datasets=[entry])
+        client.set_terminated(run.info.run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    return run.info.run_id

@@ -32,7 +32,23 @@ def run_step(evaluations: list[str], out: str, parent_run_id: str = "", baseline
             storage.write_bytes(extra, storage.read_bytes(storage.join(out, name)))
     if parent_run_id and tracking.tracking_enabled():
         tracking.log_to_run(parent_run_id, report.headline, report.files)
+        tracking.set_note(parent_run_id, results_note(report.headline, read_decision(decision)))
     return report.headline
+
+
+def results_note(headline: dict[str, float], decision: dict | None = None) -> str:
+    """The parent run's description: the headline table (Markdown) and the registry decision."""
+    from amnet.names import METRIC_COLUMNS, VARIANTS
+    from amnet.report.tables import markdown_table, metric_rows
+
+    by_variant = {v: {k: headline[f"{v}_{k}"] for k, _ in METRIC_COLUMNS if f"{v}_{k}" in headline}
+                  for v in VARIANTS}
+    by_variant = {v: m for v, m in by_variant.items() if m}
+    text = "**AMNet pipeline run: results**\n\n" + markdown_table(metric_rows(by_variant))
+    if decision and decision.get("version"):
+        verdict = "promoted to champion" if decision.get("promoted") else "kept the champion"
+        text += f"\nRegistry: {decision.get('model_name', 'amnet')} v{decision['version']} {verdict}.\n"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,17 +14,15 @@ from amnet.train.amnet_train import run_train
 
 
 def log_model(out: str):
-    """After training: the representation learner as an MLflow PyTorch model with a signature."""
+    """After training: the whole searcher (backbone, memory, manipulator, vocabulary) as an MLflow pyfunc
+    model of the training run (``amnet.ops.servable``); its id goes into the output's ``mlflow_run.json``
+    (featurization attaches the gallery to it, the register stage registers it)."""
 
-    def _log(run) -> None:
-        import torch
+    def _log(run) -> dict[str, str]:
+        from amnet.ops import servable
 
-        from amnet.model_store import load_model
-        from amnet.ops import tracking
-
-        loaded = load_model(out)
-        size = loaded.model_config.image_size
-        tracking.log_pytorch_model(run.run_id, loaded.model.backbone, torch.zeros(2, 3, size, size))
+        model_id, _ = servable.log_searcher(run.run_id, out)
+        return {"model_id": model_id}
 
     return _log
 
@@ -41,7 +39,7 @@ def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: st
                                              checkpoint_dir),
                        parent_run_id, {"amnet.variant": variant, TAG_DATASET_DIGEST: dataset_digest(split)},
                        [os.path.join(out, CONFIG_FILE), os.path.join(out, MODEL_FILE)],
-                       after=log_model(out),
+                       after=log_model(out), system_metrics=True,
                        io={"split": split, "attr_model": attr_model, "prototypes": prototypes or "", "out": out})
 
 

@@ -1,0 +1,11 @@
+"""MLflow models-from-code entry of amnet's servable searcher (:mod:`amnet.ops.servable`).
+
+Logged as the model's code instead of a pickled object: loading the model runs this file, which
+builds the wrapper from the installed ``amnet`` package (no pickle is ever loaded).
+"""
+
+import mlflow
+
+from amnet.ops.servable import SearchModel
+
+mlflow.models.set_model(SearchModel())
