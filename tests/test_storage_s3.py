@@ -112,6 +112,21 @@ def test_wrong_credentials_are_reported(prefix, monkeypatch):
         boto3.DEFAULT_SESSION = None
 
 
+def test_local_writes_are_readable_by_other_users(tmp_path):
+    """Atomic writes go through mkstemp (0600); the published file has a plain open()'s mode, so a task
+    running as another uid (the image's 10001) can read what this one wrote."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        storage._umask.cache_clear()
+        storage.write_bytes(str(tmp_path / "m.parquet"), b"x")
+    finally:
+        os.umask(old)
+        storage._umask.cache_clear()
+    assert (tmp_path / "m.parquet").stat().st_mode & 0o777 == 0o644
+
+
 def test_local_atomic_write_leaves_no_temp_files(tmp_path):
     target = tmp_path / "out" / "model.pt"
     storage.write_bytes(str(target), b"first")

@@ -14,6 +14,7 @@ line naming the URI. Retrying a PUT is safe: it writes the same bytes to the sam
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import sys
@@ -205,6 +206,9 @@ def write_bytes(uri: str, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes 0600 files; published files get the mode a plain open() would give (0666 & ~umask),
+        # so another user (a container's uid 10001, a shared volume's reader) can read them.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
@@ -212,6 +216,14 @@ def write_bytes(uri: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask, read once (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_text(uri: str) -> str:
