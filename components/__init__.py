@@ -7,8 +7,10 @@ one call into :mod:`amnet`, scalar results out as ``Metrics``. No logic lives he
 
 from amnet_components.evaluate import evaluate_retrieval
 from amnet_components.featurize import featurize_gallery
+from amnet_components.fingerprint import fingerprint_dataset
 from amnet_components.pretrain import pretrain_attribute_cnn
 from amnet_components.prototypes import compute_prototypes
+from amnet_components.reevaluate import reevaluate_champion
 from amnet_components.register import register_model
 from amnet_components.report import build_report
 from amnet_components.split import split_dataset
@@ -20,9 +22,11 @@ __all__ = [
     "compute_prototypes",
     "evaluate_retrieval",
     "featurize_gallery",
+    "fingerprint_dataset",
     "finish_parent_run",
     "link_upstream_runs",
     "pretrain_attribute_cnn",
+    "reevaluate_champion",
     "register_model",
     "split_dataset",
     "start_parent_run",

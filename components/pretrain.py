@@ -6,10 +6,12 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
-def pretrain_attribute_cnn(split: Input[Dataset], config: dict, parent_run_id: str, model: Output[Model],
-                           metrics: Output[Metrics]):
-    """attr_train shards -> attribute CNN checkpoint."""
+def pretrain_attribute_cnn(split: Input[Dataset], config: dict, parent_run_id: str, checkpoint_root: str,
+                           model: Output[Model], metrics: Output[Metrics]):
+    """attr_train shards -> attribute CNN; resumable state under ``checkpoint_root`` (a retry resumes)."""
+    from amnet.steps.common import checkpoint_dir
     from amnet.steps.pretrain import run_step
     from amnet.steps.results import log_results
 
-    log_results(metrics, run_step(split.path, model.path, config, parent_run_id))
+    state = checkpoint_dir(checkpoint_root, model.uri, "pretrain", "", [split.uri], config)
+    log_results(metrics, run_step(split.path, model.path, config, parent_run_id, checkpoint_dir=state))

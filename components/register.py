@@ -17,12 +17,15 @@ def register_model(
     featurize_config: dict,
     evaluate_config: dict,
     parent_run_id: str,
+    champion: Input[Artifact],
     decision: Output[Artifact],
     metrics: Output[Metrics],
 ):
-    """Trained variants -> registered `amnet` version (alias challenger; champion if it wins the gate)."""
+    """Trained variants -> registered `amnet` version (alias challenger; champion if it wins the gate);
+    ``champion``: the reevaluate-champion task's scores of the current champion on this data."""
     from amnet.steps.register import run_step
     from amnet.steps.results import log_results
 
     log_results(metrics, run_step([m.path for m in models], [e.path for e in evaluations], [f.path for f in features],
-                                  split.path, decision.path, config, parent_run_id, featurize_config, evaluate_config))
+                                  split.path, decision.path, config, parent_run_id, featurize_config, evaluate_config,
+                                  champion.path))

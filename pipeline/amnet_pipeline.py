@@ -5,10 +5,12 @@ Shape::
     start-parent-run (MLflow parent, tagged with the KFP run)           caching off
     amnet-stages(parent_run_id)                                        nested pipeline
       exit handler -> finish-parent-run (FINISHED / FAILED)            caching off
-        split-dataset -> pretrain-attribute-cnn -> compute-prototypes
+        fingerprint-dataset (digest + rows: the data's version)        caching off
+        split-dataset(digest) -> pretrain-attribute-cnn -> compute-prototypes   cached unless the data changed
         if attribute_baseline:  featurize + evaluate the attribute CNN ("attribute_based")
         for variant in variants:  train-amnet -> featurize-gallery -> evaluate-retrieval
-        register-model(Collected models/evaluations/features)          MLflow registry gate
+        reevaluate-champion (GPU: the champion on this split) -> register-model(Collected models/evaluations/
+            features)                                                  MLflow registry gate
         build-report(Collected(evaluations) [+ baseline evaluation] + decision)  HTML + Markdown + Metrics
 
 Two KFP constraints shape it. An exit task may not consume another task's output, so the stages live
@@ -21,6 +23,13 @@ of that stage's dataclass in :mod:`amnet.config`, which alone holds the defaults
 that stage, so a change to one stage's config never invalidates another stage's cache.
 ``amnet_pipeline.run_config`` builds these arguments from the nested run file and validates them
 before anything is submitted.
+
+Data version: the fingerprint's digest is a *parameter* of the split, so KFP's cache key (which holds
+parameter values) changes exactly when the data does; downstream stages follow through the split
+artifact. Retries resume: training and featurization keep their state under ``checkpoint_root``
+(``amnet.steps.common.checkpoint_dir``), keyed by the run id (uncached tasks only: a run id in a
+cacheable task's inputs would make it miss the cache every run) and the task's inputs and config.
+Every task requests and is limited in CPU and memory (``CompileOptions``).
 """
 
 from dataclasses import dataclass, field
@@ -31,9 +40,11 @@ from amnet_components import (
     compute_prototypes,
     evaluate_retrieval,
     featurize_gallery,
+    fingerprint_dataset,
     finish_parent_run,
     link_upstream_runs,
     pretrain_attribute_cnn,
+    reevaluate_champion,
     register_model,
     split_dataset,
     start_parent_run,
@@ -43,6 +54,7 @@ from amnet_components.images import PROJECT_IMAGE
 from kfp import dsl, kubernetes
 from kfp.dsl import PipelineTask
 
+from amnet.errors import AmnetError
 from amnet.names import ATTRIBUTE_BASED, TRAINED_VARIANTS
 
 PIPELINE_NAME = "amnet"
@@ -61,6 +73,24 @@ MLFLOW_KEYS = {
     "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
 }
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+RESOURCE_FIELDS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+_MEMORY_UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Ki": 2**10, "Mi": 2**20,
+                 "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity(value: str, kind: str) -> float:
+    """A Kubernetes CPU (``500m``, ``2``) or memory (``512Mi``, ``8Gi``, ``1G``) quantity as a number;
+    ValueError when it is not one."""
+    text = str(value).strip()
+    if kind == "cpu":
+        number, scale = (text[:-1], 1e-3) if text.endswith("m") else (text, 1.0)
+    else:
+        unit = next((u for u in sorted(_MEMORY_UNITS, key=len, reverse=True) if u and text.endswith(u)), "")
+        number, scale = text[: len(text) - len(unit)], _MEMORY_UNITS[unit]
+    amount = float(number)  # ValueError for anything else
+    if not amount > 0 or number.strip() != number or number.lower() in ("nan", "inf"):
+        raise ValueError(text)
+    return amount * scale
 
 
 @dataclass(frozen=True)
@@ -78,25 +108,62 @@ class CompileOptions:
     gpu_tolerations: tuple[dict[str, Any], ...] = (GPU_TOLERATION,)
     s3_secret: str = "amnet-s3"
     mlflow_secret: str = "amnet-mlflow"
-    retries: int = 3  # on pretrain / train / featurize (pre-emptible GPU nodes)
+    retries: int = 3  # on pretrain / train / featurize / reevaluate (pre-emptible GPU nodes)
     parallelism: int = 0  # concurrent variants (0 = all at once)
     shm_size: str = "8Gi"  # /dev/shm for DataLoader workers on GPU tasks
+    # where retried tasks find their resumable state ("" = next to the pipeline root of each task's output)
+    checkpoint_root: str = ""
+    # every CPU task (split, prototypes, evaluate, register, report, the MLflow parent run)
+    cpu_request: str = "1"
+    cpu_limit: str = "2"
+    memory_request: str = "2Gi"
+    memory_limit: str = "8Gi"
+    # the accelerated tasks (pretrain, train, featurize, reevaluate-champion), also with --no-gpu
+    gpu_task_cpu_request: str = "4"
+    gpu_task_cpu_limit: str = "8"
+    gpu_task_memory_request: str = "16Gi"
+    gpu_task_memory_limit: str = "32Gi"
+
+    def __post_init__(self) -> None:
+        for prefix in ("", "gpu_task_"):
+            for kind in ("cpu", "memory"):
+                values = {}
+                for end in ("request", "limit"):
+                    name = f"{prefix}{kind}_{end}"
+                    try:
+                        values[end] = quantity(getattr(self, name), kind)
+                    except ValueError:
+                        example = "500m or 2" if kind == "cpu" else "512Mi or 8Gi"
+                        raise AmnetError(f"{name} {getattr(self, name)!r} is not a Kubernetes {kind} quantity "
+                                         f"(e.g. {example})") from None
+                if values["request"] > values["limit"]:
+                    raise AmnetError(f"{prefix}{kind}_request {getattr(self, f'{prefix}{kind}_request')!r} is above "
+                                     f"{prefix}{kind}_limit {getattr(self, f'{prefix}{kind}_limit')!r}")
+
+    def resources(self, gpu_task: bool) -> dict[str, str]:
+        """``{cpu_request, cpu_limit, memory_request, memory_limit}`` of a CPU or an accelerated task."""
+        prefix = "gpu_task_" if gpu_task else ""
+        return {name: getattr(self, prefix + name) for name in RESOURCE_FIELDS}
 
 
 def build_pipeline(options: CompileOptions | None = None):
     """Return the ``@dsl.pipeline`` function with ``options`` applied to its tasks."""
     options = options or CompileOptions()
 
-    def infra(task: PipelineTask) -> PipelineTask:
-        """Credentials and tracking endpoint as env, from Kubernetes secrets, on every task."""
+    def infra(task: PipelineTask, gpu_task: bool = False) -> PipelineTask:
+        """Credentials and tracking endpoint as env, from Kubernetes secrets, and CPU / memory requests
+        and limits, on every task."""
         kubernetes.use_secret_as_env(task, options.s3_secret, S3_KEYS)
         kubernetes.use_secret_as_env(task, options.s3_secret, S3_OPTIONAL_KEYS, optional=True)
         kubernetes.use_secret_as_env(task, options.mlflow_secret, MLFLOW_KEYS, optional=True)
+        res = options.resources(gpu_task)
+        task.set_cpu_request(res["cpu_request"]).set_cpu_limit(res["cpu_limit"])
+        task.set_memory_request(res["memory_request"]).set_memory_limit(res["memory_limit"])
         return task
 
     def accelerated(task: PipelineTask) -> PipelineTask:
         """GPU request, placement, shared memory and retries for the training / featurization tasks."""
-        infra(task)
+        infra(task, gpu_task=True)
         if options.use_gpu:
             task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
             for key, value in sorted(options.gpu_node_selector.items()):
@@ -112,10 +179,12 @@ def build_pipeline(options: CompileOptions | None = None):
                            backoff_max_duration="3600s")
         return task
 
-    def evaluate_model(split, model, variant, configs, parent_run_id) -> tuple[PipelineTask, PipelineTask]:
-        """featurize(model) -> evaluate(variant); returns both tasks."""
+    def evaluate_model(split, model, variant, configs, parent_run_id, run_id) -> tuple[PipelineTask, PipelineTask]:
+        """featurize(model) -> evaluate(variant); returns both tasks. ``run_id`` keys featurization's
+        resumable state: the KFP run id, or "" for the cacheable attribute baseline."""
         features = accelerated(featurize_gallery(split=split, model=model, variant=variant,
-                                                 config=configs["featurize"], parent_run_id=parent_run_id))
+                                                 config=configs["featurize"], parent_run_id=parent_run_id,
+                                                 checkpoint_root=options.checkpoint_root, run_id=run_id))
         evaluation = infra(evaluate_retrieval(split=split, model=model, features=features.outputs["features"],
                                               variant=variant, config=configs["evaluate"],
                                               parent_run_id=parent_run_id))
@@ -128,16 +197,22 @@ def build_pipeline(options: CompileOptions | None = None):
         """
         with dsl.ParallelFor(variants, parallelism=options.parallelism) as variant:
             model = accelerated(train_amnet(split=split, attr_model=attr_model, prototypes=prototypes,
-                                            variant=variant, config=configs["train"],
-                                            parent_run_id=parent_run_id))
-            features, evaluation = evaluate_model(split, model.outputs["model"], variant, configs, parent_run_id)
+                                            variant=variant, config=configs["train"], parent_run_id=parent_run_id,
+                                            checkpoint_root=options.checkpoint_root,
+                                            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER))
+            features, evaluation = evaluate_model(split, model.outputs["model"], variant, configs, parent_run_id,
+                                                  dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         evaluations = dsl.Collected(evaluation.outputs["evaluation"])  # one Collected per consumer (KFP 2.17)
+        # the champion's featurization (when it was scored on other data) is GPU work: its own task
+        rescore = accelerated(reevaluate_champion(split=split, config=configs["register"],
+                                                  featurize_config=configs["featurize"],
+                                                  evaluate_config=configs["evaluate"])).set_caching_options(False)
         register = infra(register_model(
             models=dsl.Collected(model.outputs["model"]),
             evaluations=dsl.Collected(evaluation.outputs["evaluation"]),
             features=dsl.Collected(features.outputs["features"]), split=split, config=configs["register"],
             featurize_config=configs["featurize"], evaluate_config=configs["evaluate"],
-            parent_run_id=parent_run_id)).set_caching_options(False)
+            parent_run_id=parent_run_id, champion=rescore.outputs["champion"])).set_caching_options(False)
         return evaluations, register
 
     @dsl.pipeline(name="amnet-stages", description="The AMNet stages under one MLflow parent run.")
@@ -158,20 +233,25 @@ def build_pipeline(options: CompileOptions | None = None):
                    "register": register_config}
         finish = infra(finish_parent_run(parent_run_id=parent_run_id)).set_caching_options(False)
         with dsl.ExitHandler(finish):
+            # The data's version: never cached, its digest is a parameter of the split (the cache key).
+            fingerprint = infra(fingerprint_dataset(dataset_uri=dataset_uri)).set_caching_options(False)
             # Upstream stages get no parent run id: it changes every run and would defeat KFP caching.
             # On a cache miss they log standalone MLflow runs (tagged amnet.stage); every pipeline run then
             # nests a short link run per upstream artifact under its parent run (link-upstream-runs, uncached).
-            split = infra(split_dataset(dataset_uri=dataset_uri, config=split_config,
+            split = infra(split_dataset(dataset_uri=dataset_uri, dataset_digest=fingerprint.outputs["digest"],
+                                        dataset_rows=fingerprint.outputs["rows"], config=split_config,
                                         parent_run_id=UPSTREAM)).outputs["split"]
             attr_model = accelerated(pretrain_attribute_cnn(
-                split=split, config=pretrain_config, parent_run_id=UPSTREAM)).outputs["model"]
+                split=split, config=pretrain_config, parent_run_id=UPSTREAM,
+                checkpoint_root=options.checkpoint_root)).outputs["model"]
             prototypes = infra(compute_prototypes(split=split, attr_model=attr_model, config=prototypes_config,
                                                   parent_run_id=UPSTREAM)).outputs["prototypes"]
             infra(link_upstream_runs(parent_run_id=parent_run_id, split=split, attr_model=attr_model,
                                      prototypes=prototypes)).set_caching_options(False)
             loop_args = (variants, split, attr_model, prototypes, configs, parent_run_id)
             with dsl.If(attribute_baseline == True):  # noqa: E712 (a KFP condition, not a Python test)
-                baseline_features, baseline = evaluate_model(split, attr_model, ATTRIBUTE_BASED, configs, UPSTREAM)
+                baseline_features, baseline = evaluate_model(split, attr_model, ATTRIBUTE_BASED, configs, UPSTREAM,
+                                                             UPSTREAM)
                 infra(link_upstream_runs(parent_run_id=parent_run_id,
                                          baseline_features=baseline_features.outputs["features"],
                                          baseline_evaluation=baseline.outputs["evaluation"])).set_caching_options(False)

@@ -5,14 +5,20 @@ from one nested run file (``--config configs/demo.yaml``: dataset, variants, one
 :mod:`amnet_pipeline.run_config`) and ``--set KEY=VALUE`` overrides, validated before anything is sent.
 ``submit`` and ``schedule`` talk to a Kubeflow Pipelines API server through ``kfp.Client``; a
 bearer token comes from ``$KF_PIPELINES_TOKEN`` (or kfp's own auth: kube config, in-cluster service
-account) and is never printed.
+account) and is never printed. Both upload the compiled YAML as a named version of the pipeline
+``amnet`` (``<amnet version>-<content hash>``; an identical YAML reuses its version) and run that
+version; ``schedule`` replaces a recurring run of the same name in the experiment instead of adding a
+second one (the KFP API has no update for recurring runs: the new one is created, then the old removed).
 """
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import sys
 import tempfile
+import time
 import warnings
 from typing import Any
 
@@ -46,7 +52,23 @@ def _compile_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--s3-secret", default="amnet-s3",
                    help="Kubernetes secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (+ AWS_ENDPOINT_URL)")
     g.add_argument("--mlflow-secret", default="amnet-mlflow", help="Kubernetes secret with MLFLOW_TRACKING_URI")
-    g.add_argument("--retries", type=int, default=3, help="retries of pretrain / train / featurize tasks")
+    g.add_argument("--retries", type=int, default=3,
+                   help="retries of pretrain / train / featurize / reevaluate-champion tasks")
+    g.add_argument("--checkpoint-root", default="", metavar="URI",
+                   help="s3:// prefix for resumable training / featurization state, keyed by run and task, so a "
+                   "retried task resumes (default: next to the pipeline root of each task's output)")
+    r = p.add_argument_group("resources (every task requests and is limited; Kubernetes quantities)")
+    for prefix, tasks in (("", "CPU tasks"), ("gpu-task-", "pretrain / train / featurize / reevaluate tasks")):
+        for name in ("cpu-request", "cpu-limit", "memory-request", "memory-limit"):
+            default = getattr(_default_options(), (prefix + name).replace("-", "_"))
+            r.add_argument(f"--{prefix}{name}", default=default, metavar="Q",
+                           help=f"{name.replace('-', ' ')} of {tasks} (default: {default})")
+
+
+def _default_options():
+    from amnet_pipeline.amnet_pipeline import CompileOptions
+
+    return CompileOptions()
 
 
 def _parse_key_values(items: list[str], flag: str) -> dict[str, str]:
@@ -81,7 +103,7 @@ def parse_toleration(text: str) -> dict[str, Any]:
 
 def compile_options(args: argparse.Namespace):
     """The ``CompileOptions`` the compile flags describe."""
-    from amnet_pipeline.amnet_pipeline import GPU_TOLERATION, CompileOptions
+    from amnet_pipeline.amnet_pipeline import GPU_TOLERATION, RESOURCE_FIELDS, CompileOptions
 
     if args.retries < 0:
         raise AmnetError(f"--retries must be >= 0 (got {args.retries})")
@@ -93,6 +115,8 @@ def compile_options(args: argparse.Namespace):
         s3_secret=args.s3_secret,
         mlflow_secret=args.mlflow_secret,
         retries=args.retries,
+        checkpoint_root=args.checkpoint_root,
+        **{prefix + name: getattr(args, prefix + name) for prefix in ("", "gpu_task_") for name in RESOURCE_FIELDS},
     )
 
 
@@ -168,6 +192,37 @@ def _package(args: argparse.Namespace, folder: str) -> str:
     return path
 
 
+def pipeline_version_name(package: str) -> str:
+    """``<amnet version>-<first 12 hex digits of the YAML's SHA-256>``: the same YAML, the same version."""
+    import amnet
+
+    with open(package, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()[:12]
+    return f"{amnet.__version__}-{digest}"
+
+
+def _named(name: str) -> str:
+    """A KFP API filter: display_name == ``name``."""
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+
+
+def upload_version(client, package: str, namespace: str | None = None) -> tuple[str, str, str]:
+    """Upload ``package`` as a named version of the pipeline ``amnet`` (created when missing); a version of
+    that name already there is reused. Returns (pipeline id, version id, version name)."""
+    from amnet_pipeline.amnet_pipeline import PIPELINE_NAME
+
+    version = pipeline_version_name(package)
+    pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
+    if pipeline_id is None:
+        pipeline_id = client.upload_pipeline(package, pipeline_name=PIPELINE_NAME, namespace=namespace,
+                                             description="AMNet fashion search (amnet pipeline)").pipeline_id
+    found = client.list_pipeline_versions(pipeline_id, page_size=1, filter=_named(version)).pipeline_versions or []
+    if found:
+        return pipeline_id, found[0].pipeline_version_id, version
+    created = client.upload_pipeline_version(package, version, pipeline_id=pipeline_id)
+    return pipeline_id, created.pipeline_version_id, version
+
+
 def _server_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
     from amnet_pipeline import run_config
 
@@ -223,10 +278,12 @@ def main_submit(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="amnet-submit-") as folder:
         package = _package(args, folder)
         client = _client(args.host, args.namespace)
-        result = client.create_run_from_pipeline_package(
-            package, arguments=params, run_name=args.run_name, experiment_name=args.experiment,
-            namespace=args.namespace, pipeline_root=args.pipeline_root)
-    print(f"submitted run {result.run_id} to experiment {args.experiment!r}")
+        experiment = client.create_experiment(name=args.experiment, namespace=args.namespace)
+        pipeline_id, version_id, version = upload_version(client, package, args.namespace)
+        result = client.run_pipeline(
+            experiment.experiment_id, args.run_name or time.strftime("amnet %Y-%m-%d %H-%M-%S"), params=params,
+            pipeline_id=pipeline_id, version_id=version_id, pipeline_root=args.pipeline_root)
+    print(f"submitted run {result.run_id} of pipeline version {version} to experiment {args.experiment!r}")
     return 0
 
 
@@ -266,13 +323,20 @@ def main_schedule(argv: list[str] | None = None) -> int:
         package = _package(args, folder)
         client = _client(args.host, args.namespace)
         experiment = client.create_experiment(name=args.experiment, namespace=args.namespace)
+        pipeline_id, version_id, version = upload_version(client, package, args.namespace)
+        listed = client.list_recurring_runs(experiment_id=experiment.experiment_id, page_size=100,
+                                            filter=_named(args.name)).recurring_runs or []
+        previous = [r.recurring_run_id for r in listed if r.display_name == args.name]
         recurring = client.create_recurring_run(
             experiment_id=experiment.experiment_id, job_name=args.name, cron_expression=cron,
-            max_concurrency=1, no_catchup=True, params=params, pipeline_package_path=package,
+            max_concurrency=1, no_catchup=True, params=params, pipeline_id=pipeline_id, version_id=version_id,
             enabled=spec.enabled if spec else True, pipeline_root=args.pipeline_root,
             description=spec.description if spec else None,
             service_account=spec.service_account if spec else None)
-    print(f"scheduled {args.name!r} ({recurring.recurring_run_id}) at cron {cron!r} "
+        for old in previous:  # replaced only once its successor exists: never left without a schedule
+            client.delete_recurring_run(old)
+    verb = f"updated {args.name!r} (replaces {', '.join(previous)})" if previous else f"scheduled {args.name!r}"
+    print(f"{verb}: {recurring.recurring_run_id} at cron {cron!r}, pipeline version {version}, "
           f"in experiment {args.experiment!r}")
     return 0
 

@@ -19,7 +19,10 @@ from amnet.errors import AmnetError
 
 TOP_KEYS = ("name", "description", "experiment", "cron", "no_catchup", "max_concurrency", "enabled",
             "namespace", "service_account", "pipeline_root", "compile", "config")
-COMPILE_KEYS = ("no_gpu", "gpu_node_selector", "gpu_tolerations", "retries", "s3_secret", "mlflow_secret")
+RESOURCE_KEYS = tuple(f"{prefix}{kind}_{end}" for prefix in ("", "gpu_task_") for kind in ("cpu", "memory")
+                      for end in ("request", "limit"))
+COMPILE_KEYS = ("no_gpu", "gpu_node_selector", "gpu_tolerations", "retries", "s3_secret", "mlflow_secret",
+                "checkpoint_root", *RESOURCE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,9 @@ class RecurringRunFile:
             out["no_gpu"] = options["no_gpu"]
         if "retries" in options:
             out["retries"] = options["retries"]
-        for key in ("s3_secret", "mlflow_secret"):
+        for key in ("s3_secret", "mlflow_secret", "checkpoint_root", *RESOURCE_KEYS):
             if key in options:
-                out[key] = options[key]
+                out[key] = str(options[key])
         if options.get("gpu_node_selector"):
             out["gpu_node_selector"] = [f"{k}={v}" for k, v in options["gpu_node_selector"].items()]
         if options.get("gpu_tolerations"):
@@ -126,6 +129,13 @@ def load_recurring_run(path: str | Path) -> RecurringRunFile:
             parse_toleration(_toleration_text(toleration))
         except AmnetError as exc:
             raise AmnetError(f"{where}: compile.gpu_tolerations: {exc}") from None
+    resources = {key: str(options[key]) for key in RESOURCE_KEYS if key in options}
+    try:  # the same checks as the compile flags: quantities, request <= limit
+        from amnet_pipeline.amnet_pipeline import CompileOptions
+
+        CompileOptions(**resources)
+    except AmnetError as exc:
+        raise AmnetError(f"{where}: compile.{exc}") from None
 
     return RecurringRunFile(
         path=where, cron=cron, name=data.get("name"), description=data.get("description"),

@@ -50,7 +50,7 @@ def register(evaluated, out: Path, config: dict | None = None) -> tuple[Artifact
     register_model.python_func(models=[Artifact(evaluated["model"])], evaluations=[Artifact(evaluated["evaluation"])],
                                features=[Artifact(evaluated["features"])], split=Artifact(evaluated["split"]),
                                config=config or {}, featurize_config={}, evaluate_config={}, parent_run_id="",
-                               decision=decision, metrics=metrics)
+                               champion=Artifact(out / "no-champion-scores"), decision=decision, metrics=metrics)
     return decision, metrics
 
 

@@ -96,9 +96,11 @@ def train_args(root: Path, out: Path, epochs: int, steps: int, *extra: str) -> l
             "--set", f"steps_per_epoch={steps}", "--set", "batch_size=8", *extra]
 
 
-def kill_during_second_epoch(cmd: list[str], out: Path, env: dict[str, str], timeout: float = 180) -> dict:
-    """Start ``cmd``, wait for the epoch-1 checkpoint, SIGKILL it during epoch 2; the checkpoint then."""
-    state = out / "checkpoints" / "train_state.pt"
+def kill_during_second_epoch(cmd: list[str], out: Path, env: dict[str, str], timeout: float = 180,
+                             state: Path | None = None) -> dict:
+    """Start ``cmd``, wait for the epoch-1 checkpoint (``state``, default in ``out``), SIGKILL it during
+    epoch 2; the checkpoint then."""
+    state = state or out / "checkpoints" / "train_state.pt"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + timeout
@@ -162,6 +164,53 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(prepared, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "3 of 3 epochs done" in again.stdout
     assert (out / "model.pt").read_bytes() == model_bytes
+
+
+@pytest.mark.slow
+def test_a_retry_with_a_fresh_output_folder_resumes_from_the_checkpoint_prefix(prepared, tmp_path):
+    """What a KFP retry of a killed pod sees: a new, empty output folder, the same checkpoint prefix
+    (``amnet.steps.common.checkpoint_dir``: same run, task, inputs and config)."""
+    from amnet.steps.common import checkpoint_dir
+
+    inputs = [str(prepared / "split"), str(prepared / "attr"), str(prepared / "protos")]
+    config = {"epochs": 3, "steps_per_epoch": 80, "batch_size": 8}
+    state_dir = checkpoint_dir(str(tmp_path / "root"), str(tmp_path / "attempt-1" / "model"), "train-amnet",
+                               "run-1", inputs, config)
+    assert state_dir == checkpoint_dir(str(tmp_path / "root"), str(tmp_path / "attempt-2" / "model"),
+                                       "train-amnet", "run-1", inputs, config)  # the output is not in the key
+    first_out, retry_out = tmp_path / "attempt-1" / "model", tmp_path / "attempt-2" / "model"
+    state = Path(state_dir) / "train_state.pt"
+    first = kill_during_second_epoch(
+        amnet_cmd(*train_args(prepared, first_out, 3, 80, "--checkpoint-dir", state_dir)), first_out, clean_env(),
+        state=state)
+    assert not (first_out / "checkpoints").exists()
+
+    retry = subprocess.run(amnet_cmd(*train_args(prepared, retry_out, 3, 80, "--checkpoint-dir", state_dir)),
+                           env=clean_env(), capture_output=True, text=True, timeout=300)
+    assert retry.returncode == 0, retry.stderr
+    assert f"resuming from {state}: 1 of 3 epochs done" in retry.stdout  # the epoch counter continues
+    final = load_payload(str(state))
+    assert final["epoch"] == 3 and final["history"][0] == first["history"][0]
+    assert load_payload(str(retry_out / "model.pt"))["extra"]["history"] == final["history"]
+    assert sorted(p.name for p in retry_out.iterdir()) == ["config.yaml", "model.pt"]  # no checkpoint folder
+
+
+def test_checkpoint_prefix_is_keyed_by_run_task_inputs_and_config(tmp_path):
+    from amnet.steps.common import checkpoint_dir
+
+    key = ("s3://b/root", "s3://b/root/amnet/r1/train-amnet/7/model", "train-amnet", "r1", ["s3://b/split"], {})
+    base = checkpoint_dir(*key)
+    assert base.startswith("s3://b/root/checkpoints/r1/train-amnet-")
+    for i, other in ((3, "r2"), (2, "train-no_memory"), (4, ["s3://b/split2"]), (5, {"epochs": 2})):
+        changed = list(key)
+        changed[i] = other
+        assert checkpoint_dir(*changed) != base, other
+    # no root given: next to the pipeline root of the output (S3), or the local run folder; cacheable: "shared"
+    assert checkpoint_dir("", "s3://amnet/pipeline-root/amnet/r1/pretrain/9/model", "pretrain", "", [], {}
+                          ).startswith("s3://amnet/pipeline-root/checkpoints/shared/pretrain-")
+    assert checkpoint_dir("", str(tmp_path / "run" / "pretrain" / "model"), "pretrain", "", [], {}
+                          ).startswith(str(tmp_path / "run" / "checkpoints" / "shared" / "pretrain-"))
+    assert checkpoint_dir("", "gs://bucket/root/x/model", "pretrain", "", [], {}) == ""  # not writable: in the output
 
 
 # ------------------------------------------------------------------------------------------- S3
@@ -371,6 +420,20 @@ def test_featurize_rerun_skips_every_shard(prepared, tmp_path, capsys):
     meta = json.loads((tmp_path / "feats" / "features.json").read_text())
     assert meta["skipped_shards"] == meta["shards"] == len(shards_before) == 3 and meta["count"] == 60
     assert {k: v for k, v in all_files(tmp_path / "feats").items() if k.endswith(".parquet")} == shards_before
+
+
+def test_featurize_retry_with_a_fresh_output_reuses_the_shards_kept_in_the_checkpoint_prefix(prepared, tmp_path):
+    state = tmp_path / "ckpt" / "featurize-attribute_cnn"
+    args = ["step", "featurize", "--split", str(prepared / "split"), "--model", str(prepared / "attr"), "--quiet",
+            "--checkpoint-dir", str(state)]
+    assert main([*args, "--out", str(tmp_path / "attempt-1")]) == 0
+    kept = sorted(p.name for p in state.iterdir())
+    assert len(kept) == 3 and all(name.endswith(".parquet") for name in kept)
+    assert main([*args, "--out", str(tmp_path / "attempt-2")]) == 0
+    meta = json.loads((tmp_path / "attempt-2" / "features.json").read_text())
+    assert meta["skipped_shards"] == meta["shards"] == 3 and meta["count"] == 60
+    for name in kept:
+        assert (tmp_path / "attempt-2" / name).read_bytes() == (tmp_path / "attempt-1" / name).read_bytes()
 
 
 @pytest.fixture

@@ -502,6 +502,11 @@ def test_recurring_run_compile_options_are_valid():
     assert options.use_gpu is True and options.retries == 3
     assert options.s3_secret == "amnet-s3" and options.mlflow_secret == "amnet-mlflow"
     assert options.gpu_tolerations == ({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},)
+    assert options.checkpoint_root == "s3://amnet/pipeline-root"
+    assert options.resources(gpu_task=False) == {"cpu_request": "1", "cpu_limit": "2", "memory_request": "2Gi",
+                                                 "memory_limit": "8Gi"}
+    assert options.resources(gpu_task=True) == {"cpu_request": "4", "cpu_limit": "8", "memory_request": "16Gi",
+                                                "memory_limit": "32Gi"}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -551,11 +556,13 @@ def test_schedule_from_file_creates_the_declared_recurring_run(tmp_path, monkeyp
     assert params["dataset_uri"] == "s3://amnet/datasets/synth" and params["train_config"]["epochs"] == 2
     assert params["train_config"]["steps_per_epoch"] == 150  # the file's own value, beside the override
     assert params["variants"] == ["amnet", "no_memory", "no_ranking"] and params["experiment"] == "amnet"
-    spec = body["pipeline_spec"]
-    tolerations = spec["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
-        "exec-train-amnet"]["tolerations"]
+    spec, platform = server.package(body)
+    tolerations = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-amnet"][
+        "tolerations"]
     assert tolerations[0]["key"] == "nvidia.com/gpu"
-    assert "scheduled 'amnet-weekly-retrain' (rr-1)" in capsys.readouterr().out
+    train = spec["deploymentSpec"]["executors"]["exec-train-amnet"]["container"]["resources"]
+    assert (train["resourceCpuLimit"], train["resourceMemoryLimit"]) == ("8", "32Gi")  # the file's compile keys
+    assert "scheduled 'amnet-weekly-retrain': rr-" in capsys.readouterr().out
 
 
 def test_schedule_without_cron_or_file_is_a_usage_error(capsys):

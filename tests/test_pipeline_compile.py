@@ -27,8 +27,9 @@ FAKE_ENV = {
     "MLFLOW_TRACKING_URI": "http://ci-user:fake-password-must-not-leak@mlflow.test",
     "KF_PIPELINES_TOKEN": "fake-kfp-token-must-not-leak",
 }
-GPU_TASKS = ("train-amnet", "featurize-gallery", "pretrain-attribute-cnn")
-UNCACHED_TASKS = ("start-parent-run", "finish-parent-run", "register-model", "stage-params", "link-upstream-runs")
+GPU_TASKS = ("train-amnet", "featurize-gallery", "pretrain-attribute-cnn", "reevaluate-champion")
+UNCACHED_TASKS = ("start-parent-run", "finish-parent-run", "register-model", "fingerprint-dataset",
+                  "reevaluate-champion", "link-upstream-runs")
 
 
 def compile_cli(out: Path, *flags: str) -> str:
@@ -127,6 +128,51 @@ def test_caching_retries_and_exit_handler(docs):
     finish = all_tasks(spec)["finish-parent-run"]
     assert finish["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     assert "taskFinalStatus" in finish["inputs"]["parameters"]["status"]
+
+
+def test_every_task_requests_and_is_limited_in_cpu_and_memory(docs, tmp_path: Path):
+    spec, _ = docs
+    expected = {False: {"resourceCpuRequest": "1", "resourceCpuLimit": "2", "resourceMemoryRequest": "2Gi",
+                        "resourceMemoryLimit": "8Gi"},
+                True: {"resourceCpuRequest": "4", "resourceCpuLimit": "8", "resourceMemoryRequest": "16Gi",
+                       "resourceMemoryLimit": "32Gi"}}
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        resources = executor["container"]["resources"]
+        gpu_task = base_name(name.removeprefix("exec-")) in GPU_TASKS
+        assert {k: resources.get(k) for k in expected[gpu_task]} == expected[gpu_task], name
+    # compile flags set them; a request above its limit or a bad quantity is one clear error
+    custom, _ = yaml.safe_load_all(compile_cli(tmp_path / "r.yaml", "--cpu-request", "500m", "--memory-limit",
+                                               "12Gi", "--gpu-task-memory-request", "40Gi",
+                                               "--gpu-task-memory-limit", "64Gi"))
+    executors = custom["deploymentSpec"]["executors"]
+    assert executors["exec-split-dataset"]["container"]["resources"]["resourceCpuRequest"] == "500m"
+    assert executors["exec-split-dataset"]["container"]["resources"]["resourceMemoryLimit"] == "12Gi"
+    assert executors["exec-train-amnet"]["container"]["resources"]["resourceMemoryRequest"] == "40Gi"
+    from amnet.cli import main
+
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--cpu-request", "4"]) == 2
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--memory-limit", "8GB"]) == 2
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_data_version_and_checkpoint_wiring(docs):
+    """The fingerprint's digest is a parameter of the split (KFP's cache key holds parameter values);
+    only uncached tasks get the run id that keys their resumable state; register reads the GPU task's
+    re-scored champion."""
+    spec, _ = docs
+    tasks = all_tasks(spec)
+    split = tasks["split-dataset"]["inputs"]["parameters"]
+    assert split["dataset_digest"]["taskOutputParameter"] == {"producerTask": "fingerprint-dataset",
+                                                              "outputParameterKey": "digest"}
+    assert split["dataset_rows"]["taskOutputParameter"]["producerTask"] == "fingerprint-dataset"
+    run_id = {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
+    assert tasks["train-amnet"]["inputs"]["parameters"]["run_id"] == run_id
+    assert tasks["featurize-gallery-2"]["inputs"]["parameters"]["run_id"] == run_id
+    baseline = tasks["featurize-gallery"]["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"]
+    assert baseline == ""  # the cacheable attribute baseline: no run id
+    assert "run_id" not in tasks["pretrain-attribute-cnn"]["inputs"]["parameters"]
+    assert tasks["register-model"]["inputs"]["artifacts"]["champion"]["taskOutputArtifact"]["producerTask"] == \
+        "reevaluate-champion"
 
 
 def test_parent_run_is_tagged_with_the_kfp_run(docs):

@@ -168,7 +168,7 @@ def test_failed_stage_marks_the_parent_run_failed(tmp_path, stack_env):
 
     params = {**TINY, "dataset_uri": str(tmp_path / "no-such-dataset"), "variants": ["amnet"],
               "experiment": "pipeline-local-fail"}
-    with pytest.raises(AmnetError, match="split-dataset"):
+    with pytest.raises(AmnetError, match="fingerprint-dataset"):  # the first stage that reads the data
         run_pipeline(params, tmp_path / "work", cache=False)
     (parent,) = parent_runs(stack_env, "pipeline-local-fail")
     assert parent.info.status == "FAILED"

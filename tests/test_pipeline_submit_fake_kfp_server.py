@@ -1,18 +1,23 @@
 """``amnet pipeline submit|schedule`` against a FAKE Kubeflow Pipelines API server.
 
 No Kubeflow API server runs here, so ``FakeKfpServer`` (http.server in a thread) stands in for the
-handful of REST endpoints ``kfp.Client`` 2.17 calls (``/apis/v2beta1/healthz``, ``experiments``,
-``runs``, ``recurringruns``), answers them minimally and records every request. The tests check
-what the real client sends: the compiled pipeline spec inside the run, the run parameters, the
-recurring run's cron / no-catchup / max-concurrency, and the bearer token (which is never printed).
+REST endpoints ``kfp.Client`` 2.17 calls (``/apis/v2beta1/healthz``, ``experiments``, ``pipelines``
+with uploads and versions, ``runs``, ``recurringruns``), keeps what they create, answers minimally and
+records every request. The tests check what the real client sends: the compiled pipeline uploaded as
+a named, content-versioned pipeline version, the run parameters, the recurring run's cron /
+no-catchup / max-concurrency, that re-applying a schedule replaces the recurring run instead of adding
+a second one, and the bearer token (which is never printed).
 """
 
+import email.parser
+import email.policy
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+import yaml
 from amnet_pipeline import run_config
 
 from amnet.errors import AmnetError
@@ -20,12 +25,29 @@ from amnet.errors import AmnetError
 TOKEN = "fake-token-never-printed"
 
 
+def _multipart_files(content_type: str, raw: bytes) -> dict[str, str]:
+    """{field name: text} of a multipart/form-data body (the pipeline package uploads)."""
+    message = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    return {part.get_param("name", header="content-disposition"): part.get_content()
+            for part in message.iter_parts()}
+
+
+def _display_name_filter(query: dict) -> str | None:
+    if "filter" not in query:
+        return None
+    return json.loads(query["filter"][0])["predicates"][0]["stringValue"]
+
+
 class FakeKfpServer:
-    """Records requests; answers healthz, experiments (get-or-create), runs and recurring runs."""
+    """Records requests; keeps experiments, pipelines (uploads, versions) and recurring runs."""
 
     def __init__(self, experiments: dict[str, str] | None = None):
         self.requests: list[dict] = []
         self.experiments = dict(experiments or {})  # display name -> id
+        self.pipelines: dict[str, dict] = {}  # id -> {display_name, versions: {id: {display_name, package}}}
+        self.recurring: dict[str, dict] = {}  # id -> the create body
+        self._ids = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,10 +60,18 @@ class FakeKfpServer:
             def do_POST(self):
                 self._answer("POST")
 
+            def do_DELETE(self):
+                self._answer("DELETE")
+
             def _answer(self, method: str):
                 url = urlparse(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"null") if length else None
+                raw = self.rfile.read(length) if length else b""
+                content_type = self.headers.get("Content-Type") or ""
+                if content_type.startswith("multipart/form-data"):
+                    body = {"files": _multipart_files(content_type, raw)}
+                else:
+                    body = json.loads(raw or b"null") if length else None
                 server.requests.append({"method": method, "path": url.path, "query": parse_qs(url.query),
                                         "headers": {k.lower(): v for k, v in self.headers.items()},
                                         "body": body})
@@ -60,11 +90,22 @@ class FakeKfpServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
+    def _new_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}-{self._ids}"
+
+    def _add_version(self, pipeline_id: str, name: str, body: dict) -> dict:
+        version_id = self._new_id("pv")
+        (package,) = body["files"].values()
+        self.pipelines[pipeline_id]["versions"][version_id] = {"display_name": name, "package": package}
+        return {"pipeline_id": pipeline_id, "pipeline_version_id": version_id, "display_name": name}
+
     def route(self, method: str, path: str, query: dict, body) -> tuple[int, dict]:
+        parts = path.removeprefix("/apis/v2beta1/").split("/")
         if (method, path) == ("GET", "/apis/v2beta1/healthz"):
             return 200, {"multi_user": False}
         if (method, path) == ("GET", "/apis/v2beta1/experiments"):
-            wanted = json.loads(query["filter"][0])["predicates"][0]["stringValue"]
+            wanted = _display_name_filter(query)
             found = [{"experiment_id": eid, "display_name": name} for name, eid in self.experiments.items()
                      if name == wanted]
             return 200, {"experiments": found, "total_size": len(found)}
@@ -72,15 +113,57 @@ class FakeKfpServer:
             eid = f"exp-{len(self.experiments) + 1}"
             self.experiments[body["display_name"]] = eid
             return 200, {"experiment_id": eid, "display_name": body["display_name"]}
+        if (method, path) == ("GET", "/apis/v2beta1/pipelines"):
+            wanted = _display_name_filter(query)
+            found = [{"pipeline_id": pid, "display_name": p["display_name"]} for pid, p in self.pipelines.items()
+                     if wanted is None or p["display_name"] == wanted]
+            return 200, {"pipelines": found, "total_size": len(found)}
+        if (method, path) == ("POST", "/apis/v2beta1/pipelines/upload"):
+            name = query["name"][0]
+            pipeline_id = self._new_id("p")
+            self.pipelines[pipeline_id] = {"display_name": name, "versions": {}}
+            self._add_version(pipeline_id, name, body)  # the server's own first version, named as the pipeline
+            return 200, {"pipeline_id": pipeline_id, "display_name": name}
+        if (method, path) == ("POST", "/apis/v2beta1/pipelines/upload_version"):
+            return 200, self._add_version(query["pipelineid"][0], query["name"][0], body)
+        if method == "GET" and parts[0] == "pipelines" and len(parts) == 3 and parts[2] == "versions":
+            wanted = _display_name_filter(query)
+            found = [{"pipeline_id": parts[1], "pipeline_version_id": vid, "display_name": v["display_name"]}
+                     for vid, v in self.pipelines[parts[1]]["versions"].items()
+                     if wanted is None or v["display_name"] == wanted]
+            return 200, {"pipeline_versions": found, "total_size": len(found)}
         if (method, path) == ("POST", "/apis/v2beta1/runs"):
             return 200, {"run_id": "run-1", "display_name": body["display_name"],
                          "experiment_id": body["experiment_id"], "state": "PENDING"}
+        if (method, path) == ("GET", "/apis/v2beta1/recurringruns"):
+            wanted = _display_name_filter(query)
+            experiment = query.get("experiment_id", [None])[0]
+            found = [{"recurring_run_id": rid, **r} for rid, r in self.recurring.items()
+                     if (wanted is None or r["display_name"] == wanted)
+                     and (experiment is None or r["experiment_id"] == experiment)]
+            return 200, {"recurringRuns": found, "total_size": len(found)}
         if (method, path) == ("POST", "/apis/v2beta1/recurringruns"):
-            return 200, {"recurring_run_id": "rr-1", "display_name": body["display_name"], "status": "ENABLED"}
+            rid = self._new_id("rr")
+            self.recurring[rid] = body
+            return 200, {"recurring_run_id": rid, "display_name": body["display_name"], "status": "ENABLED"}
+        if method == "DELETE" and parts[0] == "recurringruns" and len(parts) == 2:
+            self.recurring.pop(parts[1])
+            return 200, {}
         return 404, {"error": f"fake KFP server: no route for {method} {path}"}
 
     def calls(self, method: str, path: str) -> list[dict]:
         return [r for r in self.requests if r["method"] == method and r["path"] == path]
+
+    def package(self, body: dict) -> tuple[dict, dict]:
+        """(pipeline spec, platform spec) of the pipeline version a run / recurring run ``body`` names."""
+        ref = body["pipeline_version_reference"]
+        text = self.pipelines[ref["pipeline_id"]]["versions"][ref["pipeline_version_id"]]["package"]
+        spec, platform = yaml.safe_load_all(text)
+        return spec, platform
+
+    def version_name(self, body: dict) -> str:
+        ref = body["pipeline_version_reference"]
+        return self.pipelines[ref["pipeline_id"]]["versions"][ref["pipeline_version_id"]]["display_name"]
 
     def __enter__(self) -> "FakeKfpServer":
         self.thread.start()
@@ -117,11 +200,16 @@ def test_submit_creates_experiment_and_run_with_the_compiled_spec(kfp_env, capsy
     (run,) = server.calls("POST", "/apis/v2beta1/runs")
     body = run["body"]
     assert body["display_name"] == "ci-run" and body["experiment_id"] == "exp-1"
-    spec = body["pipeline_spec"]["pipeline_spec"]
+    # the run names an uploaded, versioned pipeline: amnet, version <package version>-<content hash>
+    assert "pipeline_spec" not in body
+    spec, platform = server.package(body)
     assert spec["pipelineInfo"]["name"] == "amnet"
     assert "exec-train-amnet" in spec["deploymentSpec"]["executors"]
-    assert "exec-train-amnet" in body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"][
-        "deploymentSpec"]["executors"]
+    assert "exec-train-amnet" in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    import amnet
+
+    assert server.version_name(body).startswith(f"{amnet.__version__}-")
+    assert [p["display_name"] for p in server.pipelines.values()] == ["amnet"]
     runtime = body["runtime_config"]
     assert runtime["pipeline_root"] == "s3://amnet/pipeline-root"
     params = runtime["parameters"]
@@ -136,7 +224,7 @@ def test_submit_creates_experiment_and_run_with_the_compiled_spec(kfp_env, capsy
                            "evaluate_config", "register_config"}
     assert all(r["headers"].get("authorization") == f"Bearer {TOKEN}" for r in server.requests)
     out = capsys.readouterr()
-    assert "submitted run run-1" in out.out
+    assert "submitted run run-1 of pipeline version " in out.out
     assert TOKEN not in out.out + out.err
 
 
@@ -148,7 +236,7 @@ def test_submit_reuses_an_existing_experiment(kfp_env):
     assert server.calls("POST", "/apis/v2beta1/experiments") == []
     (run,) = server.calls("POST", "/apis/v2beta1/runs")
     assert run["body"]["experiment_id"] == "exp-42"
-    assert "nvidia.com/gpu" not in json.dumps(run["body"]["pipeline_spec"])
+    assert "nvidia.com/gpu" not in json.dumps(server.package(run["body"]))
 
 
 def test_schedule_creates_an_enabled_recurring_run(kfp_env, capsys):
@@ -169,8 +257,47 @@ def test_schedule_creates_an_enabled_recurring_run(kfp_env, capsys):
     params = body["runtime_config"]["parameters"]
     assert params["dataset_uri"] == "s3://amnet/ds" and params["attribute_baseline"] is False
     assert params["experiment"] == "amnet" and params["train_config"] == {}  # no file: the dataclass defaults
-    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "amnet"
-    assert "scheduled 'weekly-retrain' (rr-1)" in capsys.readouterr().out
+    assert server.package(body)[0]["pipelineInfo"]["name"] == "amnet"
+    assert "scheduled 'weekly-retrain': rr-" in capsys.readouterr().out
+
+
+def test_uploads_are_versioned_by_content(kfp_env):
+    """The same YAML is one pipeline version, reused; other compile options are a new version of the
+    same pipeline."""
+    from amnet_pipeline.cli import main_submit
+
+    with FakeKfpServer() as server:
+        for flags in ([], [], ["--no-gpu"]):
+            main_submit(["--host", server.url, "--set", "dataset=s3://amnet/ds", *flags])
+        runs = [r["body"] for r in server.calls("POST", "/apis/v2beta1/runs")]
+    (pipeline,) = server.pipelines.values()
+    names = [server.version_name(r) for r in runs]
+    assert names[0] == names[1] != names[2]
+    assert runs[0]["pipeline_version_reference"] == runs[1]["pipeline_version_reference"]
+    assert len(server.calls("POST", "/apis/v2beta1/pipelines/upload")) == 1  # the pipeline is created once
+    assert len(server.calls("POST", "/apis/v2beta1/pipelines/upload_version")) == 2  # one per distinct YAML
+    assert {v["display_name"] for v in pipeline["versions"].values()} == {"amnet", *names}
+
+
+def test_reapplying_a_schedule_updates_the_recurring_run_instead_of_adding_one(kfp_env, capsys):
+    from amnet_pipeline.cli import main_schedule
+
+    args = ["--cron", "0 0 3 * * 0", "--name", "weekly-retrain", "--set", "dataset=s3://amnet/ds"]
+    with FakeKfpServer() as server:
+        assert main_schedule(["--host", server.url, *args]) == 0
+        (first,) = server.recurring
+        assert main_schedule(["--host", server.url, *args]) == 0  # unchanged: still one
+        (second,) = server.recurring
+        assert main_schedule(["--host", server.url, *args, "--cron", "0 0 4 * * 0", "--set", "train.epochs=2"]) == 0
+        (third,) = server.recurring.items()
+    assert len({first, second, third[0]}) == 3  # replaced each time (KFP has no update for recurring runs)
+    body = third[1]
+    assert body["trigger"]["cron_schedule"]["cron"] == "0 0 4 * * 0"
+    assert body["runtime_config"]["parameters"]["train_config"] == {"epochs": 2}
+    assert [c["path"] for c in server.requests if c["method"] == "DELETE"] == [
+        f"/apis/v2beta1/recurringruns/{first}", f"/apis/v2beta1/recurringruns/{second}"]
+    out = capsys.readouterr().out
+    assert f"updated 'weekly-retrain' (replaces {first})" in out and f"(replaces {second})" in out
 
 
 @pytest.mark.parametrize("cron, message", [

@@ -31,6 +31,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("step", "train"): ("amnet.steps.train:main", "train AMNet or a baseline on triplets (Eq. 1-6)"),
     ("step", "featurize"): ("amnet.steps.featurize:main", "gallery images -> fp16 feature shards"),
     ("step", "evaluate"): ("amnet.steps.evaluate:main", "manipulated queries -> top-k accuracy, NDCG@k"),
+    ("step", "reevaluate"): ("amnet.steps.reevaluate:main", "score the current champion on this split's data"),
     ("step", "register"): ("amnet.steps.register:main", "MLflow registry: challenger, champion only if it is better"),
     ("step", "report"): ("amnet.steps.report:main", "the §5 report of the variants' evaluations (HTML + Markdown)"),
     ("pipeline", "compile"): ("amnet_pipeline.cli:main_compile", "compile the KFP pipeline to YAML"),

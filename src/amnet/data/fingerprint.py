@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import posixpath
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,8 @@ from amnet.errors import DatasetError
 
 VERSION = "amnet-dataset-fingerprint/1"
 CHUNK = 1 << 20  # bytes per hash update
-HASH_WORKERS = 4  # local files hashed concurrently (hashlib releases the GIL on large updates)
+HASH_WORKERS = 2  # threads hashing local files (more only add contention for small JPEGs on few CPUs)
+HASH_CHUNK = 256  # files per thread-pool task (one task per file costs more than hashing a small JPEG)
 MISSING_IMAGE = "missing"
 ESCAPING_IMAGE = "escapes-root"
 
@@ -80,22 +82,68 @@ def _file_sha256(path: str) -> tuple[int, str]:
     h = hashlib.sha256()
     size = 0
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                h.update(chunk)
-                size += len(chunk)
+        fd = os.open(path, os.O_RDONLY)  # raw reads: a buffered file object costs more than a small JPEG
     except OSError:
         return -1, MISSING_IMAGE
+    try:
+        while chunk := os.read(fd, CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    except OSError:
+        return -1, MISSING_IMAGE
+    finally:
+        os.close(fd)
     return size, h.hexdigest()
 
 
+def _regular_files(root: str) -> set[str]:
+    """Relative POSIX paths of the regular files under ``root`` reached without following a symlink."""
+    found: set[str] = set()
+    stack = [("", root)]
+    while stack:
+        rel, folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((name, entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    found.add(name)
+    return found
+
+
+def _local_paths(dataset: str, images: list[str]) -> list[str | None]:
+    """The file each manifest entry names inside the local ``dataset``, None when it escapes the root.
+
+    A relative path that names a regular file reached without symlinks is inside the root by
+    construction (one directory walk, no ``realpath`` per row); anything else (absolute paths,
+    symlinks, ``..``, missing files) takes :func:`amnet.data.images.resolve_image_path`'s full check.
+    """
+    root = os.path.realpath(dataset)
+    files = _regular_files(root)
+    out: list[str | None] = []
+    for image in images:
+        rel = posixpath.normpath(image) if image and not image.startswith("/") else ""
+        if rel in files and not rel.startswith(".."):
+            out.append(os.path.join(root, rel))
+        else:
+            out.append(resolve_image_path(dataset, image))
+    return out
+
+
+def _hash_chunk(paths: list[str]) -> list[tuple[int, str]]:
+    return [_file_sha256(p) for p in paths]
+
+
 def _local_entries(paths: list[str | None]) -> Iterator[tuple[int, str]]:
-    """(size, sha256) per resolved local path, in order; unresolved paths -> escaping marker."""
-    cache: dict[str, tuple[int, str]] = {}
+    """(size, sha256) per resolved local path, in order; unresolved paths -> escaping marker.
+    Each distinct file is hashed once, in chunks spread over a few threads."""
     unique = sorted({p for p in paths if p is not None})
+    chunks = [unique[i : i + HASH_CHUNK] for i in range(0, len(unique), HASH_CHUNK)]
+    cache: dict[str, tuple[int, str]] = {}
     with ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="amnet-fingerprint") as pool:
-        for path, entry in zip(unique, pool.map(_file_sha256, unique), strict=True):
-            cache[path] = entry
+        for chunk, entries in zip(chunks, pool.map(_hash_chunk, chunks), strict=True):
+            cache.update(zip(chunk, entries, strict=True))
     for path in paths:
         yield (-1, ESCAPING_IMAGE) if path is None else cache[path]
 
@@ -116,9 +164,11 @@ def fingerprint_dataset(dataset: str) -> Fingerprint:
     manifest = _contract_file(dataset, MANIFEST)
     vocabulary = _contract_file(dataset, ATTRIBUTES)
     images = _image_column(manifest, storage.join(dataset, MANIFEST))
-    resolved = [resolve_image_path(dataset, image) for image in images]
     s3 = storage.is_s3(dataset)
-    entries = _s3_entries(dataset, resolved) if s3 else _local_entries(resolved)
+    if s3:
+        entries = _s3_entries(dataset, [resolve_image_path(dataset, image) for image in images])
+    else:
+        entries = _local_entries(_local_paths(dataset, images))
 
     digest = hashlib.sha256(f"{VERSION}\n".encode())
     for name, data in ((MANIFEST, manifest), (ATTRIBUTES, vocabulary)):

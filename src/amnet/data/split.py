@@ -149,10 +149,10 @@ def run_split(dataset: str, out: str, cfg: SplitConfig, progress: bool = True, d
     from amnet.data.validate import check_fraction, validate_dataset
 
     start = time.perf_counter()
+    result = validate_dataset(dataset, progress=progress)  # first: its errors name what is wrong with the data
     if not dataset_digest:
         fp = fingerprint_dataset(dataset)
         dataset_digest, dataset_rows = fp.digest, fp.rows
-    result = validate_dataset(dataset, progress=progress)
     if dataset_rows >= 0 and dataset_rows != result.rows_in:
         raise DatasetError(f"{dataset}: the manifest has {result.rows_in} rows but its fingerprint "
                            f"{dataset_digest[:12]} counted {dataset_rows}; the dataset changed while the pipeline "

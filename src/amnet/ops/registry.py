@@ -149,8 +149,11 @@ def _as_metrics(scores: dict[str, float]) -> list:
 def register_and_gate(model: str, evaluation: str, features: str, split: str, out: str,
                       model_name: str = "amnet", rule: GateRule | None = None, parent_run_id: str = "",
                       featurize_cfg: FeaturizeConfig | None = None,
-                      evaluate_cfg: EvaluateConfig | None = None) -> Decision:
-    """Register ``model`` (an AMNet artifact folder), alias it ``challenger``, gate ``champion``."""
+                      evaluate_cfg: EvaluateConfig | None = None, rescored: dict | None = None) -> Decision:
+    """Register ``model`` (an AMNet artifact folder), alias it ``challenger``, gate ``champion``.
+
+    ``rescored``: the ``reevaluate-champion`` task's ``champion.json`` (:mod:`amnet.ops.champion`), used
+    when it holds this champion's scores on this data; otherwise the champion is re-scored here."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -196,8 +199,12 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
     champ = _champion(client, model_name)
     champion_scores = None
     if champ is not None and champ.version != version.version:
+        from amnet.ops.champion import usable_scores
+
         if champ.tags.get(TAG_FINGERPRINT) == eval_fp:
             champion_scores = {m: float(champ.tags[f"amnet.{m}"]) for m in rule.metrics}
+        elif (scored := usable_scores(rescored, champ.version, eval_fp, rule.metrics)) is not None:
+            champion_scores = scored
         else:
             champion_scores = _reevaluate(champ, split, rule.metrics, featurize_cfg or FeaturizeConfig(),
                                           evaluate_cfg or EvaluateConfig())
@@ -231,7 +238,7 @@ def _variant_of(folder: str, filename: str) -> str:
 
 def run_register(models: list[str], evaluations: list[str], features: list[str], split: str, out: str,
                  cfg: RegisterConfig, parent_run_id: str = "", featurize_cfg: FeaturizeConfig | None = None,
-                 evaluate_cfg: EvaluateConfig | None = None) -> Decision:
+                 evaluate_cfg: EvaluateConfig | None = None, rescored: dict | None = None) -> Decision:
     """Pick ``cfg.variant`` among the trained models (ParallelFor outputs, in any order) and gate it."""
 
     def pick(folders: list[str], filename: str) -> str:
@@ -244,4 +251,5 @@ def run_register(models: list[str], evaluations: list[str], features: list[str],
                         for f in features}
     feats = [f for f, v in feature_variants.items() if v == cfg.variant]
     return register_and_gate(pick(models, MODEL_FILE), pick(evaluations, METRICS_JSON), feats[0] if feats else "",
-                             split, out, cfg.model_name, GateRule.of(cfg), parent_run_id, featurize_cfg, evaluate_cfg)
+                             split, out, cfg.model_name, GateRule.of(cfg), parent_run_id, featurize_cfg, evaluate_cfg,
+                             rescored)

@@ -15,12 +15,13 @@ from amnet.steps.common import base_parser, cli_config, print_result, stage_conf
 def run_step(models: list[str], evaluations: list[str], features: list[str], split: str, out: str,
              config: Mapping[str, Any] | None = None, parent_run_id: str = "",
              featurize_config: Mapping[str, Any] | None = None,
-             evaluate_config: Mapping[str, Any] | None = None) -> dict:
+             evaluate_config: Mapping[str, Any] | None = None, champion: str = "") -> dict:
     """Trained variants' models, evaluations and features -> a registered version (alias ``challenger``;
     ``champion`` when it passes the gate) and ``out/decision.json``.
 
     The featurize and evaluate configs are the run's own: a champion evaluated on other data is
-    re-scored exactly as the challenger was. Without tracking there is no registry: the decision says so.
+    re-scored exactly as the challenger was, by the ``reevaluate-champion`` task when ``champion`` (its
+    output folder) holds the scores, else here. Without tracking there is no registry: the decision says so.
     """
     cfg = stage_config(RegisterConfig, config)
     featurize_cfg = stage_config(FeaturizeConfig, featurize_config)
@@ -30,8 +31,10 @@ def run_step(models: list[str], evaluations: list[str], features: list[str], spl
         registry.write_decision(out, {"model_name": cfg.model_name, "promoted": False,
                                       "reasons": ["tracking off: not registered"]})
         return {"promoted": 0.0}
+    from amnet.ops import champion as champion_scores
+
     decision = registry.run_register(models, evaluations, features, split, out, cfg, parent_run_id,
-                                     featurize_cfg, evaluate_cfg)
+                                     featurize_cfg, evaluate_cfg, champion_scores.read(champion))
     print(decision.summary())
     return {"promoted": float(decision.promoted), "version": float(decision.version)}
 
@@ -46,11 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", nargs="*", default=[], help="their `amnet step featurize` outputs")
     p.add_argument("--split", required=True, help="output of `amnet data split` (the evaluation data)")
     p.add_argument("--out", required=True, help="folder for decision.json")
+    p.add_argument("--champion", default="", help="output of `amnet step reevaluate` (the champion's scores on "
+                   "this split); without it the champion is re-scored here when needed")
     args = p.parse_args(argv)
     # a run file's featurize / evaluate sections: the champion is re-scored as the challenger was
     print_result(run_step(args.models, args.evaluations, args.features, args.split, args.out,
                           cli_config(RegisterConfig, args), args.parent_run_id,
-                          read_values(FeaturizeConfig, args.config), read_values(EvaluateConfig, args.config)))
+                          read_values(FeaturizeConfig, args.config), read_values(EvaluateConfig, args.config),
+                          args.champion))
     return 0
 
 

@@ -20,11 +20,15 @@ def run_step(dataset: str, out: str, config: Mapping[str, Any] | None = None, pa
     ``dataset_digest`` / ``dataset_rows``: the fingerprint stage's output (computed here when not given);
     recorded in ``split.json`` and as the MLflow tag ``amnet.dataset_digest``."""
     from amnet.data.fingerprint import fingerprint_dataset
+    from amnet.errors import AmnetError
 
     cfg = stage_config(SplitConfig, config)
     if not dataset_digest:
-        fp = fingerprint_dataset(dataset)
-        dataset_digest, dataset_rows = fp.digest, fp.rows
+        try:
+            fp = fingerprint_dataset(dataset)
+            dataset_digest, dataset_rows = fp.digest, fp.rows
+        except AmnetError:
+            pass  # not a readable dataset: the split's validation says exactly what is wrong
     body = lambda log: run_split(dataset, out, cfg, progress, dataset_digest, dataset_rows)  # noqa: E731
     return run_tracked("split", cfg, body, parent_run_id, {TAG_DATASET_DIGEST: dataset_digest},
                        io={"dataset": dataset, "dataset_digest": dataset_digest, "out": out})

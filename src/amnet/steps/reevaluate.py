@@ -1,0 +1,53 @@
+"""Stage: the current champion scored on this run's evaluation data (``reevaluate-champion``, a GPU task).
+
+Its ``champion.json`` feeds ``register-model``, so the featurization a champion from other data needs
+runs on the GPU node next to training instead of inside the small CPU register task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from amnet.config import EvaluateConfig, FeaturizeConfig, RegisterConfig, read_values
+from amnet.ops import champion
+from amnet.ops.tracking import tracking_enabled
+from amnet.runtime import match_torch_threads
+from amnet.steps.common import base_parser, cli_config, print_result, stage_config
+
+
+def run_step(split: str, out: str, config: Mapping[str, Any] | None = None,
+             featurize_config: Mapping[str, Any] | None = None,
+             evaluate_config: Mapping[str, Any] | None = None) -> dict:
+    """``out/champion.json``: the champion's version and gate metrics on ``split``'s evaluation data,
+    scored with the run's featurize / evaluate configs (as the challenger is). Without tracking there is
+    no registry, hence no champion: the file says so."""
+    cfg = stage_config(RegisterConfig, config)
+    featurize_cfg = stage_config(FeaturizeConfig, featurize_config)
+    evaluate_cfg = stage_config(EvaluateConfig, evaluate_config, variant=cfg.variant)
+    match_torch_threads()
+    if not tracking_enabled():
+        result = {"model_name": cfg.model_name, "version": None, "scores": {}, "reevaluated": False,
+                  "reason": "tracking off: no registry"}
+        champion.write(out, result)
+    else:
+        result = champion.reevaluate_champion(split, out, cfg, featurize_cfg, evaluate_cfg)
+    print(f"champion of {cfg.model_name!r}: {result['version'] or 'none'} ({result['reason']})")
+    return {"reevaluated": float(result["reevaluated"]), **{k: float(v) for k, v in result["scores"].items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = base_parser("amnet step reevaluate", "Score the current champion of the registered model on SPLIT's "
+                    "evaluation data (featurize + evaluate when its recorded scores are for other data) and write "
+                    "OUT/champion.json, which `amnet step register --champion OUT` uses. Needs MLFLOW_TRACKING_URI.",
+                    config=RegisterConfig)
+    p.add_argument("--split", required=True, help="output of `amnet data split` (the evaluation data)")
+    p.add_argument("--out", required=True, help="folder for champion.json")
+    args = p.parse_args(argv)
+    print_result(run_step(args.split, args.out, cli_config(RegisterConfig, args),
+                          read_values(FeaturizeConfig, args.config), read_values(EvaluateConfig, args.config)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

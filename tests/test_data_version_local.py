@@ -1,0 +1,89 @@
+"""Scheduled retraining sees new data: the stale-data repro of issue 15 through ``kfp.local``.
+
+The whole pipeline (``local_run.run_pipeline``, kfp.local's cache on) against the real local stack
+(SeaweedFS + MLflow, ``mlflow_server``): run it, run it again on the same data (the fingerprint runs,
+the split, pretraining and prototypes are cache hits), then remove rows from ``manifest.parquet`` at
+the same URI, as a catalogue update does, and run again: split, pretraining and prototypes rerun,
+and the new split, model and MLflow training run carry the new digest and row count. The model
+artifacts hold no checkpoint folder: the resumable state lives under ``kfp-root/checkpoints``.
+"""
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from amnet.data.fingerprint import fingerprint_dataset
+from amnet.model_store import load_payload
+from amnet.names import TAG_DATASET_DIGEST
+from tests.helpers import tiny_dataset
+
+pytestmark = pytest.mark.slow
+
+TINY = {"split_config": {"per_value": 10, "gallery_size": 300, "num_queries": 40},
+        "pretrain_config": {"epochs": 1}, "train_config": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 8}}
+UPSTREAM = ("split-dataset", "pretrain-attribute-cnn", "compute-prototypes")
+
+
+@pytest.fixture
+def stack_env(monkeypatch, mlflow_server):
+    """This test's environment (inherited by every kfp.local task) points at the session's stack."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "MLFLOW_RUN_ID",
+                 "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in mlflow_server.env.items():
+        monkeypatch.setenv(name, value)
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_server.tracking_uri)
+
+
+def split_summary(run_dir: Path) -> dict:
+    (path,) = run_dir.glob("**/split-dataset/split/split.json")
+    return json.loads(path.read_text())
+
+
+def test_changed_data_at_the_same_uri_reruns_split_pretrain_and_prototypes(tmp_path, stack_env):
+    from amnet_pipeline.local_run import run_pipeline
+
+    dataset = Path(tiny_dataset(tmp_path))
+    params = {**TINY, "dataset_uri": str(dataset), "variants": ["amnet"], "attribute_baseline": False,
+              "experiment": "data-version"}
+    work = tmp_path / "work"
+    first_times: dict[str, str] = {}
+    first = run_pipeline(params, work, cache=True, times=first_times)
+    assert all(first_times[t].endswith(" s") for t in ("fingerprint-dataset", *UPSTREAM)), first_times
+    before = split_summary(first)
+    assert before["dataset_digest"] == fingerprint_dataset(str(dataset)).digest and before["rows_in"] == 900
+
+    same: dict[str, str] = {}
+    run_pipeline(params, work, cache=True, times=same)
+    assert same["fingerprint-dataset"].endswith(" s")  # never cached: it is what detects a change
+    assert all(same[t] == "cached" for t in UPSTREAM), same
+
+    manifest = dataset / "manifest.parquet"  # a catalogue update: 100 rows fewer, same URI
+    df = pd.read_parquet(io.BytesIO(manifest.read_bytes()))
+    df.iloc[:800].to_parquet(manifest, index=False)
+    changed: dict[str, str] = {}
+    third = run_pipeline(params, work, cache=True, times=changed)
+    assert all(changed[t].endswith(" s") for t in UPSTREAM), changed  # rerun on the new data
+    after = split_summary(third)
+    digest = fingerprint_dataset(str(dataset)).digest
+    assert after["dataset_digest"] == digest != before["dataset_digest"] and after["rows_in"] == 800
+
+    # the new model records the new data, in model.pt and on its MLflow training run
+    (model,) = third.glob("**/train-amnet*/model")
+    assert load_payload(str(model / "model.pt"))["extra"][TAG_DATASET_DIGEST] == digest
+    experiment = stack_env.get_experiment_by_name("data-version")
+    runs = stack_env.search_runs([experiment.experiment_id], "tags.`amnet.stage` = 'train-amnet'",
+                                 order_by=["attributes.start_time DESC"])
+    assert runs[0].data.tags[TAG_DATASET_DIGEST] == digest
+
+    # resumable state outside the artifacts, keyed by run and task
+    assert not (model / "checkpoints").exists()
+    assert not any(p.name == "checkpoints" for p in third.rglob("*"))
+    states = list((work / "kfp-root" / "checkpoints").glob("*/train-amnet-*/train_state.pt"))
+    assert len(states) == 3  # one per run of train-amnet (never cached: it gets the parent run id)
+    assert list((work / "kfp-root" / "checkpoints" / "shared").glob("pretrain-*/train_state.pt"))
