@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from amnet import storage
 from amnet.errors import DatasetError
@@ -159,6 +164,51 @@ def load_manifest(dataset: str, vocab: Vocabulary) -> pd.DataFrame:
     for name in vocab.names:
         df[name] = df[name].astype("string").fillna("").str.strip()
     return df.reset_index(drop=True)
+
+
+def manifest_batches(dataset: str, vocab: Vocabulary, rows: int) -> tuple[int, np.ndarray, Iterator]:
+    """The manifest streamed: ``(row count, duplicate mask, batches)``; each batch is
+    ``(first row, frame of <= rows rows)`` normalised as :func:`load_manifest` does.
+
+    ``duplicate[i]`` is True when an earlier row has row i's ``image_id`` (the first one counts). Only
+    the id column is read whole (as Arrow strings); the other columns a batch at a time.
+    """
+    uri = storage.join(dataset, MANIFEST)
+    if not storage.exists(uri):
+        raise DatasetError(f"{dataset}: no {MANIFEST}; a dataset needs {MANIFEST} and {ATTRIBUTES}")
+    try:
+        source = pq.ParquetFile(io.BytesIO(storage.read_bytes(uri)))
+        columns = source.schema_arrow.names
+    except Exception as exc:  # pyarrow raises many types for a corrupt file
+        raise DatasetError(f"{uri}: not a readable Parquet file ({type(exc).__name__})") from exc
+    required = ["image_id", "image", *vocab.names]
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DatasetError(
+            f"{uri}: missing required column(s) {', '.join(missing)}; "
+            f"a manifest needs image_id, image and one column per attribute in {ATTRIBUTES}"
+        )
+    count = source.metadata.num_rows
+    if count == 0:
+        raise DatasetError(f"{uri}: the manifest has no rows; add one row per image or point at another dataset")
+    ids = pc.fill_null(source.read(columns=["image_id"]).column(0).cast(pa.large_string()), "")
+    codes = pc.dictionary_encode(ids).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    duplicate = np.ones(count, dtype=bool)
+    duplicate[np.unique(codes, return_index=True)[1]] = False
+    del ids, codes
+
+    def batches() -> Iterator[tuple[int, pd.DataFrame]]:
+        first = 0
+        for batch in source.iter_batches(batch_size=rows, columns=required):
+            df = batch.to_pandas()
+            df["image_id"] = df["image_id"].astype("string").fillna("")
+            df["image"] = df["image"].astype("string").fillna("")
+            for name in vocab.names:
+                df[name] = df[name].astype("string").fillna("").str.strip()
+            yield first, df
+            first += len(df)
+
+    return count, duplicate, batches()
 
 
 def write_dataset(out: str, manifest: pd.DataFrame, vocab: Vocabulary) -> None:

@@ -58,6 +58,47 @@ def write_shards(df: pd.DataFrame, prefix: str, shard_size: int) -> list[str]:
     return uris
 
 
+class ShardWriter:
+    """Write Arrow tables to ``prefix/part-NNNNN.parquet`` as they come, ``shard_size`` rows per file, so
+    a set of any size is written holding at most one shard's rows. ``close()`` writes the last (or, for
+    an empty set, one empty) shard and removes shards an earlier, larger run left under ``prefix``."""
+
+    def __init__(self, prefix: str, shard_size: int, schema: pa.Schema):
+        if shard_size < 1:
+            raise AmnetError(f"shard size must be >= 1 (got {shard_size})")
+        self.prefix, self.shard_size, self.schema = prefix, shard_size, schema
+        self.stale = set(storage.list_files(prefix, ".parquet"))
+        self.pending: list[pa.Table] = []
+        self.buffered = 0
+        self.uris: list[str] = []
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.pending.append(table)
+            self.buffered += table.num_rows
+        while self.buffered >= self.shard_size:
+            self._flush(self.shard_size)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self.pending, promote_options="none") if self.pending else self.schema.empty_table()
+        head, rest = table.slice(0, rows), table.slice(rows)
+        buf = io.BytesIO()
+        pq.write_table(head.combine_chunks(), buf, compression="zstd")
+        uri = storage.join(self.prefix, shard_name(len(self.uris)))
+        storage.write_bytes(uri, buf.getvalue())
+        self.uris.append(uri)
+        self.pending = [rest] if rest.num_rows else []
+        self.buffered = rest.num_rows
+
+    def close(self) -> list[str]:
+        if self.buffered or not self.uris:
+            self._flush(self.buffered)
+        for uri in sorted(self.stale - set(self.uris)):
+            if uri.rsplit("/", 1)[-1].startswith("part-"):
+                storage.delete(uri)
+        return self.uris
+
+
 def list_shards(prefix: str) -> list[str]:
     uris = [u for u in storage.list_files(prefix, ".parquet") if u.rsplit("/", 1)[-1].startswith("part-")]
     if not uris:

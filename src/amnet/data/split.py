@@ -15,16 +15,24 @@ From one validated dataset, disjoint sets are drawn with one seeded generator:
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from amnet import config as cfgmod
 from amnet import storage
 from amnet.config import SplitConfig
-from amnet.data import shards
+from amnet.data import shards, validate
 from amnet.data.schema import ATTRIBUTES, Vocabulary
+from amnet.data.validate import StagedValidation
 from amnet.errors import DatasetError
 from amnet.names import MISSING, SPLIT_JSON
 
@@ -82,11 +90,27 @@ def make_queries(
     return chosen, targets, changed
 
 
-def split_frames(kept: pd.DataFrame, vocab: Vocabulary, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
-    """Disjoint frames for the four sets (pure function of ``kept`` and ``cfg``)."""
+@dataclass
+class SplitPlan:
+    """Which kept rows (indices into the label matrix) go where; decided on the labels alone."""
+
+    attr_train: np.ndarray  # (A,) ascending
+    gallery: np.ndarray  # (G,) ascending
+    queries: np.ndarray  # (Q,) in query order: by number of changes, then as drawn
+    targets: np.ndarray  # (Q, M) int16 desired attribute vectors
+    changed: list[list[int]]  # per query: the manipulated attributes
+    num_changes: np.ndarray  # (Q,) int64
+    triplet_pool: np.ndarray  # (T,) ascending
+
+    def sets(self) -> dict[str, np.ndarray]:
+        return {"attr_train": self.attr_train, "gallery": self.gallery, "queries": self.queries,
+                "triplet_pool": self.triplet_pool}
+
+
+def plan_split(labels: np.ndarray, vocab: Vocabulary, cfg: SplitConfig) -> SplitPlan:
+    """Disjoint sets for the four outputs: a pure function of the (N, M) label matrix and ``cfg``."""
     rng = np.random.default_rng(cfg.seed)
-    labels = label_matrix(kept["labels"], vocab.num_attributes)
-    n = len(kept)
+    n = len(labels)
     order = rng.permutation(n)
     attr_rows = pick_attr_train(labels, order, vocab, cfg.per_value)
     taken = np.zeros(n, dtype=bool)
@@ -103,85 +127,160 @@ def split_frames(kept: pd.DataFrame, vocab: Vocabulary, cfg: SplitConfig) -> dic
     gallery_rows = rest[: cfg.gallery_size]
     taken[gallery_rows] = True
     gallery_vectors = np.unique(labels[gallery_rows], axis=0)
-    query_parts = []
+    query_rows, targets, changed, num_changes = [], [], [], []
     for n_changes in cfg.num_changes:
         candidates = order[~taken[order]]
-        rows, targets, changed = make_queries(labels, candidates, gallery_vectors, n_changes, cfg.num_queries, rng)
+        rows, tgt, chg = make_queries(labels, candidates, gallery_vectors, n_changes, cfg.num_queries, rng)
         if not rows:
             raise DatasetError(
                 f"no query with a {n_changes}-attribute manipulation has an exact target in the gallery; "
                 "use a larger --gallery-size or a dataset with more attribute combinations"
             )
         taken[rows] = True
-        part = kept.iloc[rows].copy()
-        part["target"] = [t.tolist() for t in targets]
-        part["changed"] = changed
-        part["num_changes"] = n_changes
-        query_parts.append(part)
-    pool_rows = order[~taken[order]]
-    return {
-        "attr_train": kept.iloc[np.sort(attr_rows)],
-        "gallery": kept.iloc[np.sort(gallery_rows)],
-        "queries": pd.concat(query_parts, ignore_index=True),
-        "triplet_pool": kept.iloc[np.sort(pool_rows)],
-    }
+        query_rows += rows
+        targets += tgt
+        changed += chg
+        num_changes += [n_changes] * len(rows)
+    m = labels.shape[1]
+    return SplitPlan(
+        attr_train=np.sort(attr_rows),
+        gallery=np.sort(gallery_rows),
+        queries=np.asarray(query_rows, dtype=np.int64),
+        targets=np.asarray(targets, dtype=np.int16).reshape(-1, m),
+        changed=changed,
+        num_changes=np.asarray(num_changes, dtype=np.int64),
+        triplet_pool=np.sort(order[~taken[order]]),
+    )
 
 
-def write_split(out: str, frames: dict[str, pd.DataFrame], vocab: Vocabulary, quarantine: pd.DataFrame,
-                summary: dict, shard_size: int) -> None:
+SHARD_SCHEMA = pa.schema([("image_id", pa.large_string()), ("image_bytes", pa.binary()),
+                          ("labels", pa.list_(pa.int64()))])
+QUERY_SCHEMA = SHARD_SCHEMA.append(pa.field("target", pa.list_(pa.int64()))).append(
+    pa.field("changed", pa.list_(pa.int64()))).append(pa.field("num_changes", pa.int64()))
+
+
+def _query_columns(plan: SplitPlan, positions: np.ndarray) -> list[pa.Array]:
+    """target, changed and num_changes of the queries at ``positions`` (in query order)."""
+    return [
+        pa.array(plan.targets[positions].astype(np.int64).tolist(), type=pa.list_(pa.int64())),
+        pa.array([plan.changed[p] for p in positions], type=pa.list_(pa.int64())),
+        pa.array(plan.num_changes[positions], type=pa.int64()),
+    ]
+
+
+def write_sets(staged: StagedValidation, plan: SplitPlan, out: str, shard_size: int, workdir: str) -> None:
+    """Gather each set's rows by kept index from the staging parts into ``out/<set>/part-*.parquet``.
+
+    One pass over the parts (``pyarrow.dataset``, one fragment at a time): the ascending sets stream
+    straight into their shards; query rows (few, in query order) go to a small local file first and
+    are written in query order from there. Memory: one part plus one shard per set.
+    """
+    sets = plan.sets()
+    writers = {name: shards.ShardWriter(storage.join(out, name), shard_size, SHARD_SCHEMA)
+               for name in SETS if name != "queries"}
+    qfile = os.path.join(workdir, "queries-gather.parquet")
+    qschema = SHARD_SCHEMA.append(pa.field("position", pa.int64()))
+    qorder = np.argsort(plan.queries, kind="stable")  # query positions by kept index
+    qsorted = plan.queries[qorder]
+    data = ds.dataset(staged.parts, format="parquet", schema=validate.PART_SCHEMA)
+    with pq.ParquetWriter(qfile, qschema, compression="none") as qwriter:
+        for fragment, part, start, stop in zip(data.get_fragments(), staged.parts, staged.part_starts[:-1],
+                                               staged.part_starts[1:], strict=True):
+            assert fragment.path == part, (fragment.path, part)  # kept order = part order
+            table = fragment.to_table(columns=["image_id", "image_bytes", "labels"])
+            for name, writer in writers.items():
+                idx = sets[name]
+                lo, hi = np.searchsorted(idx, [start, stop])
+                if hi > lo:
+                    writer.add(table.take(pa.array(idx[lo:hi] - start)))
+            lo, hi = np.searchsorted(qsorted, [start, stop])
+            if hi > lo:
+                rows = table.take(pa.array(qsorted[lo:hi] - start))
+                qwriter.write_table(rows.append_column("position", pa.array(qorder[lo:hi], type=pa.int64())))
+    for writer in writers.values():
+        writer.close()
+    qwriter_out = shards.ShardWriter(storage.join(out, "queries"), shard_size, QUERY_SCHEMA)
+    gathered = pq.ParquetFile(qfile)
+    for first in range(0, max(len(plan.queries), 1), shard_size):
+        want = np.arange(first, min(first + shard_size, len(plan.queries)))
+        pieces = []
+        for batch in gathered.iter_batches(batch_size=1024):
+            pos = batch.column("position").to_numpy()
+            keep = np.flatnonzero((pos >= first) & (pos < first + shard_size))
+            if len(keep):
+                pieces.append(pa.Table.from_batches([batch]).take(pa.array(keep)))
+        if not pieces:
+            break
+        rows = pa.concat_tables(pieces)
+        rows = rows.take(pa.array(np.argsort(rows.column("position").to_numpy(), kind="stable")))
+        assert np.array_equal(rows.column("position").to_numpy(), want), "query gather lost rows"
+        base = rows.select(["image_id", "image_bytes", "labels"])
+        qwriter_out.add(pa.Table.from_arrays([*base.columns, *_query_columns(plan, want)], schema=QUERY_SCHEMA))
+    qwriter_out.close()
+
+
+def write_split(out: str, staged: StagedValidation, plan: SplitPlan, summary: dict, shard_size: int,
+                workdir: str) -> None:
     """Write shards, the vocabulary, the quarantine table and ``split.json`` (written last)."""
-    for name in SETS:
-        shards.write_shards(frames[name].reset_index(drop=True), storage.join(out, name), shard_size)
-    storage.write_text(storage.join(out, ATTRIBUTES), vocab.to_json())
-    shards.write_table(storage.join(out, "quarantine.parquet"), quarantine.reset_index(drop=True))
+    write_sets(staged, plan, out, shard_size, workdir)
+    storage.write_text(storage.join(out, ATTRIBUTES), staged.vocab.to_json())
+    with open(staged.quarantine_file, "rb") as fh:
+        storage.write_bytes(storage.join(out, "quarantine.parquet"), fh.read())
     storage.write_text(storage.join(out, SPLIT_JSON), json.dumps(summary, indent=2) + "\n")
 
 
 def run_split(dataset: str, out: str, cfg: SplitConfig, progress: bool = True, dataset_digest: str = "",
-              dataset_rows: int = -1) -> dict:
+              dataset_rows: int = -1, workers: int = 0) -> dict:
     """Validate ``dataset``, split it as in §5.1 and write the shards to ``out``.
+
+    Streamed: validation writes the kept rows to local staging files (images decoded in ``workers``
+    processes, 0 = one per CPU), the split is decided on the (N, M) label matrix alone, and each set's
+    rows are gathered from the staging files into its shards; peak memory does not grow with the
+    images (``benchmarks/scale.py``). Staging lives under ``$AMNET_TMPDIR`` (else the system temp
+    folder) and is removed at the end.
 
     ``split.json`` records the dataset's fingerprint (:mod:`amnet.data.fingerprint`): the one the
     pipeline's first stage computed (``dataset_digest``, ``dataset_rows``), or, when none is given,
     one computed here. A manifest whose row count differs from the fingerprint's changed in between.
     """
     from amnet.data.fingerprint import fingerprint_dataset
-    from amnet.data.validate import check_fraction, validate_dataset
 
     start = time.perf_counter()
-    result = validate_dataset(dataset, progress=progress)  # first: its errors name what is wrong with the data
-    if not dataset_digest:
-        fp = fingerprint_dataset(dataset)
-        dataset_digest, dataset_rows = fp.digest, fp.rows
-    if dataset_rows >= 0 and dataset_rows != result.rows_in:
-        raise DatasetError(f"{dataset}: the manifest has {result.rows_in} rows but its fingerprint "
-                           f"{dataset_digest[:12]} counted {dataset_rows}; the dataset changed while the pipeline "
-                           "ran: rerun it once the update is complete")
-    check_fraction(result, cfg.max_quarantine_fraction)
-    vocab = result.vocab
-    kept = result.kept[["image_id", "image_bytes", "labels"]].reset_index(drop=True)
-    kept["labels"] = [list(map(int, v)) for v in kept["labels"]]
+    workdir = tempfile.mkdtemp(prefix="amnet-split-", dir=os.environ.get("AMNET_TMPDIR") or None)
     try:
-        frames = split_frames(kept, vocab, cfg)
-    except DatasetError as exc:  # name the dataset: the user may split several
-        raise DatasetError(f"{dataset}: {exc}") from None
-    counts = {name: int(len(df)) for name, df in frames.items()}
-    counts["queries_by_changes"] = {
-        str(k): int(v) for k, v in frames["queries"]["num_changes"].value_counts().sort_index().items()
-    }
-    summary = {
-        "dataset": dataset,
-        "dataset_digest": dataset_digest,
-        "rows_in": int(result.rows_in),
-        "quarantined": int(len(result.quarantine)),
-        "kept": int(len(kept)),
-        **counts,
-        "config": cfgmod.to_dict(cfg),
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    used = sum(counts[name] for name in SETS)
-    assert used == len(kept) and summary["kept"] + summary["quarantined"] == summary["rows_in"], summary
-    write_split(out, frames, vocab, result.quarantine, summary, cfg.shard_size)
+        # first: its errors name what is wrong with the data
+        result = validate.validate_to_staging(dataset, workdir, progress=progress, workers=workers)
+        if not dataset_digest:
+            fp = fingerprint_dataset(dataset)
+            dataset_digest, dataset_rows = fp.digest, fp.rows
+        if dataset_rows >= 0 and dataset_rows != result.rows_in:
+            raise DatasetError(f"{dataset}: the manifest has {result.rows_in} rows but its fingerprint "
+                               f"{dataset_digest[:12]} counted {dataset_rows}; the dataset changed while the "
+                               "pipeline ran: rerun it once the update is complete")
+        validate.check_fraction(result, cfg.max_quarantine_fraction)
+        try:
+            plan = plan_split(result.labels, result.vocab, cfg)
+        except DatasetError as exc:  # name the dataset: the user may split several
+            raise DatasetError(f"{dataset}: {exc}") from None
+        counts = {name: int(len(rows)) for name, rows in plan.sets().items()}
+        values, freq = np.unique(plan.num_changes, return_counts=True)
+        counts["queries_by_changes"] = {str(int(k)): int(v) for k, v in zip(values, freq, strict=True)}
+        summary = {
+            "dataset": dataset,
+            "dataset_digest": dataset_digest,
+            "rows_in": int(result.rows_in),
+            "quarantined": int(result.num_quarantined),
+            "kept": int(result.num_kept),
+            **counts,
+            "config": cfgmod.to_dict(cfg),
+            "seconds": 0.0,
+        }
+        used = sum(counts[name] for name in SETS)
+        assert used == result.num_kept and summary["kept"] + summary["quarantined"] == summary["rows_in"], summary
+        summary["seconds"] = round(time.perf_counter() - start, 2)  # validation + plan (as before)
+        write_split(out, result, plan, summary, cfg.shard_size, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     return summary
 
 
