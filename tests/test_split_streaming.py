@@ -84,8 +84,9 @@ def test_streamed_split_equals_the_old_one(small, tmp_path):
     summary = run_split(small, str(tmp_path / "split"), SMALL_CFG, progress=False)
     assert split_digest(str(tmp_path / "split")) == SMALL_DIGEST
     assert (summary["rows_in"], summary["quarantined"], summary["kept"]) == (700, 4, 696)
-    assert (summary["attr_train"], summary["gallery"], summary["queries"], summary["triplet_pool"]) == (107, 200, 60, 329)
-    # the shards carry each kept image's file bytes as read, and the old shard schema
+    sizes = (summary["attr_train"], summary["gallery"], summary["queries"], summary["triplet_pool"])
+    assert sizes == (107, 200, 60, 329)
+    # the shards carry each kept image's file bytes as read
     gallery = shards.read_shards(str(tmp_path / "split" / "gallery"))
     manifest = pd.read_parquet(Path(small) / "manifest.parquet").set_index("image_id")
     for image_id, data in zip(gallery["image_id"][:20], gallery["image_bytes"][:20], strict=True):
