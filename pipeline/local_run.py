@@ -244,8 +244,7 @@ def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
                enable_caching=cache, cache_root=str(workdir / "kfp-cache"))
     # Locally: no GPU request, no retries (a bug would only repeat), one variant at a time (CPU).
     # Resumable training / featurization state outside the artifacts: kfp-root/checkpoints/<run>/<task>-<key>.
-    pipeline = build_pipeline(CompileOptions(use_gpu=False, retries=0, parallelism=1,
-                                             checkpoint_root=str(root / "checkpoints")))
+    pipeline = build_pipeline(CompileOptions(use_gpu=False, retries=0, parallelism=1, checkpoint_root=str(root)))
     # Cacheable upstream stages have no parent run; their standalone runs join the same experiment.
     os.environ["MLFLOW_EXPERIMENT_NAME"] = str(params.get("experiment", "amnet"))
     before = set(root.iterdir())
