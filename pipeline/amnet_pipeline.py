@@ -125,6 +125,10 @@ class CompileOptions:
     gpu_task_memory_limit: str = "32Gi"
 
     def __post_init__(self) -> None:
+        root = self.checkpoint_root
+        if root and not (root.startswith("s3://") and len(root) > len("s3://")) and not root.startswith("/"):
+            raise AmnetError(f"checkpoint_root {root!r} must be an s3:// prefix (a local folder for kfp.local), "
+                             "or empty for the pipeline root of each task's output")
         for prefix in ("", "gpu_task_"):
             for kind in ("cpu", "memory"):
                 values = {}

@@ -152,6 +152,7 @@ def test_every_task_requests_and_is_limited_in_cpu_and_memory(docs, tmp_path: Pa
 
     assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--cpu-request", "4"]) == 2
     assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--memory-limit", "8GB"]) == 2
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--checkpoint-root", "gs://b/c"]) == 2
     assert not (tmp_path / "x.yaml").exists()
 
 
