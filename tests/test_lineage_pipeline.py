@@ -7,6 +7,9 @@ pipeline parameter and the dataset input; the registered version's source run is
 """
 
 import json
+import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,9 +30,8 @@ UPSTREAM = {"split": "split-dataset", "pretrain": "pretrain-attribute-cnn", "pro
 @pytest.fixture(scope="module")
 def two_runs(mlflow_server, tmp_path_factory) -> dict:
     """Two cached pipeline runs, λ = 0.2 (the default) then 0.5; their folders, times and MLflow client."""
-    from mlflow import MlflowClient
-
     from amnet_pipeline.local_run import run_pipeline
+    from mlflow import MlflowClient
 
     root = tmp_path_factory.mktemp("lineage-pipeline")
     with pytest.MonkeyPatch.context() as mp:
@@ -114,3 +116,52 @@ def test_the_registered_version_traces_to_its_training_run(two_runs):
     assert version.source.startswith("models:/m-")
     (model,) = Path(two_runs["second"]).glob("**/train-amnet/model")
     assert json.loads((model / "mlflow_run.json").read_text())["run_id"] == train.info.run_id
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def test_the_mlflow_ui_shows_both_runs_with_dataset_and_lambda(two_runs, tmp_path):
+    """The real MLflow UI in headless Chromium (Debian's, through Playwright): the experiment's runs table
+    lists both pipeline runs with their dataset and source, each run page shows its λ, and the model
+    version page names its source run, a training run."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no {CHROMIUM}: apt-get install -y chromium")
+    client, uri = two_runs["client"], two_runs["tracking_uri"]
+    runs = parents(client)
+    experiment = runs[0].info.experiment_id
+    dataset = runs[0].inputs.dataset_inputs[0].dataset
+    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{uri}/#/experiments/{experiment}/runs")
+            for run in runs:
+                sync_api.expect(page.get_by_text(run.info.run_name, exact=True)).to_be_visible(timeout=60_000)
+            sync_api.expect(page.get_by_text(f"{dataset.name} ({dataset.digest})").first).to_be_visible()
+            sync_api.expect(page.get_by_text("amnet pipeline").first).to_be_visible()  # the Source column
+            page.screenshot(path=str(tmp_path / "mlflow-runs.png"), full_page=True)
+
+            for run, lam in zip(runs, ("0.2", "0.5"), strict=True):
+                page.goto(f"{uri}/#/experiments/{experiment}/runs/{run.info.run_id}")
+                sync_api.expect(page.get_by_text("train.lam", exact=True)).to_be_visible(timeout=60_000)
+                assert re.search(rf"train\.lam\s+{re.escape(lam)}\s", page.inner_text("body")), run.info.run_name
+
+            page.goto(f"{uri}/#/models/{MODEL_NAME}/versions/{version.version}")
+            sync_api.expect(page.get_by_text("Source Run", exact=False).first).to_be_visible(timeout=60_000)
+            sync_api.expect(page.get_by_role("link", name="train-amnet")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "mlflow-version.png"), full_page=True)
+        finally:
+            browser.close()
+    assert client.get_run(version.run_id).info.run_name == "train-amnet"
+    if os.environ.get("AMNET_TEST_ARTIFACTS"):
+        dest = Path(os.environ["AMNET_TEST_ARTIFACTS"])
+        dest.mkdir(parents=True, exist_ok=True)
+        for shot in tmp_path.glob("mlflow-*.png"):
+            shutil.copy(shot, dest / shot.name)

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "amnet"
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TAG_RUN_KEY = "amnet.run_key"  # content key of a stage run: a retry with the same key reuses the run
 
 # Words that mark a key as a credential (matched against the key's words, camelCase split).
@@ -282,7 +283,8 @@ class Tracker:
         if found is not None:
             return found.experiment_id
         try:
-            return self.client.create_experiment(name)
+            # a model-training experiment: the MLflow UI opens on its runs table (Dataset, Source, Models)
+            return self.client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: "custom_model_development"})
         except MlflowException:
             found = self.client.get_experiment_by_name(name)
             if found is None:
