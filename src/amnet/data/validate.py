@@ -216,11 +216,22 @@ def _match_env(env: dict[str, str]) -> None:
 
 
 def _decode_workers(requested: int) -> int:
+    """``requested``, or one process per CPU this process may use: its affinity mask capped by the cgroup
+    CPU quota (``amnet.runtime.available_cpus``'s rule; not imported: runtime loads torch, ~0.5 GB)."""
     if requested > 0:
         return requested
-    from amnet.runtime import available_cpus  # torch: only when the caller did not say
-
-    return available_cpus()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
 
 
 def validate_to_staging(dataset: str, staging: str, max_pixels: int = MAX_PIXELS, progress: bool = True,

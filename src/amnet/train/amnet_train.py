@@ -16,9 +16,8 @@ from tqdm import tqdm
 from amnet import config as cfgmod
 from amnet import storage
 from amnet.config import TrainConfig
-from amnet.data import shards
 from amnet.data.split import dataset_digest, label_matrix, load_split_vocab
-from amnet.data.tensors import decode_batch, to_input
+from amnet.data.tensors import DiskPool, to_input
 from amnet.data.triplets import TripletBatch, TripletSampler
 from amnet.errors import AmnetError
 from amnet.model_store import build_model, load_model, save_model
@@ -69,14 +68,19 @@ def train_step(model, opt, images: torch.Tensor, batch: TripletBatch, offsets: l
     return torch.stack([loss.detach().float(), la.detach().float(), lt.detach().float(), acc.mean()])
 
 
-def pool_on_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+def pool_on_device(images: torch.Tensor | DiskPool, device: torch.device) -> torch.Tensor | DiskPool:
     """The decoded uint8 pool on the GPU when it takes under a quarter of its free memory (then each
-    step gathers there, no host copy), else left in host memory (pinned, for asynchronous copies)."""
+    step gathers there, no host copy), else left where it is: a :class:`DiskPool` read per batch
+    (into pinned buffers on a GPU, for asynchronous copies), or a host tensor (pinned)."""
     if device.type != "cuda":
         return images
     free, _ = torch.cuda.mem_get_info(device)
-    if images.numel() * images.element_size() < free // 4:
-        return images.to(device)
+    nbytes = images.nbytes if isinstance(images, DiskPool) else images.numel() * images.element_size()
+    if nbytes < free // 4:
+        return images.to_device(device) if isinstance(images, DiskPool) else images.to(device)
+    if isinstance(images, DiskPool):
+        images.pin = True
+        return images
     return images.pin_memory()
 
 
@@ -86,7 +90,6 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
     ``checkpoint_dir`` (default ``out/checkpoints``, see :func:`checkpoint.state_uri`)."""
     start = time.perf_counter()
     seed_everything(cfg.seed)
-    device = pick_device()
     attr = load_model(attr_model)
     vocab = load_split_vocab(split)
     if vocab.to_json() != attr.vocab.to_json():
@@ -97,16 +100,25 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
             raise AmnetError(f"variant {cfg.variant!r} needs --prototypes (the output of `amnet step prototypes`)")
         memory_init = load_prototypes(prototypes)
 
-    pool = shards.read_shards(storage.join(split, "triplet_pool"))
-    images = decode_batch(list(pool["image_bytes"]), attr.model_config.image_size, workers=decode_workers())
-    sampler = TripletSampler(label_matrix(pool["labels"], vocab.num_attributes), seed=cfg.seed,
+    # decoded shard by shard into a local file, rows read per batch: memory does not grow with the pool
+    pool = DiskPool.build(storage.join(split, "triplet_pool"), attr.model_config.image_size, decode_workers())
+    try:
+        return _train(split, attr, vocab, memory_init, pool, out, cfg, log, progress, checkpoint_dir, start)
+    finally:
+        pool.close()
+
+
+def _train(split, attr, vocab, memory_init, pool: DiskPool, out: str, cfg: TrainConfig, log: LogFn | None,
+           progress: bool, checkpoint_dir: str, start: float) -> dict:
+    sampler = TripletSampler(label_matrix(pool.labels, vocab.num_attributes), seed=cfg.seed,
                              two_change_fraction=cfg.two_change_fraction,
                              hard_negative_fraction=cfg.hard_negative_fraction)
 
     model = build_model("amnet", cfg.variant, attr.model_config, vocab, memory_init)
     init_from_attribute_cnn(model, attr.model.state_dict())
+    device = pick_device()
     model.to(device)
-    images = pool_on_device(images, device)
+    images = pool_on_device(pool, device)
     bf16 = use_bf16(cfg.precision, device)
     opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = (torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, gamma=0.1) if cfg.lr_step_epochs
