@@ -273,7 +273,7 @@ def validate_to_staging(dataset: str, staging: str, max_pixels: int = MAX_PIXELS
 
     def finish(item) -> None:
         nonlocal quarantined, worker_peak
-        early, pending, result = item
+        early, pending, result, part = item
         kept_rows, bad, peak = result.result() if pool else result
         worker_peak = max(worker_peak, peak) if pool else worker_peak
         meta = {row: (image_id, image, lab) for row, image_id, image, lab in pending}
@@ -286,12 +286,11 @@ def validate_to_staging(dataset: str, staging: str, max_pixels: int = MAX_PIXELS
             reasons.update(reason_kind(r[3]) for r in records)
         if kept_rows:
             labels_parts.append(np.asarray([meta[row][2] for row in kept_rows], dtype=np.int16))
-            if part_paths[id(item)]:
-                parts.append(part_paths[id(item)])
-            starts.append(starts[-1] + len(kept_rows))
+            if part:
+                parts.append(part)
+                starts.append(starts[-1] + len(kept_rows))
         bar.update(len(early) + len(pending))
 
-    part_paths: dict[int, str] = {}
     bar = tqdm(total=rows_in, desc="validate", unit="img", disable=not progress, file=sys.stderr)
     try:
         with bar:
@@ -313,9 +312,7 @@ def validate_to_staging(dataset: str, staging: str, max_pixels: int = MAX_PIXELS
                 task = ([(row, image_id, labels, images.resolve_image_path(dataset, image))
                          for row, image_id, image, labels in pending], max_pixels, part, env)
                 result = pool.submit(check_chunk, task) if pool else check_chunk(task)
-                item = (early, pending, result)
-                part_paths[id(item)] = part
-                in_flight.append(item)
+                in_flight.append((early, pending, result, part))
                 while len(in_flight) > (2 * workers if pool else 0):
                     finish(in_flight.popleft())
             while in_flight:
