@@ -41,8 +41,9 @@ def link_upstream_runs(
     baseline_features: Optional[Input[Dataset]] = None,  # noqa: UP045
     baseline_evaluation: Optional[Input[Dataset]] = None,  # noqa: UP045
 ):
-    """Uncached: nest a short MLflow run under the parent for each upstream artifact (cached or not),
-    pointing at the run that produced it; the split's dataset becomes a dataset input of the parent."""
+    """Uncached: put each upstream artifact's MLflow run under the parent (the run itself when made in this
+    pipeline run, else a short link run pointing at it); the split's dataset becomes a dataset input of
+    the parent."""
     from amnet.steps.parent import link_upstream
 
     artifacts = {"split": split, "pretrain": attr_model, "prototypes": prototypes,

@@ -89,22 +89,23 @@ def test_both_parent_runs_hold_their_parameters_and_dataset(two_runs):
     assert lams == ["0.2", "0.5"]
 
 
-def test_cached_upstream_stages_sit_under_both_pipeline_runs(two_runs):
+def test_upstream_stages_sit_under_both_pipeline_runs(two_runs):
+    """First run: the upstream stage runs themselves move under it. Second run (cache hits): link runs
+    under it point at those same runs."""
     client = two_runs["client"]
     first_parent, second_parent = parents(client)
-    linked = []
-    for parent in (first_parent, second_parent):
-        links = {r.data.tags["amnet.stage"]: r for r in children(client, parent)
-                 if r.data.tags.get("amnet.role") == "link"}
-        assert set(links) == set(UPSTREAM), sorted(links)
-        linked.append({stage: link.data.tags["amnet.upstream_run_id"] for stage, link in links.items()})
-        for stage, link in links.items():
-            upstream = client.get_run(link.data.tags["amnet.upstream_run_id"])
-            assert upstream.data.tags["amnet.stage"] == stage and "mlflow.parentRunId" not in upstream.data.tags
-            assert link.data.params == upstream.data.params
-            expected_cached = "true" if parent is second_parent else "false"
-            assert link.data.tags["amnet.cached"] == expected_cached, (stage, parent.info.run_name)
-    assert linked[0] == linked[1]  # the second run's cached artifacts point at the first run's stage runs
+    own = {r.data.tags["amnet.stage"]: r for r in children(client, first_parent)
+           if r.data.tags["amnet.stage"] in UPSTREAM}
+    assert set(own) == set(UPSTREAM), sorted(own)
+    assert not [r for r in children(client, first_parent) if r.data.tags.get("amnet.role") == "link"]
+    links = {r.data.tags["amnet.stage"]: r for r in children(client, second_parent)
+             if r.data.tags.get("amnet.role") == "link"}
+    assert set(links) == set(UPSTREAM), sorted(links)
+    for stage, link in links.items():
+        assert link.data.tags["amnet.upstream_run_id"] == own[stage].info.run_id
+        assert link.data.tags["amnet.cached"] == "true" and link.info.run_name == f"{stage} (upstream)"
+        assert link.data.params == own[stage].data.params
+        assert link.inputs.dataset_inputs[0].dataset.digest == own[stage].inputs.dataset_inputs[0].dataset.digest
 
 
 def test_the_registered_version_traces_to_its_training_run(two_runs):
@@ -152,6 +153,15 @@ def test_the_mlflow_ui_shows_both_runs_with_dataset_and_lambda(two_runs, tmp_pat
                 page.goto(f"{uri}/#/experiments/{experiment}/runs/{run.info.run_id}")
                 sync_api.expect(page.get_by_text("train.lam", exact=True)).to_be_visible(timeout=60_000)
                 assert re.search(rf"train\.lam\s+{re.escape(lam)}\s", page.inner_text("body")), run.info.run_name
+
+            # the compare view tells the two pipeline runs apart by λ
+            ids = json.dumps([run.info.run_id for run in runs])
+            page.goto(f"{uri}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment])}")
+            sync_api.expect(page.get_by_text("train.lam", exact=True).first).to_be_visible(timeout=60_000)
+            assert re.search(r"train\.lam\s+0\.2\s+0\.5\s", page.inner_text("body"))
+            page.get_by_text("Show diff only").first.click()
+            sync_api.expect(page.get_by_text("train.epochs", exact=True)).to_have_count(0)  # equal: hidden
+            page.screenshot(path=str(tmp_path / "mlflow-compare.png"), full_page=True)
 
             page.goto(f"{uri}/#/models/{MODEL_NAME}/versions/{version.version}")
             sync_api.expect(page.get_by_text("Source Run", exact=False).first).to_be_visible(timeout=60_000)

@@ -37,6 +37,7 @@ import pandas as pd
 from amnet import __version__, storage
 from amnet.errors import AmnetError
 from amnet.names import ATTRIBUTES_JSON, FEATURES_JSON, MODEL_FILE
+from amnet.ops.lineage import MARKER
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,13 @@ def attached_features(root: str) -> str | None:
 
 
 def recorded_gallery(root: str) -> str | None:
-    """The split the attached features were computed from, when its gallery images are readable from here."""
+    """The split the attached features were computed from (a KFP pod's ``/s3/...`` mount path read as
+    ``s3://...``), when its gallery images are readable from here."""
+    from amnet.ops.model_uri import artifact_uri
+
     meta_file = os.path.join(root, GALLERY_DIR, GALLERY_JSON)
     recorded = json.loads(Path(meta_file).read_text()).get("split", "") if os.path.exists(meta_file) else ""
+    recorded = artifact_uri(recorded) or ""
     return recorded if recorded and _readable_split(recorded) else None
 
 
@@ -218,8 +223,8 @@ def attach_gallery(model_id: str, features: str, split: str) -> None:
         os.makedirs(local)
         for uri in storage.list_files(features):
             rel = uri[len(features.rstrip("/")) + 1:]
-            if rel.endswith(".json") and rel != FEATURES_JSON:
-                continue  # stage markers (mlflow_run.json) and KFP files are not part of the gallery
+            if os.path.basename(rel) == MARKER:
+                continue  # the stage's MLflow marker is not part of the gallery (a stored index is)
             _copy(uri, os.path.join(local, rel))
         if not os.path.exists(os.path.join(local, FEATURES_JSON)):
             raise AmnetError(f"{features}: no {FEATURES_JSON}; not a feature artifact")

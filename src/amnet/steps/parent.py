@@ -5,8 +5,8 @@ It holds every pipeline parameter as an MLflow parameter (flattened run-file key
 so two runs compare key by key), the dataset as a dataset input, the headline metrics and the results
 table (the report stage). Upstream stages (split, pretraining, prototypes, the attribute baseline) get
 no parent run id, so KFP can serve them from its cache; :func:`link_upstream` (an uncached task of
-every pipeline run) nests a short run under the parent for each of their artifacts, pointing at the
-run that produced it.
+every pipeline run) nests their runs under the parent: the run itself when it was made in this
+pipeline run, else a short link run pointing at the run that made the cached artifact.
 """
 
 from __future__ import annotations
@@ -49,14 +49,16 @@ def finish(parent_run_id: str, succeeded: bool) -> None:
 
 
 def link_upstream(parent_run_id: str, artifacts: Mapping[str, str | None], split: str | None = None) -> list[str]:
-    """Nest one short run under ``parent_run_id`` per upstream artifact (``{label: artifact folder}``).
+    """Put every upstream artifact's stage run (``{label: artifact folder}``) under ``parent_run_id``.
 
-    Each link run is named after the stage that produced the artifact, carries its run's params,
-    final metrics and dataset input, and points at that run (tag ``amnet.upstream_run_id``, read from
-    the artifact's ``mlflow_run.json``); ``amnet.cached`` says whether that run predates this pipeline
-    run (the artifact came from KFP's cache or an earlier run). With ``split``, the dataset also becomes
-    a dataset input of the parent run. Idempotent (a retried task reuses its link runs). Returns the
-    link run ids; [] with tracking off or without a parent.
+    The run that produced an artifact is named by the artifact's ``mlflow_run.json``. When it was made
+    during this pipeline run (a cache miss), that standalone run itself is nested under the parent
+    (tag ``mlflow.parentRunId``). When it predates this pipeline run (KFP served the artifact from its
+    cache), a short *link run* is nested instead: named ``<stage> (upstream)``, with that run's params,
+    final metrics and dataset input, pointing at it (tag ``amnet.upstream_run_id``, ``amnet.cached`` =
+    true). With ``split``, the dataset also becomes a dataset input of the parent run. Idempotent (a
+    retried task finds what it did, tag ``amnet.link_key``). Returns the nested run ids; [] with
+    tracking off or without a parent.
     """
     if not parent_run_id or not tracking.tracking_enabled():
         return []
@@ -76,6 +78,10 @@ def link_upstream(parent_run_id: str, artifacts: Mapping[str, str | None], split
     return links
 
 
+def same_experiment(run: Any, other: Any) -> bool:
+    return run.info.experiment_id == other.info.experiment_id
+
+
 def _link(client: Any, parent: Any, label: str, artifact: str) -> str:
     from amnet.ops import lineage
 
@@ -93,8 +99,14 @@ def _link(client: Any, parent: Any, label: str, artifact: str) -> str:
         except Exception:  # a run on another server or deleted: the link still names it
             upstream = None
     cached = upstream is not None and upstream.info.start_time < parent.info.start_time
+    if upstream is not None and not cached and same_experiment(upstream, parent) \
+            and not upstream.data.tags.get("mlflow.parentRunId"):
+        # made in this pipeline run (a cache miss): the stage run itself moves under the pipeline run
+        client.set_tag(upstream_id, "mlflow.parentRunId", parent.info.run_id)
+        client.set_tag(upstream_id, "amnet.link_key", key)
+        return upstream_id
     note = (f"Upstream artifact `{label}`, produced by MLflow run `{upstream_id}`"
-            f"{' (served from the KFP cache or an earlier run)' if cached else ' (in this pipeline run)'}."
+            f"{' (served from the KFP cache or an earlier run)' if cached else ''}."
             if upstream_id else f"Upstream artifact `{label}`, produced without MLflow tracking.")
     tags = {"mlflow.parentRunId": parent.info.run_id, "amnet.stage": stage, "amnet.role": "link",
             "amnet.link_key": key, lineage.TAG_UPSTREAM_RUN: upstream_id, "amnet.cached": str(cached).lower(),
