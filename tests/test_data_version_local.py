@@ -81,6 +81,13 @@ def test_changed_data_at_the_same_uri_reruns_split_pretrain_and_prototypes(tmp_p
                                  order_by=["attributes.start_time DESC"])
     assert runs[0].data.tags[TAG_DATASET_DIGEST] == digest
 
+    # the champion (run 1's model, scored on the old split) was re-scored on the new data by the GPU task,
+    # and the registry gate used those scores
+    (rescored,) = [json.loads(p.read_text()) for p in third.glob("**/reevaluate-champion*/champion/champion.json")]
+    assert rescored["reevaluated"] is True and rescored["version"] is not None
+    (decision,) = [json.loads(p.read_text()) for p in third.glob("**/register-model*/decision/decision.json")]
+    assert decision["champion"] == {m: rescored["scores"][m] for m in decision["champion"]}
+
     # resumable state outside the artifacts, keyed by run and task
     assert not (model / "checkpoints").exists()
     assert not any(p.name == "checkpoints" for p in third.rglob("*"))
