@@ -513,8 +513,9 @@ def test_tracked_split_component_rerun_adds_no_run(tmp_path, tracked):
     assert {k: v for k, v in first.items() if k != "seconds"} == {k: v for k, v in second.items() if k != "seconds"}
     exp = tracked.get_experiment_by_name("amnet-faults").experiment_id
     runs = tracked.search_runs([exp], "tags.`amnet.stage` = 'split'")
+    io = {"dataset": data, "dataset_digest": first["dataset_digest"], "out": out}  # what the split step keys on
     mine = [r for r in runs if r.data.tags.get(tracking.TAG_RUN_KEY)
-            == tracking.run_key("split", "", tracking.safe_params(run_params(params)), {"dataset": data, "out": out})]
+            == tracking.run_key("split", "", tracking.safe_params(run_params(params)), io)]
     assert len(mine) == 1 and mine[0].info.status == "FINISHED"
 
 
