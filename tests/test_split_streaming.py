@@ -118,3 +118,11 @@ def test_streamed_split_on_s3_equals_the_old_one(small, s3_env, tmp_path):
     out = f"s3://{s3_env.bucket}/splits/stream-small"
     run_split(dataset, out, SMALL_CFG, progress=False)
     assert split_digest(out) == SMALL_DIGEST
+
+
+def test_a_rerun_with_bigger_shards_leaves_no_stale_shards(small, tmp_path):
+    out = tmp_path / "split"
+    run_split(small, str(out), SplitConfig(**{**SMALL_CFG.__dict__, "shard_size": 32}), progress=False)
+    assert len(shards.list_shards(str(out / "gallery"))) == 7  # 200 / 32
+    run_split(small, str(out), SMALL_CFG, progress=False)
+    assert len(shards.list_shards(str(out / "gallery"))) == 4 and split_digest(str(out)) == SMALL_DIGEST
