@@ -110,7 +110,7 @@ def test_demo_split_is_unchanged(tmp_path):
     assert summary["gallery"] == 2000 and summary["queries"] == 600
 
 
-def test_streamed_split_on_s3_equals_the_old_one(small, s3_env, tmp_path):
+def test_streamed_split_on_s3_equals_the_old_one(small, s3_env, tmp_path, monkeypatch):
     dataset = f"s3://{s3_env.bucket}/datasets/stream-small"
     for path in Path(small).rglob("*"):
         if path.is_file():
@@ -118,6 +118,10 @@ def test_streamed_split_on_s3_equals_the_old_one(small, s3_env, tmp_path):
     out = f"s3://{s3_env.bucket}/splits/stream-small"
     run_split(dataset, out, SMALL_CFG, progress=False)
     assert split_digest(out) == SMALL_DIGEST
+    # decode processes reading from S3 themselves (they get the caller's AWS_* settings)
+    monkeypatch.setattr(validate, "CHUNK", 64)
+    run_split(dataset, f"{out}-pool", SMALL_CFG, progress=False, workers=2)
+    assert split_digest(f"{out}-pool") == SMALL_DIGEST
 
 
 def test_a_rerun_with_bigger_shards_leaves_no_stale_shards(small, tmp_path):
