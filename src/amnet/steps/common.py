@@ -22,6 +22,7 @@ from amnet.errors import ConfigError
 from amnet.names import CONFIG_FILE
 from amnet.ops.tracking import tracking_enabled
 from amnet.runtime import LogFn, match_torch_threads
+from amnet.train import distributed
 
 C = TypeVar("C")
 
@@ -62,10 +63,11 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
     killed logs into that attempt's run, and a rerun of a FINISHED one logs nothing new (the outputs
     are the same: every stage is idempotent). Not when KFP hands over ``MLFLOW_RUN_ID``.
     Every stage first matches torch's thread count to the CPUs it really gets (``match_torch_threads``).
+    Under torchrun only rank 0 tracks (the other ranks run ``body(None)``).
     """
     match_torch_threads()
-    if not tracking_enabled():
-        return body(None)  # tracking off: no mlflow import at all (bare GPU nodes lack it)
+    if not tracking_enabled() or not distributed.is_main():
+        return body(None)  # tracking off (no mlflow import: bare GPU nodes lack it), or a rank > 0 of torchrun
     from amnet.ops import lineage, tracking
 
     tracking.check_tracking_server()

@@ -10,6 +10,7 @@ from amnet.config import TrainConfig
 from amnet.data.split import dataset_digest
 from amnet.names import CONFIG_FILE, MODEL_FILE, TAG_DATASET_DIGEST, TRAINED_VARIANTS
 from amnet.steps.common import add_checkpoint_flag, base_parser, cli_config, print_result, run_tracked, stage_config
+from amnet.train import distributed
 from amnet.train.amnet_train import run_train
 
 
@@ -29,10 +30,15 @@ def log_model(out: str):
 
 def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: str = "amnet",
              config: Mapping[str, Any] | None = None, parent_run_id: str = "", progress: bool = True,
-             checkpoint_dir: str = "") -> dict:
+             checkpoint_dir: str = "", processes: int = 1, max_restarts: int = 0) -> dict:
     """Triplet pool + attribute CNN + prototypes -> the ``variant`` model artifact in ``out``; tracked
     with its config, model.pt and the MLflow PyTorch model; resumable state in ``checkpoint_dir``
-    (default ``out/checkpoints``)."""
+    (default ``out/checkpoints``). ``processes`` > 1: that many ranks on this machine (one per GPU),
+    started through torchrun's launcher API; rank 0 tracks and writes (``amnet.train.distributed``)."""
+    if processes > 1 and distributed.world_size() == 1:
+        return distributed.launch(run_step, processes, max_restarts, split=split, attr_model=attr_model,
+                                  prototypes=prototypes, out=out, variant=variant, config=dict(config or {}),
+                                  parent_run_id=parent_run_id, progress=progress, checkpoint_dir=checkpoint_dir)
     cfg = stage_config(TrainConfig, config, variant=variant)
     return run_tracked(f"train-{variant}", cfg,
                        lambda log: run_train(split, attr_model, prototypes or None, out, cfg, log, progress,
@@ -54,11 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", choices=TRAINED_VARIANTS, help="which model to train (default: amnet)")
     p.add_argument("--out", required=True, help="model artifact folder")
     add_checkpoint_flag(p)
+    p.add_argument("--processes", type=int, default=1, help="ranks on this machine (one per GPU), started with "
+                   "torchrun's launcher; or run this command under `torchrun --nproc_per_node=N`")
     args = p.parse_args(argv)
     config = cli_config(TrainConfig, args)
     variant = args.variant or config.pop("variant", "amnet")
     print_result(run_step(args.split, args.attr_model, args.prototypes, args.out, variant, config,
-                          args.parent_run_id, progress=not args.quiet, checkpoint_dir=args.checkpoint_dir))
+                          args.parent_run_id, progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
+                          processes=args.processes))
     return 0
 
 

@@ -3,6 +3,11 @@
 The representation learner starts from the pretrained attribute CNN (its backbone and, where the
 shapes match, its classification branches); the memory starts from the prototypes (§3.4) and is
 updated by back-propagation (Eq. 2). The loop knows nothing about tracking: it calls ``log``.
+
+Under torchrun (``WORLD_SIZE`` > 1, :mod:`amnet.train.distributed`) every rank draws the same global
+batch from (seed, epoch) and trains on its own contiguous part of it inside DistributedDataParallel, so
+the gradients (the memory's too) are averaged over exactly the configured batch; rank 0 alone writes
+checkpoints, the model and the log, and every rank resumes from the same checkpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from amnet.models.losses import amnet_loss, classification_loss, triplet_ranking
 from amnet.models.memory import make_indicator
 from amnet.names import CONFIG_FILE, TAG_DATASET_DIGEST
 from amnet.runtime import LogFn, decode_workers, pick_device, seed_everything, use_bf16
-from amnet.train import checkpoint
+from amnet.train import checkpoint, distributed
 from amnet.train.loop_utils import Throughput, sgd, split_decay
 from amnet.train.prototypes import load_prototypes
 
@@ -110,13 +115,31 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
 
 def _train(split, attr, vocab, memory_init, pool: DiskPool, out: str, cfg: TrainConfig, log: LogFn | None,
            progress: bool, checkpoint_dir: str, start: float) -> dict:
+    device = distributed.setup(pick_device())
+    try:
+        return _train_on(split, attr, vocab, memory_init, pool, out, cfg, log, progress, checkpoint_dir, start,
+                         device)
+    finally:
+        distributed.teardown()
+
+
+def rank_part(batch: TripletBatch) -> TripletBatch:
+    """This rank's contiguous part of a global triplet batch (the whole batch for one process)."""
+    part = distributed.shard(len(batch.ref))
+    return TripletBatch(ref=batch.ref[part], pos=batch.pos[part], neg=batch.neg[part], target=batch.target[part],
+                        changes=batch.changes[part])
+
+
+def _train_on(split, attr, vocab, memory_init, pool: DiskPool, out: str, cfg: TrainConfig, log: LogFn | None,
+              progress: bool, checkpoint_dir: str, start: float, device: torch.device) -> dict:
+    main = distributed.is_main()
+    progress = progress and main
     sampler = TripletSampler(label_matrix(pool.labels, vocab.num_attributes), seed=cfg.seed,
                              two_change_fraction=cfg.two_change_fraction,
                              hard_negative_fraction=cfg.hard_negative_fraction)
 
     model = build_model("amnet", cfg.variant, attr.model_config, vocab, memory_init)
     init_from_attribute_cnn(model, attr.model.state_dict())
-    device = pick_device()
     model.to(device)
     images = pool_on_device(pool, device)
     bf16 = use_bf16(cfg.precision, device)
@@ -124,37 +147,41 @@ def _train(split, attr, vocab, memory_init, pool: DiskPool, out: str, cfg: Train
     sched = (torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, gamma=0.1) if cfg.lr_step_epochs
              else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs))
     state_uri = checkpoint.state_uri(out, checkpoint_dir)
-    done, history = checkpoint.try_resume(state_uri, model, opt, sched)
-    if done:
+    done, history = checkpoint.try_resume(state_uri, model, opt, sched)  # every rank: the same state
+    if done and main:
         print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
-    storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
+    if main:
+        storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
     lam = cfg.effective_lam
+    net = distributed.wrap(model, device)  # DDP when WORLD_SIZE > 1: gradients averaged over ranks
 
     for epoch in range(done, cfg.epochs):
-        model.train()
+        net.train()
         meter, rows = Throughput(), []
         batches = sampler.batches(epoch, cfg.steps_per_epoch, cfg.batch_size)
         bar = tqdm(batches, total=cfg.steps_per_epoch, desc=f"train {cfg.variant} epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress)
         for step, batch in enumerate(bar):
-            rows.append(train_step(model, opt, images, batch, vocab.offsets, vocab.total_values, lam,
+            rows.append(train_step(net, opt, images, rank_part(batch), vocab.offsets, vocab.total_values, lam,
                                    cfg.margin, device, bf16))
-            meter.add(3 * cfg.batch_size)
+            meter.add(3 * cfg.batch_size)  # the global batch: every rank steps in lockstep
             if progress and step % 10 == 0:  # reading the loss waits for the device: not every step
                 bar.set_postfix(loss=f"{rows[-1][0].item():.3f}")
         sched.step()
-        means = torch.stack(rows).mean(0).tolist()
+        means = distributed.mean_over_ranks(torch.stack(rows).mean(0)).tolist()
         summary = dict(zip(STEP_METRICS, means, strict=True))
         summary.update(images_per_s=meter.rate, lr=opt.param_groups[0]["lr"])
         history.append(summary)
-        if log:
+        if log and main:
             log(summary, epoch + 1)
-        checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
+        if main:
+            checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
 
     model.cpu()
-    save_model(out, "amnet", cfg.variant, model, cfgmod.to_dict(attr.model_config), vocab.to_json(),
-               extra={"history": history, "train_config": cfgmod.to_dict(cfg),
-                      TAG_DATASET_DIGEST: dataset_digest(split)})
+    if main:
+        save_model(out, "amnet", cfg.variant, model, cfgmod.to_dict(attr.model_config), vocab.to_json(),
+                   extra={"history": history, "train_config": cfgmod.to_dict(cfg),
+                          TAG_DATASET_DIGEST: dataset_digest(split)})
     final = history[-1]
     return {"variant": cfg.variant, "epochs": cfg.epochs, "seconds": round(time.perf_counter() - start, 2),
             "pool_images": int(len(pool)), **final}

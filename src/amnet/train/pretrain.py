@@ -3,6 +3,10 @@
 The network learns to classify every attribute of the ``attr_train`` images; its representation
 initialises AMNet's representation learner and, averaged per attribute value, its memory.
 Missing labels (-1) are ignored by the loss. A held-out part reports per-attribute accuracy.
+
+Under torchrun (``WORLD_SIZE`` > 1) every rank walks the same (seed, epoch) permutation and trains on
+its own contiguous part of each batch inside DistributedDataParallel; rank 0 alone measures the held-out
+accuracy and writes checkpoints, the model and the log.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from amnet.models.attribute_cnn import AttributeCNN, attribute_loss
 from amnet.models.backbones import build_backbone
 from amnet.names import CONFIG_FILE, TAG_DATASET_DIGEST
 from amnet.runtime import LogFn, pick_device, seed_everything
-from amnet.train import checkpoint
+from amnet.train import checkpoint, distributed
 from amnet.train.loop_utils import Throughput, sgd, split_decay
 from amnet.train.weights import load_backbone_weights
 
@@ -51,11 +55,16 @@ def per_attribute_accuracy(model: AttributeCNN, images: torch.Tensor, labels: to
 
 
 def train_epoch(model, opt, images, labels, order, batch_size, device, bar=None) -> tuple[float, float]:
-    """One pass over ``order``; returns (mean loss, images/s)."""
+    """One pass over ``order``; returns (mean loss, images/s). Under torchrun each rank takes its own part of
+    every batch (a last batch smaller than the number of ranks is skipped: every rank must step)."""
     model.train()
     meter, losses = Throughput(), []
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size]
+        if len(idx) < distributed.world_size():
+            continue
+        meter.add(len(idx))  # the global batch
+        idx = idx[distributed.shard(len(idx))]
         x = images[idx]
         if torch.rand(()) < 0.5:  # attributes are mirror-invariant
             x = x.flip(3)
@@ -65,11 +74,11 @@ def train_epoch(model, opt, images, labels, order, batch_size, device, bar=None)
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        meter.add(len(idx))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    return float(np.mean(losses)), meter.rate
+    mean = distributed.mean_over_ranks(torch.tensor(float(np.mean(losses)), dtype=torch.float64))
+    return float(mean), meter.rate
 
 
 def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = None, progress: bool = True,
@@ -78,7 +87,17 @@ def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = 
     checkpoints to ``checkpoint_dir`` (default ``out/checkpoints``, see :func:`checkpoint.state_uri`)."""
     start = time.perf_counter()
     seed_everything(cfg.seed)
-    device = pick_device()
+    device = distributed.setup(pick_device())
+    try:
+        return _pretrain(split, out, cfg, log, progress, checkpoint_dir, start, device)
+    finally:
+        distributed.teardown()
+
+
+def _pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None, progress: bool, checkpoint_dir: str,
+              start: float, device: torch.device) -> dict:
+    main = distributed.is_main()
+    progress = progress and main
     vocab = load_split_vocab(split)
     df = shards.read_shards(storage.join(split, "attr_train"))
     images = decode_batch(list(df["image_bytes"]), cfg.model.image_size)
@@ -94,31 +113,35 @@ def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = 
     opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     state_uri = checkpoint.state_uri(out, checkpoint_dir)
-    done, history = checkpoint.try_resume(state_uri, model, opt, sched)
-    if done:
+    done, history = checkpoint.try_resume(state_uri, model, opt, sched)  # every rank: the same state
+    if done and main:
         print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
-    storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
+    if main:
+        storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
+    net = distributed.wrap(model, device)  # DDP when WORLD_SIZE > 1
 
     steps = (len(train) + cfg.batch_size - 1) // cfg.batch_size
     for epoch in range(done, cfg.epochs):
         order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch]).permutation(train))
         with tqdm(total=steps, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not progress) as bar:
-            loss, rate = train_epoch(model, opt, images, labels, order, cfg.batch_size, device, bar)
+            loss, rate = train_epoch(net, opt, images, labels, order, cfg.batch_size, device, bar)
         sched.step()
         row = {"loss": loss, "images_per_s": rate, "lr": opt.param_groups[0]["lr"]}
-        if n_hold:
+        if n_hold and main:
             accs = per_attribute_accuracy(model, images[hold], labels[hold], vocab.names, device)
             row.update(accs)
             row["acc_mean"] = float(np.nanmean(list(accs.values())))
         history.append(row)
-        if log:
+        if log and main:
             log(row, epoch + 1)
-        checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
+        if main:
+            checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
 
     model.cpu()
     final = history[-1] if history else {}
-    save_model(out, "attribute_cnn", "attribute_cnn", model, cfgmod.to_dict(cfg.model), vocab.to_json(),
-               extra={"history": history, TAG_DATASET_DIGEST: dataset_digest(split)})
+    if main:
+        save_model(out, "attribute_cnn", "attribute_cnn", model, cfgmod.to_dict(cfg.model), vocab.to_json(),
+                   extra={"history": history, TAG_DATASET_DIGEST: dataset_digest(split)})
     return {
         "train_images": int(len(train)),
         "holdout_images": int(n_hold),
