@@ -8,9 +8,10 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def train_amnet(split: Input[Dataset], attr_model: Input[Model], prototypes: Input[Model], variant: str,
                 config: dict, parent_run_id: str, checkpoint_root: str, run_id: str, model: Output[Model],
-                metrics: Output[Metrics]):
+                metrics: Output[Metrics], processes: int = 1):
     """Triplet pool + attribute CNN + prototypes -> AMNet model of ``variant``; resumable state under
-    ``checkpoint_root``, keyed by the pipeline run (``run_id``) and task (a retry resumes)."""
+    ``checkpoint_root``, keyed by the pipeline run (``run_id``) and task (a retry resumes); ``processes``
+    > 1: one rank per GPU of the pod, started by torchrun's launcher API."""
     from amnet.steps.common import checkpoint_dir
     from amnet.steps.results import log_results
     from amnet.steps.train import run_step
@@ -18,4 +19,4 @@ def train_amnet(split: Input[Dataset], attr_model: Input[Model], prototypes: Inp
     state = checkpoint_dir(checkpoint_root, model.uri, f"train-{variant}", run_id,
                            [split.uri, attr_model.uri, prototypes.uri], config)
     log_results(metrics, run_step(split.path, attr_model.path, prototypes.path, model.path, variant, config,
-                                  parent_run_id, checkpoint_dir=state))
+                                  parent_run_id, checkpoint_dir=state, processes=processes))

@@ -123,8 +123,12 @@ class CompileOptions:
     gpu_task_cpu_limit: str = "8"
     gpu_task_memory_request: str = "16Gi"
     gpu_task_memory_limit: str = "32Gi"
+    # GPUs of the pretraining and training pods: one torchrun rank per GPU inside the same component
+    train_gpus: int = 1
 
     def __post_init__(self) -> None:
+        if not isinstance(self.train_gpus, int) or self.train_gpus < 1:
+            raise AmnetError(f"train_gpus must be a whole number >= 1 (got {self.train_gpus!r})")
         root = self.checkpoint_root
         if root and not (root.startswith("s3://") and len(root) > len("s3://")) and not root.startswith("/"):
             raise AmnetError(f"checkpoint_root {root!r} must be an s3:// prefix (a local folder for kfp.local), "
@@ -153,6 +157,7 @@ class CompileOptions:
 def build_pipeline(options: CompileOptions | None = None):
     """Return the ``@dsl.pipeline`` function with ``options`` applied to its tasks."""
     options = options or CompileOptions()
+    train_processes = options.train_gpus if options.use_gpu else 1  # one rank per GPU (torchrun launcher)
 
     def infra(task: PipelineTask, gpu_task: bool = False) -> PipelineTask:
         """Credentials and tracking endpoint as env, from Kubernetes secrets, and CPU / memory requests
@@ -165,11 +170,11 @@ def build_pipeline(options: CompileOptions | None = None):
         task.set_memory_request(res["memory_request"]).set_memory_limit(res["memory_limit"])
         return task
 
-    def accelerated(task: PipelineTask) -> PipelineTask:
+    def accelerated(task: PipelineTask, gpus: int = 1) -> PipelineTask:
         """GPU request, placement, shared memory and retries for the training / featurization tasks."""
         infra(task, gpu_task=True)
         if options.use_gpu:
-            task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+            task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
             for key, value in sorted(options.gpu_node_selector.items()):
                 kubernetes.add_node_selector(task, key, value)
             for toleration in options.gpu_tolerations:
@@ -203,7 +208,8 @@ def build_pipeline(options: CompileOptions | None = None):
             model = accelerated(train_amnet(split=split, attr_model=attr_model, prototypes=prototypes,
                                             variant=variant, config=configs["train"], parent_run_id=parent_run_id,
                                             checkpoint_root=options.checkpoint_root,
-                                            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER))
+                                            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, processes=train_processes),
+                                gpus=options.train_gpus)
             features, evaluation = evaluate_model(split, model.outputs["model"], variant, configs, parent_run_id,
                                                   dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         evaluations = dsl.Collected(evaluation.outputs["evaluation"])  # one Collected per consumer (KFP 2.17)
@@ -247,7 +253,8 @@ def build_pipeline(options: CompileOptions | None = None):
                                         parent_run_id=UPSTREAM)).outputs["split"]
             attr_model = accelerated(pretrain_attribute_cnn(
                 split=split, config=pretrain_config, parent_run_id=UPSTREAM,
-                checkpoint_root=options.checkpoint_root)).outputs["model"]
+                checkpoint_root=options.checkpoint_root, processes=train_processes),
+                gpus=options.train_gpus).outputs["model"]
             prototypes = infra(compute_prototypes(split=split, attr_model=attr_model, config=prototypes_config,
                                                   parent_run_id=UPSTREAM)).outputs["prototypes"]
             infra(link_upstream_runs(parent_run_id=parent_run_id, split=split, attr_model=attr_model,

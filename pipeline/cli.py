@@ -54,6 +54,8 @@ def _compile_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mlflow-secret", default="amnet-mlflow", help="Kubernetes secret with MLFLOW_TRACKING_URI")
     g.add_argument("--retries", type=int, default=3,
                    help="retries of pretrain / train / featurize / reevaluate-champion tasks")
+    g.add_argument("--train-gpus", type=int, default=1, metavar="N",
+                   help="GPUs of each pretraining / training pod; the step starts one torchrun rank per GPU")
     g.add_argument("--checkpoint-root", default="", metavar="URI",
                    help="s3:// prefix for resumable training / featurization state, keyed by run and task, so a "
                    "retried task resumes (default: next to the pipeline root of each task's output)")
@@ -116,6 +118,7 @@ def compile_options(args: argparse.Namespace):
         mlflow_secret=args.mlflow_secret,
         retries=args.retries,
         checkpoint_root=args.checkpoint_root,
+        train_gpus=args.train_gpus,
         **{prefix + name: getattr(args, prefix + name) for prefix in ("", "gpu_task_") for name in RESOURCE_FIELDS},
     )
 

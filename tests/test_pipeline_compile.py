@@ -234,6 +234,26 @@ def test_compile_options_no_gpu_and_placement(tmp_path: Path):
     assert train["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
 
 
+def test_train_gpus_requests_that_many_gpus_and_ranks_on_the_training_tasks(tmp_path: Path):
+    """``--train-gpus 8``: the pretraining and training pods ask for 8 GPUs and their steps start 8 ranks
+    (``processes``); featurization keeps one GPU."""
+    spec, _ = yaml.safe_load_all(compile_cli(tmp_path / "eight.yaml", "--train-gpus", "8"))
+    executors = spec["deploymentSpec"]["executors"]
+    for name, executor in executors.items():
+        accelerator = executor["container"].get("resources", {}).get("accelerator")
+        task = base_name(name.removeprefix("exec-"))
+        if task in ("train-amnet", "pretrain-attribute-cnn"):
+            assert accelerator["resourceCount"] == "8", name
+        elif task in GPU_TASKS:
+            assert accelerator["resourceCount"] == "1", name
+    tasks = all_tasks(spec)
+    for task in ("train-amnet", "pretrain-attribute-cnn"):
+        processes = tasks[task]["inputs"]["parameters"]["processes"]["runtimeValue"]["constant"]
+        assert processes == 8, task
+    no_gpu, _ = yaml.safe_load_all(compile_cli(tmp_path / "cpu.yaml", "--train-gpus", "8", "--no-gpu"))
+    assert all_tasks(no_gpu)["train-amnet"]["inputs"]["parameters"]["processes"]["runtimeValue"]["constant"] == 1
+
+
 def test_compile_reports_bad_options_in_one_line(tmp_path: Path, capsys):
     from amnet.cli import main
 
