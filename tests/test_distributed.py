@@ -167,3 +167,30 @@ def test_killing_one_rank_mid_epoch_then_rerunning_resumes_every_rank(trained_ch
     final = load_payload(str(state))
     assert final["epoch"] == 3 and final["history"][0] == first["history"][0]
     assert history(out) == final["history"]
+
+
+@pytest.mark.slow
+def test_the_training_component_starts_its_ranks_inside_a_kfp_task(trained_chain, tmp_path, monkeypatch, capfd):
+    """``processes=2`` on the train component (what ``--train-gpus 2`` compiles), run by kfp.local: the
+    task's step starts two ranks through the launcher inside the task and writes one model."""
+    from amnet_components.train import train_amnet
+    from kfp import dsl, local
+    from kfp.dsl import Dataset, Model
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    @dsl.pipeline(name="two-ranks")
+    def two_ranks():
+        split = dsl.importer(artifact_uri=str(trained_chain.split), artifact_class=Dataset, reimport=False)
+        attr = dsl.importer(artifact_uri=str(trained_chain.attr), artifact_class=Model, reimport=False)
+        protos = dsl.importer(artifact_uri=str(trained_chain.protos), artifact_class=Model, reimport=False)
+        train_amnet(split=split.output, attr_model=attr.output, prototypes=protos.output, variant="amnet",
+                    config={"epochs": 1, "steps_per_epoch": 2, "batch_size": 8}, parent_run_id="",
+                    checkpoint_root="", run_id="r1", processes=2)
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path), raise_on_error=True)
+    two_ranks()
+    out = capfd.readouterr()
+    assert "starting 2 ranks on this machine (torchrun launcher" in out.out + out.err
+    models = list(tmp_path.glob("two-ranks-*/train-amnet/model/model.pt"))
+    assert len(models) == 1 and len(history(models[0].parent)) == 1

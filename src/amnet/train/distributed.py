@@ -122,6 +122,8 @@ def launch(fn: Callable[..., Any], nproc: int, max_restarts: int = 0, **kwargs: 
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"amnet-{uuid.uuid4().hex[:8]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=max_restarts,
                           monitor_interval=0.5)
+    print(f"starting {nproc} ranks on this machine (torchrun launcher, run id {config.run_id}, "
+          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})", flush=True)
     try:
         results = elastic_launch(config, _call)(fn, kwargs)
     finally:
