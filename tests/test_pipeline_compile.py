@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import amnet
+from amnet.errors import AmnetError
 
 GOLDEN = Path(__file__).parent / "golden" / "amnet_pipeline.yaml"
 REGISTRY = "registry.test/amnet-ci"
@@ -252,6 +253,22 @@ def test_train_gpus_requests_that_many_gpus_and_ranks_on_the_training_tasks(tmp_
         assert processes == 8, task
     no_gpu, _ = yaml.safe_load_all(compile_cli(tmp_path / "cpu.yaml", "--train-gpus", "8", "--no-gpu"))
     assert all_tasks(no_gpu)["train-amnet"]["inputs"]["parameters"]["processes"]["runtimeValue"]["constant"] == 1
+
+
+def test_the_schedule_file_takes_train_gpus(tmp_path: Path):
+    from amnet_pipeline.schedule_file import load_recurring_run
+
+    source = Path(__file__).resolve().parents[1] / "manifests" / "schedule" / "recurring-run.yaml"
+    raw = yaml.safe_load(source.read_text())
+    raw["compile"]["train_gpus"] = 8
+    good = tmp_path / "eight.yaml"
+    good.write_text(yaml.safe_dump(raw))
+    assert load_recurring_run(good).cli_defaults()["train_gpus"] == 8
+    raw["compile"]["train_gpus"] = 0
+    bad = tmp_path / "zero.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(AmnetError, match="train_gpus must be an integer >= 1"):
+        load_recurring_run(bad)
 
 
 def test_compile_reports_bad_options_in_one_line(tmp_path: Path, capsys):
