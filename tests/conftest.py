@@ -87,6 +87,19 @@ def mlflow_server(s3_server: S3Server) -> Iterator[MlflowServer]:
         stop_stack(s3_server.state_dir, services=("mlflow",))
 
 
+@pytest.fixture
+def stack_env(monkeypatch, mlflow_server):
+    """This test's environment (inherited by every kfp.local task) points at the session's stack."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "MLFLOW_RUN_ID",
+                 "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in mlflow_server.env.items():
+        monkeypatch.setenv(name, value)
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_server.tracking_uri)
+
+
 def _clear_storage_clients() -> None:
     """Forget cached S3 clients *and* boto3's default session, which caches the credentials it first
     resolved: without this a later env change (another stack, another key) would be ignored."""

@@ -27,18 +27,6 @@ TINY = {"split_config": {"per_value": 10, "gallery_size": 300, "num_queries": 40
 UPSTREAM = ("split-dataset", "pretrain-attribute-cnn", "compute-prototypes")
 
 
-@pytest.fixture
-def stack_env(monkeypatch, mlflow_server):
-    """This test's environment (inherited by every kfp.local task) points at the session's stack."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "MLFLOW_RUN_ID",
-                 "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in mlflow_server.env.items():
-        monkeypatch.setenv(name, value)
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=mlflow_server.tracking_uri)
-
 
 def split_summary(run_dir: Path) -> dict:
     (path,) = run_dir.glob("**/split-dataset/split/split.json")
