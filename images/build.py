@@ -46,8 +46,8 @@ def say(text: str) -> None:
     print(f"[images] {text}", flush=True)
 
 
-def docker(*args: str, check: bool = True, capture: bool = True, timeout: float | None = None):
-    return subprocess.run(["docker", *args], check=check, capture_output=capture, text=True, timeout=timeout)
+def docker(*args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, timeout=timeout)
 
 
 def image_exists(tag: str) -> bool:
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wheel-mirror", action="append", default=None, metavar="DIR",
                    help=f"PEP 503 wheel mirror for --torch-source local (default: {', '.join(DEFAULT_MIRRORS)})")
     args = p.parse_args(argv)
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+    if docker("info", check=False).returncode != 0:
         print("images/build.py: no Docker engine answers `docker info`; start dockerd "
               "(Debian: apt-get install -y docker.io && dockerd &)", file=sys.stderr)
         return 2

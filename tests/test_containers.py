@@ -106,14 +106,9 @@ TINY = {"split_config": {"per_value": 10, "gallery_size": 300, "num_queries": 40
         "pretrain_config": {"epochs": 1}, "train_config": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 8}}
 
 
-def test_pipeline_runs_with_every_task_in_the_image(project_image, tmp_path, mlflow_server, monkeypatch):
+def test_pipeline_runs_with_every_task_in_the_image(project_image, tmp_path, mlflow_server, stack_env, monkeypatch):
     from amnet_pipeline.local_run import results_table, run_pipeline
-    from mlflow import MlflowClient
 
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "MLFLOW_RUN_ID"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in mlflow_server.env.items():
-        monkeypatch.setenv(name, value)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "containers")
     params = {**TINY, "dataset_uri": tiny_dataset(tmp_path), "variants": ["amnet"], "attribute_baseline": True,
               "experiment": "containers"}
@@ -132,7 +127,7 @@ def test_pipeline_runs_with_every_task_in_the_image(project_image, tmp_path, mlf
     assert model_files and all(p.stat().st_uid == IMAGE_UID for p in model_files)
 
     # ...and reached the stack as in the subprocess run: tracked in MLflow, artifacts in S3.
-    client = MlflowClient(tracking_uri=mlflow_server.tracking_uri)
+    client = stack_env  # an MlflowClient on the session's server
     exp = client.get_experiment_by_name("containers")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`amnet.role` = 'pipeline'")
     assert parent.info.status == "FINISHED"
