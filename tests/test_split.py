@@ -33,7 +33,8 @@ def read(split_dir, name):
 def test_sets_are_disjoint_and_counts_add_up(split_dir):
     _, out = split_dir
     summary = json.loads((out / "split.json").read_text())
-    ids = {name: set(read(out, name)["image_id"]) for name in ("attr_train", "gallery", "queries", "triplet_pool")}
+    ids = {name: set(read(out, name)["image_id"])
+           for name in ("attr_train", "gallery", "queries", "val_queries", "triplet_pool")}
     names = list(ids)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -41,14 +42,17 @@ def test_sets_are_disjoint_and_counts_add_up(split_dir):
     assert summary["rows_in"] == summary["kept"] + summary["quarantined"]
     assert summary["kept"] == sum(len(v) for v in ids.values())
     assert len(ids["gallery"]) == CFG.gallery_size
+    assert summary["val_queries_by_changes"] == summary["queries_by_changes"] == {"1": 40, "2": 40}
     assert len(list((out / "gallery").glob("part-*.parquet"))) == 3  # 300 rows / 128 per shard
 
 
-def test_every_query_target_exists_exactly_in_gallery(split_dir):
+@pytest.mark.parametrize("name", ["queries", "val_queries"])
+def test_every_query_target_exists_exactly_in_gallery(split_dir, name):
     _, out = split_dir
-    queries, gallery = read(out, "queries"), read(out, "gallery")
+    queries, gallery = read(out, name), read(out, "gallery")
     vectors = {tuple(v) for v in label_matrix(gallery["labels"], 6)}
     assert set(queries["num_changes"]) == {1, 2}
+    assert list(queries["num_changes"]) == sorted(queries["num_changes"])  # one-attribute queries first
     for labels, target, changed, n in zip(queries["labels"], queries["target"], queries["changed"],
                                           queries["num_changes"], strict=True):
         assert tuple(target) in vectors
@@ -56,13 +60,50 @@ def test_every_query_target_exists_exactly_in_gallery(split_dir):
         assert list(diff) == sorted(changed) and len(diff) == n
 
 
+def test_validation_queries_leave_the_other_sets_as_they_were():
+    """Drawn after the test queries with the same generator: the attribute-CNN set, gallery and test
+    queries (with their targets) are those of a split without validation queries; only the pool shrinks."""
+    from amnet.data.split import plan_split
+    from amnet.data.synth import VOCAB
+
+    rng = np.random.default_rng(5)
+    labels = np.stack([rng.integers(0, n, 3000) for n in VOCAB.sizes], 1).astype(np.int16)
+    cfg = SplitConfig(per_value=10, gallery_size=800, num_queries=50, seed=4)
+    with_val = plan_split(labels, VOCAB, cfg)
+    without = plan_split(labels, VOCAB, SplitConfig(**{**cfg.__dict__, "num_val_queries": 0}))
+    for name in ("attr_train", "gallery", "queries"):
+        np.testing.assert_array_equal(with_val.sets()[name], without.sets()[name])
+    np.testing.assert_array_equal(with_val.test.targets, without.test.targets)
+    assert with_val.test.changed == without.test.changed and len(without.val.rows) == 0
+    assert len(with_val.val.rows) == 100 and list(with_val.val.num_changes) == [1] * 50 + [2] * 50
+    np.testing.assert_array_equal(np.sort(np.concatenate([with_val.triplet_pool, with_val.val.rows])),
+                                  without.triplet_pool)
+    again = plan_split(labels, VOCAB, cfg)  # deterministic
+    np.testing.assert_array_equal(again.val.rows, with_val.val.rows)
+    np.testing.assert_array_equal(again.val.targets, with_val.val.targets)
+    fewer = plan_split(labels, VOCAB, SplitConfig(**{**cfg.__dict__, "num_val_queries": 10}))
+    assert len(fewer.val.rows) == 20 and set(fewer.val.rows) <= set(with_val.val.rows) | set(without.triplet_pool)
+
+
+def test_evaluation_reads_the_query_set_it_is_told(split_dir, tmp_path):
+    from amnet.data.split import query_set
+
+    _, out = split_dir
+    assert query_set(str(out), "test").endswith("/queries") and query_set(str(out), "val").endswith("/val_queries")
+    (tmp_path / "old").mkdir()  # a split made before validation queries
+    with pytest.raises(DatasetError, match="no validation queries"):
+        query_set(str(tmp_path / "old"), "val")
+
+
 def test_split_is_deterministic(split_dir, tmp_path):
     dataset, out = split_dir
     again = tmp_path / "again"
     run_split(dataset, str(again), CFG, progress=False)
-    for name in ("attr_train", "gallery", "queries", "triplet_pool"):
+    for name in ("attr_train", "gallery", "queries", "val_queries", "triplet_pool"):
         a, b = read(out, name), read(again, name)
         assert list(a["image_id"]) == list(b["image_id"])
+    for a, b in zip(read(out, "val_queries")["target"], read(again, "val_queries")["target"], strict=True):
+        assert list(a) == list(b)
 
 
 def test_too_few_images_is_a_clear_error(split_dir, tmp_path):

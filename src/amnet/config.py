@@ -20,6 +20,7 @@ BACKBONES = ("small", "alexnet", "resnet18", "resnet50")
 PRECISIONS = ("auto", "fp32", "bf16")
 INDEXES = ("exact", "ivf", "pq", "auto")
 GATE_RULES = ("all", "any")
+QUERY_SETS = ("test", "val")  # EvaluateConfig.queries -> the split's `queries` / `val_queries` folder
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class SplitConfig:
     gallery_size: int = 2000  # paper: 200,000
     num_queries: int = 300  # per number of changes (paper: 5,000)
     num_changes: tuple[int, ...] = (1, 2)  # query sets to build: one- and two-attribute (§5.5)
+    # validation queries per number of changes, drawn after the test queries (-1 = num_queries, 0 = none)
+    num_val_queries: int = -1
     shard_size: int = 2000
     seed: int = 0
     max_quarantine_fraction: float = 0.05
@@ -52,9 +55,16 @@ class SplitConfig:
     def validate(self) -> None:
         for name in ("per_value", "gallery_size", "num_queries", "shard_size"):
             _positive(name, getattr(self, name))
+        if self.num_val_queries < -1:
+            raise ConfigError(f"num_val_queries must be >= 0, or -1 for num_queries (got {self.num_val_queries})")
         if not self.num_changes or any(n not in (1, 2, 3) for n in self.num_changes):
             raise ConfigError(f"num_changes must be a list of 1, 2 or 3 (got {self.num_changes})")
         _fraction("max_quarantine_fraction", self.max_quarantine_fraction)
+
+    @property
+    def val_queries(self) -> int:
+        """Validation queries per number of changes (``num_val_queries``, -1 resolved to ``num_queries``)."""
+        return self.num_queries if self.num_val_queries == -1 else self.num_val_queries
 
 
 @dataclass(frozen=True)
@@ -148,10 +158,13 @@ class EvaluateConfig:
     ndcg_k: int = 20
     batch_size: int = 256
     index: str = "auto"  # exact | ivf | pq | auto (exact below 50k gallery images, else pq; amnet.retrieval.index)
+    # which query set is scored: test (the split's `queries`, reported) | val (`val_queries`, to choose defaults on)
+    queries: str = "test"
 
     def validate(self) -> None:
         _choice("variant", self.variant, VARIANTS)
         _choice("index", self.index, INDEXES)
+        _choice("queries", self.queries, QUERY_SETS)
         if not self.ks or any(k < 1 for k in self.ks):
             raise ConfigError(f"ks must be positive integers (got {self.ks})")
         _positive("ndcg_k", self.ndcg_k)

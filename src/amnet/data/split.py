@@ -9,7 +9,12 @@ From one validated dataset, disjoint sets are drawn with one seeded generator:
 3. ``queries``: for each requested number of changes n (1 and 2, §5.5), N images from the rest,
    each with a manipulation that changes exactly n attributes to a target vector that at least one
    gallery image has exactly. Only rows with every label known are used as queries.
-4. ``triplet_pool``: everything else; AMNet's training triplets are sampled from it.
+4. ``val_queries``: validation queries built exactly like ``queries`` (one- and two-attribute,
+   targets present in the gallery), drawn from what is left *after* the test queries with the same
+   generator, so for a given seed ``attr_train``, ``gallery`` and ``queries`` are the sets the split
+   gave before validation queries existed. Defaults are chosen on them (``evaluate.queries: val``);
+   the test queries are scored once per run and reported.
+5. ``triplet_pool``: everything else; AMNet's training triplets are sampled from it.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from amnet.data.validate import StagedValidation
 from amnet.errors import DatasetError
 from amnet.names import MISSING, SPLIT_JSON
 
-SETS = ("attr_train", "gallery", "queries", "triplet_pool")
+SETS = ("attr_train", "gallery", "queries", "val_queries", "triplet_pool")
+QUERY_SETS = ("queries", "val_queries")  # query shards: the test and the validation queries
 
 
 def label_matrix(labels: pd.Series | list, num_attributes: int) -> np.ndarray:
@@ -91,24 +97,67 @@ def make_queries(
 
 
 @dataclass
+class QueryPlan:
+    """Manipulated queries (indices into the label matrix) in query order: by number of changes, then as drawn."""
+
+    rows: np.ndarray  # (Q,)
+    targets: np.ndarray  # (Q, M) int16 desired attribute vectors
+    changed: list[list[int]]  # per query: the manipulated attributes
+    num_changes: np.ndarray  # (Q,) int64
+
+
+@dataclass
 class SplitPlan:
     """Which kept rows (indices into the label matrix) go where; decided on the labels alone."""
 
     attr_train: np.ndarray  # (A,) ascending
     gallery: np.ndarray  # (G,) ascending
-    queries: np.ndarray  # (Q,) in query order: by number of changes, then as drawn
-    targets: np.ndarray  # (Q, M) int16 desired attribute vectors
-    changed: list[list[int]]  # per query: the manipulated attributes
-    num_changes: np.ndarray  # (Q,) int64
+    test: QueryPlan  # the ``queries`` set
+    val: QueryPlan  # the ``val_queries`` set (empty with num_val_queries 0)
     triplet_pool: np.ndarray  # (T,) ascending
 
+    @property
+    def queries(self) -> np.ndarray:
+        return self.test.rows
+
+    def query_plans(self) -> dict[str, QueryPlan]:
+        return {"queries": self.test, "val_queries": self.val}
+
     def sets(self) -> dict[str, np.ndarray]:
-        return {"attr_train": self.attr_train, "gallery": self.gallery, "queries": self.queries,
-                "triplet_pool": self.triplet_pool}
+        return {"attr_train": self.attr_train, "gallery": self.gallery, "queries": self.test.rows,
+                "val_queries": self.val.rows, "triplet_pool": self.triplet_pool}
+
+
+def draw_queries(labels: np.ndarray, order: np.ndarray, taken: np.ndarray, gallery_vectors: np.ndarray,
+                 num_changes: tuple[int, ...], count: int, rng: np.random.Generator, required: bool = True,
+                 ) -> QueryPlan:
+    """Up to ``count`` queries per number of changes from the rows not yet ``taken`` (visited in
+    ``order``); marks them taken. ``required``: none at all for some number of changes is an error
+    (test queries); otherwise that group is just smaller (validation queries: ``split.json`` counts them)."""
+    query_rows, targets, changed, counts = [], [], [], []
+    for n_changes in num_changes if count else ():
+        candidates = order[~taken[order]]
+        rows, tgt, chg = make_queries(labels, candidates, gallery_vectors, n_changes, count, rng)
+        if not rows and required:
+            raise DatasetError(
+                f"no query with a {n_changes}-attribute manipulation has an exact target in the gallery; "
+                "use a larger --gallery-size or a dataset with more attribute combinations")
+        taken[rows] = True
+        query_rows += rows
+        targets += tgt
+        changed += chg
+        counts += [n_changes] * len(rows)
+    return QueryPlan(np.asarray(query_rows, dtype=np.int64),
+                     np.asarray(targets, dtype=np.int16).reshape(-1, labels.shape[1]), changed,
+                     np.asarray(counts, dtype=np.int64))
 
 
 def plan_split(labels: np.ndarray, vocab: Vocabulary, cfg: SplitConfig) -> SplitPlan:
-    """Disjoint sets for the four outputs: a pure function of the (N, M) label matrix and ``cfg``."""
+    """Disjoint sets for the five outputs: a pure function of the (N, M) label matrix and ``cfg``.
+
+    Draw order (one generator): attribute-CNN set, gallery, test queries, then validation queries;
+    the last only take rows that would otherwise be in the triplet pool.
+    """
     rng = np.random.default_rng(cfg.seed)
     n = len(labels)
     order = rng.permutation(n)
@@ -117,38 +166,25 @@ def plan_split(labels: np.ndarray, vocab: Vocabulary, cfg: SplitConfig) -> Split
     taken[attr_rows] = True
     rest = order[~taken[order]]
     wanted_queries = cfg.num_queries * len(cfg.num_changes)
-    if len(rest) < cfg.gallery_size + wanted_queries + 1:
+    wanted_val = cfg.val_queries * len(cfg.num_changes)
+    if len(rest) < cfg.gallery_size + wanted_queries + wanted_val + 1:
         raise DatasetError(
             f"too few images for the requested split: {n} usable, {len(attr_rows)} went to the "
             f"attribute-CNN set (--per-value {cfg.per_value}), {len(rest)} remain but the gallery needs "
-            f"{cfg.gallery_size} and the queries {wanted_queries} plus a triplet pool; lower "
-            "--per-value, --gallery-size or --num-queries, or use a larger dataset"
+            f"{cfg.gallery_size}, the queries {wanted_queries} and the validation queries {wanted_val} plus a "
+            "triplet pool; lower --per-value, --gallery-size, --num-queries or --num-val-queries (0 = none), "
+            "or use a larger dataset"
         )
     gallery_rows = rest[: cfg.gallery_size]
     taken[gallery_rows] = True
     gallery_vectors = np.unique(labels[gallery_rows], axis=0)
-    query_rows, targets, changed, num_changes = [], [], [], []
-    for n_changes in cfg.num_changes:
-        candidates = order[~taken[order]]
-        rows, tgt, chg = make_queries(labels, candidates, gallery_vectors, n_changes, cfg.num_queries, rng)
-        if not rows:
-            raise DatasetError(
-                f"no query with a {n_changes}-attribute manipulation has an exact target in the gallery; "
-                "use a larger --gallery-size or a dataset with more attribute combinations"
-            )
-        taken[rows] = True
-        query_rows += rows
-        targets += tgt
-        changed += chg
-        num_changes += [n_changes] * len(rows)
-    m = labels.shape[1]
+    test = draw_queries(labels, order, taken, gallery_vectors, cfg.num_changes, cfg.num_queries, rng)
+    val = draw_queries(labels, order, taken, gallery_vectors, cfg.num_changes, cfg.val_queries, rng, required=False)
     return SplitPlan(
         attr_train=np.sort(attr_rows),
         gallery=np.sort(gallery_rows),
-        queries=np.asarray(query_rows, dtype=np.int64),
-        targets=np.asarray(targets, dtype=np.int16).reshape(-1, m),
-        changed=changed,
-        num_changes=np.asarray(num_changes, dtype=np.int64),
+        test=test,
+        val=val,
         triplet_pool=np.sort(order[~taken[order]]),
     )
 
@@ -159,7 +195,7 @@ QUERY_SCHEMA = SHARD_SCHEMA.append(pa.field("target", pa.list_(pa.int64()))).app
     pa.field("changed", pa.list_(pa.int64()))).append(pa.field("num_changes", pa.int64()))
 
 
-def _query_columns(plan: SplitPlan, positions: np.ndarray) -> list[pa.Array]:
+def _query_columns(plan: QueryPlan, positions: np.ndarray) -> list[pa.Array]:
     """target, changed and num_changes of the queries at ``positions`` (in query order)."""
     return [
         pa.array(plan.targets[positions].astype(np.int64).tolist(), type=pa.list_(pa.int64())),
@@ -172,18 +208,20 @@ def write_sets(staged: StagedValidation, plan: SplitPlan, out: str, shard_size: 
     """Gather each set's rows by kept index from the staging parts into ``out/<set>/part-*.parquet``.
 
     One pass over the parts (``pyarrow.dataset``, one fragment at a time): the ascending sets stream
-    straight into their shards; query rows (few, in query order) go to a small local file first and
-    are written in query order from there. Memory: one part plus one shard per set.
+    straight into their shards; query rows (few, in query order) go to a small local file per query
+    set first and are written in query order from there. Memory: one part plus one shard per set.
     """
     sets = plan.sets()
     writers = {name: shards.ShardWriter(storage.join(out, name), shard_size, SHARD_SCHEMA)
-               for name in SETS if name != "queries"}
-    qfile = os.path.join(workdir, "queries-gather.parquet")
+               for name in SETS if name not in QUERY_SETS}
     qschema = SHARD_SCHEMA.append(pa.field("position", pa.int64()))
-    qorder = np.argsort(plan.queries, kind="stable")  # query positions by kept index
-    qsorted = plan.queries[qorder]
+    gathers = {}
+    for name, qplan in plan.query_plans().items():
+        qorder = np.argsort(qplan.rows, kind="stable")  # query positions by kept index
+        path = os.path.join(workdir, f"{name}-gather.parquet")
+        gathers[name] = (path, qorder, qplan.rows[qorder], pq.ParquetWriter(path, qschema, compression="none"))
     data = ds.dataset(staged.parts, format="parquet", schema=validate.PART_SCHEMA)
-    with pq.ParquetWriter(qfile, qschema, compression="none") as qwriter:
+    try:
         for fragment, part, start, stop in zip(data.get_fragments(), staged.parts, staged.part_starts[:-1],
                                                staged.part_starts[1:], strict=True):
             assert fragment.path == part, (fragment.path, part)  # kept order = part order
@@ -193,16 +231,26 @@ def write_sets(staged: StagedValidation, plan: SplitPlan, out: str, shard_size: 
                 lo, hi = np.searchsorted(idx, [start, stop])
                 if hi > lo:
                     writer.add(table.take(pa.array(idx[lo:hi] - start)))
-            lo, hi = np.searchsorted(qsorted, [start, stop])
-            if hi > lo:
-                rows = table.take(pa.array(qsorted[lo:hi] - start))
-                qwriter.write_table(rows.append_column("position", pa.array(qorder[lo:hi], type=pa.int64())))
+            for _, qorder, qsorted, qwriter in gathers.values():
+                lo, hi = np.searchsorted(qsorted, [start, stop])
+                if hi > lo:
+                    rows = table.take(pa.array(qsorted[lo:hi] - start))
+                    qwriter.write_table(rows.append_column("position", pa.array(qorder[lo:hi], type=pa.int64())))
+    finally:
+        for _, _, _, qwriter in gathers.values():
+            qwriter.close()
     for writer in writers.values():
         writer.close()
-    qwriter_out = shards.ShardWriter(storage.join(out, "queries"), shard_size, QUERY_SCHEMA)
-    gathered = pq.ParquetFile(qfile)
-    for first in range(0, max(len(plan.queries), 1), shard_size):
-        want = np.arange(first, min(first + shard_size, len(plan.queries)))
+    for name, qplan in plan.query_plans().items():
+        _write_queries(gathers[name][0], qplan, storage.join(out, name), shard_size)
+
+
+def _write_queries(gather_file: str, plan: QueryPlan, prefix: str, shard_size: int) -> None:
+    """The gathered query rows (any order, with their ``position``) as shards in query order."""
+    qwriter_out = shards.ShardWriter(prefix, shard_size, QUERY_SCHEMA)
+    gathered = pq.ParquetFile(gather_file)
+    for first in range(0, max(len(plan.rows), 1), shard_size):
+        want = np.arange(first, min(first + shard_size, len(plan.rows)))
         pieces = []
         for batch in gathered.iter_batches(batch_size=1024):
             pos = batch.column("position").to_numpy()
@@ -263,8 +311,9 @@ def run_split(dataset: str, out: str, cfg: SplitConfig, progress: bool = True, d
         except DatasetError as exc:  # name the dataset: the user may split several
             raise DatasetError(f"{dataset}: {exc}") from None
         counts = {name: int(len(rows)) for name, rows in plan.sets().items()}
-        values, freq = np.unique(plan.num_changes, return_counts=True)
-        counts["queries_by_changes"] = {str(int(k)): int(v) for k, v in zip(values, freq, strict=True)}
+        for name, qplan in plan.query_plans().items():
+            values, freq = np.unique(qplan.num_changes, return_counts=True)
+            counts[f"{name}_by_changes"] = {str(int(k)): int(v) for k, v in zip(values, freq, strict=True)}
         summary = {
             "dataset": dataset,
             "dataset_digest": dataset_digest,
@@ -293,6 +342,18 @@ def split_summary(split: str) -> dict:
 def dataset_digest(split: str) -> str:
     """The fingerprint of the dataset ``split`` was made from ("" for splits made before fingerprints)."""
     return str(split_summary(split).get("dataset_digest", ""))
+
+
+def query_set(split: str, which: str = "test") -> str:
+    """The query shards' prefix of ``split``: ``test`` -> ``queries``, ``val`` -> ``val_queries``
+    (``EvaluateConfig.queries``); a clear error for a split made before validation queries existed."""
+    if which not in ("test", "val"):
+        raise DatasetError(f"unknown query set {which!r}; choose test or val")
+    prefix = storage.join(split, "queries" if which == "test" else "val_queries")
+    if which == "val" and (not storage.list_files(prefix, ".parquet") or split_summary(split).get("val_queries") == 0):
+        raise DatasetError(f"{split}: no validation queries (val_queries/); split the dataset again with "
+                           "num_val_queries > 0, or evaluate the test queries (evaluate.queries: test)")
+    return prefix
 
 
 def load_split_vocab(split: str) -> Vocabulary:

@@ -27,7 +27,7 @@ from amnet import config as cfgmod
 from amnet import storage
 from amnet.config import EvaluateConfig
 from amnet.data import shards
-from amnet.data.split import label_matrix
+from amnet.data.split import label_matrix, query_set
 from amnet.data.tensors import decode_batch, to_input
 from amnet.errors import AmnetError, ConfigError
 from amnet.model_store import LoadedModel, load_model
@@ -206,7 +206,7 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
         raise AmnetError("the attribute_based variant needs the attribute CNN (output of `amnet step pretrain`)")
     if cfg.variant != "attribute_based" and loaded.kind != "amnet":
         raise AmnetError(f"variant {cfg.variant!r} needs a trained AMNet model (output of `amnet step train`)")
-    queries = shards.read_shards(storage.join(split, "queries"))
+    queries = shards.read_shards(query_set(split, cfg.queries))  # test, or validation queries
     m = loaded.vocab.num_attributes
     targets = label_matrix(queries["target"], m)
     manipulate_start = time.perf_counter()

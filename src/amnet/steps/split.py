@@ -15,7 +15,7 @@ from amnet.steps.common import base_parser, cli_config, run_tracked, stage_confi
 
 def run_step(dataset: str, out: str, config: Mapping[str, Any] | None = None, parent_run_id: str = "",
              progress: bool = True, dataset_digest: str = "", dataset_rows: int = -1) -> dict:
-    """Dataset folder or s3:// prefix -> attr_train / gallery / queries / triplet_pool shards in ``out``.
+    """Dataset folder or s3:// prefix -> attr_train / gallery / queries / val_queries / triplet_pool shards in ``out``.
 
     ``dataset_digest`` / ``dataset_rows``: the fingerprint stage's output (computed here when not given);
     recorded in ``split.json`` and as the MLflow tag ``amnet.dataset_digest``."""
@@ -36,6 +36,7 @@ def run_step(dataset: str, out: str, config: Mapping[str, Any] | None = None, pa
 
 # flag -> SplitConfig key; a flag left out keeps the config file's value (or the default)
 FLAGS = {"per_value": "per_value", "gallery_size": "gallery_size", "num_queries": "num_queries",
+         "num_val_queries": "num_val_queries",
          "num_changes": "num_changes", "shard_size": "shard_size", "seed": "seed",
          "max_quarantine_fraction": "max_quarantine_fraction"}
 
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-value", type=int, help=f"attribute-CNN images per value (default {d.per_value}; paper: 200)")
     p.add_argument("--gallery-size", type=int, help=f"gallery images (default {d.gallery_size}; paper: 200,000)")
     p.add_argument("--num-queries", type=int, help=f"queries per number of changes (default {d.num_queries})")
+    p.add_argument("--num-val-queries", type=int, help="validation queries per number of changes, drawn after "
+                   "the test queries (default: as many as --num-queries; 0 = none)")
     p.add_argument("--num-changes", help="comma-separated numbers of changed attributes to build query sets for "
                    f"(default {','.join(map(str, d.num_changes))})")
     p.add_argument("--shard-size", type=int, help=f"rows per Parquet shard (default {d.shard_size})")
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(dataset {summary['dataset_digest'][:12]})")
     for key in ("quarantined", *SETS):
         print(f"  {key:<13} {summary[key]:>8}")
-    print(f"  queries by number of changes: {summary['queries_by_changes']}")
+    print(f"  queries by number of changes: {summary['queries_by_changes']}; validation queries: "
+          f"{summary['val_queries_by_changes']}")
     return 0
 
 
