@@ -103,7 +103,7 @@ def stage_lines(times: dict[str, str] | None = None, logs: TaskLogs | None = Non
     """One ``[amnet]`` line per stage start / end on ``out`` (the terminal); ``times`` collects
     ``task -> "12.3 s"`` or ``"cached"`` for the breakdown printed at the end. With ``logs``, each
     task's output goes to its own file and a failed task's tail is printed."""
-    started: dict[str, tuple[str, float]] = {}
+    started: dict[str, list[tuple[str, float]]] = {}  # task -> running iterations, oldest first
     times = {} if times is None else times
     out = out or sys.stdout
     failed: list[Path] = []
@@ -114,7 +114,7 @@ def stage_lines(times: dict[str, str] | None = None, logs: TaskLogs | None = Non
     def label(task: str) -> str:
         """ParallelFor iterations share a task name: the 2nd and later get ' #2', ' #3'..."""
         n, name = 1, task
-        while name in times or any(name == shown for shown, _ in started.values()):
+        while name in times or any(name == shown for running in started.values() for shown, _ in running):
             n += 1
             name = f"{task} #{n}"
         return name
@@ -123,12 +123,16 @@ def stage_lines(times: dict[str, str] | None = None, logs: TaskLogs | None = Non
         def filter(self, record: logging.LogRecord) -> bool:
             msg = _ANSI.sub("", str(record.getMessage()))
             if m := re.match(r"Executing task '([^']+)'", msg):
-                started[m[1]] = (label(m[1]), time.monotonic())
+                shown = label(m[1])
+                started.setdefault(m[1], []).append((shown, time.monotonic()))
                 if logs is not None:
-                    logs.switch(started[m[1]][0])
-                say(f"[amnet] stage {started[m[1]][0]}: running")
+                    logs.switch(shown)
+                say(f"[amnet] stage {shown}: running")
             elif m := re.match(r"Task '([^']+)' finished with status (\w+)", msg):
-                name, since = started.pop(m[1], (label(m[1]), time.monotonic()))
+                running = started.get(m[1]) or [(label(m[1]), time.monotonic())]
+                name, since = running.pop(0)
+                if not running:
+                    started.pop(m[1], None)
                 took = time.monotonic() - since
                 status = m[2].lower()
                 times[name] = f"{took:.1f} s" + ("" if status == "success" else f" ({status})")
@@ -282,10 +286,22 @@ def _artifact_metadata(output: dict, name: str) -> dict:
     return artifacts[0].get("metadata") or {}
 
 
+def _evaluation_folders(run_dir: Path) -> list[str]:
+    """The evaluate tasks' evaluation folders, or [] when some is not on this machine."""
+    folders = [(o.get("artifacts", {}).get("evaluation", {}).get("artifacts") or [{}])[0].get("uri", "")
+               for o in _executor_outputs(run_dir, "evaluate-retrieval")]
+    return folders if all(uri and (Path(uri) / "metrics.json").is_file() for uri in folders) else []
+
+
 def results_table(run_dir: Path) -> str:
-    """Variants x headline metrics, from the evaluate tasks' Metrics outputs."""
+    """Variants x headline metrics (means over seeds when a variant trained several), from the evaluate
+    tasks' evaluation folders; from their Metrics outputs when the folders are not on this machine."""
+    from amnet.report.intervals import run_tables
     from amnet.report.tables import metric_rows, text_table
 
+    folders = _evaluation_folders(run_dir)
+    if folders:
+        return run_tables(folders, resamples=0)[0]  # values only
     rows: dict[str, dict] = {}
     for output in _executor_outputs(run_dir, "evaluate-retrieval"):
         variant = _artifact_metadata(output, "evaluation").get("variant", "?")
@@ -293,11 +309,23 @@ def results_table(run_dir: Path) -> str:
     return text_table(metric_rows(rows)).rstrip("\n")
 
 
+def uncertainty_table(run_dir: Path) -> str:
+    """The headline metrics' 95% bootstrap intervals over queries, sd across seeds and the paired
+    differences AMNet − x (``amnet.report.intervals``); "" without the evaluation folders."""
+    from amnet.report.intervals import run_tables
+
+    folders = _evaluation_folders(run_dir)
+    return run_tables(folders)[1] if folders else ""
+
+
 def _summary(run_dir: Path, env: dict[str, str], experiment: str) -> None:
     logs = run_dir / "logs"
     table = results_table(run_dir)
     print("\n" + table if table.count("\n") > 1 else "\n(no evaluation ran in this run: all were cached; "
           "rerun with --no-cache for the table)")
+    spread = uncertainty_table(run_dir) if table.count("\n") > 1 else ""
+    if spread:
+        print("\n" + spread)
     starts = _executor_outputs(run_dir, "start-parent-run")
     parent = starts[0].get("parameterValues", {}).get("Output", "") if starts else ""
     reports = sorted(run_dir.glob("**/build-report*/report"))

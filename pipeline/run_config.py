@@ -17,7 +17,10 @@ from amnet import config as cfgmod
 from amnet.errors import AmnetError, ConfigError
 from amnet.names import TRAINED_VARIANTS
 
-RUN_KEYS = ("dataset", "variants", "attribute_baseline", "experiment")
+RUN_KEYS = ("dataset", "variants", "attribute_baseline", "experiment", "seeds")
+# False until pipeline/amnet_pipeline.py's variant ParallelFor iterates over variant_items() (dict items
+# {"variant", "seed"}); until then a run file asking for seeds > 1 is refused rather than ignored.
+SEEDS_WIRED = False
 SECTIONS: dict[str, type] = {section: cls for cls, section in cfgmod.SECTION_OF.items()}
 PIPELINE_VARIANT_KEYS = {"train": "variant", "evaluate": "variant"}  # set per ParallelFor iteration
 
@@ -31,6 +34,11 @@ class RunConfig:
     attribute_baseline: bool = True
     experiment: str = "amnet"
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seeds: int = 1  # train each variant with this many seeds (train.seed, train.seed + 1, ...)
+
+    def variant_items(self) -> list[dict[str, Any]]:
+        """What the pipeline's variant ParallelFor iterates over: variants x seeds (:func:`variant_items`)."""
+        return variant_items(self.variants, self.seeds, int(self.sections.get("train", {}).get("seed", 0)))
 
     def stage(self, name: str):
         """The resolved config dataclass of stage ``name`` (defaults <- this file's section)."""
@@ -38,6 +46,9 @@ class RunConfig:
 
     def pipeline_arguments(self) -> dict[str, Any]:
         """Arguments of :func:`amnet_pipeline.amnet_pipeline.amnet_pipeline` (``dataset_uri`` when given)."""
+        if self.seeds != 1 and not SEEDS_WIRED:
+            raise AmnetError(f"seeds: {self.seeds} is not wired into the pipeline yet (its variant loop trains one "
+                             "seed per variant); use seeds: 1")
         args: dict[str, Any] = {"variants": list(self.variants), "attribute_baseline": self.attribute_baseline,
                                 "experiment": self.experiment}
         if self.dataset:
@@ -45,6 +56,20 @@ class RunConfig:
         for name in SECTIONS:
             args[f"{name}_config"] = dict(self.sections.get(name, {}))
         return args
+
+
+def variant_items(variants: tuple[str, ...] | list[str], seeds: int = 1, base_seed: int = 0) -> list[dict[str, Any]]:
+    """Variants x seeds as the items of the pipeline's variant ParallelFor, variant-major:
+    ``[{"variant": "amnet", "seed": 0}, {"variant": "amnet", "seed": 1}, {"variant": "no_memory", "seed": 0}, ...]``.
+
+    Seeds are ``base_seed .. base_seed + seeds - 1`` (``base_seed`` = the run file's ``train.seed``), so
+    ``seeds: 1`` trains exactly what a run without the key trains. Each item's seed is the training seed
+    (``TrainConfig.seed``); the evaluation records it (``metrics.json`` ``seed``) and the report, the
+    closing table and ``amnet runs compare`` show mean ± sd across seeds.
+    """
+    if seeds < 1:
+        raise AmnetError(f"seeds must be >= 1 (got {seeds})")
+    return [{"variant": v, "seed": base_seed + i} for v in variants for i in range(seeds)]
 
 
 def resolve_section(name: str, section: dict[str, Any]):
@@ -85,10 +110,15 @@ def parse(values: dict[str, Any], where: str = "run config") -> RunConfig:
     baseline = values.get("attribute_baseline", True)
     if not isinstance(baseline, bool):
         raise AmnetError(f"{where}: attribute_baseline must be true or false (got {baseline!r})")
+    seeds = values.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise AmnetError(f"{where}: seeds must be an integer >= 1 (got {seeds!r}); it trains each variant that "
+                         "many times (train.seed, train.seed + 1, ...) and reports mean ± sd across seeds")
     for key in ("dataset", "experiment"):
         if key in values and (not isinstance(values[key], str) or not values[key].strip()):
             raise AmnetError(f"{where}: {key} must be a non-empty string (got {values[key]!r})")
-    return RunConfig(values.get("dataset"), tuple(variants), baseline, values.get("experiment", "amnet"), sections)
+    return RunConfig(values.get("dataset"), tuple(variants), baseline, values.get("experiment", "amnet"), sections,
+                     seeds)
 
 
 def load(path: str | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None,
@@ -110,5 +140,6 @@ def load(path: str | None = None, overrides: list[str] | None = None, base: dict
 def help_text() -> str:
     """What a run file holds, for ``--help`` epilogs."""
     return ("run file / --set keys: dataset, variants (e.g. '[amnet,no_memory]'), attribute_baseline, experiment, "
+            "seeds (train each variant with N seeds; default 1), "
             "and one section per stage: " + ", ".join(f"{n}.KEY ({c.__name__})" for n, c in SECTIONS.items())
             + "; e.g. --set train.epochs=2 --set pretrain.model.backbone=alexnet (see configs/demo.yaml)")

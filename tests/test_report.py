@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import re
 from pathlib import Path
 
@@ -175,3 +176,49 @@ def test_report_goes_to_the_mlflow_parent_run(run, tmp_path, monkeypatch, mlflow
     assert "report.html" in root
     assert {"report/report.md", "report/per_query.parquet", "report/results.json", "report/fig5_topk.png",
             "report/fig6_gallery.png", "report/fig7_examples.png"} <= inside
+
+
+def test_an_independent_rescoring_of_the_saved_rankings_agrees_with_metrics_json(run):
+    """Top-k and NDCG@20 recomputed from per_query.parquet's saved rankings and the dataset's own
+    manifest (attribute strings, not the split's label codes), by code that shares nothing with
+    amnet.retrieval.metrics: exact match on every attribute; rel = matched target attributes / M,
+    gain 2^rel - 1, discount log2(j + 1), normalised by 20 fully matching results."""
+    evaluations, _, _ = run
+    root = Path(evaluations[0]).parent
+    dataset = root / "synth-700-0-64"
+    manifest = pd.read_parquet(dataset / "manifest.parquet").set_index("image_id")
+    vocab = json.loads((dataset / "attributes.json").read_text())
+    names = [a["name"] for a in vocab["attributes"]]
+    values = {a["name"]: a["values"] for a in vocab["attributes"]}
+    attrs = {i: [row[n] for n in names] for i, row in manifest[names].iterrows()}
+    ideal = sum(1 / math.log2(j + 1) for j in range(1, 21))
+    for ev in evaluations:
+        payload = json.loads((Path(ev) / "metrics.json").read_text())
+        pq = pd.read_parquet(Path(ev) / "per_query.parquet")
+        scores: dict[str, list[float]] = {}
+        for results, target, n in zip(pq["results"], pq["target"], pq["num_changes"], strict=True):
+            want = [values[name][int(code)] for name, code in zip(names, target, strict=True)]
+            matched = [sum(a == b for a, b in zip(attrs[r], want, strict=True)) for r in results]
+            first = next((j + 1 for j, m in enumerate(matched) if m == len(names)), None)
+            prefix = "" if n == 1 else "two_"
+            for k in (1, 5, 10, 20, 50):
+                scores.setdefault(f"{prefix}top{k}", []).append(float(first is not None and first <= k))
+            dcg = sum((2 ** (m / len(names)) - 1) / math.log2(j + 2) for j, m in enumerate(matched[:20]))
+            scores.setdefault(f"{prefix}ndcg20", []).append(dcg / ideal)
+        for key, per in scores.items():
+            assert sum(per) / len(per) == pytest.approx(payload["metrics"][key], abs=1e-12), (payload["variant"], key)
+
+
+def test_evaluate_scores_the_validation_queries_when_told(run, tmp_path):
+    evaluations, _, _ = run
+    root = Path(evaluations[0]).parent
+    out = tmp_path / "val"
+    assert main(["step", "evaluate", "--split", str(root / "split"), "--model", str(root / "model-amnet"),
+                 "--features", str(root / "feats-amnet"), "--out", str(out), "--quiet", "--set", "queries=val"]) == 0
+    scored = set(pd.read_parquet(out / "per_query.parquet")["image_id"])
+    val = set(pd.concat(pd.read_parquet(p) for p in sorted((root / "split" / "val_queries").glob("part-*.parquet")))
+              ["image_id"])
+    test = set(pd.read_parquet(Path(evaluations[0]) / "per_query.parquet")["image_id"])
+    assert scored == val and not scored & test
+    payload = json.loads((out / "metrics.json").read_text())
+    assert payload["config"]["queries"] == "val" and payload["seed"] == 0  # the model's training seed

@@ -82,6 +82,9 @@ def data_uri(data: bytes, mime: str = "image/png") -> str:
 
 
 def _number(cell: str) -> float | None:
+    """The number a cell shows: its leading value for ``0.830 ± 0.012 [0.788, 0.870]``-style cells."""
+    if " [" in cell or " ± " in cell:
+        cell = cell.split(" ", 1)[0]
     try:
         return float(cell.replace("%", "").replace("+", "").replace(",", ""))
     except ValueError:

@@ -6,8 +6,12 @@ writes into ``out_dir``:
 * ``report.html``: one self-contained page (plots and thumbnails embedded) — the KFP HTML output;
 * ``report.md`` with the PNG plots next to it (``fig5_topk.png``, ``fig6_gallery.png``, ...);
 * ``per_query.parquet``: every variant's per-query rows with a ``variant`` column;
-* ``results.json``: the evaluations, headline scalars, gallery increase ratios and the registry
-  decision (when given).
+* ``results.json``: the evaluations, headline scalars, gallery increase ratios, the intervals
+  (:mod:`amnet.report.intervals`) and the registry decision (when given).
+
+A variant may come with several evaluations (one per training seed, the seed in ``metrics.json``):
+the headline table then shows mean ± sd across seeds with an interval over queries pooled over the
+seeds, and the other sections show the means.
 
 ``amnet.steps.report`` logs the headline scalars and these files to the pipeline's MLflow parent
 run (this package never talks to MLflow). Section builders live in :mod:`amnet.report.sections`, plots in
@@ -24,8 +28,8 @@ import pandas as pd
 
 from amnet import storage
 from amnet.data import shards
-from amnet.names import EXAMPLES, METRIC_COLUMNS, METRICS_JSON, PER_QUERY, REPORT_HTML, REPORT_MD, variant_order
-from amnet.report import sections
+from amnet.names import EXAMPLES, METRIC_COLUMNS, METRICS_JSON, PER_QUERY, REPORT_HTML, REPORT_MD
+from amnet.report import intervals, sections
 from amnet.report.page import markdown, page
 
 TITLE = "AMNet evaluation report"
@@ -40,12 +44,11 @@ class Report:
 
 
 def load_evaluations(evaluations: list[str]) -> dict[str, dict[str, Any]]:
-    """variant -> metrics.json payload (plus ``uri``, the evaluation folder), in the paper's order."""
-    found = {}
-    for uri in evaluations:
-        payload = json.loads(storage.read_text(storage.join(uri, METRICS_JSON)))
-        found[payload["variant"]] = {**payload, "uri": uri}
-    return dict(sorted(found.items(), key=lambda kv: (variant_order(kv[0]), kv[0])))
+    """variant -> metrics.json payload (plus ``uri``, the evaluation folder), in the paper's order;
+    several evaluations of one variant (seeds) are merged (:func:`amnet.report.intervals.merge_seeds`)."""
+    groups = intervals.group([intervals.Evaluation(
+        {**json.loads(storage.read_text(storage.join(uri, METRICS_JSON))), "uri": uri}) for uri in evaluations])
+    return {v: intervals.merge_seeds(evs) for v, evs in groups.items()}
 
 
 def _read_optional(uri: str) -> pd.DataFrame | None:
@@ -70,9 +73,10 @@ def headline(results: dict[str, dict[str, Any]], gallery_increase: dict[str, flo
     return out
 
 
-def _per_query(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    frames = [df.assign(variant=v) for v, df in load_tables(results, PER_QUERY).items()]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["variant", "num_changes"])
+def _per_query(evaluations: list[intervals.Evaluation]) -> pd.DataFrame:
+    """Every evaluation's per-query rows with ``variant`` and ``seed`` (the model's training seed) columns."""
+    frames = [ev.per_query.assign(variant=ev.variant, seed=ev.seed) for ev in evaluations if ev.per_query is not None]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["variant", "seed", "num_changes"])
 
 
 def run_report(evaluations: list[str], out_dir: str, decision: dict[str, Any] | None = None) -> Report:
@@ -81,10 +85,14 @@ def run_report(evaluations: list[str], out_dir: str, decision: dict[str, Any] | 
     ``decision``: the registry gate's verdict (``amnet.ops.registry``'s ``decision.json``), shown when given.
     Returns the headline scalars and the files written (``amnet.steps.report`` logs them to MLflow).
     """
-    results = load_evaluations(evaluations)
-    per_query = _per_query(results)
+    loaded = [intervals.read_evaluation(uri) for uri in evaluations]
+    groups = intervals.group(loaded)
+    results = {v: intervals.merge_seeds(evs) for v, evs in groups.items()}
+    summaries, diffs = intervals.analyse(loaded)  # refuses evaluations of different query sets
+    per_query = _per_query(loaded)
     gallery, increase = sections.gallery(results)
-    parts = [sections.summary(results, per_query, METRIC_COLUMNS),
+    parts = [sections.summary(results, per_query, METRIC_COLUMNS, summaries),
+             *([sections.differences(diffs)] if diffs else []),
              *([sections.decision(decision)] if decision else []),
              sections.topk(results), sections.table2(results), gallery, sections.two_attributes(results),
              sections.per_attribute(results, per_query), sections.examples(load_tables(results, EXAMPLES)),
@@ -101,9 +109,16 @@ def run_report(evaluations: list[str], out_dir: str, decision: dict[str, Any] | 
     storage.write_text(files[f"report/{REPORT_MD}"], markdown(TITLE, subtitle, parts))
     files[f"report/{PER_QUERY}"] = storage.join(out_dir, PER_QUERY)
     shards.write_table(files[f"report/{PER_QUERY}"], per_query)
-    scalars = headline(results, increase)
+    scalars = {**headline(results, increase), **intervals.scalars(summaries, diffs)}
     files["report/results.json"] = storage.join(out_dir, "results.json")
     storage.write_text(files["report/results.json"], json.dumps(
         {"variants": {v: {k: x for k, x in p.items() if k != "uri"} for v, p in results.items()},
-         "headline": scalars, "gallery_increase": increase, "decision": decision}, indent=2) + "\n")
+         "headline": scalars, "gallery_increase": increase, "decision": decision,
+         "intervals": {v: {"seeds": list(s.seeds), "mean": s.mean, "sd": s.sd,
+                           "ci95": {m: [iv.low, iv.high] for m, iv in s.ci.items()}} for v, s in summaries.items()},
+         "differences": {f"{intervals.REFERENCE}-{o}": {m: {"diff": iv.value, "ci95": [iv.low, iv.high],
+                                                             "queries": iv.n} for m, iv in per.items()}
+                         for o, per in diffs.items()},
+         "bootstrap": {"resamples": intervals.stats.DEFAULT_RESAMPLES, "seed": intervals.stats.DEFAULT_SEED,
+                       "level": intervals.stats.LEVEL}}, indent=2) + "\n")
     return Report(scalars, files)

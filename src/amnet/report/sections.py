@@ -13,8 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from amnet.report import plots
+from amnet.names import METRIC_COLUMNS
+from amnet.report import intervals, plots
 from amnet.report.page import Figure, Section, Table, decision_html, examples_html, markdown_table, verdict
+from amnet.retrieval import stats
 
 Results = Mapping[str, Mapping[str, Any]]
 MEM_RANK = {"amnet": ("✓", "✓"), "no_memory": ("", "✓"), "no_ranking": ("✓", ""), "attribute_based": ("", "")}
@@ -56,24 +58,62 @@ def _missing_note(results: Results, has: list[str], what: str) -> list[str]:
             "without the cache)."] if missing else []
 
 
-def summary(results: Results, per_query: pd.DataFrame, columns: tuple[tuple[str, str], ...]) -> Section:
-    """What was compared, on how much data, and the headline table."""
+def one_run(per_query: pd.DataFrame) -> pd.DataFrame:
+    """The per-query rows of one evaluation (the first variant, its first seed): each query once."""
+    if not len(per_query):
+        return per_query
+    rows = per_query[per_query["variant"] == per_query["variant"].iloc[0]]
+    if "seed" in rows.columns and rows["seed"].notna().any():
+        rows = rows[rows["seed"] == rows["seed"].dropna().iloc[0]]
+    return rows
+
+
+def summary(results: Results, per_query: pd.DataFrame, columns: tuple[tuple[str, str], ...],
+            summaries: Mapping[str, intervals.VariantSummary] | None = None) -> Section:
+    """What was compared, on how much data, and the headline table (with intervals when ``summaries``)."""
     first = next(iter(results.values()), {})
     gallery = first.get("timing", {}).get("gallery", "?")
-    counts = (per_query[per_query["variant"] == per_query["variant"].iloc[0]]["num_changes"].value_counts()
-              .sort_index() if len(per_query) else pd.Series(dtype=int))
+    counts = one_run(per_query)["num_changes"].value_counts().sort_index() if len(per_query) else pd.Series(dtype=int)
     queries = ", ".join(f"{n} changing {k} attribute{'s' if k > 1 else ''}" for k, n in counts.items()) or "?"
-    rows = [["variant", *[label for _, label in columns]]]
-    rows += [[v, *[fmt(p["metrics"].get(key)) for key, _ in columns]] for v, p in results.items()]
+    query_set = (first.get("config") or {}).get("queries", "test")
+    if summaries:
+        rows = intervals.headline_rows(summaries, columns)
+    else:
+        rows = [["variant", *[label for _, label in columns]]]
+        rows += [[v, *[fmt(p["metrics"].get(key)) for key, _ in columns]] for v, p in results.items()]
     methods = "; ".join(f"{v} = {DESCRIPTION[v]}" for v in results if v in DESCRIPTION)
+    seeded = [s for s in (summaries or {}).values() if len(s.seeds) > 1]
+    spread = (f" Variants trained with several seeds ({', '.join(f'{s.variant}: {len(s.seeds)}' for s in seeded)}) "
+              "show mean ± standard deviation across seeds; their interval pools the seeds (per query, the mean "
+              "over seeds) and resamples the queries." if seeded else "")
     return Section("summary", "Summary", paragraphs=[
-        f"{len(results)} retrieval methods searched the same gallery of {gallery} images with the same queries "
-        f"({queries}). A query is a hit at k when one of its top k results has exactly the target attributes "
-        "(the query's attributes with the requested ones substituted); NDCG@20 rewards results that match "
-        "many of the target attributes (§5.1). Best value per column in bold."],
+        f"{len(results)} retrieval methods searched the same gallery of {gallery} images with the same "
+        f"{'validation' if query_set == 'val' else 'test'} queries ({queries}). A query is a hit at k when one of "
+        "its top k results has exactly the target attributes (the query's attributes with the requested ones "
+        "substituted); NDCG@20 rewards results that match many of the target attributes (§5.1). Best value per "
+        "column in bold." + (f" In brackets: the 95% bootstrap interval over queries ({stats.DEFAULT_RESAMPLES} "
+                             "resamples)." if summaries and any(s.ci for s in summaries.values()) else "") + spread],
         tables=[Table(rows)],
         notes=[f"{methods}.", "Paper, DARN with a 200,000-image gallery: AMNet top-20 = 0.545 and NDCG@20 = 0.46 "
                "for one attribute; top-20 = 0.464 and NDCG@20 = 0.41 for two attributes."])
+
+
+def differences(diffs: Mapping[str, Mapping[str, stats.Interval]],
+                columns: tuple[tuple[str, str], ...] = METRIC_COLUMNS) -> Section:
+    """Paired differences AMNet − each baseline / ablation, with their 95% paired bootstrap intervals."""
+    rows = intervals.difference_rows(diffs, columns)
+    above = [f"{o} ({', '.join(label for key, label in columns if key in per and per[key].low > 0)})"
+             for o, per in diffs.items() if any(iv.low > 0 for iv in per.values())]
+    below = [f"{o} ({', '.join(label for key, label in columns if key in per and per[key].high < 0)})"
+             for o, per in diffs.items() if any(iv.high < 0 for iv in per.values())]
+    notes = [f"Interval above zero (AMNet better beyond the query-sampling noise): {'; '.join(above) or 'none'}.",
+             f"Interval below zero (AMNet worse): {'; '.join(below) or 'none'}."]
+    return Section("differences", "Paired differences: AMNet − x", paragraphs=[
+        "Per query, AMNet's value (hit within the top k, or NDCG@20) minus the other method's on the same query "
+        "(paired by image, changed attributes and target); the mean difference and its 95% paired bootstrap "
+        f"interval ({stats.DEFAULT_RESAMPLES} resamples of the queries). An interval that excludes zero is a "
+        "difference the query sample supports; one that contains zero is not."],
+        tables=[Table(rows, best=False)], notes=notes)
 
 
 def decision(payload: Mapping[str, Any]) -> Section:
@@ -168,7 +208,8 @@ def attribute_counts(per_query: pd.DataFrame, names: list[str]) -> dict[str, int
     """
     if not len(per_query):
         return {}
-    first = per_query[(per_query["variant"] == per_query["variant"].iloc[0]) & (per_query["num_changes"] == 1)]
+    first = one_run(per_query)
+    first = first[first["num_changes"] == 1]
     counts = pd.Series([int(c) for ch in first["changed"] for c in ch]).value_counts().sort_index()
     return dict(zip(names, counts.tolist(), strict=True)) if len(counts) == len(names) else {}
 

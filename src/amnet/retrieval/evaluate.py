@@ -268,7 +268,8 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
                "gallery_curve": study["accuracy"], "gallery_sizes": study["sizes"],
                "gallery_answerable": study["answerable"], "gallery_curve_present": study["present"],
                "gallery_k": GALLERY_K, "gallery_seed": GALLERY_SEED,
-               "timing": timing, "config": cfgmod.to_dict(cfg)}
+               "timing": timing, "config": cfgmod.to_dict(cfg),
+               "seed": loaded.extra.get("train_config", {}).get("seed")}  # the model's training seed (amnet.report)
     storage.write_text(storage.join(out, METRICS_JSON), json.dumps(payload, indent=2) + "\n")
     extra: dict[str, Any] = {"search_ms_per_query": timing["search_ms_per_query"], "index_kind": index_info["kind"]}
     if index_info["recall_vs_exact"] is not None:

@@ -39,12 +39,15 @@ def run_step(evaluations: list[str], out: str, parent_run_id: str = "", baseline
 def results_note(headline: dict[str, float], decision: dict | None = None) -> str:
     """The parent run's description: the headline table (Markdown) and the registry decision."""
     from amnet.names import METRIC_COLUMNS, VARIANTS
-    from amnet.report.tables import markdown_table, metric_rows
+    from amnet.report.tables import interval_rows, markdown_table
 
-    by_variant = {v: {k: headline[f"{v}_{k}"] for k, _ in METRIC_COLUMNS if f"{v}_{k}" in headline}
-                  for v in VARIANTS}
+    suffixes = ("", "_sd", "_ci_low", "_ci_high")
+    by_variant = {v: {f"{k}{x}": headline[f"{v}_{k}{x}"] for k, _ in METRIC_COLUMNS for x in suffixes
+                      if f"{v}_{k}{x}" in headline} for v in VARIANTS}
     by_variant = {v: m for v, m in by_variant.items() if m}
-    text = "**AMNet pipeline run: results**\n\n" + markdown_table(metric_rows(by_variant))
+    text = "**AMNet pipeline run: results**\n\n" + markdown_table(interval_rows(by_variant))
+    if any(k.endswith("_ci_low") for k in headline):
+        text += "\nIn brackets: 95% bootstrap interval over queries (± = sd across seeds when several).\n"
     if decision and decision.get("version"):
         verdict = "promoted to champion" if decision.get("promoted") else "kept the champion"
         text += f"\nRegistry: {decision.get('model_name', 'amnet')} v{decision['version']} {verdict}.\n"

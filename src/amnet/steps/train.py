@@ -30,11 +30,14 @@ def log_model(out: str):
 
 def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: str = "amnet",
              config: Mapping[str, Any] | None = None, parent_run_id: str = "", progress: bool = True,
-             checkpoint_dir: str = "", processes: int = 1, max_restarts: int = 0) -> dict:
+             checkpoint_dir: str = "", processes: int = 1, max_restarts: int = 0, seed: int = -1) -> dict:
     """Triplet pool + attribute CNN + prototypes -> the ``variant`` model artifact in ``out``; tracked
     with its config, model.pt and the MLflow PyTorch model; resumable state in ``checkpoint_dir``
     (default ``out/checkpoints``). ``processes`` > 1: that many ranks on this machine (one per GPU),
-    started through torchrun's launcher API; rank 0 tracks and writes (``amnet.train.distributed``)."""
+    started through torchrun's launcher API; rank 0 tracks and writes (``amnet.train.distributed``).
+    ``seed`` >= 0: the training seed, over the config's (the pipeline's variants x seeds loop sets it)."""
+    if seed >= 0:
+        config = {**dict(config or {}), "seed": seed}
     if processes > 1 and distributed.world_size() == 1:
         return distributed.launch(run_step, processes, max_restarts, split=split, attr_model=attr_model,
                                   prototypes=prototypes, out=out, variant=variant, config=dict(config or {}),
