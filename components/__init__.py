@@ -15,7 +15,7 @@ from amnet_components.register import register_model
 from amnet_components.report import build_report
 from amnet_components.split import split_dataset
 from amnet_components.tracking import finish_parent_run, link_upstream_runs, start_parent_run
-from amnet_components.train import train_amnet
+from amnet_components.train import train_amnet, train_amnet_trainjob
 
 __all__ = [
     "build_report",
@@ -31,4 +31,5 @@ __all__ = [
     "split_dataset",
     "start_parent_run",
     "train_amnet",
+    "train_amnet_trainjob",
 ]

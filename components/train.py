@@ -1,6 +1,6 @@
 """Train AMNet or one of its ablations on manipulation triplets (§3.2-3.6, Eq. 1-6)."""
 
-from amnet_components.images import GPU_IMAGE
+from amnet_components.images import GPU_IMAGE, PROJECT_IMAGE
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -20,3 +20,21 @@ def train_amnet(split: Input[Dataset], attr_model: Input[Model], prototypes: Inp
                            [split.uri, attr_model.uri, prototypes.uri], config)
     log_results(metrics, run_step(split.path, attr_model.path, prototypes.path, model.path, variant, config,
                                   parent_run_id, checkpoint_dir=state, processes=processes))
+
+
+@dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
+def train_amnet_trainjob(split: Input[Dataset], attr_model: Input[Model], prototypes: Input[Model], variant: str,
+                         config: dict, parent_run_id: str, checkpoint_root: str, run_id: str, cluster: dict,
+                         model: Output[Model], metrics: Output[Metrics]):
+    """The same training as ``train_amnet``, on ``cluster["num_nodes"]`` nodes: submits a Kubeflow Trainer
+    TrainJob (``amnet.steps.train.run_on_nodes``), streams its log, waits; the job writes the model
+    straight to this task's output URI and its resumable state under ``checkpoint_root``."""
+    from amnet.steps.common import checkpoint_dir
+    from amnet.steps.results import log_results
+    from amnet.steps.train import run_on_nodes
+
+    state = checkpoint_dir(checkpoint_root, model.uri, f"train-{variant}", run_id,
+                           [split.uri, attr_model.uri, prototypes.uri], config)
+    log_results(metrics, run_on_nodes(split.uri, attr_model.uri, prototypes.uri, model.uri, variant, config,
+                                      parent_run_id, state, cluster, marker_dir=model.path,
+                                      labels={"amnet.variant": variant}))

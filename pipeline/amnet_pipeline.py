@@ -49,8 +49,9 @@ from amnet_components import (
     split_dataset,
     start_parent_run,
     train_amnet,
+    train_amnet_trainjob,
 )
-from amnet_components.images import PROJECT_IMAGE
+from amnet_components.images import GPU_IMAGE, PROJECT_IMAGE
 from kfp import dsl, kubernetes
 from kfp.dsl import PipelineTask
 
@@ -125,10 +126,14 @@ class CompileOptions:
     gpu_task_memory_limit: str = "32Gi"
     # GPUs of the pretraining and training pods: one torchrun rank per GPU inside the same component
     train_gpus: int = 1
+    # > 1: AMNet training runs as a Kubeflow Trainer TrainJob on that many nodes (train_gpus GPUs each)
+    train_nodes: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.train_gpus, int) or self.train_gpus < 1:
-            raise AmnetError(f"train_gpus must be a whole number >= 1 (got {self.train_gpus!r})")
+        for name in ("train_gpus", "train_nodes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise AmnetError(f"{name} must be a whole number >= 1 (got {value!r})")
         root = self.checkpoint_root
         if root and not (root.startswith("s3://") and len(root) > len("s3://")) and not root.startswith("/"):
             raise AmnetError(f"checkpoint_root {root!r} must be an s3:// prefix (a local folder for kfp.local), "
@@ -152,6 +157,20 @@ class CompileOptions:
         """``{cpu_request, cpu_limit, memory_request, memory_limit}`` of a CPU or an accelerated task."""
         prefix = "gpu_task_" if gpu_task else ""
         return {name: getattr(self, prefix + name) for name in RESOURCE_FIELDS}
+
+    def trainjob_cluster(self) -> dict[str, Any]:
+        """The TrainJob's nodes (``amnet.ops.trainjob.Cluster`` as a mapping): image, nodes, GPUs, the GPU
+        tasks' CPU / memory limits per node, placement, and the same secrets by name and key."""
+        secret_env = [{"env": env, "secret": secret, "key": key, "optional": optional}
+                      for secret, keys, optional in ((self.s3_secret, S3_KEYS, False),
+                                                     (self.s3_secret, S3_OPTIONAL_KEYS, True),
+                                                     (self.mlflow_secret, MLFLOW_KEYS, True))
+                      for key, env in keys.items()]
+        return {"image": GPU_IMAGE if self.use_gpu else PROJECT_IMAGE, "num_nodes": self.train_nodes,
+                "gpus_per_node": self.train_gpus if self.use_gpu else 0, "cpu": self.gpu_task_cpu_limit,
+                "memory": self.gpu_task_memory_limit, "shm_size": self.shm_size, "secret_env": secret_env,
+                "node_selector": dict(self.gpu_node_selector) if self.use_gpu else {},
+                "tolerations": [dict(t) for t in self.gpu_tolerations] if self.use_gpu else []}
 
 
 def build_pipeline(options: CompileOptions | None = None):
@@ -205,11 +224,16 @@ def build_pipeline(options: CompileOptions | None = None):
         Returns the collected evaluations and the register task (its decision goes into the report).
         """
         with dsl.ParallelFor(variants, parallelism=options.parallelism) as variant:
-            model = accelerated(train_amnet(split=split, attr_model=attr_model, prototypes=prototypes,
-                                            variant=variant, config=configs["train"], parent_run_id=parent_run_id,
-                                            checkpoint_root=options.checkpoint_root,
-                                            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, processes=train_processes),
-                                gpus=options.train_gpus)
+            train_args = dict(split=split, attr_model=attr_model, prototypes=prototypes, variant=variant,
+                              config=configs["train"], parent_run_id=parent_run_id,
+                              checkpoint_root=options.checkpoint_root, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+            if options.train_nodes > 1:  # a Kubeflow Trainer TrainJob on many nodes, submitted from a CPU pod
+                model = infra(train_amnet_trainjob(**train_args, cluster=options.trainjob_cluster()))
+                if options.retries:  # a retry submits a new TrainJob, which resumes from the checkpoints
+                    model.set_retry(num_retries=options.retries, backoff_duration="60s", backoff_factor=2.0,
+                                    backoff_max_duration="3600s")
+            else:
+                model = accelerated(train_amnet(**train_args, processes=train_processes), gpus=options.train_gpus)
             features, evaluation = evaluate_model(split, model.outputs["model"], variant, configs, parent_run_id,
                                                   dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         evaluations = dsl.Collected(evaluation.outputs["evaluation"])  # one Collected per consumer (KFP 2.17)

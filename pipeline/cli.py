@@ -56,6 +56,9 @@ def _compile_flags(p: argparse.ArgumentParser) -> None:
                    help="retries of pretrain / train / featurize / reevaluate-champion tasks")
     g.add_argument("--train-gpus", type=int, default=1, metavar="N",
                    help="GPUs of each pretraining / training pod; the step starts one torchrun rank per GPU")
+    g.add_argument("--train-nodes", type=int, default=1, metavar="N",
+                   help="> 1: AMNet training runs as a Kubeflow Trainer TrainJob on N nodes with --train-gpus GPUs "
+                   "each (the cluster needs Kubeflow Trainer and its torch-distributed runtime)")
     g.add_argument("--checkpoint-root", default="", metavar="URI",
                    help="s3:// prefix for resumable training / featurization state, keyed by run and task, so a "
                    "retried task resumes (default: next to the pipeline root of each task's output)")
@@ -119,6 +122,7 @@ def compile_options(args: argparse.Namespace):
         retries=args.retries,
         checkpoint_root=args.checkpoint_root,
         train_gpus=args.train_gpus,
+        train_nodes=args.train_nodes,
         **{prefix + name: getattr(args, prefix + name) for prefix in ("", "gpu_task_") for name in RESOURCE_FIELDS},
     )
 

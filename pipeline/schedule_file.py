@@ -22,7 +22,7 @@ TOP_KEYS = ("name", "description", "experiment", "cron", "no_catchup", "max_conc
 RESOURCE_KEYS = tuple(f"{prefix}{kind}_{end}" for prefix in ("", "gpu_task_") for kind in ("cpu", "memory")
                       for end in ("request", "limit"))
 COMPILE_KEYS = ("no_gpu", "gpu_node_selector", "gpu_tolerations", "retries", "s3_secret", "mlflow_secret",
-                "checkpoint_root", "train_gpus", *RESOURCE_KEYS)
+                "checkpoint_root", "train_gpus", "train_nodes", *RESOURCE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,9 @@ class RecurringRunFile:
             out["no_gpu"] = options["no_gpu"]
         if "retries" in options:
             out["retries"] = options["retries"]
-        if "train_gpus" in options:
-            out["train_gpus"] = options["train_gpus"]
+        for key in ("train_gpus", "train_nodes"):
+            if key in options:
+                out[key] = options[key]
         for key in ("s3_secret", "mlflow_secret", "checkpoint_root", *RESOURCE_KEYS):
             if key in options:
                 out[key] = str(options[key])
@@ -121,9 +122,10 @@ def load_recurring_run(path: str | Path) -> RecurringRunFile:
     retries = options.get("retries", 0)
     _expect(isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0, where,
             "compile.retries must be an integer >= 0")
-    gpus = options.get("train_gpus", 1)
-    _expect(isinstance(gpus, int) and not isinstance(gpus, bool) and gpus >= 1, where,
-            "compile.train_gpus must be an integer >= 1")
+    for key in ("train_gpus", "train_nodes"):
+        count = options.get(key, 1)
+        _expect(isinstance(count, int) and not isinstance(count, bool) and count >= 1, where,
+                f"compile.{key} must be an integer >= 1")
     selector = options.get("gpu_node_selector") or {}
     _expect(isinstance(selector, dict), where, "compile.gpu_node_selector must map node labels to values")
     tolerations = options.get("gpu_tolerations") or []

@@ -131,16 +131,9 @@ def workers(pid: int) -> list[int]:
     return sorted(found)
 
 
-@pytest.mark.slow
-def test_killing_one_rank_mid_epoch_then_rerunning_resumes_every_rank(trained_chain, tmp_path):
-    """SIGKILL rank 1 during epoch 2: the launcher stops the job; the same command resumes both ranks
-    from rank 0's epoch-1 checkpoint and finishes."""
-    out = tmp_path / "model"
-    cmd = [sys.executable, "-P", "-m", "amnet.cli", "step", "train", "--split", str(trained_chain.split),
-           "--attr-model", str(trained_chain.attr), "--prototypes", str(trained_chain.protos), "--out", str(out),
-           "--quiet", "--processes", "2", "--set", "epochs=3", "--set", "steps_per_epoch=60", "--set", "batch_size=8"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "AMNET_"))}
-    state = out / "checkpoints" / "train_state.pt"
+def kill_one_rank_after_the_first_checkpoint(cmd: list[str], state: Path, env: dict[str, str]) -> dict:
+    """Start ``cmd`` (a step with ``--processes 2``), SIGKILL rank 1 as soon as rank 0's epoch-1 checkpoint
+    ``state`` exists, check the launcher stops the job; returns that checkpoint."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
@@ -159,6 +152,20 @@ def test_killing_one_rank_mid_epoch_then_rerunning_resumes_every_rank(trained_ch
     assert proc.returncode != 0
     first = load_payload(str(state))
     assert first["epoch"] == 1, "killed too late (make the epochs longer)"
+    return first
+
+
+@pytest.mark.slow
+def test_killing_one_rank_mid_epoch_then_rerunning_resumes_every_rank(trained_chain, tmp_path):
+    """SIGKILL rank 1 during epoch 2: the launcher stops the job; the same command resumes both ranks
+    from rank 0's epoch-1 checkpoint and finishes."""
+    out = tmp_path / "model"
+    cmd = [sys.executable, "-P", "-m", "amnet.cli", "step", "train", "--split", str(trained_chain.split),
+           "--attr-model", str(trained_chain.attr), "--prototypes", str(trained_chain.protos), "--out", str(out),
+           "--quiet", "--processes", "2", "--set", "epochs=3", "--set", "steps_per_epoch=60", "--set", "batch_size=8"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "AMNET_"))}
+    state = out / "checkpoints" / "train_state.pt"
+    first = kill_one_rank_after_the_first_checkpoint(cmd, state, env)
     assert not (out / "model.pt").exists()
 
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -167,6 +174,44 @@ def test_killing_one_rank_mid_epoch_then_rerunning_resumes_every_rank(trained_ch
     final = load_payload(str(state))
     assert final["epoch"] == 3 and final["history"][0] == first["history"][0]
     assert history(out) == final["history"]
+
+
+@pytest.mark.slow
+def test_killing_one_pretraining_rank_mid_epoch_then_rerunning_resumes(trained_chain, tmp_path):
+    """Pretraining likewise: rank 1 killed during epoch 2, the rerun resumes both ranks at epoch 2."""
+    out = tmp_path / "attr"
+    cmd = [sys.executable, "-P", "-m", "amnet.cli", "step", "pretrain", "--split", str(trained_chain.split),
+           "--out", str(out), "--quiet", "--processes", "2", "--set", "epochs=3", "--set", "batch_size=2",
+           "--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "AMNET_"))}
+    state = out / "checkpoints" / "train_state.pt"
+    first = kill_one_rank_after_the_first_checkpoint(cmd, state, env)
+    assert not (out / "model.pt").exists()
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "1 of 3 epochs done" in rerun.stdout
+    final = load_payload(str(state))
+    assert final["epoch"] == 3 and final["history"][0] == first["history"][0]
+    assert history(out) == final["history"]
+
+
+@pytest.mark.slow
+def test_two_processes_log_one_training_run_to_mlflow(trained_chain, tmp_path, stack_env, monkeypatch):
+    """Tracking on (the session's MLflow server + S3): of two ranks only rank 0 logs, so the experiment
+    holds one training run, FINISHED, with one loss point per epoch and the logged searcher model."""
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "two-ranks")
+    out = tmp_path / "model"
+    train.run_step(str(trained_chain.split), str(trained_chain.attr), str(trained_chain.protos), str(out), "amnet",
+                   {"epochs": 2, "steps_per_epoch": 3, "batch_size": 8}, progress=False, processes=2)
+    experiment = stack_env.get_experiment_by_name("two-ranks")
+    runs = stack_env.search_runs([experiment.experiment_id])
+    assert [r.data.tags.get("amnet.stage") for r in runs] == ["train-amnet"]
+    (run,) = runs
+    assert run.info.status == "FINISHED"
+    # epochs 1 and 2, and the final result at step 0: once each (rank 1 logs nothing)
+    assert sorted(m.step for m in stack_env.get_metric_history(run.info.run_id, "loss")) == [0, 1, 2]
+    assert json.loads((out / "mlflow_run.json").read_text())["run_id"] == run.info.run_id
 
 
 @pytest.mark.slow

@@ -255,6 +255,39 @@ def test_train_gpus_requests_that_many_gpus_and_ranks_on_the_training_tasks(tmp_
     assert all_tasks(no_gpu)["train-amnet"]["inputs"]["parameters"]["processes"]["runtimeValue"]["constant"] == 1
 
 
+def test_train_nodes_makes_training_a_trainjob_submitter(tmp_path: Path):
+    """``--train-nodes 2 --train-gpus 8``: each variant's training is the TrainJob component (a CPU pod that
+    submits a Kubeflow Trainer TrainJob) instead of the in-pod training; its ``cluster`` parameter holds
+    the CUDA image, 2 nodes of 8 GPUs and the secrets by name and key; pretraining stays in one pod."""
+    text = compile_cli(tmp_path / "nodes.yaml", "--train-nodes", "2", "--train-gpus", "8")
+    for value in FAKE_ENV.values():
+        assert value not in text
+    spec, platform = yaml.safe_load_all(text)
+    tasks = all_tasks(spec)
+    names = {base_name(t) for t in tasks}
+    assert "train-amnet-trainjob" in names and "train-amnet" not in names
+    executors = spec["deploymentSpec"]["executors"]
+    submitters = [n for n in executors if base_name(n.removeprefix("exec-")) == "train-amnet-trainjob"]
+    assert submitters
+    for name in submitters:
+        container = executors[name]["container"]
+        assert "accelerator" not in container.get("resources", {}), name  # the GPUs are the TrainJob's
+        assert container["image"] == f"{REGISTRY}/amnet:{amnet.__version__}", name
+        secrets = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][name]["secretAsEnv"]
+        assert {"amnet-s3", "amnet-mlflow"} <= {s["secretName"] for s in secrets}, name
+    trainjob_tasks = [t for n, t in tasks.items() if base_name(n) == "train-amnet-trainjob"]
+    for task in trainjob_tasks:
+        cluster = task["inputs"]["parameters"]["cluster"]["runtimeValue"]["constant"]
+        assert cluster["image"] == f"{REGISTRY}/amnet:{amnet.__version__}-cuda"
+        assert (cluster["num_nodes"], cluster["gpus_per_node"]) == (2, 8)
+        assert {"env": "AWS_SECRET_ACCESS_KEY", "secret": "amnet-s3", "key": "AWS_SECRET_ACCESS_KEY",
+                "optional": False} in cluster["secret_env"]
+        assert all(set(s) == {"env", "secret", "key", "optional"} for s in cluster["secret_env"])
+        assert task["retryPolicy"]["maxRetryCount"] == 3
+    pretrain = [e for n, e in executors.items() if base_name(n.removeprefix("exec-")) == "pretrain-attribute-cnn"]
+    assert pretrain[0]["container"]["resources"]["accelerator"]["resourceCount"] == "8"
+
+
 def test_the_schedule_file_takes_train_gpus(tmp_path: Path):
     from amnet_pipeline.schedule_file import load_recurring_run
 
@@ -264,6 +297,10 @@ def test_the_schedule_file_takes_train_gpus(tmp_path: Path):
     good = tmp_path / "eight.yaml"
     good.write_text(yaml.safe_dump(raw))
     assert load_recurring_run(good).cli_defaults()["train_gpus"] == 8
+    raw["compile"]["train_nodes"] = 4
+    good.write_text(yaml.safe_dump(raw))
+    assert load_recurring_run(good).cli_defaults()["train_nodes"] == 4
+    raw["compile"]["train_nodes"] = 1
     raw["compile"]["train_gpus"] = 0
     bad = tmp_path / "zero.yaml"
     bad.write_text(yaml.safe_dump(raw))

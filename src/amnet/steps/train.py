@@ -52,6 +52,20 @@ def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: st
                        io={"split": split, "attr_model": attr_model, "prototypes": prototypes or "", "out": out})
 
 
+def run_on_nodes(split: str, attr_model: str, prototypes: str, out: str, variant: str,
+                 config: Mapping[str, Any] | None, parent_run_id: str, checkpoint_dir: str,
+                 cluster: Mapping[str, Any], marker_dir: str = "", labels: Mapping[str, str] | None = None) -> dict:
+    """The same training as a Kubeflow Trainer TrainJob on ``cluster["num_nodes"]`` nodes
+    (:func:`amnet.ops.trainjob.train_on_nodes`): every node runs this stage's command under torchrun and
+    writes to ``out`` (a URI the nodes reach: S3). The config is checked here first, so a bad key fails
+    the task before any node is scheduled."""
+    from amnet.ops.trainjob import train_on_nodes
+
+    stage_config(TrainConfig, config, variant=variant)
+    return train_on_nodes(split, attr_model, prototypes, out, variant, config, parent_run_id, checkpoint_dir,
+                          cluster, marker_dir=marker_dir, labels=labels)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("amnet step train", "Train AMNet (or the no_memory / no_ranking baseline) on triplets "
                     "sampled from SPLIT/triplet_pool: L = λ·La + (1−λ)·Lt (Eq. 6), SGD with momentum. "
