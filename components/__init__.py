@@ -8,6 +8,7 @@ one call into :mod:`amnet`, scalar results out as ``Metrics``. No logic lives he
 from amnet_components.evaluate import evaluate_retrieval
 from amnet_components.featurize import featurize_gallery
 from amnet_components.fingerprint import fingerprint_dataset
+from amnet_components.index import build_search_index, plan_featurization
 from amnet_components.pretrain import pretrain_attribute_cnn
 from amnet_components.prototypes import compute_prototypes
 from amnet_components.reevaluate import reevaluate_champion
@@ -19,12 +20,14 @@ from amnet_components.train import train_amnet, train_amnet_trainjob
 
 __all__ = [
     "build_report",
+    "build_search_index",
     "compute_prototypes",
     "evaluate_retrieval",
     "featurize_gallery",
     "fingerprint_dataset",
     "finish_parent_run",
     "link_upstream_runs",
+    "plan_featurization",
     "pretrain_attribute_cnn",
     "reevaluate_champion",
     "register_model",

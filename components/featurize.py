@@ -7,14 +7,13 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def featurize_gallery(split: Input[Dataset], model: Input[Model], variant: str, config: dict, parent_run_id: str,
-                      checkpoint_root: str, run_id: str, features: Output[Dataset], metrics: Output[Metrics]):
-    """Gallery shards + the model of ``variant`` -> fp16 feature shards; finished shards also kept under
+                      checkpoint_root: str, run_id: str, part: dict, features: Output[Dataset],
+                      metrics: Output[Metrics]):
+    """Block ``part`` (``{"group", "groups"}``, from plan-featurization) of the gallery's shards + the model
+    of ``variant`` ("" = the model's own) -> fp16 feature shards; finished shards also kept under
     ``checkpoint_root``, keyed by run (``run_id``, "" for a cacheable task) and task (a retry skips them)."""
-    from amnet.steps.common import checkpoint_dir
-    from amnet.steps.featurize import run_step
+    from amnet.steps.featurize import run_part
     from amnet.steps.results import log_results
 
-    state = checkpoint_dir(checkpoint_root, features.uri, f"featurize-{variant}", run_id, [split.uri, model.uri],
-                           config)
-    log_results(metrics, run_step(split.path, model.path, features.path, config, parent_run_id, variant=variant,
-                                  checkpoint_dir=state))
+    log_results(metrics, run_part(split.path, model.path, features.path, config, parent_run_id, variant, part,
+                                  checkpoint_root, run_id, [split.uri, model.uri], features.uri))

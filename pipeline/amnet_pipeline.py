@@ -7,8 +7,10 @@ Shape::
       exit handler -> finish-parent-run (FINISHED / FAILED)            caching off
         fingerprint-dataset (digest + rows: the data's version)        caching off
         split-dataset(digest) -> pretrain-attribute-cnn -> compute-prototypes   cached unless the data changed
+        plan-featurization (ceil(gallery shards / featurize.shards_per_task) groups)
         if attribute_baseline:  featurize + evaluate the attribute CNN ("attribute_based")
-        for variant in variants:  train-amnet -> featurize-gallery -> evaluate-retrieval
+        for variant in variants:  train-amnet -> for group in plan: featurize-gallery
+                                  -> build-search-index (merged features + index, built once) -> evaluate-retrieval
         reevaluate-champion (GPU: the champion on this split) -> register-model(Collected models/evaluations/
             features)                                                  MLflow registry gate
         build-report(Collected(evaluations) [+ baseline evaluation] + decision)  HTML + Markdown + Metrics
@@ -37,12 +39,14 @@ from typing import Any
 
 from amnet_components import (
     build_report,
+    build_search_index,
     compute_prototypes,
     evaluate_retrieval,
     featurize_gallery,
     fingerprint_dataset,
     finish_parent_run,
     link_upstream_runs,
+    plan_featurization,
     pretrain_attribute_cnn,
     reevaluate_champion,
     register_model,
@@ -111,6 +115,7 @@ class CompileOptions:
     mlflow_secret: str = "amnet-mlflow"
     retries: int = 3  # on pretrain / train / featurize / reevaluate (pre-emptible GPU nodes)
     parallelism: int = 0  # concurrent variants (0 = all at once)
+    featurize_parallelism: int = 0  # concurrent featurization groups per model (0 = all at once)
     shm_size: str = "8Gi"  # /dev/shm for DataLoader workers on GPU tasks
     # where retried tasks find their resumable state ("" = next to the pipeline root of each task's output)
     checkpoint_root: str = ""
@@ -135,6 +140,9 @@ class CompileOptions:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise AmnetError(f"{name} must be a whole number >= 1 (got {value!r})")
         root = self.checkpoint_root
+        if not isinstance(self.featurize_parallelism, int) or self.featurize_parallelism < 0:
+            raise AmnetError(f"featurize_parallelism must be a whole number >= 0 (0 = every group at once); got "
+                             f"{self.featurize_parallelism!r}")
         if root and not (root.startswith("s3://") and len(root) > len("s3://")) and not root.startswith("/"):
             raise AmnetError(f"checkpoint_root {root!r} must be an s3:// prefix (a local folder for kfp.local), "
                              "or empty for the pipeline root of each task's output")
@@ -207,18 +215,28 @@ def build_pipeline(options: CompileOptions | None = None):
                            backoff_max_duration="3600s")
         return task
 
-    def evaluate_model(split, model, variant, configs, parent_run_id, run_id) -> tuple[PipelineTask, PipelineTask]:
-        """featurize(model) -> evaluate(variant); returns both tasks. ``run_id`` keys featurization's
-        resumable state: the KFP run id, or "" for the cacheable attribute baseline."""
-        features = accelerated(featurize_gallery(split=split, model=model, variant=variant,
-                                                 config=configs["featurize"], parent_run_id=parent_run_id,
-                                                 checkpoint_root=options.checkpoint_root, run_id=run_id))
-        evaluation = infra(evaluate_retrieval(split=split, model=model, features=features.outputs["features"],
+    def evaluate_model(split, model, variant, configs, parent_run_id, run_id,
+                       plan) -> tuple[PipelineTask, PipelineTask]:
+        """featurize(model), fanned out over ``plan``'s shard groups -> build-index (merged features + the
+        index, built once) -> evaluate(variant); returns (build-index, evaluate). ``run_id`` keys
+        featurization's resumable state: the KFP run id, or "" for the cacheable attribute baseline.
+
+        Inside the group loop a featurize task gets the variant only as a constant: kfp.local (2.17)
+        resolves an *outer* loop's item inside an inner loop to the inner item, so within the variants
+        loop it passes "" and the task reads the variant from the model."""
+        with dsl.ParallelFor(plan, parallelism=options.featurize_parallelism) as part:
+            groups = accelerated(featurize_gallery(
+                split=split, model=model, variant=variant if isinstance(variant, str) else "",
+                config=configs["featurize"], parent_run_id=parent_run_id, checkpoint_root=options.checkpoint_root,
+                run_id=run_id, part=part))
+        index = infra(build_search_index(features=dsl.Collected(groups.outputs["features"]), split=split, model=model,
+                                         config=configs["evaluate"], parent_run_id=parent_run_id))
+        evaluation = infra(evaluate_retrieval(split=split, model=model, features=index.outputs["index"],
                                               variant=variant, config=configs["evaluate"],
                                               parent_run_id=parent_run_id))
-        return features, evaluation
+        return index, evaluation
 
-    def trained_variants(variants, split, attr_model, prototypes, configs, parent_run_id):
+    def trained_variants(variants, split, attr_model, prototypes, configs, parent_run_id, plan):
         """ParallelFor over variants: train -> featurize -> evaluate; then the registry gate.
 
         Returns the collected evaluations and the register task (its decision goes into the report).
@@ -235,7 +253,7 @@ def build_pipeline(options: CompileOptions | None = None):
             else:
                 model = accelerated(train_amnet(**train_args, processes=train_processes), gpus=options.train_gpus)
             features, evaluation = evaluate_model(split, model.outputs["model"], variant, configs, parent_run_id,
-                                                  dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                                                  dsl.PIPELINE_JOB_ID_PLACEHOLDER, plan)
         evaluations = dsl.Collected(evaluation.outputs["evaluation"])  # one Collected per consumer (KFP 2.17)
         # the champion's featurization (when it was scored on other data) is GPU work: its own task
         rescore = accelerated(reevaluate_champion(split=split, config=configs["register"],
@@ -244,7 +262,7 @@ def build_pipeline(options: CompileOptions | None = None):
         register = infra(register_model(
             models=dsl.Collected(model.outputs["model"]),
             evaluations=dsl.Collected(evaluation.outputs["evaluation"]),
-            features=dsl.Collected(features.outputs["features"]), split=split, config=configs["register"],
+            features=dsl.Collected(features.outputs["index"]), split=split, config=configs["register"],
             featurize_config=configs["featurize"], evaluate_config=configs["evaluate"],
             parent_run_id=parent_run_id, champion=rescore.outputs["champion"])).set_caching_options(False)
         return evaluations, register
@@ -283,12 +301,14 @@ def build_pipeline(options: CompileOptions | None = None):
                                                   parent_run_id=UPSTREAM)).outputs["prototypes"]
             infra(link_upstream_runs(parent_run_id=parent_run_id, split=split, attr_model=attr_model,
                                      prototypes=prototypes)).set_caching_options(False)
-            loop_args = (variants, split, attr_model, prototypes, configs, parent_run_id)
+            # the featurization fan-out: ceil(gallery shards / featurize.shards_per_task) groups, planned once
+            plan = infra(plan_featurization(split=split, config=featurize_config)).output
+            loop_args = (variants, split, attr_model, prototypes, configs, parent_run_id, plan)
             with dsl.If(attribute_baseline == True):  # noqa: E712 (a KFP condition, not a Python test)
                 baseline_features, baseline = evaluate_model(split, attr_model, ATTRIBUTE_BASED, configs, UPSTREAM,
-                                                             UPSTREAM)
+                                                             UPSTREAM, plan)
                 infra(link_upstream_runs(parent_run_id=parent_run_id,
-                                         baseline_features=baseline_features.outputs["features"],
+                                         baseline_features=baseline_features.outputs["index"],
                                          baseline_evaluation=baseline.outputs["evaluation"])).set_caching_options(False)
                 evaluations, register = trained_variants(*loop_args)
                 infra(build_report(evaluations=evaluations, parent_run_id=parent_run_id,

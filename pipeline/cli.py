@@ -59,6 +59,9 @@ def _compile_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-nodes", type=int, default=1, metavar="N",
                    help="> 1: AMNet training runs as a Kubeflow Trainer TrainJob on N nodes with --train-gpus GPUs "
                    "each (the cluster needs Kubeflow Trainer and its torch-distributed runtime)")
+    g.add_argument("--featurize-parallelism", type=int, default=0, metavar="N",
+                   help="at most N featurization tasks of one model at once (0 = every group at once; the run "
+                   "config's featurize.shards_per_task sets how many groups there are)")
     g.add_argument("--checkpoint-root", default="", metavar="URI",
                    help="s3:// prefix for resumable training / featurization state, keyed by run and task, so a "
                    "retried task resumes (default: next to the pipeline root of each task's output)")
@@ -123,6 +126,7 @@ def compile_options(args: argparse.Namespace):
         checkpoint_root=args.checkpoint_root,
         train_gpus=args.train_gpus,
         train_nodes=args.train_nodes,
+        featurize_parallelism=args.featurize_parallelism,
         **{prefix + name: getattr(args, prefix + name) for prefix in ("", "gpu_task_") for name in RESOURCE_FIELDS},
     )
 

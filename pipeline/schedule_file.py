@@ -22,7 +22,7 @@ TOP_KEYS = ("name", "description", "experiment", "cron", "no_catchup", "max_conc
 RESOURCE_KEYS = tuple(f"{prefix}{kind}_{end}" for prefix in ("", "gpu_task_") for kind in ("cpu", "memory")
                       for end in ("request", "limit"))
 COMPILE_KEYS = ("no_gpu", "gpu_node_selector", "gpu_tolerations", "retries", "s3_secret", "mlflow_secret",
-                "checkpoint_root", "train_gpus", "train_nodes", *RESOURCE_KEYS)
+                "checkpoint_root", "train_gpus", "train_nodes", "featurize_parallelism", *RESOURCE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class RecurringRunFile:
             out["no_gpu"] = options["no_gpu"]
         if "retries" in options:
             out["retries"] = options["retries"]
-        for key in ("train_gpus", "train_nodes"):
+        for key in ("train_gpus", "train_nodes", "featurize_parallelism"):
             if key in options:
                 out[key] = options[key]
         for key in ("s3_secret", "mlflow_secret", "checkpoint_root", *RESOURCE_KEYS):
@@ -126,6 +126,9 @@ def load_recurring_run(path: str | Path) -> RecurringRunFile:
         count = options.get(key, 1)
         _expect(isinstance(count, int) and not isinstance(count, bool) and count >= 1, where,
                 f"compile.{key} must be an integer >= 1")
+    parallel = options.get("featurize_parallelism", 0)
+    _expect(isinstance(parallel, int) and not isinstance(parallel, bool) and parallel >= 0, where,
+            "compile.featurize_parallelism must be an integer >= 0")
     selector = options.get("gpu_node_selector") or {}
     _expect(isinstance(selector, dict), where, "compile.gpu_node_selector must map node labels to values")
     tolerations = options.get("gpu_tolerations") or []

@@ -316,3 +316,25 @@ def test_compile_reports_bad_options_in_one_line(tmp_path: Path, capsys):
     assert rc == 2
     assert err.startswith("amnet pipeline compile: error: --gpu-toleration") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_featurization_fans_out_over_the_planned_groups_into_one_index(docs):
+    """Each model's featurization is a ParallelFor over plan-featurization's groups (one GPU task each);
+    one build-search-index task collects them, and evaluation and the registry gate read its output."""
+    spec, _ = docs
+    tasks = all_tasks(spec)
+    loops = {name: c for name, c in spec["components"].items()
+             if any(base_name(t) == "featurize-gallery" for t in c.get("dag", {}).get("tasks", {}))}
+    # the attribute baseline's, and the trained variants' in both branches of the baseline condition
+    assert len(loops) == 3, sorted(loops)
+    for name in loops:
+        owner = next(t for t in tasks.values() if t.get("componentRef", {}).get("name") == name)
+        assert owner["parameterIterator"]["items"]["inputParameter"].endswith("plan-featurization-Output"), owner
+    indexes = {n: t for n, t in tasks.items() if base_name(n) == "build-search-index"}
+    assert len(indexes) == 3
+    for task in indexes.values():
+        assert task["inputs"]["artifacts"]["features"]["taskOutputArtifact"]["producerTask"].startswith("for-loop")
+    for name, task in tasks.items():
+        if base_name(name) == "evaluate-retrieval":
+            features = task["inputs"]["artifacts"]["features"]["taskOutputArtifact"]
+            assert base_name(features["producerTask"]) == "build-search-index", (name, features)

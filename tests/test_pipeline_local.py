@@ -26,6 +26,9 @@ TINY = {"split_config": {"per_value": 10, "gallery_size": 300, "num_queries": 40
         "pretrain_config": {"epochs": 1}, "train_config": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 8},
         # a key set in the run config reaches its stage: evaluate records the index it was told to use
         "evaluate_config": {"index": "ivf"}}
+# the featurization fan-out: a 300-image gallery in 3 shards, 2 shards per task -> 2 groups per model
+FANNED = {**TINY, "split_config": {**TINY["split_config"], "shard_size": 100},
+          "featurize_config": {"shards_per_task": 2}}
 
 
 
@@ -82,7 +85,7 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     for name, value in PLANTED.items():
         monkeypatch.setenv(name, value)
 
-    params = {**TINY, "dataset_uri": tiny_dataset(tmp_path), "variants": ["amnet", "no_memory"],
+    params = {**FANNED, "dataset_uri": tiny_dataset(tmp_path), "variants": ["amnet", "no_memory"],
               "attribute_baseline": True, "experiment": "pipeline-local-ok"}
     times: dict[str, str] = {}
     run_dir = run_pipeline(params, tmp_path / "work", cache=False, times=times)
@@ -97,9 +100,18 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     assert set(rows) == {"amnet", "no_memory", "attribute_based"}
     for variant, cells in rows.items():
         assert len(cells) == 8 and all(0.0 <= float(c) <= 1.0 for c in cells), (variant, cells)
-    indexes = [json.loads(f.read_text())["timing"]["index"]["kind"]
+    indexes = [json.loads(f.read_text())["timing"]["index"]
                for f in run_dir.glob("**/evaluate-retrieval*/evaluation/metrics.json")]
-    assert sorted(indexes) == ["attribute_rule", "ivf", "ivf"], indexes  # auto would pick exact for a 300-image gallery
+    # auto would pick exact for a 300-image gallery; the trained variants search the stored index
+    assert sorted(i["kind"] for i in indexes) == ["attribute_rule", "ivf", "ivf"], indexes
+    assert [i["stored"] for i in indexes if i["kind"] == "ivf"] == [True, True], indexes
+    # fan-out: 2 featurization groups per model (3 models), each a block of the 3 gallery shards; one
+    # build-index per model merges them (all 300 images) and stores the index with its recall
+    parts = [json.loads(f.read_text()) for f in run_dir.glob("**/featurize-gallery*/features/features.json")]
+    assert sorted((p["group"], p["groups"], p["count"]) for p in parts) == [(0, 2, 200)] * 3 + [(1, 2, 100)] * 3
+    built = [json.loads(f.read_text()) for f in run_dir.glob("**/build-search-index*/index/index.json")]
+    assert len(built) == 3 and all(b["count"] == 300 for b in built), built
+    assert sorted(b["kind"] for b in built) == ["ivf"] * 3 and all(0 < b["recall_at_20"] <= 1 for b in built)
     logs = {p.name for p in (run_dir / "logs").glob("*.log")}
     assert {"split-dataset.log", "train-amnet.log", "train-amnet_2.log", "build-report.log"} <= logs, logs
     (report,) = run_dir.glob("build-report*/report")
@@ -112,10 +124,12 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     children = stack_env.search_runs([parent.info.experiment_id],
                                      f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     stages = {run.data.tags.get("amnet.stage") for run in children}
-    assert {"train-amnet", "train-no_memory", "featurize-amnet", "evaluate-amnet", "evaluate-no_memory"} <= stages
+    assert {"train-amnet", "train-no_memory", "featurize-amnet-1of2", "featurize-amnet-2of2", "index-amnet",
+            "evaluate-amnet", "evaluate-no_memory"} <= stages
     # cacheable upstream stages get no parent run id (it would defeat KFP caching); made in this pipeline
     # run (cache=False), link-upstream-runs moves their own runs under the pipeline run: no link runs
-    assert {"split", "pretrain", "prototypes", "featurize-attribute_based", "evaluate-attribute_based"} <= stages
+    # (the baseline's featurization groups stay standalone runs; its index run, which merged them, is linked)
+    assert {"split", "pretrain", "prototypes", "index-attribute_cnn", "evaluate-attribute_based"} <= stages
     assert not [run for run in children if run.data.tags.get("amnet.role") == "link"]
     (train_run,) = [r for r in children if r.data.tags.get("amnet.stage") == "train-amnet"]
     assert train_run.data.params["lam"] == "0.2" and train_run.data.params["margin"] == "0.5"

@@ -232,3 +232,28 @@ def test_load_from_the_model_registry(tiny, searcher, monkeypatch, mlflow_server
         Searcher.load(f"models:/{name}@no-such-alias")
     with pytest.raises(AmnetError, match="expected models:/NAME@ALIAS"):
         Searcher.load("models:/just-a-name")
+
+
+def test_fanned_out_features_merge_into_one_index_that_search_and_evaluation_load(tiny, searcher):
+    """`featurize --group/--groups` + `amnet step index` (the pipeline's fan-out, by hand): the merged
+    artifact's stored index is what the searcher and evaluation use; nobody rebuilds it."""
+    split, model = str(tiny / "split"), str(tiny / "model")
+    parts = [str(tiny / f"part{g}") for g in range(2)]
+    for g, part in enumerate(parts):
+        assert main(["step", "featurize", "--split", split, "--model", model, "--out", part, "--quiet",
+                     "--group", str(g), "--groups", "2"]) == 0
+    merged = str(tiny / "merged")
+    assert main(["step", "index", "--features", *parts, "--split", split, "--model", model, "--out", merged,
+                 "--set", "index=pq"]) == 0  # auto would pick exact for 150 images
+    index_meta = json.loads((tiny / "merged" / "index.json").read_text())
+    assert index_meta["kind"] == "pq" and index_meta["count"] == len(searcher.ids) == 150
+    assert 0.9 <= index_meta["recall_at_20"] <= 1.0  # measured on the split's manipulated queries
+    stored = Searcher.load(model=model, features=merged, gallery=split)
+    assert stored.index.kind == "pq" and sorted(stored.ids) == sorted(searcher.ids)
+    query = searcher.ids[3]
+    a, b = searcher.search(query, {"fit": "slim"}, k=5), stored.search(query, {"fit": "slim"}, k=5)
+    assert [r.image_id for r in a] == [r.image_id for r in b]  # re-ranked exactly: same top 5
+    assert main(["step", "evaluate", "--split", split, "--model", model, "--features", merged,
+                 "--out", str(tiny / "eval-merged"), "--quiet", "--set", "index=pq"]) == 0
+    timing = json.loads((tiny / "eval-merged" / "metrics.json").read_text())["timing"]
+    assert timing["index"]["stored"] is True and timing["index"]["build"]["kind"] == "pq"

@@ -30,6 +30,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("step", "prototypes"): ("amnet.steps.prototypes:main", "average features per attribute value -> memory"),
     ("step", "train"): ("amnet.steps.train:main", "train AMNet or a baseline on triplets (Eq. 1-6)"),
     ("step", "featurize"): ("amnet.steps.featurize:main", "gallery images -> fp16 feature shards"),
+    ("step", "index"): ("amnet.steps.index:main", "merge feature shards, build the search index once"),
     ("step", "evaluate"): ("amnet.steps.evaluate:main", "manipulated queries -> top-k accuracy, NDCG@k"),
     ("step", "reevaluate"): ("amnet.steps.reevaluate:main", "score the current champion on this split's data"),
     ("step", "register"): ("amnet.steps.register:main", "MLflow registry: challenger, champion only if it is better"),

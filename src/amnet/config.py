@@ -134,10 +134,15 @@ class FeaturizeConfig:
     # pil (the decoder training and evaluation use) | torchvision (decode_jpeg on the model's device:
     # nvJPEG on a GPU; pixels differ slightly from pil, so use it for queries too when searching)
     decoder: str = "pil"
+    # gallery shards per featurization task: the pipeline fans the gallery out over ceil(shards / this)
+    # tasks (one GPU each) and one build-index task merges them (0 = every shard in one task)
+    shards_per_task: int = 0
 
     def validate(self) -> None:
         _positive("batch_size", self.batch_size)
         _choice("precision", self.precision, PRECISIONS)
+        if self.shards_per_task < 0:
+            raise ConfigError(f"shards_per_task must be >= 0 (0 = one featurization task); got {self.shards_per_task}")
         _choice("decoder", self.decoder, ("pil", "torchvision"))
         if self.decode_workers < 0:
             raise ConfigError(f"decode_workers must be >= 0 (0 = automatic); got {self.decode_workers}")

@@ -106,6 +106,23 @@ def list_shards(prefix: str) -> list[str]:
     return uris
 
 
+def shard_groups(prefix: str, shards_per_task: int) -> list[dict[str, int]]:
+    """A fan-out over the shards under ``prefix``: ``[{"group": g, "groups": G}, ...]`` with
+    G = ceil(shards / ``shards_per_task``) (one group when ``shards_per_task`` is 0)."""
+    count = len(list_shards(prefix))
+    groups = 1 if shards_per_task <= 0 else max(1, -(-count // shards_per_task))
+    return [{"group": g, "groups": groups} for g in range(groups)]
+
+
+def group_shards(uris: list[str], group: int, groups: int) -> list[str]:
+    """The contiguous block of ``uris`` that task ``group`` of ``groups`` takes (every block but the
+    last of equal size)."""
+    if not 0 <= group < groups:
+        raise AmnetError(f"shard group {group} is outside 0..{groups - 1}")
+    per = -(-len(uris) // groups)
+    return uris[group * per : (group + 1) * per]
+
+
 def iter_shards(prefix: str, columns: list[str] | None = None) -> Iterator[tuple[str, pd.DataFrame]]:
     """Yield (uri, frame) shard by shard so memory does not grow with the dataset."""
     for uri in list_shards(prefix):

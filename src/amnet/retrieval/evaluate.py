@@ -185,6 +185,22 @@ def featurize_timing(features: str) -> dict[str, Any]:
     return {key: meta.get(key) for key in ("count", "seconds", "images_per_s", "device", "precision")}
 
 
+def stored_index(features: str, kind: str, n: int) -> tuple[Index, dict] | None:
+    """The index the build-index stage stored with ``features`` (and its ``index.json``) when it is the
+    kind ``kind`` resolves to for ``n`` vectors and holds them all in feature-artifact order; else None
+    (the caller builds one)."""
+    from amnet.retrieval.feature_index import has_index, load_feature_index
+    from amnet.retrieval.index import resolve_kind
+
+    if not has_index(features):
+        return None
+    index, _, meta = load_feature_index(features)
+    wanted = resolve_kind(kind, n)
+    if index.ntotal != n or (meta.get("kind") != wanted and not (wanted == "pq" and n < 16)):
+        return None
+    return index, meta
+
+
 def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateConfig, progress: bool = True) -> dict:
     """Evaluate one variant: ``metrics.json``, ``per_query.parquet`` and ``examples.parquet`` in ``out``.
 
@@ -222,10 +238,15 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
         for i, ch in enumerate(queries["changed"]):
             pred_target[i, list(ch)] = targets[i, list(ch)]
     search_start = time.perf_counter()
-    index = None if cfg.variant == "attribute_based" else build_index(gallery_x, cfg.index)
+    index, stored = None, stored_index(features, cfg.index, len(gallery_x))
+    if cfg.variant != "attribute_based":
+        index = stored[0] if stored else build_index(gallery_x, cfg.index)
     ranked = rank_gallery(cfg.variant, q, gallery_x, gallery_pred, pred_target, depth, index or cfg.index)
     search_s, manipulate_s = time.perf_counter() - search_start, search_start - manipulate_start
     index_info = index_record(cfg.variant, cfg.index, index, q, gallery_x)
+    index_info["stored"] = bool(stored)
+    if stored and index is not None:
+        index_info["build"] = stored[1]
     gallery_labels = label_matrix(gallery["labels"], m)
     result_labels = gallery_labels[ranked]  # (N, K, M)
     hits = metrics.exact_match(result_labels, targets)  # (N, K)

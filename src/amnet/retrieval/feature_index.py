@@ -1,5 +1,11 @@
-"""One search index built from a feature artifact's shards and stored as an artifact (issue 16 part 3,
-library side; not wired into the pipeline yet).
+"""One search index built from a feature artifact's shards and stored as an artifact: the pipeline's
+build-index stage (after the featurization fan-out); evaluation, the registry gate's servable model
+and the searcher load it instead of building their own.
+
+:func:`merge_parts` first gathers the feature shards of the fan-out's tasks into one feature artifact
+(streaming, one shard at a time), so the artifact that carries the index is also a complete feature
+artifact: every consumer of features keeps working on it, and it is self-contained (the servable
+model and the searcher take one folder).
 
 :func:`build_feature_index` reads the fp16 ``feature`` column shard by shard: the exact index below
 :data:`~amnet.retrieval.index.AUTO_THRESHOLD` vectors, the compressed one (PQ fast-scan + exact
@@ -33,7 +39,9 @@ from amnet.retrieval.featurize import decode_features
 from amnet.retrieval.index import (
     ExactIndex,
     Index,
+    IVFIndex,
     PQRefineIndex,
+    default_nlist,
     load_index,
     recall_at_k,
     resolve_kind,
@@ -69,7 +77,7 @@ def build_feature_index(features: str, out: str, kind: str = "auto", queries: np
                         train_sample: int = TRAIN_SAMPLE, seed: int = 0) -> dict:
     """Build the search index of the feature artifact ``features`` into ``out``; returns ``index.json``.
 
-    ``kind``: "exact", "pq" or "auto" (exact below 50k vectors, else pq). Row i of the index is row i
+    ``kind``: "exact", "pq", "ivf" or "auto" (exact below 50k vectors, else pq). Row i of the index is row i
     of the shards in shard order (``image_ids.parquet`` names it).
     """
     start = time.perf_counter()
@@ -80,15 +88,16 @@ def build_feature_index(features: str, out: str, kind: str = "auto", queries: np
     total = sum(counts)
     if total == 0:
         raise AmnetError(f"{features}: no feature vectors to index; featurize a non-empty gallery first")
-    chosen = resolve_kind(kind, total)
-    if chosen not in ("exact", "pq"):
-        raise AmnetError(f"build_feature_index: kind must be exact, pq or auto (got {kind!r})")
+    try:
+        chosen = resolve_kind(kind, total)
+    except ValueError as exc:
+        raise AmnetError(f"build_feature_index: {exc}") from None
     index: Index = ExactIndex(dim)
     sample = 0
-    if chosen == "pq" and total >= 16:
+    if (chosen == "pq" and total >= 16) or chosen == "ivf":
         train = _train_sample(uris, counts, dim, train_sample, seed)
         sample = len(train)
-        index = PQRefineIndex(dim)
+        index = PQRefineIndex(dim) if chosen == "pq" else IVFIndex(dim, nlist=min(default_nlist(total), sample))
         index.faiss_index.train(np.ascontiguousarray(train, dtype=np.float32))
         del train
     ids: list[pa.Array] = []
@@ -112,6 +121,45 @@ def build_feature_index(features: str, out: str, kind: str = "auto", queries: np
     }
     storage.write_text(storage.join(out, INDEX_JSON), json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def merge_parts(parts: list[str], out: str) -> dict:
+    """Copy the feature shards of ``parts`` (feature artifacts of one model, e.g. the fan-out's groups)
+    into ``out`` and write one ``features.json`` for all of them; returns it.
+
+    ``seconds`` is the parts' summed task time, ``wall_seconds`` the longest part (they ran in parallel).
+    """
+    if not parts:
+        raise AmnetError("no feature artifacts to merge; featurize the gallery first")
+    metas = [json.loads(storage.read_text(storage.join(p, FEATURES_JSON))) for p in parts]
+    for key in ("dim", "kind", "variant", "precision", "dtype"):
+        values = {str(m.get(key)) for m in metas}
+        if len(values) > 1:
+            raise AmnetError(f"feature artifacts disagree on {key} ({sorted(values)}): {parts}; merge only the "
+                             "groups of one featurization")
+    names: dict[str, str] = {}
+    for part in parts:
+        for uri in shards.list_shards(part) if storage.list_files(part, ".parquet") else []:
+            name = uri.replace("\\", "/").rsplit("/", 1)[-1]
+            if name in names:
+                raise AmnetError(f"shard {name} is in both {names[name]} and {part}; the groups overlap")
+            names[name] = part
+            storage.write_bytes(storage.join(out, name), storage.read_bytes(uri))
+    count = sum(int(m.get("count", 0)) for m in metas)
+    seconds = sum(float(m.get("seconds", 0.0)) for m in metas)
+    merged = {**{k: v for k, v in metas[0].items() if k not in ("group", "groups", "skipped_shards")},
+              "count": count, "shards": len(names), "seconds": round(seconds, 2),
+              "wall_seconds": max(float(m.get("seconds", 0.0)) for m in metas),
+              "images_per_s": round(count / max(seconds, 1e-9), 1),
+              "parts": [{k: m.get(k) for k in ("group", "count", "seconds", "images_per_s", "device")}
+                        for m in metas]}
+    storage.write_text(storage.join(out, FEATURES_JSON), json.dumps(merged, indent=2) + "\n")
+    return merged
+
+
+def has_index(features: str) -> bool:
+    """Whether the feature artifact ``features`` carries a stored index (the build-index stage's output)."""
+    return storage.exists(storage.join(features, INDEX_JSON)) and storage.exists(storage.join(features, INDEX_FILE))
 
 
 def build_exact(uris: list[str], dim: int) -> Index:

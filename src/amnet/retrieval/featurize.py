@@ -91,16 +91,18 @@ def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, devi
 
 
 def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progress: bool = True,
-                  checkpoint_dir: str = "") -> dict:
+                  checkpoint_dir: str = "", group: int = 0, groups: int = 1) -> dict:
     """Featurize ``split/gallery`` shard by shard into ``out``; a shard already in ``out`` is skipped.
 
-    With ``checkpoint_dir`` (the pipeline's per-run-and-task prefix, outside the output artifact) each
-    finished shard is also kept there, so a retried task that starts with a fresh ``out`` copies the
-    shards done before instead of featurizing them again."""
+    With ``groups`` > 1 only block ``group`` of the gallery's shards
+    (:func:`amnet.data.shards.group_shards`): one task of the pipeline's fan-out; the build-index stage
+    merges the blocks. With ``checkpoint_dir`` (the pipeline's per-run-and-task prefix, outside the
+    output artifact) each finished shard is also kept there, so a retried task that starts with a fresh
+    ``out`` copies the shards done before instead of featurizing them again."""
     start = time.perf_counter()
     device = pick_device()
     loaded = load_model(model, device)
-    sources = shards.list_shards(storage.join(split, "gallery"))
+    sources = shards.group_shards(shards.list_shards(storage.join(split, "gallery")), group, groups)
     count, skipped = 0, 0
     for uri in tqdm(sources, desc=f"featurize ({loaded.variant})", disable=not progress):
         name = posixpath.basename(uri.replace("\\", "/"))
@@ -123,7 +125,7 @@ def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progre
         "variant": loaded.variant, "shards": len(sources), "skipped_shards": skipped,
         "seconds": round(seconds, 2), "images_per_s": round(count / max(seconds, 1e-9), 1),
         "device": str(device), "precision": InferenceMode.choose(device, cfg.precision).precision,
-        "config": cfgmod.to_dict(cfg),
+        "config": cfgmod.to_dict(cfg), "group": group, "groups": groups,
     }
     storage.write_text(storage.join(out, FEATURES_JSON), json.dumps(meta, indent=2) + "\n")
     return {k: meta[k] for k in ("count", "dim", "seconds", "images_per_s", "skipped_shards")}

@@ -38,6 +38,7 @@ from amnet.errors import AmnetError
 from amnet.model_store import LoadedModel, load_model
 from amnet.models.memory import make_indicator
 from amnet.names import FEATURES_JSON, MISSING
+from amnet.retrieval.feature_index import has_index, load_feature_index
 from amnet.retrieval.featurize import decode_features, featurize_frame, load_features
 from amnet.retrieval.index import Index, build_index
 from amnet.runtime import inference_setup
@@ -111,7 +112,7 @@ class Searcher:
 
     def __init__(self, loaded: LoadedModel, ids: list[str], labels: np.ndarray, features: np.ndarray,
                  images: dict[str, bytes] | None = None, source: str = "", max_pixels: int = MAX_PIXELS,
-                 device: torch.device | str = "cpu", index: str = "auto", precision: str = "fp32") -> None:
+                 device: torch.device | str = "cpu", index: str | Index = "auto", precision: str = "fp32") -> None:
         _require_amnet(loaded, source)
         if len(ids) == 0:
             raise AmnetError(f"{source or 'gallery'}: the gallery is empty")
@@ -126,9 +127,12 @@ class Searcher:
         # queries at the gallery features' precision (features.json "precision"): both sides must match
         self.mode = inference_setup(loaded.model, self.device, precision)
         self.row = {image_id: i for i, image_id in enumerate(self.ids)}
-        # exact below 50k gallery images, PQ fast-scan + exact re-ranking above (amnet.retrieval.index);
-        # self.index.kind says
-        self.index: Index = build_index(features, index)
+        # exact below 50k gallery images, PQ fast-scan + exact re-ranking above (amnet.retrieval.index), or
+        # the index the pipeline's build-index stage stored with the features; self.index.kind says
+        if not isinstance(index, str) and index.ntotal != len(self.ids):
+            raise AmnetError(f"{source or 'gallery'}: the stored index holds {index.ntotal} vectors, the gallery "
+                             f"{len(self.ids)}; rebuild it with `amnet step index`")
+        self.index: Index = build_index(features, index) if isinstance(index, str) else index
 
     # ------------------------------------------------------------------------------------ loading
 
@@ -162,6 +166,7 @@ class Searcher:
               device: torch.device | str, max_pixels: int) -> Searcher:
         """A searcher of ``loaded`` over ``features`` and / or ``gallery`` (read into memory here)."""
         source = label
+        index: str | Index = "auto"
         _require_amnet(loaded, label)
         loaded.model.to(device).eval()
         if not features and not gallery:
@@ -173,6 +178,8 @@ class Searcher:
             _check_pair(loaded, meta, features)
             precision = str(meta.get("precision") or "fp32")
             df, matrix = load_features(features)
+            if has_index(features):  # built once by the pipeline's build-index stage: not rebuilt here
+                index = load_feature_index(features)[0]
         else:
             assert frame is not None
             precision = FeaturizeConfig().precision  # featurized now, at the default precision
@@ -187,7 +194,7 @@ class Searcher:
                                  "the features were computed from")
         labels = _labels_matrix(df["labels"], loaded.vocab.num_attributes)
         return cls(loaded, list(df["image_id"].astype(str)), labels, matrix, images, label, max_pixels, device,
-                   precision=precision)
+                   index=index, precision=precision)
 
     # ---------------------------------------------------------------------------------- accessors
 

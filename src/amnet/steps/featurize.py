@@ -12,16 +12,37 @@ from amnet.steps.common import add_checkpoint_flag, base_parser, cli_config, pri
 
 
 def run_step(split: str, model: str, out: str, config: Mapping[str, Any] | None = None, parent_run_id: str = "",
-             variant: str = "", progress: bool = True, checkpoint_dir: str = "") -> dict:
+             variant: str = "", progress: bool = True, checkpoint_dir: str = "", group: int = 0,
+             groups: int = 1, attach: bool | None = None) -> dict:
     """Gallery shards + a model -> fp16 feature shards in ``out``; tracked as ``featurize-<variant>``
     (``variant`` "" = the model's own: amnet, no_memory, no_ranking or attribute_cnn); finished shards
-    also kept in ``checkpoint_dir`` when given, for a retry with a fresh ``out``."""
+    also kept in ``checkpoint_dir`` when given, for a retry with a fresh ``out``. ``group`` of ``groups``:
+    one block of the gallery's shards (the pipeline's fan-out). ``attach`` (default: when ``groups`` is 1)
+    attaches the features to the model's servable MLflow model; the pipeline leaves that to build-index,
+    which sees the whole gallery and its index."""
     cfg = stage_config(FeaturizeConfig, config)
     variant = variant or model_variant(model)
-    return run_tracked(f"featurize-{variant}", cfg,
-                       lambda log: run_featurize(split, model, out, cfg, progress, checkpoint_dir),
-                       parent_run_id, {"amnet.variant": variant}, after=attach_gallery(split, model, out),
+    name = f"featurize-{variant}" if groups == 1 else f"featurize-{variant}-{group + 1}of{groups}"
+    return run_tracked(name, cfg,
+                       lambda log: run_featurize(split, model, out, cfg, progress, checkpoint_dir, group, groups),
+                       parent_run_id, {"amnet.variant": variant},
+                       after=attach_gallery(split, model, out) if (groups == 1 if attach is None else attach) else None,
                        io={"split": split, "model": model, "out": out}, system_metrics=True)
+
+
+def run_part(split: str, model: str, out: str, config: Mapping[str, Any] | None, parent_run_id: str, variant: str,
+             part: Mapping[str, Any], checkpoint_root: str, run_id: str, uris: list[str], out_uri: str) -> dict:
+    """One task of the pipeline's featurization fan-out: block ``part`` (``{"group", "groups"}`` from
+    :func:`amnet.steps.index.plan`) of the gallery, resumable under ``checkpoint_root`` (keyed by run,
+    task and the input ``uris``); ``variant`` "" = the model's own. The gallery is attached to the
+    servable model later, by build-index."""
+    from amnet.steps.common import checkpoint_dir
+
+    variant = variant or model_variant(model)
+    group, groups = int(part.get("group", 0)), int(part.get("groups", 1))  # KFP hands JSON numbers as floats
+    state = checkpoint_dir(checkpoint_root, out_uri, f"featurize-{variant}-{group}-{groups}", run_id, uris, config)
+    return run_step(split, model, out, config, parent_run_id, variant=variant, checkpoint_dir=state, group=group,
+                    groups=groups, attach=False)
 
 
 def attach_gallery(split: str, model: str, out: str):
@@ -47,9 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="output of `amnet step train` or `pretrain`")
     p.add_argument("--out", required=True, help="folder for feature shards + features.json")
     add_checkpoint_flag(p, "also keep finished shards here; a rerun into a fresh --out copies them")
+    p.add_argument("--group", type=int, default=0, help="featurize only block GROUP (0-based) of --groups")
+    p.add_argument("--groups", type=int, default=1,
+                   help="split the gallery's shards into this many contiguous blocks (merge them with "
+                   "`amnet step index`)")
     args = p.parse_args(argv)
     print_result(run_step(args.split, args.model, args.out, cli_config(FeaturizeConfig, args), args.parent_run_id,
-                          progress=not args.quiet, checkpoint_dir=args.checkpoint_dir))
+                          progress=not args.quiet, checkpoint_dir=args.checkpoint_dir, group=args.group,
+                          groups=args.groups))
     return 0
 
 
