@@ -15,7 +15,7 @@ from amnet_components.reevaluate import reevaluate_champion
 from amnet_components.register import register_model
 from amnet_components.report import build_report
 from amnet_components.split import split_dataset
-from amnet_components.tracking import finish_parent_run, link_upstream_runs, start_parent_run
+from amnet_components.tracking import expand_variants, finish_parent_run, link_upstream_runs, start_parent_run
 from amnet_components.train import train_amnet, train_amnet_trainjob
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "build_search_index",
     "compute_prototypes",
     "evaluate_retrieval",
+    "expand_variants",
     "featurize_gallery",
     "fingerprint_dataset",
     "finish_parent_run",

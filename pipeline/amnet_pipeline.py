@@ -9,7 +9,7 @@ Shape::
         split-dataset(digest) -> pretrain-attribute-cnn -> compute-prototypes   cached unless the data changed
         plan-featurization (ceil(gallery shards / featurize.shards_per_task) groups)
         if attribute_baseline:  featurize + evaluate the attribute CNN ("attribute_based")
-        for variant in variants:  train-amnet -> for group in plan: featurize-gallery
+        for (variant, seed) in expand-variants(variants, seeds):  train-amnet -> for group in plan: featurize-gallery
                                   -> build-search-index (merged features + index, built once) -> evaluate-retrieval
         reevaluate-champion (GPU: the champion on this split) -> register-model(Collected models/evaluations/
             features)                                                  MLflow registry gate
@@ -42,6 +42,7 @@ from amnet_components import (
     build_search_index,
     compute_prototypes,
     evaluate_retrieval,
+    expand_variants,
     featurize_gallery,
     fingerprint_dataset,
     finish_parent_run,
@@ -237,14 +238,17 @@ def build_pipeline(options: CompileOptions | None = None):
         return index, evaluation
 
     def trained_variants(variants, split, attr_model, prototypes, configs, parent_run_id, plan):
-        """ParallelFor over variants: train -> featurize -> evaluate; then the registry gate.
+        """ParallelFor over variants x seeds (``variants``: expand-variants' items): train -> featurize ->
+        evaluate; then the registry gate.
 
         Returns the collected evaluations and the register task (its decision goes into the report).
         """
-        with dsl.ParallelFor(variants, parallelism=options.parallelism) as variant:
+        with dsl.ParallelFor(variants, parallelism=options.parallelism) as item:  # {"variant", "seed"} items
+            variant = item.variant
             train_args = dict(split=split, attr_model=attr_model, prototypes=prototypes, variant=variant,
                               config=configs["train"], parent_run_id=parent_run_id,
-                              checkpoint_root=options.checkpoint_root, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                              checkpoint_root=options.checkpoint_root, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                              seed=item.seed)
             if options.train_nodes > 1:  # a Kubeflow Trainer TrainJob on many nodes, submitted from a CPU pod
                 model = infra(train_amnet_trainjob(**train_args, cluster=options.trainjob_cluster()))
                 if options.retries:  # a retry submits a new TrainJob, which resumes from the checkpoints
@@ -272,6 +276,7 @@ def build_pipeline(options: CompileOptions | None = None):
         parent_run_id: str,
         dataset_uri: str,
         variants: list,
+        seeds: int,
         attribute_baseline: bool,
         split_config: dict,
         pretrain_config: dict,
@@ -303,7 +308,9 @@ def build_pipeline(options: CompileOptions | None = None):
                                      prototypes=prototypes)).set_caching_options(False)
             # the featurization fan-out: ceil(gallery shards / featurize.shards_per_task) groups, planned once
             plan = infra(plan_featurization(split=split, config=featurize_config)).output
-            loop_args = (variants, split, attr_model, prototypes, configs, parent_run_id, plan)
+            # variants x training seeds: [{"variant": "amnet", "seed": 0}, ...] (seeds = 1: one per variant)
+            items = infra(expand_variants(variants=variants, seeds=seeds, train_config=train_config)).output
+            loop_args = (items, split, attr_model, prototypes, configs, parent_run_id, plan)
             with dsl.If(attribute_baseline == True):  # noqa: E712 (a KFP condition, not a Python test)
                 baseline_features, baseline = evaluate_model(split, attr_model, ATTRIBUTE_BASED, configs, UPSTREAM,
                                                              UPSTREAM, plan)
@@ -327,6 +334,7 @@ def build_pipeline(options: CompileOptions | None = None):
     def amnet_pipeline(
         dataset_uri: str,
         variants: list = list(TRAINED_VARIANTS),  # noqa: B006, B008 (KFP reads the default; never mutated)
+        seeds: int = 1,  # training seeds per variant (train.seed, train.seed + 1, ...): mean ± sd in the report
         attribute_baseline: bool = True,
         experiment: str = "amnet",
         split_config: dict = {},  # noqa: B006 (each: that stage's config keys; {} = the dataclass defaults)
@@ -342,10 +350,10 @@ def build_pipeline(options: CompileOptions | None = None):
             kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, dataset_uri=dataset_uri, variants=variants,
             attribute_baseline=attribute_baseline, split_config=split_config, pretrain_config=pretrain_config,
             prototypes_config=prototypes_config, train_config=train_config, featurize_config=featurize_config,
-            evaluate_config=evaluate_config, register_config=register_config))
+            evaluate_config=evaluate_config, register_config=register_config, seeds=seeds))
         start.set_caching_options(False)
         amnet_stages(
-            parent_run_id=start.output, dataset_uri=dataset_uri, variants=variants,
+            parent_run_id=start.output, dataset_uri=dataset_uri, variants=variants, seeds=seeds,
             attribute_baseline=attribute_baseline, split_config=split_config, pretrain_config=pretrain_config,
             prototypes_config=prototypes_config, train_config=train_config, featurize_config=featurize_config,
             evaluate_config=evaluate_config, register_config=register_config)

@@ -16,11 +16,9 @@ from typing import Any
 from amnet import config as cfgmod
 from amnet.errors import AmnetError, ConfigError
 from amnet.names import TRAINED_VARIANTS
+from amnet.steps.variants import variant_items
 
 RUN_KEYS = ("dataset", "variants", "attribute_baseline", "experiment", "seeds")
-# False until pipeline/amnet_pipeline.py's variant ParallelFor iterates over variant_items() (dict items
-# {"variant", "seed"}); until then a run file asking for seeds > 1 is refused rather than ignored.
-SEEDS_WIRED = False
 SECTIONS: dict[str, type] = {section: cls for cls, section in cfgmod.SECTION_OF.items()}
 PIPELINE_VARIANT_KEYS = {"train": "variant", "evaluate": "variant"}  # set per ParallelFor iteration
 
@@ -46,30 +44,15 @@ class RunConfig:
 
     def pipeline_arguments(self) -> dict[str, Any]:
         """Arguments of :func:`amnet_pipeline.amnet_pipeline.amnet_pipeline` (``dataset_uri`` when given)."""
-        if self.seeds != 1 and not SEEDS_WIRED:
-            raise AmnetError(f"seeds: {self.seeds} is not wired into the pipeline yet (its variant loop trains one "
-                             "seed per variant); use seeds: 1")
         args: dict[str, Any] = {"variants": list(self.variants), "attribute_baseline": self.attribute_baseline,
                                 "experiment": self.experiment}
+        if self.seeds != 1:  # the pipeline parameter's default is 1
+            args["seeds"] = self.seeds
         if self.dataset:
             args["dataset_uri"] = self.dataset
         for name in SECTIONS:
             args[f"{name}_config"] = dict(self.sections.get(name, {}))
         return args
-
-
-def variant_items(variants: tuple[str, ...] | list[str], seeds: int = 1, base_seed: int = 0) -> list[dict[str, Any]]:
-    """Variants x seeds as the items of the pipeline's variant ParallelFor, variant-major:
-    ``[{"variant": "amnet", "seed": 0}, {"variant": "amnet", "seed": 1}, {"variant": "no_memory", "seed": 0}, ...]``.
-
-    Seeds are ``base_seed .. base_seed + seeds - 1`` (``base_seed`` = the run file's ``train.seed``), so
-    ``seeds: 1`` trains exactly what a run without the key trains. Each item's seed is the training seed
-    (``TrainConfig.seed``); the evaluation records it (``metrics.json`` ``seed``) and the report, the
-    closing table and ``amnet runs compare`` show mean ± sd across seeds.
-    """
-    if seeds < 1:
-        raise AmnetError(f"seeds must be >= 1 (got {seeds})")
-    return [{"variant": v, "seed": base_seed + i} for v in variants for i in range(seeds)]
 
 
 def resolve_section(name: str, section: dict[str, Any]):

@@ -234,6 +234,4 @@ def test_seeds_expand_variants_for_the_pipeline_loop():
         with pytest.raises(AmnetError, match="seeds must be an integer >= 1"):
             run_config.parse({"seeds": bad})
     assert "seeds" not in run_config.parse({}).pipeline_arguments()  # seeds: 1 = the pipeline as before
-    if not run_config.SEEDS_WIRED:
-        with pytest.raises(AmnetError, match="not wired into the pipeline yet"):
-            rc.pipeline_arguments()
+    assert rc.pipeline_arguments()["seeds"] == 3

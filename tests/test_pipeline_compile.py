@@ -190,11 +190,12 @@ def test_pipeline_parameters_and_defaults(docs):
     assert "defaultValue" not in params["dataset_uri"]
     assert params["variants"]["defaultValue"] == ["amnet", "no_memory", "no_ranking"]
     assert params["attribute_baseline"]["defaultValue"] is True
+    assert params["seeds"]["defaultValue"] == 1 and params["seeds"]["parameterType"] == "NUMBER_INTEGER"
     # one mapping per stage, empty by default: the stage config dataclasses hold every default
     for stage in ("split", "pretrain", "prototypes", "train", "featurize", "evaluate", "register"):
         assert params[f"{stage}_config"]["parameterType"] == "STRUCT", stage
         assert params[f"{stage}_config"]["defaultValue"] == {}, stage
-    assert set(params) == {"dataset_uri", "variants", "attribute_baseline", "experiment",
+    assert set(params) == {"dataset_uri", "variants", "seeds", "attribute_baseline", "experiment",
                            *(f"{s}_config" for s in ("split", "pretrain", "prototypes", "train", "featurize",
                                                      "evaluate", "register"))}
 

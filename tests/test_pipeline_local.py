@@ -170,3 +170,27 @@ def test_failed_stage_marks_the_parent_run_failed(tmp_path, stack_env):
         run_pipeline(params, tmp_path / "work", cache=False)
     (parent,) = parent_runs(stack_env, "pipeline-local-fail")
     assert parent.info.status == "FAILED"
+
+
+def test_seeds_train_each_variant_per_seed_and_register_the_lowest(tmp_path, stack_env):
+    """``seeds: 2``: the variant loop iterates over expand-variants' {variant, seed} items; each model is
+    trained with its seed and says so, evaluations record it, the registry takes the lowest seed's model,
+    evaluation and features together, and the report aggregates across seeds."""
+    from amnet_pipeline.local_run import run_pipeline
+
+    params = {**TINY, "dataset_uri": tiny_dataset(tmp_path), "variants": ["amnet"], "seeds": 2,
+              "attribute_baseline": False, "experiment": "pipeline-local-seeds",
+              "train_config": {**TINY["train_config"], "seed": 4}}
+    run_dir = run_pipeline(params, tmp_path / "work", cache=False)
+    seeds = sorted(json.loads(f.read_text())["seed"]
+                   for f in run_dir.glob("**/evaluate-retrieval*/evaluation/metrics.json"))
+    assert seeds == [4, 5], seeds
+    index_seeds = sorted(json.loads(f.read_text())["seed"]
+                         for f in run_dir.glob("**/build-search-index*/index/features.json"))
+    assert index_seeds == [4, 5], index_seeds
+    (decision,) = [json.loads(f.read_text()) for f in run_dir.glob("**/register-model*/**/decision.json")]
+    assert decision, decision
+    (results,) = [json.loads(f.read_text()) for f in run_dir.glob("**/build-report*/report/results.json")]
+    assert "amnet" in json.dumps(results) and "seed" in json.dumps(results).lower()
+    (parent,) = parent_runs(stack_env, "pipeline-local-seeds")
+    assert parent.info.status == "FINISHED" and parent.data.params["seeds"] == "2"

@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from amnet import storage
 from amnet.config import EvaluateConfig, FeaturizeConfig, RegisterConfig
@@ -236,20 +237,39 @@ def _variant_of(folder: str, filename: str) -> str:
     return str(json.loads(storage.read_text(storage.join(folder, filename))).get("variant", ""))
 
 
+def _seed_of(folder: str, filename: str) -> Any:
+    """The training seed of the model behind an artifact (None when it does not say)."""
+    if filename == MODEL_FILE:
+        from amnet.model_store import load_model_payload
+
+        return load_model_payload(folder).get("extra", {}).get("train_config", {}).get("seed")
+    return json.loads(storage.read_text(storage.join(folder, filename))).get("seed")
+
+
 def run_register(models: list[str], evaluations: list[str], features: list[str], split: str, out: str,
                  cfg: RegisterConfig, parent_run_id: str = "", featurize_cfg: FeaturizeConfig | None = None,
                  evaluate_cfg: EvaluateConfig | None = None, rescored: dict | None = None) -> Decision:
-    """Pick ``cfg.variant`` among the trained models (ParallelFor outputs, in any order) and gate it."""
+    """Pick ``cfg.variant`` among the trained models (ParallelFor outputs, in any order) and gate it.
 
-    def pick(folders: list[str], filename: str) -> str:
-        found = [f for f in folders if _variant_of(f, filename) == cfg.variant]
-        if not found:
+    With several training seeds per variant (the pipeline's ``seeds``), the model, its evaluation and its
+    gallery features of the *lowest* seed are taken together (each artifact records its model's seed), so
+    the registered model is the one a ``seeds: 1`` run would register."""
+
+    def found(folders: list[str], filename: str) -> list[tuple[str, Any]]:
+        out = [(f, _seed_of(f, filename)) for f in folders if _variant_of(f, filename) == cfg.variant]
+        if not out:
             raise AmnetError(f"no {cfg.variant!r} output among {len(folders)} {filename} artifacts; train it first")
-        return found[0]
+        return out
 
-    feature_variants = {f: json.loads(storage.read_text(storage.join(f, FEATURES_JSON)))["variant"]
-                        for f in features}
-    feats = [f for f, v in feature_variants.items() if v == cfg.variant]
-    return register_and_gate(pick(models, MODEL_FILE), pick(evaluations, METRICS_JSON), feats[0] if feats else "",
+    model_seeds, evaluation_seeds = found(models, MODEL_FILE), found(evaluations, METRICS_JSON)
+    seeds = sorted({s for _, s in model_seeds if s is not None})
+    seed = seeds[0] if seeds else None
+
+    def pick(candidates: list[tuple[str, Any]]) -> str:
+        return next((f for f, s in candidates if s == seed), candidates[0][0])
+
+    feature_meta = {f: json.loads(storage.read_text(storage.join(f, FEATURES_JSON))) for f in features}
+    feats = [(f, m.get("seed")) for f, m in feature_meta.items() if m.get("variant") == cfg.variant]
+    return register_and_gate(pick(model_seeds), pick(evaluation_seeds), pick(feats) if feats else "",
                              split, out, cfg.model_name, GateRule.of(cfg), parent_run_id, featurize_cfg, evaluate_cfg,
                              rescored)

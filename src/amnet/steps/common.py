@@ -12,6 +12,7 @@ import hashlib
 import json
 import numbers
 import os
+import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -21,8 +22,8 @@ from amnet import storage
 from amnet.errors import ConfigError
 from amnet.names import CONFIG_FILE
 from amnet.ops.tracking import tracking_enabled
-from amnet.runtime import LogFn, match_torch_threads
-from amnet.train import distributed
+
+LogFn = Callable[[dict[str, float], int], None]  # (metrics, step): as amnet.runtime.LogFn, without torch
 
 C = TypeVar("C")
 
@@ -44,6 +45,15 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
             if isinstance(v, numbers.Number) and not isinstance(v, bool)}
 
 
+def _is_main() -> bool:
+    """Rank 0 of a torchrun job, or the only process (torch is imported only under torchrun)."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return True
+    from amnet.train import distributed
+
+    return distributed.is_main()
+
+
 def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], parent_run_id: str = "",
                 tags: dict[str, str] | None = None, artifacts: list[str] | None = None,
                 after: Callable[[Any], dict | None] | None = None, io: dict[str, Any] | None = None,
@@ -62,11 +72,15 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
     tagged with a content key (``tracking.run_key``); a retry whose earlier attempt failed or was
     killed logs into that attempt's run, and a rerun of a FINISHED one logs nothing new (the outputs
     are the same: every stage is idempotent). Not when KFP hands over ``MLFLOW_RUN_ID``.
-    Every stage first matches torch's thread count to the CPUs it really gets (``match_torch_threads``).
+    Every stage that uses torch first matches torch's thread count to the CPUs it really gets
+    (``match_torch_threads``); stages that never import torch (split, fingerprint) do not load it.
     Under torchrun only rank 0 tracks (the other ranks run ``body(None)``).
     """
-    match_torch_threads()
-    if not tracking_enabled() or not distributed.is_main():
+    if "torch" in sys.modules:  # the stage's modules imported it; a torch-free stage stays torch-free
+        from amnet.runtime import match_torch_threads
+
+        match_torch_threads()
+    if not tracking_enabled() or not _is_main():
         return body(None)  # tracking off (no mlflow import: bare GPU nodes lack it), or a rank > 0 of torchrun
     from amnet.ops import lineage, tracking
 

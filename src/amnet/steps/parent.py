@@ -21,11 +21,12 @@ FIXED_KEYS = {"train": "variant", "evaluate": "variant"}  # set by the pipeline'
 
 
 def pipeline_params(dataset_uri: str, variants: list[str], attribute_baseline: bool, experiment: str,
-                    sections: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+                    sections: Mapping[str, Mapping[str, Any] | None], seeds: int = 1) -> dict[str, Any]:
     """Every pipeline parameter as flat MLflow params: the run-level keys and each stage section resolved
     with its dataclass defaults (``train.lam``, ``pretrain.model.backbone``, ...)."""
     params: dict[str, Any] = {"dataset": dataset_uri, "variants": ",".join(map(str, variants)),
-                              "attribute_baseline": bool(attribute_baseline), "experiment": experiment}
+                              "attribute_baseline": bool(attribute_baseline), "experiment": experiment,
+                              "seeds": int(seeds)}
     for cls, section in cfgmod.SECTION_OF.items():
         values = dict(sections.get(section) or {})
         fixed = FIXED_KEYS.get(section)
