@@ -294,6 +294,37 @@ def test_pipeline_service_account_has_least_privilege(built, target):
                                     "namespace": NAMESPACES[target]}]
 
 
+def test_trainer_component_grants_trainjobs_and_runtime_reads_only(manifest_copy, tmp_path):
+    """manifests/components/trainer (opt-in, for --train-nodes): added to the local overlay (as its
+    kustomization.yaml says) it binds the pipeline's service account, in the overlay's namespace, to TrainJob
+    create/read and read-only access to runtimes, pods, logs and events; the only cluster-scoped grant
+    reads ClusterTrainingRuntimes."""
+    copy = tmp_path / "manifests"
+    shutil.copytree(manifest_copy, copy)
+    overlay = copy / "overlays" / "local"
+    text = (overlay / "kustomization.yaml").read_text()
+    (overlay / "kustomization.yaml").write_text(text + "\ncomponents:\n  - ../../components/trainer\n")
+    result = subprocess.run([kubectl(), "kustomize", str(overlay)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    built = {"t": docs}
+    role = one(built, "t", "Role", "amnet-trainjobs")
+    verbs = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert verbs[("trainer.kubeflow.org", "trainjobs")] == {"create", "get", "list", "watch"}
+    assert all(not v & {"delete", "update", "patch", "escalate", "bind", "*"} for v in verbs.values()), verbs
+    assert not any("secrets" in r for _, r in verbs)
+    (cluster_role,) = objects(built, "t", "ClusterRole")
+    assert cluster_role["rules"] == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"],
+                                      "verbs": ["get", "list"]}]
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        (binding,) = [b for b in objects(built, "t", kind) if b["metadata"]["name"].startswith("amnet-train")]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "amnet-pipeline",
+                                        "namespace": NAMESPACES["local"]}]
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for obj in (role, cluster_role):
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
 # -------------------------------------------------------------------------------- network policies
 
 
