@@ -20,6 +20,9 @@ BACKBONES = ("small", "alexnet", "resnet18", "resnet50")
 PRECISIONS = ("auto", "fp32", "bf16")
 INDEXES = ("exact", "ivf", "pq", "auto")
 GATE_RULES = ("all", "any")
+NEGATIVE_MINING = ("sampled", "batch_hard", "semi_hard")  # TrainConfig.negatives (amnet.models.losses)
+MEMORY_READS = ("mean", "sum")  # TrainConfig.memory_read (amnet.models.memory)
+ACTIVATIONS = ("none", "relu")  # TrainConfig.manipulator_activation (amnet.models.manipulator)
 QUERY_SETS = ("test", "val")  # EvaluateConfig.queries -> the split's `queries` / `val_queries` folder
 
 
@@ -103,6 +106,18 @@ class TrainConfig:
     # share of negatives one attribute away from the target (paper: 0 = all random; see README)
     hard_negative_fraction: float = 0.5
     lr_step_epochs: int = 0  # StepLR period, x0.1 each period (0 = cosine annealing over the epochs)
+    # Options beyond the paper (issue 18; README "Deviations"); each value below the paper's is named.
+    # Eq. 5's negative: sampled (the triplet's own, paper) | batch_hard | semi_hard (mined among the batch's
+    # images whose attributes differ from the target)
+    negatives: str = "sampled"
+    classify_pos_neg: bool = False  # Eq. 4 also on the pos and neg images with their own labels (paper: r' only)
+    flip: bool = False  # random horizontal flip of each training image, as pretraining does (paper: none)
+    manipulator_lr_mult: float = 1.0  # learning rate of the memory and manipulator = lr x this (paper: 1)
+    memory_read: str = "mean"  # Eq. 1's h' = h / sum(h) (paper) | sum: h unnormalised, one prototype per change
+    manipulator_activation: str = "none"  # after Eq. 3: none (paper) | relu (r' non-negative like the gallery's r)
+    # "paper": every option above (and hard_negative_fraction) at the paper's value, over any value given
+    # for them, also by a run file (``--config configs/demo.yaml --set train.preset=paper``); "" = as given
+    preset: str = ""
     seed: int = 0
     num_workers: int = 0
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on the CPU) | fp32 | bf16
@@ -110,6 +125,11 @@ class TrainConfig:
     def validate(self) -> None:
         _choice("variant", self.variant, TRAINED_VARIANTS)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("negatives", self.negatives, NEGATIVE_MINING)
+        _choice("memory_read", self.memory_read, MEMORY_READS)
+        _choice("manipulator_activation", self.manipulator_activation, ACTIVATIONS)
+        _positive("manipulator_lr_mult", self.manipulator_lr_mult)
+        _choice("preset", self.preset, ("", *TRAIN_PRESETS))
         _positive("epochs", self.epochs)
         _positive("steps_per_epoch", self.steps_per_epoch)
         _positive("batch_size", self.batch_size)
@@ -123,6 +143,18 @@ class TrainConfig:
     @property
     def effective_lam(self) -> float:
         return 1.0 if self.variant == "no_ranking" else self.lam
+
+    @property
+    def architecture(self) -> dict[str, str]:
+        """AMNet's constructor options these keys set (saved with the model, read back by load_model)."""
+        return {"memory_read": self.memory_read, "activation": self.manipulator_activation}
+
+
+# Named sets of TrainConfig values; ``preset`` applies one over the keys given beside it.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"negatives": "sampled", "classify_pos_neg": False, "flip": False, "manipulator_lr_mult": 1.0,
+              "memory_read": "mean", "manipulator_activation": "none", "hard_negative_fraction": 0.0},
+}
 
 
 @dataclass(frozen=True)
@@ -208,6 +240,8 @@ C = TypeVar("C")
 def from_dict(cls: type[C], values: dict[str, Any] | None) -> C:
     """Build ``cls`` from defaults + ``values`` (nested dicts for nested configs), then validate."""
     values = dict(values or {})
+    if cls is TrainConfig and values.get("preset") in TRAIN_PRESETS:
+        values = {**values, **TRAIN_PRESETS[values["preset"]]}  # the preset wins, also over a run file's keys
     kwargs: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key, raw in values.items():

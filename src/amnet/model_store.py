@@ -136,12 +136,14 @@ class LoadedModel:
 
 
 def build_model(kind: str, variant: str, model_cfg: ModelConfig, vocab: Vocabulary,
-                memory_init: torch.Tensor | None = None) -> torch.nn.Module:
+                memory_init: torch.Tensor | None = None, architecture: dict | None = None) -> torch.nn.Module:
+    """The network of a model artifact; ``architecture`` holds AMNet's options beyond the paper
+    (``memory_read``, ``activation``; saved under ``extra["architecture"]``, absent = the paper's)."""
     backbone = build_backbone(model_cfg)
     if kind == "attribute_cnn":
         return AttributeCNN(backbone, model_cfg.feature_dim, vocab.sizes)
     if kind == "amnet":
-        return AMNet(backbone, model_cfg.feature_dim, vocab.sizes, memory_init, variant)
+        return AMNet(backbone, model_cfg.feature_dim, vocab.sizes, memory_init, variant, **(architecture or {}))
     raise AmnetError(f"unknown model kind {kind!r} in checkpoint")
 
 
@@ -153,7 +155,8 @@ def load_model(model_dir: str, device: torch.device | str = "cpu") -> LoadedMode
     state = payload["state_dict"]
     memory_init = state.get("memory.memory") if kind == "amnet" else None
     with torch.device("meta"):  # no random initialisation of weights the checkpoint replaces (2 s for AlexNet)
-        model = build_model(kind, variant, model_cfg, vocab, memory_init)
+        model = build_model(kind, variant, model_cfg, vocab, memory_init,
+                            payload.get("extra", {}).get("architecture"))
     try:
         model.load_state_dict(state, assign=True)
     except RuntimeError as exc:

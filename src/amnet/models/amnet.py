@@ -37,6 +37,8 @@ class AMNet(nn.Module):
         memory_init: torch.Tensor | None = None,
         variant: str = "amnet",
         identity_init: bool = True,
+        memory_read: str = "mean",
+        activation: str = "none",
     ):
         super().__init__()
         if variant not in AMNET_VARIANTS:
@@ -48,10 +50,12 @@ class AMNet(nn.Module):
         self.backbone = backbone  # one set of weights for ref, pos and neg (the "dual path", §3.3)
         if variant == "no_memory":
             self.memory = None
-            self.manipulator = Manipulator(feature_dim, self.num_values, identity_init)  # [r, h] -> r'
+            self.manipulator = Manipulator(feature_dim, self.num_values, identity_init,
+                                           activation=activation)  # [r, h] -> r'
         else:
-            self.memory = MemoryBlock(self.num_values, feature_dim, memory_init)
-            self.manipulator = Manipulator(feature_dim, feature_dim, identity_init)  # [r, t] -> r'
+            self.memory = MemoryBlock(self.num_values, feature_dim, memory_init, memory_read)
+            self.manipulator = Manipulator(feature_dim, feature_dim, identity_init,
+                                           activation=activation)  # [r, t] -> r'
         self.heads = nn.ModuleList(nn.Linear(feature_dim, c) for c in self.sizes)
 
     def represent(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,4 +82,4 @@ class AMNet(nn.Module):
         feats = self.backbone(torch.cat([ref, pos, neg], dim=0))  # one pass: (3B, Q)
         r, p, n = feats.split([b, pos.shape[0], neg.shape[0]], dim=0)  # (B, Q) each
         r_manip = self.manipulate(r, h)  # (B, Q)
-        return {"r_manip": r_manip, "pos": p, "neg": n, "logits": self.classify(r_manip)}
+        return {"r_manip": r_manip, "ref": r, "pos": p, "neg": n, "logits": self.classify(r_manip)}

@@ -35,3 +35,32 @@ def classification_loss(logits: list[torch.Tensor], targets: torch.Tensor) -> to
 def amnet_loss(la: torch.Tensor, lt: torch.Tensor, lam: float) -> torch.Tensor:
     """Eq. 6: L = lam * La + (1 - lam) * Lt (paper: lam = 0.2; no_ranking uses lam = 1)."""
     return lam * la + (1.0 - lam) * lt
+
+
+NEGATIVE_MINING = ("sampled", "batch_hard", "semi_hard")
+
+
+def mined_ranking_loss(anchor: torch.Tensor, pos: torch.Tensor, cands: torch.Tensor, valid: torch.Tensor,
+                       margin: float = 0.5, mode: str = "batch_hard") -> torch.Tensor:
+    """Eq. 5 with the negative of each anchor mined inside the batch instead of the triplet's own.
+
+    ``anchor`` r' (B, Q), ``pos`` (B, Q), ``cands`` (N, Q) every image of the batch (refs, positives,
+    negatives, unmanipulated), ``valid`` (B, N) True where candidate j's attributes differ from
+    anchor i's target (a legal negative). ``batch_hard``: the closest legal negative; ``semi_hard``:
+    the closest one farther than the positive (FaceNet), the closest overall when none is. An anchor
+    with no legal candidate adds 0. Not in the paper, which samples one random negative per triplet.
+    """
+    if mode not in NEGATIVE_MINING[1:]:
+        raise ValueError(f"unknown negative mining {mode!r}; choose one of {', '.join(NEGATIVE_MINING[1:])}")
+    d_pos = euclidean(anchor, pos)  # (B,)
+    d_all = torch.sqrt(((anchor[:, None, :] - cands[None, :, :]) ** 2).sum(-1) + EPS)  # (B, N)
+    big = torch.finfo(d_all.dtype).max
+    d_valid = torch.where(valid, d_all, torch.full_like(d_all, big))
+    hardest = d_valid.min(dim=1).values  # (B,)
+    if mode == "semi_hard":
+        beyond = valid & (d_all > d_pos.detach()[:, None])
+        semi = torch.where(beyond, d_all, torch.full_like(d_all, big)).min(dim=1).values
+        hardest = torch.where(beyond.any(dim=1), semi, hardest)
+    has = valid.any(dim=1)
+    hinge = torch.clamp(d_pos - torch.where(has, hardest, d_pos) + margin, min=0.0) * has  # (B,)
+    return hinge.sum() / has.sum().clamp_min(1)

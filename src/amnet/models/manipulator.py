@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+ACTIVATIONS = ("none", "relu")
+
 
 class Manipulator(nn.Module):
     """(r (B, Q_r), t (B, Q_t)) -> r' (B, Q_r).
@@ -15,8 +17,13 @@ class Manipulator(nn.Module):
     layer keeps PyTorch's default init.
     """
 
-    def __init__(self, dim_r: int, dim_t: int, identity_init: bool = True, t_scale: float = 0.01):
+    def __init__(self, dim_r: int, dim_t: int, identity_init: bool = True, t_scale: float = 0.01,
+                 activation: str = "none"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown manipulator activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        # none: Eq. 3 as written; relu (not the paper): r' is non-negative like every gallery representation
+        self.activation = activation
         self.fc = nn.Linear(dim_r + dim_t, dim_r)
         if identity_init:
             with torch.no_grad():
@@ -26,4 +33,5 @@ class Manipulator(nn.Module):
                 self.fc.bias.zero_()
 
     def forward(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.cat([r, t.to(r.dtype)], dim=1))  # Eq. 3: (B, Q_r + Q_t) -> (B, Q_r)
+        out = self.fc(torch.cat([r, t.to(r.dtype)], dim=1))  # Eq. 3: (B, Q_r + Q_t) -> (B, Q_r)
+        return torch.relu(out) if self.activation == "relu" else out

@@ -12,12 +12,17 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+MEMORY_READS = ("mean", "sum")
+
 
 class MemoryBlock(nn.Module):
     """Prototype memory M (C, Q) and its read operation t = h' M (Eq. 1)."""
 
-    def __init__(self, num_values: int, dim: int, init: torch.Tensor | None = None):
+    def __init__(self, num_values: int, dim: int, init: torch.Tensor | None = None, read: str = "mean"):
         super().__init__()
+        if read not in MEMORY_READS:
+            raise ValueError(f"unknown memory read {read!r}; choose one of {', '.join(MEMORY_READS)}")
+        self.read = read  # mean: Eq. 1 as written (h' = h / sum h); sum: h itself, one full prototype per change
         if init is None:
             # No prototypes given (tests, ablations): small random rows; normally the prototypes
             # artifact (mean attribute-CNN features per value, §3.4) is passed as ``init``.
@@ -29,6 +34,8 @@ class MemoryBlock(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h (B, C) binary indicator -> prototype t (B, Q); an all-zero row of h gives t = 0."""
         h = h.to(self.memory.dtype)
+        if self.read == "sum":  # not the paper: t = sum_i h(i) M(i, :), so two changes are not halved
+            return h @ self.memory  # (B, Q)
         total = h.sum(dim=1, keepdim=True)  # (B, 1)
         h_norm = h / torch.where(total > 0, total, torch.ones_like(total))  # (B, C) h' = h / sum(h)
         # Eq. 1: t = sum_i h'(i) M(i, :). Its gradient is dM = h'^T dt (Eq. 2), zero on unaddressed rows.

@@ -13,6 +13,7 @@ checkpoints, the model and the log, and every rank resumes from the same checkpo
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from amnet.data.tensors import DiskPool, to_input
 from amnet.data.triplets import TripletBatch, TripletSampler
 from amnet.errors import AmnetError
 from amnet.model_store import build_model, load_model, save_model
-from amnet.models.losses import amnet_loss, classification_loss, triplet_ranking_loss
+from amnet.models.losses import amnet_loss, classification_loss, mined_ranking_loss, triplet_ranking_loss
 from amnet.models.memory import make_indicator
 from amnet.names import CONFIG_FILE, TAG_DATASET_DIGEST
 from amnet.runtime import LogFn, decode_workers, pick_device, seed_everything, use_bf16
@@ -46,24 +47,74 @@ def init_from_attribute_cnn(model: torch.nn.Module, attr_state: dict[str, torch.
 STEP_METRICS = ("loss", "loss_attr", "loss_rank", "target_acc")
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """The step's options beyond the paper (TrainConfig keys of the same names; defaults = the paper)."""
+
+    negatives: str = "sampled"
+    classify_pos_neg: bool = False
+    flip: bool = False
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> TrainOptions:
+        return cls(cfg.negatives, cfg.classify_pos_neg, cfg.flip)
+
+
+def optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD with momentum (§3.6); the memory and manipulator at ``lr x manipulator_lr_mult``."""
+    fast = ("memory.", "manipulator.")
+    if cfg.manipulator_lr_mult == 1.0:
+        return sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    groups = []
+    for is_fast in (False, True):
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if p.requires_grad and name.startswith(fast) == is_fast:
+                (no_decay if p.ndim <= 1 or "memory" in name else decay).append(p)
+        lr = cfg.lr * (cfg.manipulator_lr_mult if is_fast else 1.0)
+        groups += [{"params": decay, "weight_decay": cfg.weight_decay, "lr": lr},
+                   {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
+    return torch.optim.SGD([g for g in groups if g["params"]], lr=cfg.lr, momentum=cfg.momentum)
+
+
 def train_step(model, opt, images: torch.Tensor, batch: TripletBatch, offsets: list[int], total_values: int,
-               lam: float, margin: float, device, bf16: bool = False) -> torch.Tensor:
+               lam: float, margin: float, device, bf16: bool = False, labels: torch.Tensor | None = None,
+               options: TrainOptions | None = None) -> torch.Tensor:
     """One SGD step on a triplet batch; returns the detached ``STEP_METRICS`` as one (4,) tensor.
 
     The 3B images are gathered with one index where the pool lives (the GPU when it fits there) and
     normalised once; bf16 autocast (``bf16``) covers the forward and the losses, not the backward.
-    No ``.item()`` here: the caller reads the values when it logs, so a GPU step never waits for
-    the host.
+    ``labels`` (N, M) are the pool's labels (needed by ``options.negatives`` != sampled and
+    ``options.classify_pos_neg``). No ``.item()`` here: the caller reads the values when it logs, so a
+    GPU step never waits for the host.
     """
+    opts = options or TrainOptions()
     b = len(batch.ref)
-    rows = torch.from_numpy(np.concatenate([batch.ref, batch.pos, batch.neg])).to(images.device)
+    rows_np = np.concatenate([batch.ref, batch.pos, batch.neg])
+    rows = torch.from_numpy(rows_np).to(images.device)
     x = to_input(images[rows], device)  # (3B, 3, S, S): ref | pos | neg
+    if opts.flip:  # attributes are mirror-invariant: flip each image on its own coin
+        flip = torch.rand(x.shape[0], device=x.device) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
     h = make_indicator(batch.changes, offsets, total_values).to(device, non_blocking=True)  # (B, C)
     target = torch.from_numpy(batch.target).to(device, non_blocking=True)  # (B, M): desired attributes (Eq. 4)
+    own = None  # (3B, M): each image's own labels
+    if labels is not None and (opts.negatives != "sampled" or opts.classify_pos_neg):
+        own = labels[torch.from_numpy(rows_np)].to(device, non_blocking=True).long()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         out = model(x[:b], h, x[b : 2 * b], x[2 * b :])
         la = classification_loss(out["logits"], target)  # Eq. 4
-        lt = triplet_ranking_loss(out["r_manip"].float(), out["pos"].float(), out["neg"].float(), margin)  # Eq. 5
+        if opts.classify_pos_neg and own is not None:  # Fig. 3: the pos and neg branches, their own labels
+            heads = model.module.heads if hasattr(model, "module") else model.heads
+            pn = torch.cat([out["pos"], out["neg"]])  # (2B, Q)
+            la = la + classification_loss([head(pn) for head in heads], own[b:])
+        r_manip, pos = out["r_manip"].float(), out["pos"].float()
+        if opts.negatives == "sampled" or own is None:
+            lt = triplet_ranking_loss(r_manip, pos, out["neg"].float(), margin)  # Eq. 5
+        else:  # Eq. 5, the negative mined among the batch's 3B images whose attributes differ from the target
+            cands = torch.cat([out["ref"], out["pos"], out["neg"]]).float()  # (3B, Q)
+            valid = (own[None, :, :] != target[:, None, :]).any(dim=2)  # (B, 3B)
+            lt = mined_ranking_loss(r_manip, pos, cands, valid, margin, opts.negatives)
         loss = amnet_loss(la, lt, lam)  # Eq. 6
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -138,12 +189,14 @@ def _train_on(split, attr, vocab, memory_init, pool: DiskPool, out: str, cfg: Tr
                              two_change_fraction=cfg.two_change_fraction,
                              hard_negative_fraction=cfg.hard_negative_fraction)
 
-    model = build_model("amnet", cfg.variant, attr.model_config, vocab, memory_init)
+    model = build_model("amnet", cfg.variant, attr.model_config, vocab, memory_init, cfg.architecture)
     init_from_attribute_cnn(model, attr.model.state_dict())
     model.to(device)
     images = pool_on_device(pool, device)
     bf16 = use_bf16(cfg.precision, device)
-    opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = optimizer(model, cfg)
+    pool_labels = torch.from_numpy(sampler.labels.astype(np.int64))  # (N, M): mining and Fig. 3's branches
+    options = TrainOptions.of(cfg)
     sched = (torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, gamma=0.1) if cfg.lr_step_epochs
              else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs))
     state_uri = checkpoint.state_uri(out, checkpoint_dir)
@@ -163,7 +216,7 @@ def _train_on(split, attr, vocab, memory_init, pool: DiskPool, out: str, cfg: Tr
                    disable=not progress)
         for step, batch in enumerate(bar):
             rows.append(train_step(net, opt, images, rank_part(batch), vocab.offsets, vocab.total_values, lam,
-                                   cfg.margin, device, bf16))
+                                   cfg.margin, device, bf16, pool_labels, options))
             meter.add(3 * cfg.batch_size)  # the global batch: every rank steps in lockstep
             if progress and step % 10 == 0:  # reading the loss waits for the device: not every step
                 bar.set_postfix(loss=f"{rows[-1][0].item():.3f}")
@@ -180,7 +233,7 @@ def _train_on(split, attr, vocab, memory_init, pool: DiskPool, out: str, cfg: Tr
     model.cpu()
     if main:
         save_model(out, "amnet", cfg.variant, model, cfgmod.to_dict(attr.model_config), vocab.to_json(),
-                   extra={"history": history, "train_config": cfgmod.to_dict(cfg),
+                   extra={"history": history, "train_config": cfgmod.to_dict(cfg), "architecture": cfg.architecture,
                           TAG_DATASET_DIGEST: dataset_digest(split)})
     final = history[-1]
     return {"variant": cfg.variant, "epochs": cfg.epochs, "seconds": round(time.perf_counter() - start, 2),

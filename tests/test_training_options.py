@@ -1,0 +1,179 @@
+"""Issue 18's training options beyond the paper, each on tiny tensors; the defaults stay the paper's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from amnet import config as cfgmod
+from amnet.config import ModelConfig, TrainConfig
+from amnet.data.triplets import TripletBatch
+from amnet.errors import ConfigError
+from amnet.models import (
+    AMNet,
+    Manipulator,
+    MemoryBlock,
+    build_backbone,
+    losses,
+    make_indicator,
+    manipulator,
+    memory,
+    triplet_ranking_loss,
+)
+from amnet.models.losses import mined_ranking_loss
+from amnet.train.amnet_train import TrainOptions, optimizer, train_step
+
+SIZES = [3, 2, 4]  # C_m; C = 9
+OFFSETS = [0, 3, 5]
+C, Q = 9, 8
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def tiny_amnet(**arch) -> AMNet:
+    backbone = build_backbone(ModelConfig(backbone="small", image_size=32, feature_dim=Q, width=4))
+    return AMNet(backbone, Q, SIZES, torch.rand(C, Q), "amnet", **arch)
+
+
+# --- config ---------------------------------------------------------------------------------------
+
+
+def test_choices_match_the_model_layer():
+    """config.py cannot import torch: its copies of the choices must equal the model layer's."""
+    assert cfgmod.NEGATIVE_MINING == losses.NEGATIVE_MINING
+    assert cfgmod.MEMORY_READS == memory.MEMORY_READS
+    assert cfgmod.ACTIVATIONS == manipulator.ACTIVATIONS
+
+
+def test_paper_preset_is_one_override_away():
+    paper = cfgmod.load(TrainConfig, overrides=["preset=paper"])
+    assert (paper.negatives, paper.classify_pos_neg, paper.flip, paper.manipulator_lr_mult,
+            paper.memory_read, paper.manipulator_activation, paper.hard_negative_fraction) == (
+        "sampled", False, False, 1.0, "mean", "none", 0.0)
+    assert paper.architecture == {"memory_read": "mean", "activation": "none"}
+    # the preset wins over values given beside it, e.g. by the demo's run file
+    assert cfgmod.load(TrainConfig, overrides=["preset=paper", "flip=true", "lr=0.3"]) == TrainConfig(
+        **{**cfgmod.to_dict(paper), "lr": 0.3})
+
+
+@pytest.mark.parametrize("bad", ["negatives=hardest", "memory_read=max", "manipulator_activation=tanh",
+                                 "manipulator_lr_mult=0", "preset=fast"])
+def test_bad_option_values_are_refused(bad):
+    with pytest.raises(ConfigError):
+        cfgmod.load(TrainConfig, overrides=[bad])
+
+
+# --- negatives mined in the batch (Eq. 5 variant) -------------------------------------------------
+
+
+def test_batch_hard_takes_the_closest_legal_negative():
+    anchor = torch.tensor([[0.0, 0.0]])
+    pos = torch.tensor([[1.0, 0.0]])  # d_pos = 1
+    cands = torch.tensor([[0.5, 0.0], [0.0, 2.0], [0.0, 0.2]])  # d = 0.5, 2, 0.2
+    valid = torch.tensor([[True, True, False]])  # candidate 2 has the target's attributes: not a negative
+    loss = mined_ranking_loss(anchor, pos, cands, valid, margin=0.5, mode="batch_hard")
+    assert loss.item() == pytest.approx(1.0 - 0.5 + 0.5, abs=1e-5)
+
+
+def test_semi_hard_takes_the_closest_negative_beyond_the_positive():
+    anchor = torch.tensor([[0.0, 0.0]])
+    pos = torch.tensor([[1.0, 0.0]])  # d_pos = 1
+    cands = torch.tensor([[0.5, 0.0], [0.0, 1.2], [0.0, 3.0]])  # d = 0.5 (too hard), 1.2, 3
+    valid = torch.ones(1, 3, dtype=torch.bool)
+    loss = mined_ranking_loss(anchor, pos, cands, valid, margin=0.5, mode="semi_hard")
+    assert loss.item() == pytest.approx(1.0 - 1.2 + 0.5, abs=1e-5)
+    # none beyond the positive: the hardest overall
+    near = mined_ranking_loss(anchor, pos, cands[:1], valid[:, :1], margin=0.5, mode="semi_hard")
+    assert near.item() == pytest.approx(1.0 - 0.5 + 0.5, abs=1e-5)
+
+
+def test_mined_loss_skips_anchors_without_negatives_and_has_gradients():
+    anchor = torch.randn(2, Q, requires_grad=True)
+    pos, cands = torch.randn(2, Q), torch.randn(5, Q, requires_grad=True)
+    valid = torch.tensor([[False] * 5, [True, False, True, False, False]])
+    loss = mined_ranking_loss(anchor, pos, cands, valid, margin=100.0, mode="batch_hard")
+    d_pos = (anchor[1] - pos[1]).norm()
+    d_neg = torch.stack([(anchor[1] - cands[j]).norm() for j in (0, 2)]).min()
+    assert loss.item() == pytest.approx((d_pos - d_neg + 100.0).item(), rel=1e-5)  # the mean over 1 anchor
+    loss.backward()
+    assert anchor.grad[0].abs().sum() == 0 and anchor.grad[1].abs().sum() > 0
+    assert torch.isfinite(cands.grad).all()
+
+
+def test_mined_equals_sampled_when_the_own_negative_is_the_only_legal_one():
+    anchor, pos, neg = torch.randn(3, Q), torch.randn(3, Q), torch.randn(3, Q)
+    valid = torch.eye(3, dtype=torch.bool)  # candidate i = anchor i's own negative
+    torch.testing.assert_close(mined_ranking_loss(anchor, pos, neg, valid, 0.5, "batch_hard"),
+                               triplet_ranking_loss(anchor, pos, neg, 0.5))
+
+
+# --- memory read and manipulator activation --------------------------------------------------------
+
+
+def test_summed_read_adds_whole_prototypes():
+    mem = MemoryBlock(C, Q, torch.randn(C, Q), read="sum")
+    h = make_indicator([[(0, 2), (2, 3)], [(1, 0)]], OFFSETS, C)
+    t = mem(h)
+    torch.testing.assert_close(t[0], mem.memory[2] + mem.memory[8])
+    torch.testing.assert_close(t[1], mem.memory[3])  # one change: the same as the mean read
+
+
+def test_relu_after_eq3_makes_r_prime_non_negative():
+    m = Manipulator(Q, Q, identity_init=False, activation="relu")
+    r, t = torch.randn(4, Q), torch.randn(4, Q)
+    torch.testing.assert_close(m(r, t), torch.relu(m.fc(torch.cat([r, t], 1))))
+    assert (m(r, t) >= 0).all()
+
+
+def test_architecture_round_trips_through_the_model_file(tmp_path):
+    from amnet.data.schema import Vocabulary
+    from amnet.model_store import load_model, save_model
+
+    vocab = Vocabulary.from_json('{"attributes": [{"name": "a", "values": ["x", "y", "z"]}, '
+                                 '{"name": "b", "values": ["p", "q"]}, '
+                                 '{"name": "c", "values": ["1", "2", "3", "4"]}]}')
+    cfg = TrainConfig(memory_read="sum", manipulator_activation="relu")
+    model = tiny_amnet(**cfg.architecture)
+    save_model(str(tmp_path), "amnet", "amnet", model, cfgmod.to_dict(ModelConfig(image_size=32, feature_dim=Q,
+               width=4)), vocab.to_json(), extra={"architecture": cfg.architecture})
+    loaded = load_model(str(tmp_path)).model
+    assert loaded.memory.read == "sum" and loaded.manipulator.activation == "relu"
+
+
+# --- the training step and optimiser ---------------------------------------------------------------
+
+
+def test_manipulator_lr_mult_gives_memory_and_manipulator_their_own_rate():
+    model = tiny_amnet()
+    opt = optimizer(model, TrainConfig(lr=0.01, manipulator_lr_mult=10.0))
+    rate = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert rate[id(model.memory.memory)] == rate[id(model.manipulator.fc.weight)] == pytest.approx(0.1)
+    assert rate[id(model.backbone.fc[0].weight)] == rate[id(model.heads[0].weight)] == pytest.approx(0.01)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    paper = optimizer(model, TrainConfig(lr=0.01))
+    assert {g["lr"] for g in paper.param_groups} == {0.01}
+
+
+@pytest.mark.parametrize("options", [
+    TrainOptions(),
+    TrainOptions(negatives="batch_hard", classify_pos_neg=True, flip=True),
+    TrainOptions(negatives="semi_hard"),
+])
+def test_train_step_runs_each_option_and_moves_the_memory(options):
+    model = tiny_amnet()
+    labels = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [2, 1, 3], [1, 1, 1]])  # (N=6, M=3)
+    images = torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8)
+    batch = TripletBatch(ref=np.array([0, 0]), pos=np.array([1, 2]), neg=np.array([4, 5]),
+                         target=np.array([[1, 0, 0], [0, 1, 0]]), changes=[[(0, 1)], [(1, 1)]])
+    before = model.memory.memory.detach().clone()
+    opt = optimizer(model, TrainConfig(lr=0.1))
+    out = train_step(model, opt, images, batch, OFFSETS, C, 0.2, 0.5, torch.device("cpu"), labels=labels,
+                     options=options)
+    assert out.shape == (4,) and torch.isfinite(out).all()
+    moved = (model.memory.memory.detach() - before).abs().sum(1)  # (C,)
+    assert moved[1] > 0 and moved[4] > 0  # the addressed rows (Eq. 2) ...
+    assert moved[0] == 0 and moved[8] == 0  # ... and no other
