@@ -155,34 +155,24 @@ def kill_one_rank_after_the_first_checkpoint(cmd: list[str], state: Path, env: d
     return first
 
 
+def stage_command(stage: str, chain, out: Path) -> list[str]:
+    """`amnet step train|pretrain` under 2 processes, 3 epochs, long enough to be killed mid-epoch."""
+    cmd = [sys.executable, "-P", "-m", "amnet.cli", "step", stage, "--split", str(chain.split), "--out", str(out),
+           "--quiet", "--processes", "2", "--set", "epochs=3"]
+    if stage == "train":
+        return cmd + ["--attr-model", str(chain.attr), "--prototypes", str(chain.protos),
+                      "--set", "steps_per_epoch=60", "--set", "batch_size=8"]
+    return cmd + ["--set", "batch_size=2", "--set", "model.image_size=32", "--set", "model.width=8",
+                  "--set", "model.feature_dim=32"]
+
+
 @pytest.mark.slow
-def test_killing_one_rank_mid_epoch_then_rerunning_resumes_every_rank(trained_chain, tmp_path):
-    """SIGKILL rank 1 during epoch 2: the launcher stops the job; the same command resumes both ranks
-    from rank 0's epoch-1 checkpoint and finishes."""
+@pytest.mark.parametrize("stage", ["train", "pretrain"])
+def test_killing_one_rank_mid_epoch_then_rerunning_resumes_every_rank(trained_chain, tmp_path, stage):
+    """SIGKILL rank 1 during epoch 2 (AMNet training, and pretraining likewise): the launcher stops the
+    job; the same command resumes both ranks from rank 0's epoch-1 checkpoint and finishes."""
     out = tmp_path / "model"
-    cmd = [sys.executable, "-P", "-m", "amnet.cli", "step", "train", "--split", str(trained_chain.split),
-           "--attr-model", str(trained_chain.attr), "--prototypes", str(trained_chain.protos), "--out", str(out),
-           "--quiet", "--processes", "2", "--set", "epochs=3", "--set", "steps_per_epoch=60", "--set", "batch_size=8"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "AMNET_"))}
-    state = out / "checkpoints" / "train_state.pt"
-    first = kill_one_rank_after_the_first_checkpoint(cmd, state, env)
-    assert not (out / "model.pt").exists()
-
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "1 of 3 epochs done" in rerun.stdout
-    final = load_payload(str(state))
-    assert final["epoch"] == 3 and final["history"][0] == first["history"][0]
-    assert history(out) == final["history"]
-
-
-@pytest.mark.slow
-def test_killing_one_pretraining_rank_mid_epoch_then_rerunning_resumes(trained_chain, tmp_path):
-    """Pretraining likewise: rank 1 killed during epoch 2, the rerun resumes both ranks at epoch 2."""
-    out = tmp_path / "attr"
-    cmd = [sys.executable, "-P", "-m", "amnet.cli", "step", "pretrain", "--split", str(trained_chain.split),
-           "--out", str(out), "--quiet", "--processes", "2", "--set", "epochs=3", "--set", "batch_size=2",
-           "--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
+    cmd = stage_command(stage, trained_chain, out)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "AMNET_"))}
     state = out / "checkpoints" / "train_state.pt"
     first = kill_one_rank_after_the_first_checkpoint(cmd, state, env)
