@@ -318,7 +318,7 @@ CASES = [
          needs="s3"),
     Case("too-few-images", too_few_images, "error",
          r"synth-120-0-32: too few images for the requested split: 120 usable.*lower --per-value, "
-         r"--gallery-size or --num-queries"),
+         r"--gallery-size, --num-queries or --num-val-queries"),
     Case("split-negative-size", split_bad_flag_value, "error",
          r"gallery_size must be > 0 \(got -3\); set a positive value"),
     # ---- one row is bad: quarantined with its reason, the rest kept
@@ -452,7 +452,8 @@ def test_quarantine_through_split_counts_add_up(tmp_path, capsys):
     quarantine = pd.read_parquet(split / "quarantine.parquet")
     assert summary["rows_in"] == 303 and summary["quarantined"] == 3 == len(quarantine)
     assert summary["rows_in"] == summary["kept"] + summary["quarantined"]
-    assert summary["kept"] == sum(summary[s] for s in ("attr_train", "gallery", "queries", "triplet_pool"))
+    assert summary["kept"] == sum(summary[s] for s in ("attr_train", "gallery", "queries", "val_queries",
+                                                        "triplet_pool"))
     assert dict(zip(quarantine["image_id"], quarantine["reason"], strict=True)) == {
         "x-trunc": "truncated or corrupt image",
         "x-escape": "image path escapes the dataset root",
