@@ -18,7 +18,7 @@ def test_pipeline_params_are_flat_resolved_run_file_keys():
     params = pipeline_params("s3://bucket/catalog", ["amnet", "no_memory"], True, "amnet",
                              {"train": {"lam": 0.3}, "pretrain": {"model": {"backbone": "alexnet"}}})
     assert params["dataset"] == "s3://bucket/catalog" and params["variants"] == "amnet,no_memory"
-    assert params["train.lam"] == 0.3 and params["train.margin"] == 0.5  # given, and the default
+    assert params["train.lam"] == 0.3 and params["train.margin"] == 1.0  # given, and the default
     assert params["pretrain.model.backbone"] == "alexnet" and params["split.gallery_size"] == 2000
     assert "train.variant" not in params and "evaluate.variant" not in params  # the variants list sets them
     assert params["register.model_name"] == "amnet"

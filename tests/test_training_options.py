@@ -52,12 +52,22 @@ def test_choices_match_the_model_layer():
 def test_paper_preset_is_one_override_away():
     paper = cfgmod.load(TrainConfig, overrides=["preset=paper"])
     assert (paper.negatives, paper.classify_pos_neg, paper.flip, paper.manipulator_lr_mult,
-            paper.memory_read, paper.manipulator_activation, paper.hard_negative_fraction) == (
-        "sampled", False, False, 1.0, "mean", "none", 0.0)
+            paper.memory_read, paper.manipulator_activation, paper.hard_negative_fraction, paper.margin,
+            paper.lam) == ("sampled", False, False, 1.0, "mean", "none", 0.0, 0.5, 0.2)
     assert paper.architecture == {"memory_read": "mean", "activation": "none"}
     # the preset wins over values given beside it, e.g. by the demo's run file
     assert cfgmod.load(TrainConfig, overrides=["preset=paper", "flip=true", "lr=0.3"]) == TrainConfig(
         **{**cfgmod.to_dict(paper), "lr": 0.3})
+
+
+def test_demo_run_file_writes_out_the_defaults():
+    """configs/demo.yaml's train section is today's TrainConfig defaults, written out (its header says so)."""
+    from pathlib import Path
+
+    demo = cfgmod.read_yaml(str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"))
+    defaults = cfgmod.to_dict(TrainConfig())
+    assert {k: defaults[k] for k in demo["train"]} == demo["train"]
+    assert demo["pretrain"]["epochs"] == cfgmod.PretrainConfig().epochs
 
 
 @pytest.mark.parametrize("bad", ["negatives=hardest", "memory_read=max", "manipulator_activation=tanh",

@@ -73,7 +73,7 @@ class SplitConfig:
 @dataclass(frozen=True)
 class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 15
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9
@@ -94,14 +94,14 @@ class PretrainConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     variant: str = "amnet"
-    epochs: int = 6
+    epochs: int = 8
     steps_per_epoch: int = 150
     batch_size: int = 32  # triplets per step
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lam: float = 0.2  # λ in Eq. 6 (paper: 0.2); no_ranking forces 1.0
-    margin: float = 0.5  # m in Eq. 5 (paper: 0.5)
+    margin: float = 1.0  # m in Eq. 5 (paper: 0.5)
     two_change_fraction: float = 0.5  # share of training manipulations that change two attributes
     # share of negatives one attribute away from the target (paper: 0 = all random; see README)
     hard_negative_fraction: float = 0.5
@@ -109,9 +109,9 @@ class TrainConfig:
     # Options beyond the paper (issue 18; README "Deviations"); each value below the paper's is named.
     # Eq. 5's negative: sampled (the triplet's own, paper) | batch_hard | semi_hard (mined among the batch's
     # images whose attributes differ from the target)
-    negatives: str = "sampled"
-    classify_pos_neg: bool = False  # Eq. 4 also on the pos and neg images with their own labels (paper: r' only)
-    flip: bool = False  # random horizontal flip of each training image, as pretraining does (paper: none)
+    negatives: str = "batch_hard"
+    classify_pos_neg: bool = True  # Eq. 4 also on the pos and neg images with their own labels (paper: r' only)
+    flip: bool = True  # random horizontal flip of each training image, as pretraining does (paper: none)
     manipulator_lr_mult: float = 1.0  # learning rate of the memory and manipulator = lr x this (paper: 1)
     memory_read: str = "mean"  # Eq. 1's h' = h / sum(h) (paper) | sum: h unnormalised, one prototype per change
     manipulator_activation: str = "none"  # after Eq. 3: none (paper) | relu (r' non-negative like the gallery's r)
@@ -153,7 +153,7 @@ class TrainConfig:
 # Named sets of TrainConfig values; ``preset`` applies one over the keys given beside it.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"negatives": "sampled", "classify_pos_neg": False, "flip": False, "manipulator_lr_mult": 1.0,
-              "memory_read": "mean", "manipulator_activation": "none", "hard_negative_fraction": 0.0},
+              "memory_read": "mean", "manipulator_activation": "none", "hard_negative_fraction": 0.0, "margin": 0.5},
 }
 
 
