@@ -70,6 +70,15 @@ def test_demo_run_file_writes_out_the_defaults():
     assert demo["pretrain"]["epochs"] == cfgmod.PretrainConfig().epochs
 
 
+def test_paper_run_file_trains_with_the_papers_options():
+    from pathlib import Path
+
+    paper = cfgmod.read_yaml(str(Path(__file__).resolve().parents[1] / "configs" / "paper-alexnet.yaml"))
+    train = cfgmod.from_dict(TrainConfig, paper["train"])
+    assert (train.negatives, train.classify_pos_neg, train.flip, train.margin, train.hard_negative_fraction) == (
+        "sampled", False, False, 0.5, 0.0)
+
+
 @pytest.mark.parametrize("bad", ["negatives=hardest", "memory_read=max", "manipulator_activation=tanh",
                                  "manipulator_lr_mult=0", "preset=fast"])
 def test_bad_option_values_are_refused(bad):
