@@ -15,13 +15,15 @@ def plan_featurization(split: Input[Dataset], config: dict) -> list:
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
-def build_search_index(features: Input[list[Dataset]], split: Input[Dataset], model: Input[Model], config: dict,
-                       parent_run_id: str, index: Output[Dataset], metrics: Output[Metrics]):
+def build_search_index(features: Input[list[Dataset]], split: Input[Dataset], model: Input[Model], variant: str,
+                       config: dict, parent_run_id: str, index: Output[Dataset], metrics: Output[Metrics]):
     """The groups' feature shards -> one feature artifact with the search index (built once, its recall@20
-    against exact search recorded); the whole gallery is attached to the model's servable MLflow model."""
+    against exact search recorded), tracked as ``index-<variant>``; the whole gallery is attached to the
+    model's servable MLflow model."""
     from amnet.steps.index import run_step
     from amnet.steps.results import log_results
 
-    results = run_step([f.path for f in features], split.path, model.path, index.path, config, parent_run_id)
+    results = run_step([f.path for f in features], split.path, model.path, index.path, config, parent_run_id,
+                       variant=variant)
     index.metadata["index"] = str(results.get("index_kind", ""))
     log_results(metrics, results)

@@ -46,7 +46,7 @@ def link_upstream_runs(
     split: Optional[Input[Dataset]] = None,  # noqa: UP045
     attr_model: Optional[Input[Model]] = None,  # noqa: UP045
     prototypes: Optional[Input[Model]] = None,  # noqa: UP045
-    baseline_features: Optional[Input[Dataset]] = None,  # noqa: UP045
+    baseline_index: Optional[Input[Dataset]] = None,  # noqa: UP045
     baseline_evaluation: Optional[Input[Dataset]] = None,  # noqa: UP045
 ):
     """Uncached: put each upstream artifact's MLflow run under the parent (the run itself when made in this
@@ -55,6 +55,6 @@ def link_upstream_runs(
     from amnet.steps.parent import link_upstream
 
     artifacts = {"split": split, "pretrain": attr_model, "prototypes": prototypes,
-                 "featurize-attribute_based": baseline_features, "evaluate-attribute_based": baseline_evaluation}
+                 "index-attribute_based": baseline_index, "evaluate-attribute_based": baseline_evaluation}
     link_upstream(parent_run_id, {k: a.path for k, a in artifacts.items() if a is not None},
                   split.path if split is not None else None)

@@ -231,7 +231,7 @@ def build_pipeline(options: CompileOptions | None = None):
                 config=configs["featurize"], parent_run_id=parent_run_id, checkpoint_root=options.checkpoint_root,
                 run_id=run_id, part=part))
         index = infra(build_search_index(features=dsl.Collected(groups.outputs["features"]), split=split, model=model,
-                                         config=configs["evaluate"], parent_run_id=parent_run_id))
+                                         variant=variant, config=configs["evaluate"], parent_run_id=parent_run_id))
         evaluation = infra(evaluate_retrieval(split=split, model=model, features=index.outputs["index"],
                                               variant=variant, config=configs["evaluate"],
                                               parent_run_id=parent_run_id))
@@ -315,7 +315,7 @@ def build_pipeline(options: CompileOptions | None = None):
                 baseline_features, baseline = evaluate_model(split, attr_model, ATTRIBUTE_BASED, configs, UPSTREAM,
                                                              UPSTREAM, plan)
                 infra(link_upstream_runs(parent_run_id=parent_run_id,
-                                         baseline_features=baseline_features.outputs["index"],
+                                         baseline_index=baseline_features.outputs["index"],
                                          baseline_evaluation=baseline.outputs["evaluation"])).set_caching_options(False)
                 evaluations, register = trained_variants(*loop_args)
                 infra(build_report(evaluations=evaluations, parent_run_id=parent_run_id,

@@ -13,6 +13,7 @@ goes to ``<run folder>/logs/<task>.log``; a failing task's last 30 lines are pri
 """
 
 import argparse
+import builtins
 import io
 import json
 import logging
@@ -246,9 +247,12 @@ def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
         runner = local.SubprocessRunner(use_venv=False)
     local.init(runner=runner, pipeline_root=str(root), raise_on_error=True,
                enable_caching=cache, cache_root=str(workdir / "kfp-cache"))
-    # Locally: no GPU request, no retries (a bug would only repeat), one variant at a time (CPU).
+    # Locally: no GPU request, no retries (a bug would only repeat), one variant and one featurization group
+    # at a time (CPU; and kfp.local runs concurrent iterations in threads that each swap builtins.print for
+    # an indenting one, so overlapping tasks can leave print indented after the run).
     # Resumable training / featurization state outside the artifacts: kfp-root/checkpoints/<run>/<task>-<key>.
-    pipeline = build_pipeline(CompileOptions(use_gpu=False, retries=0, parallelism=1, checkpoint_root=str(root)))
+    pipeline = build_pipeline(CompileOptions(use_gpu=False, retries=0, parallelism=1, featurize_parallelism=1,
+                                             checkpoint_root=str(root)))
     # Cacheable upstream stages have no parent run; their standalone runs join the same experiment.
     os.environ["MLFLOW_EXPERIMENT_NAME"] = str(params.get("experiment", "amnet"))
     before = set(root.iterdir())
@@ -259,10 +263,13 @@ def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
             redirect_stdout(logs if logs is not None else terminal), root_log_to(logs):
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         warnings.filterwarnings("ignore", message=".*no effect.*local.*")
+        original_print = builtins.print
         try:
             pipeline(**params)
         except RuntimeError as exc:
             error = _ANSI.sub("", str(exc))
+        finally:
+            builtins.print = original_print  # whatever kfp.local's indented_print left behind
     runs = [d for d in root.iterdir() if d not in before and d.name.startswith(f"{PIPELINE_NAME}-")]
     run_dir = max(runs, key=lambda d: d.stat().st_mtime) if runs else root
     where = "above"

@@ -24,7 +24,7 @@ TINY = {"split_config": {"per_value": 10, "gallery_size": 300, "num_queries": 40
         "pretrain_config": {"epochs": 1}, "train_config": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 8},
         "register_config": {"model_name": MODEL_NAME}}
 UPSTREAM = {"split": "split-dataset", "pretrain": "pretrain-attribute-cnn", "prototypes": "compute-prototypes",
-            "featurize-attribute_based": "featurize-gallery", "evaluate-attribute_based": "evaluate-retrieval"}
+            "index-attribute_based": "build-search-index", "evaluate-attribute_based": "evaluate-retrieval"}
 
 
 @pytest.fixture(scope="module")

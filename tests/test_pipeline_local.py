@@ -11,6 +11,7 @@ under the run's ``kfp-root`` and cache, and every MLflow run of the experiment (
 metric names, and each text artifact).
 """
 
+import builtins
 import json
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from amnet.errors import AmnetError
 from tests.helpers import tiny_dataset
 
 pytestmark = pytest.mark.slow
+ORIGINAL_PRINT = builtins.print  # kfp.local swaps it per task; a run must leave it as it found it
 
 TINY = {"split_config": {"per_value": 10, "gallery_size": 300, "num_queries": 40},
         "pretrain_config": {"epochs": 1}, "train_config": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 8},
@@ -95,6 +97,7 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
             "evaluate-retrieval-2", "evaluate-retrieval-2 #2", "build-report"} <= set(times), times
     assert all(v.endswith(" s") for v in times.values()), times  # cache=False: everything ran
 
+    assert builtins.print is ORIGINAL_PRINT  # later output (CLIs, other tests) is not indented
     table = results_table(run_dir).splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in table[2:]}
     assert set(rows) == {"amnet", "no_memory", "attribute_based"}
@@ -129,7 +132,7 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     # cacheable upstream stages get no parent run id (it would defeat KFP caching); made in this pipeline
     # run (cache=False), link-upstream-runs moves their own runs under the pipeline run: no link runs
     # (the baseline's featurization groups stay standalone runs; its index run, which merged them, is linked)
-    assert {"split", "pretrain", "prototypes", "index-attribute_cnn", "evaluate-attribute_based"} <= stages
+    assert {"split", "pretrain", "prototypes", "index-attribute_based", "evaluate-attribute_based"} <= stages
     assert not [run for run in children if run.data.tags.get("amnet.role") == "link"]
     (train_run,) = [r for r in children if r.data.tags.get("amnet.stage") == "train-amnet"]
     assert train_run.data.params["lam"] == "0.2" and train_run.data.params["margin"] == "1.0"

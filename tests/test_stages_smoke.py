@@ -45,7 +45,7 @@ def test_train_featurize_evaluate(run_dir, variant):
     assert metrics["top1"] <= metrics["top5"] <= metrics["top20"] <= metrics["top50"]
     assert (run_dir / f"eval-{variant}" / "per_query.parquet").exists()
     index = json.loads((run_dir / f"eval-{variant}" / "metrics.json").read_text())["timing"]["index"]
-    assert index == {"requested": "auto", "kind": "exact", "recall_vs_exact": None, "recall_k": 20}
+    assert index == {"requested": "auto", "kind": "exact", "recall_vs_exact": None, "recall_k": 20, "stored": False}
 
 
 def test_evaluate_records_an_approximate_index_and_its_recall(run_dir):
