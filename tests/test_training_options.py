@@ -14,7 +14,6 @@ from amnet.models import (
     AMNet,
     Manipulator,
     MemoryBlock,
-    build_backbone,
     losses,
     make_indicator,
     manipulator,
@@ -23,20 +22,11 @@ from amnet.models import (
 )
 from amnet.models.losses import mined_ranking_loss
 from amnet.train.amnet_train import TrainOptions, optimizer, train_step
-
-SIZES = [3, 2, 4]  # C_m; C = 9
-OFFSETS = [0, 3, 5]
-C, Q = 9, 8
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
+from tests.test_equations import OFFSETS, SIZES, C, Q, _seed, tiny_backbone  # noqa: F401 (_seed: autouse fixture)
 
 
 def tiny_amnet(**arch) -> AMNet:
-    backbone = build_backbone(ModelConfig(backbone="small", image_size=32, feature_dim=Q, width=4))
-    return AMNet(backbone, Q, SIZES, torch.rand(C, Q), "amnet", **arch)
+    return AMNet(tiny_backbone(), Q, SIZES, torch.rand(C, Q), "amnet", **arch)
 
 
 # --- config ---------------------------------------------------------------------------------------
