@@ -118,6 +118,11 @@ def model_variant(model_dir: str) -> str:
     return str(payload.get("variant", payload["kind"]))
 
 
+def training_seed(extra: dict[str, Any]) -> Any:
+    """The training seed a model's ``extra`` records (None for the attribute CNN or older models)."""
+    return extra.get("train_config", {}).get("seed")
+
+
 @dataclass
 class LoadedModel:
     kind: str  # "attribute_cnn" | "amnet"

@@ -229,21 +229,15 @@ def write_decision(out: str, decision: dict) -> None:
     storage.write_text(storage.join(out, DECISION_JSON), json.dumps(decision, indent=2) + "\n")
 
 
-def _variant_of(folder: str, filename: str) -> str:
+def _variant_and_seed(folder: str, filename: str) -> tuple[str, Any]:
+    """(variant, training seed) an artifact records, read once (seed None when it does not say)."""
     if filename == MODEL_FILE:
-        from amnet.model_store import model_variant
+        from amnet.model_store import load_model_payload, training_seed
 
-        return model_variant(folder)
-    return str(json.loads(storage.read_text(storage.join(folder, filename))).get("variant", ""))
-
-
-def _seed_of(folder: str, filename: str) -> Any:
-    """The training seed of the model behind an artifact (None when it does not say)."""
-    if filename == MODEL_FILE:
-        from amnet.model_store import load_model_payload
-
-        return load_model_payload(folder).get("extra", {}).get("train_config", {}).get("seed")
-    return json.loads(storage.read_text(storage.join(folder, filename))).get("seed")
+        payload = load_model_payload(folder)
+        return str(payload.get("variant", payload["kind"])), training_seed(payload.get("extra", {}))
+    meta = json.loads(storage.read_text(storage.join(folder, filename)))
+    return str(meta.get("variant", "")), meta.get("seed")
 
 
 def run_register(models: list[str], evaluations: list[str], features: list[str], split: str, out: str,
@@ -255,9 +249,10 @@ def run_register(models: list[str], evaluations: list[str], features: list[str],
     gallery features of the *lowest* seed are taken together (each artifact records its model's seed), so
     the registered model is the one a ``seeds: 1`` run would register."""
 
-    def found(folders: list[str], filename: str) -> list[tuple[str, Any]]:
-        out = [(f, _seed_of(f, filename)) for f in folders if _variant_of(f, filename) == cfg.variant]
-        if not out:
+    def found(folders: list[str], filename: str, required: bool = True) -> list[tuple[str, Any]]:
+        read = {f: _variant_and_seed(f, filename) for f in folders}
+        out = [(f, seed) for f, (variant, seed) in read.items() if variant == cfg.variant]
+        if not out and required:
             raise AmnetError(f"no {cfg.variant!r} output among {len(folders)} {filename} artifacts; train it first")
         return out
 
@@ -268,8 +263,7 @@ def run_register(models: list[str], evaluations: list[str], features: list[str],
     def pick(candidates: list[tuple[str, Any]]) -> str:
         return next((f for f, s in candidates if s == seed), candidates[0][0])
 
-    feature_meta = {f: json.loads(storage.read_text(storage.join(f, FEATURES_JSON))) for f in features}
-    feats = [(f, m.get("seed")) for f, m in feature_meta.items() if m.get("variant") == cfg.variant]
+    feats = found(features, FEATURES_JSON, required=False)
     return register_and_gate(pick(model_seeds), pick(evaluation_seeds), pick(feats) if feats else "",
                              split, out, cfg.model_name, GateRule.of(cfg), parent_run_id, featurize_cfg, evaluate_cfg,
                              rescored)

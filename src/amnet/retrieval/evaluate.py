@@ -30,7 +30,7 @@ from amnet.data import shards
 from amnet.data.split import label_matrix, query_set
 from amnet.data.tensors import decode_batch, to_input
 from amnet.errors import AmnetError, ConfigError
-from amnet.model_store import LoadedModel, load_model
+from amnet.model_store import LoadedModel, load_model, training_seed
 from amnet.models.memory import make_indicator
 from amnet.names import EXAMPLES, FEATURES_JSON, METRICS_JSON, PER_QUERY
 from amnet.retrieval import metrics
@@ -238,8 +238,9 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
         for i, ch in enumerate(queries["changed"]):
             pred_target[i, list(ch)] = targets[i, list(ch)]
     search_start = time.perf_counter()
-    index, stored = None, stored_index(features, cfg.index, len(gallery_x))
-    if cfg.variant != "attribute_based":
+    index, stored = None, None
+    if cfg.variant != "attribute_based":  # the attribute rule ranks without an index
+        stored = stored_index(features, cfg.index, len(gallery_x))
         index = stored[0] if stored else build_index(gallery_x, cfg.index)
     ranked = rank_gallery(cfg.variant, q, gallery_x, gallery_pred, pred_target, depth, index or cfg.index)
     search_s, manipulate_s = time.perf_counter() - search_start, search_start - manipulate_start
@@ -290,7 +291,7 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
                "gallery_answerable": study["answerable"], "gallery_curve_present": study["present"],
                "gallery_k": GALLERY_K, "gallery_seed": GALLERY_SEED,
                "timing": timing, "config": cfgmod.to_dict(cfg),
-               "seed": loaded.extra.get("train_config", {}).get("seed")}  # the model's training seed (amnet.report)
+               "seed": training_seed(loaded.extra)}  # the model's training seed (amnet.report)
     storage.write_text(storage.join(out, METRICS_JSON), json.dumps(payload, indent=2) + "\n")
     extra: dict[str, Any] = {"search_ms_per_query": timing["search_ms_per_query"], "index_kind": index_info["kind"]}
     if index_info["recall_vs_exact"] is not None:

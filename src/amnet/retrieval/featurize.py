@@ -30,7 +30,7 @@ from amnet import storage
 from amnet.config import FeaturizeConfig
 from amnet.data import shards
 from amnet.data.tensors import decode_batch, decode_batch_torchvision, to_input
-from amnet.model_store import LoadedModel, load_model
+from amnet.model_store import LoadedModel, load_model, training_seed
 from amnet.names import FEATURES_JSON
 from amnet.runtime import InferenceMode, decode_workers, inference_setup, pick_device
 
@@ -126,7 +126,7 @@ def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progre
         "seconds": round(seconds, 2), "images_per_s": round(count / max(seconds, 1e-9), 1),
         "device": str(device), "precision": InferenceMode.choose(device, cfg.precision).precision,
         "config": cfgmod.to_dict(cfg), "group": group, "groups": groups,
-        "seed": loaded.extra.get("train_config", {}).get("seed"),  # the model's training seed (registry picks by it)
+        "seed": training_seed(loaded.extra),  # the model's training seed (registry picks by it)
     }
     storage.write_text(storage.join(out, FEATURES_JSON), json.dumps(meta, indent=2) + "\n")
     return {k: meta[k] for k in ("count", "dim", "seconds", "images_per_s", "skipped_shards")}

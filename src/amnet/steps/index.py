@@ -28,19 +28,20 @@ def plan(split: str, config: Mapping[str, Any] | None) -> list[dict[str, int]]:
 
 def build(parts: Sequence[str], split: str, model: str, out: str, cfg: EvaluateConfig) -> dict:
     """Merge ``parts`` into ``out``, then build and store the index there; returns the index summary."""
-    from amnet import storage
     from amnet.data import shards
+    from amnet.data.split import query_set
     from amnet.model_store import load_model
     from amnet.retrieval.evaluate import query_vectors
     from amnet.retrieval.feature_index import build_feature_index, merge_parts
+    from amnet.retrieval.index import resolve_kind
     from amnet.runtime import pick_device
 
     merged = merge_parts(list(parts), out)
     queries = None
-    if cfg.index != "exact":  # recall is measured for an approximate index only
+    if resolve_kind(cfg.index, merged["count"]) != "exact":  # recall is measured for an approximate index only
         device = pick_device()
         loaded = load_model(model, device)
-        frame = shards.read_shards(storage.join(split, "queries"))
+        frame = shards.read_shards(query_set(split, cfg.queries))  # the queries evaluation scores
         queries, _ = query_vectors(loaded, frame, cfg.batch_size, device, str(merged.get("precision") or "fp32"))
     summary = build_feature_index(out, out, kind=cfg.index, queries=queries)
     return {"index_count": summary["count"], "index_seconds": summary["seconds"], "index_kind": summary["kind"],
