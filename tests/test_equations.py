@@ -207,7 +207,7 @@ def test_amnet_forward_shapes(variant):
     loss.backward()
     assert model.backbone.fc[0].weight.grad is not None
     model.eval()
-    torch.testing.assert_close(model.query(ref, h), model.manipulate(model.represent(ref), h))
+    torch.testing.assert_close(model.query_vector(ref, h), model.manipulate(model.represent(ref), h))
 
 
 def test_amnet_starts_from_attribute_cnn_weights():

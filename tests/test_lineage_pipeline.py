@@ -29,7 +29,7 @@ UPSTREAM = {"split": "split-dataset", "pretrain": "pretrain-attribute-cnn", "pro
 
 @pytest.fixture(scope="module")
 def two_runs(mlflow_server, tmp_path_factory) -> dict:
-    """Two cached pipeline runs, λ = 0.2 (the default) then 0.5; their folders, times and MLflow client."""
+    """Two cached pipeline runs, λ = 0.5 (the default) then 0.3; their folders, times and MLflow client."""
     from amnet_pipeline.local_run import run_pipeline
     from mlflow import MlflowClient
 
@@ -44,7 +44,7 @@ def two_runs(mlflow_server, tmp_path_factory) -> dict:
                   "experiment": EXPERIMENT}
         first_times: dict[str, str] = {}
         first = run_pipeline(params, root / "work", cache=True, times=first_times)
-        second_params = {**params, "train_config": {**params["train_config"], "lam": 0.5}}
+        second_params = {**params, "train_config": {**params["train_config"], "lam": 0.3}}
         second_times: dict[str, str] = {}
         second = run_pipeline(second_params, root / "work", cache=True, times=second_times)
     return {"first": first, "second": second, "times": (first_times, second_times),
@@ -86,7 +86,7 @@ def test_both_parent_runs_hold_their_parameters_and_dataset(two_runs):
         assert "amnet_top20" in parent.data.metrics and "attribute_based_top20" in parent.data.metrics
         trains = [r for r in children(client, parent) if r.data.tags.get("amnet.stage") == "train-amnet"]
         assert len(trains) == 1 and trains[0].inputs.dataset_inputs[0].dataset.digest == digest[:12]
-    assert lams == ["0.2", "0.5"]
+    assert lams == ["0.5", "0.3"]
 
 
 def test_upstream_stages_sit_under_both_pipeline_runs(two_runs):
@@ -112,7 +112,7 @@ def test_the_registered_version_traces_to_its_training_run(two_runs):
     client = two_runs["client"]
     version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
     train = client.get_run(version.run_id)
-    assert train.data.tags["amnet.stage"] == "train-amnet" and train.data.params["lam"] == "0.5"
+    assert train.data.tags["amnet.stage"] == "train-amnet" and train.data.params["lam"] == "0.3"
     assert train.data.tags["mlflow.parentRunId"] == parents(client)[1].info.run_id
     assert version.source.startswith("models:/m-")
     (model,) = Path(two_runs["second"]).glob("**/train-amnet/model")
@@ -149,7 +149,7 @@ def test_the_mlflow_ui_shows_both_runs_with_dataset_and_lambda(two_runs, tmp_pat
             sync_api.expect(page.get_by_text("amnet pipeline").first).to_be_visible()  # the Source column
             page.screenshot(path=str(tmp_path / "mlflow-runs.png"), full_page=True)
 
-            for run, lam in zip(runs, ("0.2", "0.5"), strict=True):
+            for run, lam in zip(runs, ("0.5", "0.3"), strict=True):
                 page.goto(f"{uri}/#/experiments/{experiment}/runs/{run.info.run_id}")
                 sync_api.expect(page.get_by_text("train.lam", exact=True)).to_be_visible(timeout=60_000)
                 assert re.search(rf"train\.lam\s+{re.escape(lam)}\s", page.inner_text("body")), run.info.run_name
@@ -158,7 +158,7 @@ def test_the_mlflow_ui_shows_both_runs_with_dataset_and_lambda(two_runs, tmp_pat
             ids = json.dumps([run.info.run_id for run in runs])
             page.goto(f"{uri}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment])}")
             sync_api.expect(page.get_by_text("train.lam", exact=True).first).to_be_visible(timeout=60_000)
-            assert re.search(r"train\.lam\s+0\.2\s+0\.5\s", page.inner_text("body"))
+            assert re.search(r"train\.lam\s+0\.5\s+0\.3\s", page.inner_text("body"))
             page.get_by_text("Show diff only").first.click()
             sync_api.expect(page.get_by_text("train.epochs", exact=True)).to_have_count(0)  # equal: hidden
             page.screenshot(path=str(tmp_path / "mlflow-compare.png"), full_page=True)

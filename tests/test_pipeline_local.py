@@ -135,7 +135,7 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     assert {"split", "pretrain", "prototypes", "index-attribute_based", "evaluate-attribute_based"} <= stages
     assert not [run for run in children if run.data.tags.get("amnet.role") == "link"]
     (train_run,) = [r for r in children if r.data.tags.get("amnet.stage") == "train-amnet"]
-    assert train_run.data.params["lam"] == "0.2" and train_run.data.params["margin"] == "1.0"
+    assert train_run.data.params["lam"] == "0.5" and train_run.data.params["margin"] == "1.0"
     history = stack_env.get_metric_history(train_run.info.run_id, "loss")
     assert [m.step for m in history][:1] == [1]  # per-epoch losses with steps
     logged = {a.path for a in stack_env.list_artifacts(train_run.info.run_id)}

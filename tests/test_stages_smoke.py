@@ -93,7 +93,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(run_dir, tmp_path):
     x = torch.rand(4, 3, 32, 32)
     h = make_indicator([[(0, 1)], [(1, 0)], [(0, 0), (1, 1)], []], vocab.offsets, vocab.total_values)
     with torch.no_grad():
-        before_r, before_q = model.represent(x), model.query(x, h)
+        before_r, before_q = model.represent(x), model.query_vector(x, h)
 
     save_model(str(tmp_path / "m"), "amnet", "amnet", model, cfgmod.to_dict(cfg), vocab.to_json())
     loaded = load_model(str(tmp_path / "m"))
@@ -106,7 +106,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(run_dir, tmp_path):
     assert any(t.abs().sum() > 0 for k, t in saved.items() if k.endswith("running_mean"))  # BN stats travelled
     with torch.no_grad():
         assert torch.equal(loaded.represent(x), before_r)
-        assert torch.equal(loaded.model.query(x, h), before_q)
+        assert torch.equal(loaded.model.query_vector(x, h), before_q)
     assert not torch.equal(before_q[0], before_r[0])  # the indicator really manipulates
 
 

@@ -20,6 +20,7 @@ from amnet.models import (
     memory,
     triplet_ranking_loss,
 )
+from amnet.models import amnet as amnet_model
 from amnet.models.losses import mined_ranking_loss
 from amnet.train.amnet_train import TrainOptions, optimizer, train_step
 from tests.test_equations import OFFSETS, SIZES, C, Q, _seed, tiny_backbone  # noqa: F401 (_seed: autouse fixture)
@@ -37,14 +38,16 @@ def test_choices_match_the_model_layer():
     assert cfgmod.NEGATIVE_MINING == losses.NEGATIVE_MINING
     assert cfgmod.MEMORY_READS == memory.MEMORY_READS
     assert cfgmod.ACTIVATIONS == manipulator.ACTIVATIONS
+    assert cfgmod.RETRIEVAL_SPACES == amnet_model.RETRIEVAL_SPACES
 
 
 def test_paper_preset_is_one_override_away():
     paper = cfgmod.load(TrainConfig, overrides=["preset=paper"])
     assert (paper.negatives, paper.classify_pos_neg, paper.flip, paper.manipulator_lr_mult,
             paper.memory_read, paper.manipulator_activation, paper.hard_negative_fraction, paper.margin,
-            paper.lam) == ("sampled", False, False, 1.0, "mean", "none", 0.0, 0.5, 0.2)
-    assert paper.architecture == {"memory_read": "mean", "activation": "none"}
+            paper.lam, paper.retrieval) == ("sampled", False, False, 1.0, "mean", "none", 0.0, 0.5, 0.2,
+                                            "representation")
+    assert paper.architecture == {"memory_read": "mean", "activation": "none", "retrieval": "representation"}
     # the preset wins over values given beside it, e.g. by the demo's run file
     assert cfgmod.load(TrainConfig, overrides=["preset=paper", "flip=true", "lr=0.3"]) == TrainConfig(
         **{**cfgmod.to_dict(paper), "lr": 0.3})
@@ -70,7 +73,8 @@ def test_paper_run_file_trains_with_the_papers_options():
 
 
 @pytest.mark.parametrize("bad", ["negatives=hardest", "memory_read=max", "manipulator_activation=tanh",
-                                 "manipulator_lr_mult=0", "preset=fast"])
+                                 "manipulator_lr_mult=0", "preset=fast",
+                                 "retrieval=logits"])
 def test_bad_option_values_are_refused(bad):
     with pytest.raises(ConfigError):
         cfgmod.load(TrainConfig, overrides=[bad])
@@ -145,12 +149,37 @@ def test_architecture_round_trips_through_the_model_file(tmp_path):
     vocab = Vocabulary.from_json('{"attributes": [{"name": "a", "values": ["x", "y", "z"]}, '
                                  '{"name": "b", "values": ["p", "q"]}, '
                                  '{"name": "c", "values": ["1", "2", "3", "4"]}]}')
-    cfg = TrainConfig(memory_read="sum", manipulator_activation="relu")
+    cfg = TrainConfig(memory_read="sum", manipulator_activation="relu", retrieval="attributes")
     model = tiny_amnet(**cfg.architecture)
     save_model(str(tmp_path), "amnet", "amnet", model, cfgmod.to_dict(ModelConfig(image_size=32, feature_dim=Q,
                width=4)), vocab.to_json(), extra={"architecture": cfg.architecture})
-    loaded = load_model(str(tmp_path)).model
-    assert loaded.memory.read == "sum" and loaded.manipulator.activation == "relu"
+    loaded = load_model(str(tmp_path))
+    assert loaded.model.memory.read == "sum" and loaded.model.manipulator.activation == "relu"
+    assert loaded.model.retrieval == "attributes" and loaded.retrieval_dim == C
+
+
+# --- the retrieval space ---------------------------------------------------------------------------
+
+
+def test_attribute_retrieval_compares_the_branches_softmax_outputs():
+    """retrieval=attributes: gallery and query vectors are the per-attribute softmax of the attribute
+    branches on r and on r' (each block sums to 1); representation: r and r' themselves (the paper)."""
+    model = tiny_amnet(retrieval="attributes").eval()
+    x, h = torch.rand(3, 3, 32, 32), make_indicator([[(0, 1)], [(1, 0), (2, 3)], []], OFFSETS, C)
+    g, q = model.gallery_vector(x), model.query_vector(x, h)
+    assert g.shape == q.shape == (3, C) == (3, model.retrieval_dim)
+    r_manip = model.manipulate(model.represent(x), h)
+    expected = torch.cat([lg.softmax(1) for lg in model.classify(r_manip)], 1)
+    torch.testing.assert_close(q, expected)
+    for block in torch.split(g, SIZES, dim=1):
+        torch.testing.assert_close(block.sum(1), torch.ones(3))
+    paper = tiny_amnet(retrieval="representation").eval()
+    paper.load_state_dict(model.state_dict())
+    assert paper.retrieval_dim == Q
+    torch.testing.assert_close(paper.gallery_vector(x), model.represent(x))
+    torch.testing.assert_close(paper.query_vector(x, h), r_manip)
+    with pytest.raises(ValueError, match="retrieval space"):
+        tiny_amnet(retrieval="logits")
 
 
 # --- the training step and optimiser ---------------------------------------------------------------

@@ -23,6 +23,7 @@ GATE_RULES = ("all", "any")
 NEGATIVE_MINING = ("sampled", "batch_hard", "semi_hard")  # TrainConfig.negatives (amnet.models.losses)
 MEMORY_READS = ("mean", "sum")  # TrainConfig.memory_read (amnet.models.memory)
 ACTIVATIONS = ("none", "relu")  # TrainConfig.manipulator_activation (amnet.models.manipulator)
+RETRIEVAL_SPACES = ("representation", "attributes")  # TrainConfig.retrieval (amnet.models.amnet)
 QUERY_SETS = ("test", "val")  # EvaluateConfig.queries -> the split's `queries` / `val_queries` folder
 
 
@@ -100,7 +101,7 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    lam: float = 0.2  # λ in Eq. 6 (paper: 0.2); no_ranking forces 1.0
+    lam: float = 0.5  # λ in Eq. 6 (paper: 0.2; 0.5 chosen on validation with retrieval=attributes); no_ranking: 1
     margin: float = 1.0  # m in Eq. 5 (paper: 0.5)
     two_change_fraction: float = 0.5  # share of training manipulations that change two attributes
     # share of negatives one attribute away from the target (paper: 0 = all random; see README)
@@ -115,6 +116,11 @@ class TrainConfig:
     manipulator_lr_mult: float = 1.0  # learning rate of the memory and manipulator = lr x this (paper: 1)
     memory_read: str = "mean"  # Eq. 1's h' = h / sum(h) (paper) | sum: h unnormalised, one prototype per change
     manipulator_activation: str = "none"  # after Eq. 3: none (paper) | relu (r' non-negative like the gallery's r)
+    # what search compares: representation (r' vs r, paper) | attributes (the attribute branches' softmax
+    # outputs on r' vs on r, concatenated per attribute; chosen on validation queries, README "Deviations")
+    retrieval: str = "attributes"
+    # where Eq. 5 measures distances: representation (r' vs r, paper) | retrieval (the retrieval space's vectors)
+    ranking_space: str = "representation"
     # "paper": every option above (and hard_negative_fraction) at the paper's value, over any value given
     # for them, also by a run file (``--config configs/demo.yaml --set train.preset=paper``); "" = as given
     preset: str = ""
@@ -128,6 +134,8 @@ class TrainConfig:
         _choice("negatives", self.negatives, NEGATIVE_MINING)
         _choice("memory_read", self.memory_read, MEMORY_READS)
         _choice("manipulator_activation", self.manipulator_activation, ACTIVATIONS)
+        _choice("retrieval", self.retrieval, RETRIEVAL_SPACES)
+        _choice("ranking_space", self.ranking_space, ("representation", "retrieval"))
         _positive("manipulator_lr_mult", self.manipulator_lr_mult)
         _choice("preset", self.preset, ("", *TRAIN_PRESETS))
         _positive("epochs", self.epochs)
@@ -147,13 +155,15 @@ class TrainConfig:
     @property
     def architecture(self) -> dict[str, str]:
         """AMNet's constructor options these keys set (saved with the model, read back by load_model)."""
-        return {"memory_read": self.memory_read, "activation": self.manipulator_activation}
+        return {"memory_read": self.memory_read, "activation": self.manipulator_activation,
+                "retrieval": self.retrieval}
 
 
 # Named sets of TrainConfig values; ``preset`` applies one over the keys given beside it.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"negatives": "sampled", "classify_pos_neg": False, "flip": False, "manipulator_lr_mult": 1.0,
-              "memory_read": "mean", "manipulator_activation": "none", "hard_negative_fraction": 0.0, "margin": 0.5},
+              "memory_read": "mean", "manipulator_activation": "none", "hard_negative_fraction": 0.0, "margin": 0.5,
+              "lam": 0.2, "retrieval": "representation", "ranking_space": "representation"},
 }
 
 

@@ -139,11 +139,21 @@ class LoadedModel:
             return self.model(x)[0]
         return self.model.represent(x)
 
+    @property
+    def retrieval_dim(self) -> int:
+        """Length of the gallery and query vectors search compares (AMNet's retrieval space)."""
+        return self.model.retrieval_dim if self.kind == "amnet" else self.model_config.feature_dim
+
+    @torch.no_grad()
+    def gallery_vector(self, x: torch.Tensor) -> torch.Tensor:
+        """The vector a gallery image is searched by: r, or AMNet's attribute outputs on r."""
+        return self.model.gallery_vector(x) if self.kind == "amnet" else self.represent(x)
+
 
 def build_model(kind: str, variant: str, model_cfg: ModelConfig, vocab: Vocabulary,
                 memory_init: torch.Tensor | None = None, architecture: dict | None = None) -> torch.nn.Module:
     """The network of a model artifact; ``architecture`` holds AMNet's options beyond the paper
-    (``memory_read``, ``activation``; saved under ``extra["architecture"]``, absent = the paper's)."""
+    (``memory_read``, ``activation``, ``retrieval``; saved under ``extra["architecture"]``, absent = the paper's)."""
     backbone = build_backbone(model_cfg)
     if kind == "attribute_cnn":
         return AttributeCNN(backbone, model_cfg.feature_dim, vocab.sizes)

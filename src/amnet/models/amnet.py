@@ -9,6 +9,10 @@ Variants (§5.1):
   manipulator is Linear(Q + C -> Q).
 
 Gallery images are never manipulated: they are represented with :meth:`AMNet.represent` only.
+
+Retrieval space (``retrieval``): ``representation`` searches with r' against r (§4, the paper);
+``attributes`` (not the paper) searches with the attribute branches' softmax outputs on r' and r,
+concatenated per attribute: the same network and losses, compared where Eq. 4 trains it to be exact.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from amnet.models.manipulator import Manipulator
 from amnet.models.memory import MemoryBlock
 
 AMNET_VARIANTS = ("amnet", "no_memory", "no_ranking")
+RETRIEVAL_SPACES = ("representation", "attributes")
 
 
 class AMNet(nn.Module):
@@ -39,11 +44,15 @@ class AMNet(nn.Module):
         identity_init: bool = True,
         memory_read: str = "mean",
         activation: str = "none",
+        retrieval: str = "representation",
     ):
         super().__init__()
         if variant not in AMNET_VARIANTS:
             raise ValueError(f"unknown AMNet variant {variant!r}; choose one of {', '.join(AMNET_VARIANTS)}")
+        if retrieval not in RETRIEVAL_SPACES:
+            raise ValueError(f"unknown retrieval space {retrieval!r}; choose one of {', '.join(RETRIEVAL_SPACES)}")
         self.variant = variant
+        self.retrieval = retrieval
         self.feature_dim = feature_dim
         self.sizes = list(sizes)
         self.num_values = sum(self.sizes)  # C
@@ -71,9 +80,24 @@ class AMNet(nn.Module):
         """r' (B, Q) -> M x (B, C_m) logits; trained against the desired attributes (Eq. 4)."""
         return [head(r) for head in self.heads]
 
-    def query(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Query images (B, 3, S, S) + indicator h (B, C) -> manipulated r' (B, Q) for retrieval (§4)."""
-        return self.manipulate(self.represent(x), h)
+    @property
+    def retrieval_dim(self) -> int:
+        """Length of the vectors :meth:`gallery_vector` and :meth:`query_vector` return."""
+        return self.num_values if self.retrieval == "attributes" else self.feature_dim
+
+    def embed(self, r: torch.Tensor) -> torch.Tensor:
+        """r or r' (B, Q) -> the vector retrieval compares: itself, or its per-attribute softmax (B, C)."""
+        if self.retrieval == "representation":
+            return r
+        return torch.cat([logits.float().softmax(dim=1) for logits in self.classify(r)], dim=1).to(r.dtype)
+
+    def gallery_vector(self, x: torch.Tensor) -> torch.Tensor:
+        """Gallery images (B, 3, S, S) -> search vectors; never manipulated (§4)."""
+        return self.embed(self.represent(x))
+
+    def query_vector(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Query images + indicator h (B, C) -> the manipulated search vector (Eq. 1 + Eq. 3, §4)."""
+        return self.embed(self.manipulate(self.represent(x), h))
 
     def forward(
         self, ref: torch.Tensor, h: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor

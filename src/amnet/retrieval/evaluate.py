@@ -69,7 +69,7 @@ def query_vectors(loaded: LoadedModel, queries: pd.DataFrame, batch_size: int, d
                 preds.append(torch.stack([lg.argmax(1) for lg in logits], 1).cpu().numpy())
             else:
                 h = make_indicator(changes[i : i + batch_size], vocab.offsets, vocab.total_values).to(device)  # (B, C)
-                r = loaded.model.manipulate(loaded.model.represent(x), h)  # Eq. 1 + Eq. 3: (B, Q)
+                r = loaded.model.query_vector(x, h)  # Eq. 1 + Eq. 3, in the model's retrieval space
         vecs.append(r.float().cpu().numpy())
     pred = np.concatenate(preds) if preds else np.zeros((0, vocab.num_attributes), np.int64)
     return np.concatenate(vecs).astype(np.float32), pred

@@ -80,9 +80,9 @@ def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, devi
                 r, logits = loaded.model(x)
                 preds.append(torch.stack([lg.argmax(1) for lg in logits], 1).cpu().numpy().astype(np.int16))
             else:
-                r = loaded.model.represent(x)
+                r = loaded.gallery_vector(x)  # r, or the attribute outputs on r (AMNet's retrieval space)
         feats.append(r.float().cpu().numpy().astype(np.float16))  # (B, Q)
-    matrix = np.concatenate(feats) if feats else np.zeros((0, loaded.model_config.feature_dim), np.float16)
+    matrix = np.concatenate(feats) if feats else np.zeros((0, loaded.retrieval_dim), np.float16)
     out = pd.DataFrame({"image_id": df["image_id"].to_numpy(), "labels": list(df["labels"]),
                         "feature": [row.tobytes() for row in matrix]})
     if preds:
@@ -121,7 +121,7 @@ def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progre
         count += len(frame)
     seconds = time.perf_counter() - start
     meta = {
-        "dim": loaded.model_config.feature_dim, "count": count, "dtype": "float16", "kind": loaded.kind,
+        "dim": loaded.retrieval_dim, "count": count, "dtype": "float16", "kind": loaded.kind,
         "variant": loaded.variant, "shards": len(sources), "skipped_shards": skipped,
         "seconds": round(seconds, 2), "images_per_s": round(count / max(seconds, 1e-9), 1),
         "device": str(device), "precision": InferenceMode.choose(device, cfg.precision).precision,

@@ -78,13 +78,13 @@ def _features_meta(features: str) -> dict:
 
 def _check_pair(loaded: LoadedModel, meta: dict, features: str) -> None:
     """The features must come from this model's kind and variant, at its dimension."""
-    dim = loaded.model_config.feature_dim
-    if int(meta.get("dim", -1)) != dim:
-        raise AmnetError(f"{features}: features have dimension {meta.get('dim')}, the model {dim}; "
-                         "pass the features written by `amnet step featurize` with this model")
     if meta.get("kind") != loaded.kind or meta.get("variant", loaded.variant) != loaded.variant:
         raise AmnetError(f"{features}: features of a {meta.get('variant') or meta.get('kind')} model, but the "
                          f"model is {loaded.variant}; pass the features written with this model")
+    dim = loaded.retrieval_dim
+    if int(meta.get("dim", -1)) != dim:
+        raise AmnetError(f"{features}: features have dimension {meta.get('dim')}, the model {dim}; "
+                         "pass the features written by `amnet step featurize` with this model")
 
 
 def _require_amnet(loaded: LoadedModel, source: str) -> None:
@@ -185,7 +185,7 @@ class Searcher:
             precision = FeaturizeConfig().precision  # featurized now, at the default precision
             feats = featurize_frame(loaded, frame, batch_size=256, device=device)
             df = feats.drop(columns=["feature"])
-            matrix = decode_features(feats["feature"], loaded.model_config.feature_dim)
+            matrix = decode_features(feats["feature"], loaded.retrieval_dim)
         images = None
         if frame is not None:
             images = dict(zip(frame["image_id"].astype(str), frame["image_bytes"], strict=True))
@@ -228,7 +228,7 @@ class Searcher:
     def info(self) -> dict:
         """What the page and ``--json`` show about the loaded model and gallery."""
         return {"model": self.source, "variant": self.loaded.variant, "gallery_size": self.size,
-                "feature_dim": self.loaded.model_config.feature_dim, "has_images": self.has_images,
+                "feature_dim": self.loaded.retrieval_dim, "has_images": self.has_images,
                 "attributes": [{"name": a.name, "values": list(a.values)} for a in self.vocab.attributes]}
 
     def _row(self, image_id: str) -> int:
@@ -283,12 +283,16 @@ class Searcher:
         data, gallery_id = self._query_bytes(query)
         if data is not None:
             r = self.represent(data, trusted=gallery_id is not None)
+        elif self.loaded.model.retrieval != "representation":  # stored vectors are not r: cannot manipulate
+            raise AmnetError(f"gallery id {gallery_id!r}: its image is not loaded and this model searches in the "
+                             f"{self.loaded.model.retrieval} space, where the stored vector is not r; "
+                             "load the gallery split beside the features")
         else:  # a gallery id whose image is not loaded: its stored feature is the same r (fp16)
             r = torch.from_numpy(self.features[self._row(str(gallery_id))][None]).to(self.device)
         vocab = self.vocab
         h = make_indicator([pairs], vocab.offsets, vocab.total_values).to(self.device)  # (1, C), as in evaluation
         with self.mode.autocast():
-            q = self.loaded.model.manipulate(r, h)  # (1, Q)
+            q = self.loaded.model.embed(self.loaded.model.manipulate(r, h))  # (1, Q), or (1, C) attribute outputs
         return q.float().cpu().numpy(), gallery_id
 
     def search(self, query: Query, changes: Changes | None = None, k: int = 20,

@@ -54,10 +54,11 @@ class TrainOptions:
     negatives: str = "sampled"
     classify_pos_neg: bool = False
     flip: bool = False
+    ranking_space: str = "representation"
 
     @classmethod
     def of(cls, cfg: TrainConfig) -> TrainOptions:
-        return cls(cfg.negatives, cfg.classify_pos_neg, cfg.flip)
+        return cls(cfg.negatives, cfg.classify_pos_neg, cfg.flip, cfg.ranking_space)
 
 
 def optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
@@ -108,11 +109,14 @@ def train_step(model, opt, images: torch.Tensor, batch: TripletBatch, offsets: l
             heads = model.module.heads if hasattr(model, "module") else model.heads
             pn = torch.cat([out["pos"], out["neg"]])  # (2B, Q)
             la = la + classification_loss([head(pn) for head in heads], own[b:])
-        r_manip, pos = out["r_manip"].float(), out["pos"].float()
+        # Eq. 5 between r' and r (paper), or between their vectors in the model's retrieval space
+        space = (lambda v: v.float()) if opts.ranking_space == "representation" else (
+            lambda v: (model.module if hasattr(model, "module") else model).embed(v).float())
+        r_manip, pos = space(out["r_manip"]), space(out["pos"])
         if opts.negatives == "sampled" or own is None:
-            lt = triplet_ranking_loss(r_manip, pos, out["neg"].float(), margin)  # Eq. 5
+            lt = triplet_ranking_loss(r_manip, pos, space(out["neg"]), margin)  # Eq. 5
         else:  # Eq. 5, the negative mined among the batch's 3B images whose attributes differ from the target
-            cands = torch.cat([out["ref"], out["pos"], out["neg"]]).float()  # (3B, Q)
+            cands = space(torch.cat([out["ref"], out["pos"], out["neg"]]))  # (3B, Q)
             valid = (own[None, :, :] != target[:, None, :]).any(dim=2)  # (B, 3B)
             lt = mined_ranking_loss(r_manip, pos, cands, valid, margin, opts.negatives)
         loss = amnet_loss(la, lt, lam)  # Eq. 6
