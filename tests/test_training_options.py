@@ -215,3 +215,24 @@ def test_train_step_runs_each_option_and_moves_the_memory(options):
     moved = (model.memory.memory.detach() - before).abs().sum(1)  # (C,)
     assert moved[1] > 0 and moved[4] > 0  # the addressed rows (Eq. 2) ...
     assert moved[0] == 0 and moved[8] == 0  # ... and no other
+
+
+def test_ranking_space_retrieval_measures_eq5_between_the_searched_vectors():
+    """ranking_space=retrieval: Eq. 5 on the attribute outputs of r', pos and neg, not on r' and r."""
+    from amnet.data.tensors import to_input
+
+    model = tiny_amnet(retrieval="attributes")
+    images = torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8)
+    batch = TripletBatch(ref=np.array([0, 0]), pos=np.array([1, 2]), neg=np.array([4, 5]),
+                         target=np.array([[1, 0, 0], [0, 1, 0]]), changes=[[(0, 1)], [(1, 1)]])
+    x = to_input(images[torch.tensor([0, 0, 1, 2, 4, 5])], torch.device("cpu"))
+    h = make_indicator(batch.changes, OFFSETS, C)
+    with torch.no_grad():
+        out = model(x[:2], h, x[2:4], x[4:])
+        expected = triplet_ranking_loss(model.embed(out["r_manip"]), model.embed(out["pos"]),
+                                        model.embed(out["neg"]), 0.5)
+        paper = triplet_ranking_loss(out["r_manip"], out["pos"], out["neg"], 0.5)
+    got = train_step(model, optimizer(model, TrainConfig(lr=0.1)), images, batch, OFFSETS, C, 0.2, 0.5,
+                     torch.device("cpu"), options=TrainOptions(ranking_space="retrieval"))
+    torch.testing.assert_close(got[2], expected)
+    assert not torch.isclose(got[2], paper)

@@ -3,7 +3,8 @@
 A :class:`Searcher` holds one trained AMNet model, its gallery's features in an exact faiss index, the
 gallery's labels and, when given, the gallery's encoded images (for thumbnails and for queries by
 gallery id). A search represents the query image, rewrites r with the prototypes of the requested
-attribute values (Eq. 1 + Eq. 3) and ranks the gallery by Euclidean distance, exactly as
+attribute values (Eq. 1 + Eq. 3) and ranks the gallery by Euclidean distance in the model's retrieval
+space (r' vs r, or the attribute branches' outputs on them: ``train.retrieval``), exactly as
 ``amnet step evaluate`` does for its query sets.
 
 Sources: an MLflow model URI (``models:/amnet@champion``, ``models:/amnet/3``, ``runs:/<run_id>``;
@@ -278,7 +279,8 @@ class Searcher:
 
     @torch.no_grad()
     def query_vector(self, query: Query, changes: Changes | None = None) -> tuple[np.ndarray, str | None]:
-        """The manipulated query r' (1, Q) float32 (Eq. 1 + Eq. 3) and the query's gallery id, if any."""
+        """The manipulated query's search vector (1, D) float32 (Eq. 1 + Eq. 3, in the model's retrieval
+        space) and the query's gallery id, if any."""
         pairs = self.parse_changes(changes)
         data, gallery_id = self._query_bytes(query)
         if data is not None:
