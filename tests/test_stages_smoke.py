@@ -156,7 +156,7 @@ def test_pretrain_accepts_an_initial_weights_file(run_dir, tmp_path):
                  "--quiet", *MODEL, "--set", "epochs=1", "--set", f"model.weights={bad}"]) == 2
 
 
-@pytest.mark.parametrize(("stage", "key"), [("featurize", "decoder=pil"), ("train", "lam=0.2"),
+@pytest.mark.parametrize(("stage", "key"), [("featurize", "decoder=pil"), ("train", "lam=0.5"),
                                              ("evaluate", "index=auto"), ("pretrain", "model.backbone=small")])
 def test_stage_help_lists_its_config_keys_with_defaults(stage, key, capsys):
     with pytest.raises(SystemExit) as exit_info:
