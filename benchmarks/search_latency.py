@@ -7,8 +7,8 @@ changes (Eq. 1 + Eq. 3) + exact Euclidean search for the top ``k`` (faiss ``Inde
    exact below 50k images, so exact here; query by gallery id: the
    stored JPEG is decoded and represented, as for an upload), through the upload path (the image
    bytes, with the untrusted-image check), and through ``amnet serve``'s HTTP API;
-2. a 200,000-image gallery of random features at the model's dimension Q (the paper's gallery size),
-   same model and queries, exact search.
+2. a 200,000-image gallery of random features at the model's search dimension (Q for r′-vs-r search,
+   C for ``train.retrieval: attributes``; the paper's gallery size), same model and queries, exact search.
 
 Without ``--model`` it builds what it needs in a temporary folder: the built-in synthetic dataset
 (``--num-images``), a split with a 2,000-image gallery, and an *untrained* AMNet at the default
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         searcher = Searcher.load(model, features=features, gallery=gallery)
     if not searcher.has_images:
         raise SystemExit("the benchmark needs gallery images: pass --gallery SPLIT")
-    n, q = searcher.size, searcher.loaded.model_config.feature_dim
+    n, q = searcher.size, searcher.loaded.retrieval_dim  # what is searched: Q (r' vs r) or C (attribute space)
     ids = searcher.sample(min(n, args.queries + 10), seed=1)
     changes = random_changes(searcher, len(ids))
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     size = searcher.loaded.model_config.image_size
     load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
-    print(f"model {args.model or 'untrained AMNet (built here)'} ({searcher.loaded.variant}, {size} px, Q = {q}); "
+    print(f"model {args.model or 'untrained AMNet (built here)'} ({searcher.loaded.variant}, {size} px, dim {q}); "
           f"torch threads {torch.get_num_threads()}, {args.queries} queries, k = {args.k}, 1-2 changes each; "
           f"{os.cpu_count()} CPUs{load}")
     results: dict = {"gallery_size": n, "dim": q}
