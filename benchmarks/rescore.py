@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -22,13 +23,27 @@ import pandas as pd
 CUTOFFS = (1, 5, 10, 20, 50)
 
 
-def rescore(dataset: Path, evaluation: Path) -> dict[str, float]:
-    """Mean of each metric over ``evaluation``'s saved rankings, from ``dataset``'s manifest alone."""
+@dataclass(frozen=True)
+class Truth:
+    """What the dataset itself says: attribute names, their values, each image's attribute strings."""
+
+    names: list[str]
+    values: dict[str, list[str]]
+    attrs: dict[str, list[str]]
+
+
+def read_truth(dataset: Path) -> Truth:
+    """The dataset's manifest and vocabulary, read once for any number of evaluations."""
     manifest = pd.read_parquet(dataset / "manifest.parquet").set_index("image_id")
     vocab = json.loads((dataset / "attributes.json").read_text())
     names = [a["name"] for a in vocab["attributes"]]
-    values = {a["name"]: a["values"] for a in vocab["attributes"]}
-    attrs = {i: [row[n] for n in names] for i, row in manifest[names].iterrows()}
+    return Truth(names, {a["name"]: a["values"] for a in vocab["attributes"]},
+                 {i: [row[n] for n in names] for i, row in manifest[names].iterrows()})
+
+
+def rescore(truth: Truth, evaluation: Path) -> dict[str, float]:
+    """Mean of each metric over ``evaluation``'s saved rankings, from the dataset's manifest alone."""
+    names, values, attrs = truth.names, truth.values, truth.attrs
     ideal = sum(1 / math.log2(j + 1) for j in range(1, 21))
     pq = pd.read_parquet(evaluation / "per_query.parquet")
     scores: dict[str, list[float]] = {}
@@ -53,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     folders = sorted(p.parent for p in args.runs.rglob("per_query.parquet") if (p.parent / "metrics.json").exists())
     if not folders:
         raise SystemExit(f"no evaluation folder (per_query.parquet + metrics.json) under {args.runs}")
-    worst, count = 0.0, 0
+    truth, worst, count = read_truth(args.dataset), 0.0, 0
     for folder in folders:
         payload = json.loads((folder / "metrics.json").read_text())
-        mine = rescore(args.dataset, folder)
+        mine = rescore(truth, folder)
         diffs = [abs(v - payload["metrics"][k]) for k, v in mine.items()]
         worst, count = max(worst, *diffs), count + len(diffs)
         print(f"{payload['variant']:<16} seed {payload.get('seed')!s:<5} top-1 {mine['top1']:.3f}  "

@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from amnet import storage
 from amnet.data.schema import Attribute, Vocabulary, write_dataset
+from amnet.data.synth import image_path, image_rng
 
 ROOT = Path(__file__).resolve().parents[1]
 GLYPHS = ("A", "K", "M", "R", "S", "X")
@@ -94,11 +95,11 @@ def generate(out: str, num_images: int, seed: int, size: int) -> None:
     """The dataset contract: images/, manifest.parquet, attributes.json (as `amnet data synth` writes)."""
     rows = []
     for i in range(num_images):
-        rng = np.random.default_rng([seed, i])
+        rng = image_rng(seed, i)
         labels = sample_labels(rng)
         buf = io.BytesIO()
         render(labels, rng, size).save(buf, format="JPEG", quality=int(rng.integers(70, 96)))
-        rel = f"images/{i // 10000:03d}/{i:07d}.jpg"
+        rel = image_path(i)
         storage.write_bytes(storage.join(out, rel), buf.getvalue())
         rows.append({"image_id": f"badge{seed}-{i:07d}", "image": rel, **labels})
     write_dataset(out, pd.DataFrame(rows, columns=["image_id", "image", *VOCAB.names]), VOCAB)

@@ -1,8 +1,12 @@
-"""Tiny real datasets for tests (rendered by the built-in generator, small sizes)."""
+"""Tiny real datasets for tests (rendered by the built-in generator, small sizes); benchmark scripts by path."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def tiny_dataset(root: Path, num_images: int = 900, seed: int = 0, image_size: int = 64) -> str:
@@ -12,3 +16,12 @@ def tiny_dataset(root: Path, num_images: int = 900, seed: int = 0, image_size: i
     if not (out / "manifest.parquet").exists():
         generate(str(out), num_images=num_images, seed=seed, image_size=image_size, progress=False)
     return str(out)
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` as a module (benchmarks/ is not a package), for tests of its parts."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the script executes
+    spec.loader.exec_module(module)
+    return module

@@ -7,7 +7,6 @@ for 2 steps + the attribute-based baseline -> featurize -> evaluate), only tiny 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import re
@@ -23,9 +22,7 @@ from amnet.names import VARIANTS as VARIANT_ORDER
 from amnet.report.report import run_report
 from amnet.report.sections import increase_ratio
 from amnet.retrieval.evaluate import gallery_study, gallery_subsets
-from tests.helpers import tiny_dataset
-
-RESCORE = Path(__file__).resolve().parents[1] / "benchmarks" / "rescore.py"
+from tests.helpers import load_benchmark, tiny_dataset
 
 MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
 SECTIONS = ("Summary", "Fig. 5", "Table 2", "Fig. 6", "Two-attribute manipulation", "Per-attribute",
@@ -186,12 +183,11 @@ def test_an_independent_rescoring_of_the_saved_rankings_agrees_with_metrics_json
     for every evaluation of the run, and by its command line over the whole run folder."""
     evaluations, _, _ = run
     root = Path(evaluations[0]).parent
-    spec = importlib.util.spec_from_file_location("rescore_benchmark", RESCORE)
-    rescore = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rescore)
+    rescore = load_benchmark("rescore")
+    truth = rescore.read_truth(root / "synth-700-0-64")
     for ev in evaluations:
         payload = json.loads((Path(ev) / "metrics.json").read_text())
-        mine = rescore.rescore(root / "synth-700-0-64", Path(ev))
+        mine = rescore.rescore(truth, Path(ev))
         assert set(mine) >= {"top1", "top20", "ndcg20", "two_top20", "two_ndcg20"}
         for key, value in mine.items():
             assert value == pytest.approx(payload["metrics"][key], abs=1e-12), (payload["variant"], key)

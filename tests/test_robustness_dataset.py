@@ -6,25 +6,14 @@ the way it reads any customer's: validation keeps every row and the labels are t
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 
 from amnet.data.validate import validate_dataset
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("robustness_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_benchmark
 
 
 def test_rendered_badges_pass_validation_with_their_own_vocabulary(tmp_path):
-    bench = _load_script()
+    bench = load_benchmark("robustness")
     out = tmp_path / "badges"
     bench.generate(str(out), num_images=24, seed=3, size=64)
     result = validate_dataset(str(out), progress=False)
@@ -38,7 +27,7 @@ def test_rendered_badges_pass_validation_with_their_own_vocabulary(tmp_path):
 
 
 def test_rendering_is_a_function_of_the_seed(tmp_path):
-    bench = _load_script()
+    bench = load_benchmark("robustness")
     bench.generate(str(tmp_path / "a"), num_images=6, seed=1, size=64)
     bench.generate(str(tmp_path / "b"), num_images=6, seed=1, size=64)
     bench.generate(str(tmp_path / "c"), num_images=6, seed=2, size=64)
