@@ -19,9 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 TINY = {"split_config": {"per_value": 10, "gallery_size": 300, "num_queries": 40},
         "pretrain_config": {"epochs": 1}, "train_config": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 8}}
 
@@ -36,11 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     from amnet_components.images import PROJECT_IMAGE
     from amnet_pipeline.local_run import local_stack_env, run_pipeline
 
-    from tests.helpers import tiny_dataset
+    from amnet.data.synth import generate
 
     os.environ.update(local_stack_env(args.stack_dir))
     work = Path(tempfile.mkdtemp(prefix="amnet-bench-containers-"))
-    dataset = tiny_dataset(work, num_images=args.images)
+    dataset = str(work / "dataset")
+    generate(dataset, num_images=args.images, seed=0, image_size=64, progress=False)
     params = {**TINY, "dataset_uri": dataset, "variants": ["amnet"], "attribute_baseline": True,
               "experiment": "bench-containers"}
     ratios = []

@@ -1,4 +1,4 @@
-"""DeepFashion sized as the paper (issue 16 part 5): a 289,222-image stand-in in the DeepFashion Category
+"""DeepFashion sized as the paper: a 289,222-image stand-in in the DeepFashion Category
 and Attribute Prediction Benchmark layout -> ``amnet data import deepfashion`` -> ``amnet data split``
 with the paper's sizes (§5.1: 200 images per attribute value, a 200,000-image gallery, 5,000 queries),
 each command timed with GNU ``time -v`` (wall time, peak RSS).

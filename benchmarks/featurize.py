@@ -7,15 +7,19 @@ denominator is the same model's forward on random tensors already on the device,
 batch shapes ``featurize_frame`` sees (full batches plus each shard's remainder). Both are measured in
 this run, interleaved A B B A, so load from other processes hits both; the ratio is printed per pair
 and overall. A per-stage breakdown (an instrumented copy of ``featurize_frame``'s loop, calling the
-same functions) says what bounds the rate. The real path includes what commit c1c1cb3 landed
-(decode prefetched one batch ahead of the forward, ``decode_workers`` threads; on CUDA pinned memory,
-bf16 autocast and channels-last); the pure forward runs in the same precision and memory format as
-the real path, so the ratio compares like with like. In the same rounds as the real path, end to end:
-``run_featurize`` configured as the path before c1c1cb3 (no prefetch, 2 decode threads, fp32), with
-``decoder="torchvision"`` (decode_jpeg on the model's device, nvJPEG on CUDA; commit 1550bfe, not the
-default) on CUDA, and the candidate change still not in src/ (``candidate_frame``: normalisation as
-one in-place multiply-add). Peak resident memory is measured in a fresh process per gallery size (same shard size):
-streaming means the peak does not grow with the gallery.
+same functions) says what bounds the rate. The real path decodes one batch ahead of the forward with
+``decode_workers`` threads (on CUDA: pinned memory, bf16 autocast and channels-last); the pure forward
+runs in the same precision and memory format as the real path, so the ratio compares like with like.
+In the same rounds as the real path, end to end: ``run_featurize`` with prefetch off, 2 decode threads
+and fp32; on CUDA in fp32 and with the other decoder (``decoder="torchvision"``: decode_jpeg on the
+model's device, nvJPEG on CUDA; not the default); and the candidate change not in src/ (the real
+``run_featurize`` with ``to_input`` swapped for one in-place multiply-add, ``benchlib.fused_to_input``).
+Peak resident memory is measured in a fresh process per gallery size (same shard size): streaming
+means the peak does not grow with the gallery.
+
+``--baseline-rev REV`` also times ``load_model`` and ``run_featurize`` (the whole call) at this tree and
+at git revision REV of this repository, in alternating fresh processes on the same gallery
+(``benchmarks/revision.py``), and prints this tree's speed-up over REV.
 
 The gallery is the built-in synthetic generator's garments (``--unique`` distinct images rendered at
 ``--source-size`` px, cycled to ``--num-images`` rows with their own ids), in shards of the split's
@@ -23,7 +27,7 @@ default size; ``--split DIR`` uses the gallery of a real ``amnet data split`` ou
 
     .venv/bin/python benchmarks/featurize.py [--backbone small|alexnet] [--image-size S] [--num-images N]
         [--device auto|cpu|cuda] [--precision auto|fp32|bf16] [--decode-workers N] [--decoder pil|torchvision]
-        [--memory-sizes 5000,20000] [--split DIR]
+        [--memory-sizes 5000,20000] [--split DIR] [--baseline-rev REV]
 """
 
 from __future__ import annotations
@@ -45,16 +49,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+import revision  # noqa: E402
 
+import amnet.retrieval.featurize  # noqa: E402
 from amnet import storage  # noqa: E402
 from amnet.config import FeaturizeConfig, SplitConfig  # noqa: E402
 from amnet.data import shards  # noqa: E402
-from amnet.data.tensors import MEAN, STD, decode_batch, decode_batch_torchvision, to_input  # noqa: E402
+from amnet.data.tensors import decode_batch, decode_batch_torchvision, to_input  # noqa: E402
 from amnet.runtime import decode_workers, use_bf16  # noqa: E402
 
 GOAL_CPU_RATIO = 0.7
-GOAL_GPU_ALEXNET = 10_000.0  # img/s end to end, AlexNet at 224 px on one H100 (issue 9)
-GPU_OPTIMISATIONS = {  # what the issue asks of the GPU path -> markers of it in the featurization source
+GOAL_GPU_ALEXNET = 10_000.0  # img/s end to end, AlexNet at 224 px on one H100
+GPU_OPTIMISATIONS = {  # the GPU path's optimisations -> markers of each in the featurization source
     "bf16 autocast": ("autocast",),
     "channels-last": ("channels_last",),
     "pinned host memory": ("pin_memory",),
@@ -64,13 +70,14 @@ GPU_OPTIMISATIONS = {  # what the issue asks of the GPU path -> markers of it in
     "fused normalisation (one in-place multiply-add)": (".mul_(", "addcmul"),
     "model load without a throw-away weight init (meta device / skip_init)": ('device("meta")', "skip_init"),
 }
-BEFORE = "run_featurize as before c1c1cb3 (no prefetch, 2 decode threads, fp32)"
-
+PLAIN = "run_featurize, prefetch off, 2 decode threads, fp32, decoder pil"
+CANDIDATE = "real path + fused normalise (candidate)"
 
 
 def real_workers(cfg: FeaturizeConfig, device: torch.device) -> int:
     """The decode threads run_featurize uses for ``cfg`` on ``device`` (fewer beside a CPU model)."""
     return decode_workers(cfg.decode_workers, beside_cpu_model=device.type == "cpu")
+
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -95,7 +102,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--memory-sizes", default="5000,20000",
                    help="gallery sizes for the peak-memory check, comma separated ('' = skip)")
     p.add_argument("--no-breakdown", action="store_true")
-    p.add_argument("--no-candidates", action="store_true", help="skip the candidate-change measurements")
+    p.add_argument("--no-candidates", action="store_true", help="skip the variant and candidate-change measurements")
+    p.add_argument("--baseline-rev", default="", metavar="REV",
+                   help="also time run_featurize at this tree and at git revision REV, alternately (fresh processes)")
     p.add_argument("--split", help="use this split's gallery shards instead of synthetic ones (rate only)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--workdir", help="keep shards and models here (default: a temporary folder)")
@@ -151,9 +160,9 @@ def end_to_end(split: str, model: str, out: str, cfg: FeaturizeConfig, device: t
     return t, result
 
 
-def before_config(cfg: FeaturizeConfig) -> FeaturizeConfig:
-    """``cfg`` as the path before c1c1cb3 ran it: no prefetch, ``decode_batch``'s old fixed 2 threads, fp32.
-    On the CPU this is exactly the old work; on CUDA the copy is still pinned and channels-last."""
+def plain_config(cfg: FeaturizeConfig) -> FeaturizeConfig:
+    """``cfg`` without the speed options: no prefetch, 2 decode threads, fp32, the PIL decoder (on CUDA the
+    copy is still pinned and channels-last)."""
     return FeaturizeConfig(batch_size=cfg.batch_size, decode_workers=2, prefetch=False, precision="fp32",
                            decoder="pil")
 
@@ -223,33 +232,11 @@ def breakdown(split: str, model: str, cfg: FeaturizeConfig, device: torch.device
     return stages
 
 
-def legacy_load_model(model_dir: str, device: torch.device):
-    """``load_model`` as before commit 73553dc: the model built with its random weight initialisation,
-    then overwritten by ``load_state_dict`` (a copy). Same payload read."""
-    from amnet import config as cfgmod
-    from amnet.config import ModelConfig
-    from amnet.data.schema import Vocabulary
-    from amnet.model_store import build_model, load_model_payload
-
-    payload = load_model_payload(model_dir)
-    model_cfg = cfgmod.from_dict(ModelConfig, payload["model_config"])
-    vocab = Vocabulary.from_json(payload["vocab"], source=model_dir)
-    kind, variant = payload["kind"], payload.get("variant", payload["kind"])
-    state = payload["state_dict"]
-    model = build_model(kind, variant, model_cfg, vocab, state.get("memory.memory") if kind == "amnet" else None)
-    model.load_state_dict(state)
-    return model.to(device).eval()
-
-
-def model_load_times(model_dir: str, device: torch.device, rounds: int = 3) -> dict[str, float]:
-    """Median seconds of ``load_model`` and of the load before 73553dc, interleaved ``rounds`` times."""
+def model_load_time(model_dir: str, device: torch.device, rounds: int = 3) -> float:
+    """Median seconds of ``load_model`` over ``rounds`` loads."""
     from amnet.model_store import load_model
 
-    times: dict[str, list[float]] = {"load_model": [], "before 73553dc": []}
-    for _ in range(rounds):
-        times["load_model"].append(bl.timed(lambda: load_model(model_dir, device), device).wall)
-        times["before 73553dc"].append(bl.timed(lambda: legacy_load_model(model_dir, device), device).wall)
-    return {k: bl.median(v) for k, v in times.items()}
+    return bl.median([bl.timed(lambda: load_model(model_dir, device), device).wall for _ in range(rounds)])
 
 
 def decode_scaling(blobs: list[bytes], size: int) -> dict[int, float]:
@@ -298,96 +285,36 @@ def gpu_headroom(loaded, blobs: list[bytes], batch: int, device: torch.device) -
         print(f"  decode_batch_torchvision on {device.type} unavailable: {type(exc).__name__}: {exc}")
     return out
 
-# ------------------------------------------------------------------------------ candidate changes (not in src/)
-SCALE = 1.0 / (255.0 * STD)  # (x / 255 - mean) / std  ==  x * SCALE + BIAS: one multiply-add, in place
-BIAS = -MEAN / STD
-
-
-@torch.no_grad()
-def candidate_frame(loaded, df: pd.DataFrame, device: torch.device, cfg: FeaturizeConfig) -> pd.DataFrame:
-    """``amnet.retrieval.featurize.featurize_frame`` (decoder, prefetch, pinned memory, bf16 / channels-last as ``cfg``
-    and ``device`` say) with the change still not in src/: normalisation as one in-place multiply-add
-    instead of ``to_input``'s four passes (features change by up to 1 fp16 ulp). Same output columns;
-    the model is expected in the memory format ``run_featurize`` sets."""
-    from amnet.retrieval.featurize import decoded_batches
-
-    size = loaded.model_config.image_size
-    bf16, channels_last = real_settings(cfg, device)
-    blobs = list(df["image_bytes"])
-    scale, bias = SCALE.to(device), BIAS.to(device)
-    if cfg.decoder == "torchvision":
-        batches = (decode_batch_torchvision(blobs[i : i + cfg.batch_size], size, device)
-                   for i in range(0, len(blobs), cfg.batch_size))
-    else:
-        batches = decoded_batches(blobs, cfg.batch_size, size, real_workers(cfg, device), cfg.prefetch,
-                                  pin=device.type == "cuda")
-    feats = []
-    for images in batches:
-        x = images.to(device, non_blocking=True).float().mul_(scale).add_(bias)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            r = loaded.model.represent(x)
-        feats.append(r.float().cpu().numpy().astype(np.float16))
-    matrix = np.concatenate(feats) if feats else np.zeros((0, loaded.model_config.feature_dim), np.float16)
-    return pd.DataFrame({"image_id": df["image_id"].to_numpy(), "labels": list(df["labels"]),
-                         "feature": [row.tobytes() for row in matrix]})
-
-
 def candidates(split: str, model: str, cfg: FeaturizeConfig, device: torch.device, out: str,
                rounds: int, gpu_paths: bool = False) -> dict[str, list[float]]:
     """End-to-end img/s, in ``rounds`` rounds (load from other processes hits all alike), of the real
-    ``run_featurize``; of ``run_featurize`` configured as before c1c1cb3, (CUDA) in fp32, and (CUDA, or
-    ``gpu_paths``) with the other decoder; and of run_featurize's loop (model load, read, featurize,
-    write) with ``candidate_frame``."""
+    ``run_featurize``; of ``run_featurize`` without the speed options, (CUDA) in fp32, and (CUDA, or
+    ``gpu_paths``) with the other decoder; and of the real ``run_featurize`` with ``to_input`` swapped
+    for ``benchlib.fused_to_input`` (the candidate)."""
     from dataclasses import replace
 
-    from amnet.model_store import load_model
-
-    configs = {BEFORE: before_config(cfg)}
+    configs = {PLAIN: plain_config(cfg)}
     if device.type == "cuda" and use_bf16(cfg.precision, device):
         configs["run_featurize, precision fp32 (the rest as the real path)"] = replace(cfg, precision="fp32")
     if device.type == "cuda" or gpu_paths:
         other = "pil" if cfg.decoder == "torchvision" else "torchvision"
         configs[f"run_featurize, decoder={other} (the rest as the real path)"] = replace(cfg, decoder=other)
-    variants = {"real path + fused normalise (candidate)": {}}
-    uris = shards.list_shards(storage.join(split, "gallery"))
-    runs: dict[str, list[float]] = {"real": [], **{k: [] for k in configs}, **{k: [] for k in variants}}
+    runs: dict[str, list[float]] = {"real": [], **{k: [] for k in configs}, CANDIDATE: []}
     failed: set[str] = set()
-    _, channels_last = real_settings(cfg, device)
 
-    def real(r: int) -> None:
-        t, res = end_to_end(split, model, os.path.join(out, f"real-{r}"), cfg, device)
-        runs["real"].append(res["count"] / t.wall)
-
-    def configured(name: str, tag: int, other: FeaturizeConfig, r: int) -> None:
-        t, res = end_to_end(split, model, os.path.join(out, f"cfg{tag}-{r}"), other, device)
+    def job(name: str, tag: int, config: FeaturizeConfig, fused: bool, r: int) -> None:
+        with bl.swapped(amnet.retrieval.featurize, "to_input", bl.fused_to_input if fused else to_input):
+            t, res = end_to_end(split, model, os.path.join(out, f"job{tag}-{r}"), config, device)
         runs[name].append(res["count"] / t.wall)
 
-    def candidate(name: str, tag: int, kw: dict, r: int) -> None:
-        n = 0
-        with bl.Timed() as t:  # model load included, as in run_featurize
-            loaded = load_model(model, device)
-            if channels_last:
-                loaded.model.to(memory_format=torch.channels_last)
-            for uri in uris:
-                frame = candidate_frame(loaded, shards.read_table(uri), device, cfg, **kw)
-                shards.write_table(os.path.join(out, f"cand{tag}-{r}-{os.path.basename(uri)}"), frame)
-                n += len(frame)
-            bl.sync(device)
-        runs[name].append(n / t.wall)
-
-    jobs = [("real", lambda r: real(r))]
-    jobs += [(name, lambda r, name=name, tag=tag, other=other: configured(name, tag, other, r))
-             for tag, (name, other) in enumerate(configs.items())]
-    jobs += [(name, lambda r, name=name, tag=tag, kw=kw: candidate(name, tag, kw, r))
-             for tag, (name, kw) in enumerate(variants.items())]
+    jobs = list(enumerate([("real", cfg, False), *((name, other, False) for name, other in configs.items()),
+                           (CANDIDATE, cfg, True)]))
     for r in range(rounds):  # each round runs every job once, the order rotated so no job always goes first
-        for name, job in jobs[r % len(jobs):] + jobs[: r % len(jobs)]:
+        for tag, (name, config, fused) in jobs[r % len(jobs):] + jobs[: r % len(jobs)]:
             if name in failed:
                 continue
             try:
-                job(r)
+                job(name, tag, config, fused, r)
             except Exception as exc:  # e.g. decode_jpeg on cuda needs torchvision built with nvjpeg
                 if name == "real":
                     raise
@@ -539,12 +466,10 @@ def main(argv: list[str] | None = None) -> dict:
             print("  decode_batch alone: " + ", ".join(f"{w} thread{'s' * (w > 1)} {r:.0f} img/s"
                                                        for w, r in dec.items())
                   + f" (the real path uses decode_workers() = {real_workers(cfg, device)})")
-            loads = model_load_times(model, device)
-            print(f"  model load alone (median of 3, interleaved): load_model {1000 * loads['load_model']:.0f} ms, "
-                  f"as before 73553dc (random init, then load_state_dict) {1000 * loads['before 73553dc']:.0f} ms "
-                  f"(x{loads['before 73553dc'] / loads['load_model']:.2f})")
+            load = model_load_time(model, device)
+            print(f"  model load alone: load_model {1000 * load:.0f} ms (median of 3)")
             result.update(stages_ms_per_1000={k: 1e6 * v / n for k, v in stages.items()}, decode_rates=dec,
-                          model_load_s=loads)
+                          model_load_s=load)
 
         if device.type == "cuda" or args.gpu_paths:
             present = optimisations_present()
@@ -561,9 +486,8 @@ def main(argv: list[str] | None = None) -> dict:
             runs = candidates(split, model, cfg, device, os.path.join(root, "features-cand"),
                               max(1, args.repeats), args.gpu_paths)
             real_now = bl.median(runs["real"])
-            print(f"before / candidates, end to end, median of {max(1, args.repeats)} rounds (candidates: "
-                  f"benchmarks/featurize.py:candidate_frame, not in src/); the real run_featurize in the same "
-                  f"rounds: {real_now:.1f} img/s:")
+            print(f"variants / candidates, end to end, median of {max(1, args.repeats)} rounds; the real "
+                  f"run_featurize in the same rounds: {real_now:.1f} img/s:")
             cand = {}
             for name, rates in runs.items():
                 if name == "real":
@@ -572,18 +496,35 @@ def main(argv: list[str] | None = None) -> dict:
                 gain = bl.median([c / r for c, r in zip(rates, runs["real"], strict=True)])
                 print(f"  {name:<70} {cand[name]:10.1f} img/s  x{gain:.2f} the real path (per-round median), "
                       f"{cand[name] / fwd:.3f} of the pure forward")
-            if BEFORE in runs:
-                gain = bl.median([r / b for r, b in zip(runs["real"], runs[BEFORE], strict=True)])
-                print(f"RATIO featurize real path / path before c1c1cb3 = {gain:.3f} (per-round median of "
-                      f"{len(runs['real'])}; {real_now:.1f} / {cand[BEFORE]:.1f} img/s end to end) "
-                      f"[{args.backbone} {args.image_size} px, {device.type}]")
-                result["real_over_before"] = gain
             result.update(candidates=cand, real_in_candidate_rounds=real_now)
+
+        if args.baseline_rev:
+            result["baseline"] = baseline(args, split, device)
 
         if args.memory_sizes.strip() and not args.split:
             result["memory"] = memory_check(args, root, model, labels, blobs, device)
     bl.dump({"featurize": result})
     return result
+
+
+def baseline(args, split: str, device: torch.device) -> dict:
+    """``load_model`` and ``run_featurize`` at this tree / at ``--baseline-rev``, alternating fresh processes
+    (benchmarks/revision.py)."""
+    worker = ["--split", split, "--backbone", args.backbone, "--image-size", str(args.image_size),
+              "--feature-dim", str(args.feature_dim), "--batch-size", str(args.batch_size)]
+    res = revision.compare(args.baseline_rev, "featurize", worker, max(1, args.repeats), device.type, args.threads)
+    rev = args.baseline_rev
+    print(f"run_featurize (whole call, each revision's FeaturizeConfig defaults but the batch size), this tree vs "
+          f"{rev} = {res['commit'][:12]}, alternating fresh processes:")
+    for r, (t, b) in enumerate(zip(res["tree"], res["base"], strict=True)):
+        print(f"  round {r + 1}: this tree {t['seconds']:.2f} s ({t['images_per_s']:.1f} img/s), {rev} "
+              f"{b['seconds']:.2f} s ({b['images_per_s']:.1f} img/s); load_model {1000 * t['load_model_s']:.0f} / "
+              f"{1000 * b['load_model_s']:.0f} ms")
+    gain, load_gain = revision.speedup(res), revision.speedup(res, "load_model_s")
+    print(f"RATIO run_featurize speed-up of this tree over {rev} = {gain:.3f}; load_model {load_gain:.3f} "
+          f"(per-round medians of {rev} seconds / this tree's, {len(res['tree'])} rounds) "
+          f"[{args.backbone} {args.image_size} px, {device.type}]")
+    return {**res, "speedup": gain, "load_model_speedup": load_gain}
 
 
 def memory_check(args, root: str, model: str, labels, blobs, device: torch.device) -> list[dict]:

@@ -1,4 +1,4 @@
-"""The prepared GPU check of issue 9: the real pipeline stages on CUDA, then the rate ratios.
+"""The GPU check: the real pipeline stages on CUDA, then the rate ratios of featurize.py and train.py.
 
 Meant for a machine lent for a few minutes with PyTorch, torchvision, numpy, pandas, pyarrow and
 PIL but no kfp / mlflow / boto3 / faiss and no network: those four are blocked at import time here
@@ -11,11 +11,10 @@ too, so a CPU run of ``--smoke`` proves the GPU run cannot trip over them. Run i
    ``decoder="torchvision"`` (nvJPEG);
 2. ``benchmarks/featurize.py`` (AlexNet at 224 px, then the small CNN at 64 px): end to end / pure forward
    (both bf16 + channels-last on CUDA, as the real path), per-stage breakdown, which optimisations the
-   code has (source inspection), the path before c1c1cb3, fp32 and the other decoder measured in the
-   same rounds, the remaining candidate (fused normalisation), peak memory;
+   code has (source inspection), without the speed options, fp32 and the other decoder measured in the
+   same rounds, the candidate change (fused normalisation), peak memory;
 3. ``benchmarks/train.py`` (AlexNet, then the small CNN): train_step / pure backbone step (both bf16 on
-   CUDA), decomposition, pure-step headroom, the loop before c1c1cb3, fp32, pool in pinned host memory
-   and the remaining candidate.
+   CUDA), decomposition, pure-step headroom, fp32, pool in pinned host memory and the candidate change.
 
 Every phase prints its wall time; phases after ``--budget-s`` seconds are skipped (printed as such).
 A JSON summary goes to ``--out``/gpu_check.json.
@@ -92,7 +91,7 @@ def main(argv=None) -> int:
 
     device = bl.resolve_device(args.device)
     bl.use_device_in_stages(device)
-    match_torch_threads()  # what every stage does first (amnet.steps.common.run_tracked)
+    match_torch_threads()  # what every stage does first (amnet.steps.tracked.run_tracked)
     print(f"gpu_check{' --smoke' if args.smoke else ''}: imports OK with {', '.join(BLOCKED)} blocked; "
           f"{bl.describe_env(device)} ({available_cpus()} available to this process); "
           f"torchvision {__import__('torchvision').__version__}", flush=True)
@@ -190,7 +189,7 @@ def main(argv=None) -> int:
         train_small = ["--steps", "100", "--pool", "4000"]
         train_alex = ["--backbone", "alexnet", "--steps", "40", "--batch-size", "64", "--pool", "3000"]
 
-    # the issue's GPU goals first (AlexNet at 224 px), in case the budget runs out
+    # the GPU goals first (AlexNet at 224 px), in case the budget runs out
     phase("featurize-alexnet", lambda: fbench.main(feat_alex + dev))
     phase("train-alexnet", lambda: tbench.main(train_alex + dev))
     phase("featurize-small", lambda: fbench.main(feat_small + dev))

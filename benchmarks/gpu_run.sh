@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The one prepared GPU check of issue 9 (see benchmarks/gpu_check.py), run from the repository root:
-#   the device tool:  run(command="bash benchmarks/gpu_run.sh", timeout_s=420)
-#   here, on the CPU: PYTHON=.venv/bin/python bash benchmarks/gpu_run.sh --smoke
+# The GPU check (see benchmarks/gpu_check.py), run from the repository root:
+#   on the GPU machine (allow 7 minutes):  bash benchmarks/gpu_run.sh
+#   on the CPU, tiny sizes:               PYTHON=.venv/bin/python bash benchmarks/gpu_run.sh --smoke
 # The GPU machine has PyTorch but no kfp / mlflow / boto3 / faiss and no network, so the package is
 # not installed: PYTHONPATH=src:. puts amnet (and benchmarks/) on the path instead. Output is
 # mirrored to $OUT/gpu_check.log, the summary written to $OUT/gpu_check.json.

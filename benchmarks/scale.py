@@ -1,4 +1,4 @@
-"""Catalogue scale (issue 16 part 4): validate+split, featurization and the index build at growing sizes.
+"""Catalogue scale: validate+split, featurization and the index build at growing sizes.
 
 For each size N (default 20,000 and 100,000; ``--with-300k`` adds 300,000) a synthetic catalogue at
 64 px is built once under ``--workdir`` (default ``.amnet/bench/scale``): ``--unique`` garments are

@@ -5,19 +5,18 @@ Indexes, each over the same random features (``--n`` rows, float32, at each of `
 * ``exact``: faiss ``IndexFlatL2`` through ``amnet.retrieval.index.build_index(kind="exact")`` (the pipeline's index
   below 50k vectors); single queries with 1 faiss thread and with all threads;
 * ``pq``: the pipeline's own ``amnet.retrieval.index.PQRefineIndex`` built by
-  ``amnet.retrieval.index.build_index(kind="auto")``
-  (what ``auto`` picks from 50k vectors since commit fdb3c9d: 4-bit PQ fast-scan over
-  ``default_pq_m(D)`` sub-quantizers trained on every vector, exact re-ranking of the top k x 20),
-  also at k_factor 10 and 40, and its recall checked with ``amnet.retrieval.index.recall_at_k``;
-* ``ivf``: faiss ``IndexIVFFlat`` through ``amnet.retrieval.index.build_index(kind="ivf")`` (what ``kind="auto"``
-  picked at 200k before fdb3c9d: nlist = 4 sqrt(N) = 1789), swept over nprobe. Above 1024-D the coarse quantizer is
+  ``amnet.retrieval.index.build_index(kind="auto")`` (what ``auto`` picks from 50k vectors: 4-bit PQ
+  fast-scan over ``default_pq_m(D)`` sub-quantizers trained on every vector, exact re-ranking of the
+  top k x 20), also at k_factor 10 and 40, and its recall checked with ``amnet.retrieval.index.recall_at_k``;
+* ``ivf``: faiss ``IndexIVFFlat`` through ``amnet.retrieval.index.build_index(kind="ivf")`` (nlist =
+  4 sqrt(N) = 1789 at 200k), swept over nprobe. Above 1024-D the coarse quantizer is
   trained on a ``--ivf-train`` subsample with faiss directly and wrapped in ``amnet.retrieval.index.IVFIndex``
   (training on all 200k x 4096 would take many minutes on 2 cores);
 * compressed flat storage through faiss directly (amnet.retrieval.index has neither): ``IndexScalarQuantizer``
   fp16 and 8-bit (SQ8), and SQ8 with an exact re-ranking of its top ``k x k_factor`` (``IndexRefineFlat``);
 * ``pqfs``: the same family through faiss directly (``IndexPQFastScan`` with D/2 sub-quantizers up to
   512-D, D/8 above, trained on a 50k sample) + exact re-ranking of the top 200 / 400 (``IndexRefineFlat``):
-  the prototype the ``pq`` kind came from;
+  other sub-quantizer counts than ``pq``'s;
 * ``--hnsw``: faiss ``IndexHNSWFlat`` (M = 32) over efSearch (graph build takes minutes at 200k).
 
 ``--configs`` picks the families (default exact, pq, ivf, sq, pqfs); exact always runs (it is the truth).

@@ -2,31 +2,35 @@
 
 Numerator: the inner loop of ``amnet.train.amnet_train.run_train`` as it runs — a real
 ``TripletSampler`` over a decoded triplet pool (the built-in generator's garments, or ``--split``'s
-``triplet_pool``) yields batches; ``train_step`` gathers ref / pos / neg images, normalises them,
-builds the indicators, runs AMNet (one backbone pass over 3B images, memory read, manipulator,
-attribute branches), Eq. 4-6, backward and the SGD step — counted as 3 x B images per step.
+``triplet_pool``) yields batches; ``train_step`` with the default ``TrainConfig``'s options and the
+pool's labels gathers ref / pos / neg images, normalises them, builds the indicators, runs AMNet (one
+backbone pass over 3B images, memory read, manipulator, attribute branches), Eq. 4-6, backward and the
+SGD step — counted as 3 x B images per step. The pool is a decoded tensor (on the GPU when it fits,
+``pool_on_device``), not ``run_train``'s file-backed ``DiskPool``.
 Denominator: the same backbone alone on random tensors already on the device, total batch 3 x B,
 loss-free (the mean of its output), backward and the same SGD (momentum, weight decay). Both are
-measured in this run, interleaved A B B A, ratio per pair and median. The real loop includes what
-commit c1c1cb3 landed (the sampler's cached neighbour lists, one gather of the 3B images, no
-``.item()`` per step, the decoded pool on the GPU when it fits, bf16 autocast on CUDA); the pure step
-runs in the same precision as the real loop, so the ratio compares like with like.
+measured in this run, interleaved A B B A, ratio per pair and median. The pure step runs in the same
+precision as the real loop (bf16 autocast on CUDA), so the ratio compares like with like.
 
-Then a decomposition of the gap (the sampler alone, with and without its neighbour cache, the data
-preparation alone, the AMNet model + losses on random tensors), and, timed in the same rounds as the
-real loop: the loop as it was before c1c1cb3 (``UncachedSampler`` + ``legacy_train_step``, a verbatim
-copy of the old ``train_step``, pool in host memory, fp32: on the CPU exactly the old work), on CUDA
-the real loop in fp32 and with the pool in pinned host memory, and the one candidate change still not
-in src/ (``candidate_train_step``: normalisation as one in-place multiply-add).
+Then a decomposition of the gap (the sampler alone, the data preparation alone, the AMNet model +
+losses on random tensors), and, timed in the same rounds as the real loop: on CUDA the real loop in
+fp32 and with the pool in pinned host memory, and the candidate change not in src/ (the real
+``train_step`` with ``to_input`` swapped for one in-place multiply-add, ``benchlib.fused_to_input``).
+
+``--baseline-rev REV`` also times ``run_train`` itself (one epoch of ``--steps`` steps, the whole call)
+at this tree and at git revision REV of this repository, in alternating fresh processes on the same
+triplet pool (``benchmarks/revision.py``), and prints this tree's speed-up over REV.
 
     .venv/bin/python benchmarks/train.py [--backbone small|alexnet] [--batch-size 32] [--steps 20]
-        [--device auto|cpu|cuda] [--precision auto|fp32|bf16] [--split DIR]
+        [--device auto|cpu|cuda] [--precision auto|fp32|bf16] [--split DIR] [--baseline-rev REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,75 +39,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+import revision  # noqa: E402
 
+import amnet.train.amnet_train  # noqa: E402
 from amnet.config import TrainConfig  # noqa: E402
 from amnet.data.synth import VOCAB  # noqa: E402
-from amnet.data.tensors import MEAN, STD, decode_batch, to_input  # noqa: E402
+from amnet.data.tensors import decode_batch, to_input  # noqa: E402
 from amnet.data.triplets import TripletSampler  # noqa: E402
 from amnet.model_store import build_model  # noqa: E402
 from amnet.models.backbones import build_backbone  # noqa: E402
 from amnet.models.losses import amnet_loss, classification_loss, triplet_ranking_loss  # noqa: E402
 from amnet.models.memory import make_indicator  # noqa: E402
 from amnet.runtime import use_bf16  # noqa: E402
-from amnet.train.amnet_train import STEP_METRICS, pool_on_device, train_step  # noqa: E402
+from amnet.train.amnet_train import STEP_METRICS, TrainOptions, pool_on_device, train_step  # noqa: E402
 from amnet.train.loop_utils import sgd, split_decay  # noqa: E402
 
 GOAL_RATIO = 0.6
-BEFORE = "loop before c1c1cb3 (uncached sampler, old train_step)"
-
-
-# ------------------------------------------------------------------ the code before c1c1cb3, to measure what it gave
-class UncachedSampler(TripletSampler):
-    """The sampler before c1c1cb3: every ``_targets`` call scans all attribute vectors (no neighbour
-    cache). Same RNG calls, so the very same triplets as the real (cached) ``TripletSampler``."""
-
-    def _targets(self, u: int, n: int) -> np.ndarray:
-        diff = (self.vectors != self.vectors[u][None, :]).sum(axis=1)
-        return np.flatnonzero(diff == n)
-
-
-def legacy_train_step(model, opt, images, batch, offsets, total_values, lam, margin, device, bf16=False):
-    """``train_step`` as it was before c1c1cb3 (verbatim): three gathers + ``to_input`` each, fp32, four
-    ``.item()`` (device syncs) per step. ``bf16`` is ignored (the old step had no autocast)."""
-    ref, pos, neg = (to_input(images[torch.from_numpy(i)], device) for i in (batch.ref, batch.pos, batch.neg))
-    h = make_indicator(batch.changes, offsets, total_values).to(device)  # (B, C)
-    out = model(ref, h, pos, neg)
-    target = torch.from_numpy(batch.target).to(device)  # (B, M): desired attributes (Eq. 4)
-    la = classification_loss(out["logits"], target)  # Eq. 4
-    lt = triplet_ranking_loss(out["r_manip"], out["pos"], out["neg"], margin)  # Eq. 5
-    loss = amnet_loss(la, lt, lam)  # Eq. 6
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    with torch.no_grad():
-        acc = torch.stack([(lg.argmax(1) == target[:, m]).float().mean() for m, lg in enumerate(out["logits"])])
-    return {"loss": loss.item(), "loss_attr": la.item(), "loss_rank": lt.item(), "target_acc": acc.mean().item()}
-
-
-# ------------------------------------------------------------------------------ candidate change (not in src/)
-SCALE = 1.0 / (255.0 * STD)  # (x / 255 - mean) / std  ==  x * SCALE + BIAS
-BIAS = -MEAN / STD
-
-
-def candidate_train_step(model, opt, images, batch, offsets, total_values, lam, margin, device, bf16=False):
-    """The real ``train_step`` with the normalisation as one in-place multiply-add instead of ``to_input``'s
-    four passes (gap 5 of docs/performance.md). Returns the same (4,) detached tensor."""
-    b = len(batch.ref)
-    rows = torch.from_numpy(np.concatenate([batch.ref, batch.pos, batch.neg])).to(images.device)
-    x = images[rows].to(device, non_blocking=True).float().mul_(SCALE.to(device)).add_(BIAS.to(device))
-    h = make_indicator(batch.changes, offsets, total_values).to(device, non_blocking=True)
-    target = torch.from_numpy(batch.target).to(device, non_blocking=True)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(x[:b], h, x[b : 2 * b], x[2 * b :])
-        la = classification_loss(out["logits"], target)
-        lt = triplet_ranking_loss(out["r_manip"].float(), out["pos"].float(), out["neg"].float(), margin)
-        loss = amnet_loss(la, lt, lam)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    with torch.no_grad():
-        acc = torch.stack([(lg.argmax(1) == target[:, m]).float().mean() for m, lg in enumerate(out["logits"])])
-    return torch.stack([loss.detach().float(), la.detach().float(), lt.detach().float(), acc.mean()])
+CANDIDATE = "real loop + fused normalise (candidate)"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -123,7 +75,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--no-decompose", action="store_true")
     p.add_argument("--no-candidates", action="store_true",
-                   help="skip the before-c1c1cb3 and candidate-change measurements")
+                   help="skip the variant and candidate-change measurements")
+    p.add_argument("--baseline-rev", default="", metavar="REV",
+                   help="also time run_train at this tree and at git revision REV, alternately (fresh processes)")
     p.add_argument("--gpu-paths", action="store_true", help=argparse.SUPPRESS)  # run the CUDA-only parts anyway
     args = p.parse_args(argv)
     cfg = bl.model_config(args.backbone, args.image_size or None, args.feature_dim or None)
@@ -133,7 +87,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_pool(args):
-    """(vocabulary, labels (N, M), decoded uint8 images (N, 3, S, S)), decoded once as ``run_train`` does."""
+    """(vocabulary, labels (N, M), JPEG blobs, decoded uint8 images (N, 3, S, S)), decoded once."""
     if args.split:
         from amnet import storage
         from amnet.data import shards
@@ -146,7 +100,7 @@ def load_pool(args):
     else:
         vocab = VOCAB
         labels, blobs = bl.render_pool(args.pool, args.source_size)
-    return vocab, labels, decode_batch(blobs, args.image_size)
+    return vocab, labels, blobs, decode_batch(blobs, args.image_size)
 
 
 class Bench:
@@ -162,7 +116,8 @@ class Bench:
         kw = {"seed": tc.seed, "two_change_fraction": tc.two_change_fraction,
               "hard_negative_fraction": tc.hard_negative_fraction}
         self.sampler = TripletSampler(labels, **kw)
-        self.uncached = UncachedSampler(labels, **kw)
+        self.pool_labels = torch.from_numpy(self.sampler.labels.astype(np.int64))  # as run_train: (N, M)
+        self.options = TrainOptions.of(tc)
         cfg = bl.model_config(args.backbone, args.image_size, args.feature_dim)
         torch.manual_seed(0)
         self.model = build_model("amnet", tc.variant, cfg, vocab).to(device).train()  # memory: random rows
@@ -173,30 +128,21 @@ class Bench:
         self.x = torch.randn(n, 3, args.image_size, args.image_size, device=device)  # (3B, 3, S, S)
         self.epoch = 0
 
-    def same_triplets(self, batches: int = 3) -> bool:
-        """The cached sampler yields the very triplets the uncached one does (c1c1cb3's claim)."""
-        fields = ("ref", "pos", "neg", "target")
-        for a, b in zip(self.sampler.batches(12345, batches, self.args.batch_size),
-                        self.uncached.batches(12345, batches, self.args.batch_size), strict=True):
-            if not all(np.array_equal(getattr(a, f), getattr(b, f)) for f in fields) or a.changes != b.changes:
-                return False
-        return True
-
     # numerator: run_train's inner loop (and, with other arguments, the variants measured beside it)
-    def amnet_steps(self, steps: int, *, sampler: TripletSampler | None = None, images: torch.Tensor | None = None,
-                    step_fn=train_step, bf16: bool | None = None) -> float:
+    def amnet_steps(self, steps: int, *, images: torch.Tensor | None = None, bf16: bool | None = None,
+                    fused: bool = False) -> float:
         """``steps`` steps as ``run_train`` runs them; the epoch-end mean of the step metrics is read once at
-        the end (one device sync), as ``run_train`` does. Returns the mean loss."""
+        the end (one device sync), as ``run_train`` does. ``fused``: with ``train_step``'s ``to_input``
+        swapped for ``benchlib.fused_to_input``. Returns the mean loss."""
         self.epoch += 1
-        sampler = sampler or self.sampler
         images = self.images if images is None else images
         bf16 = self.bf16 if bf16 is None else bf16
         rows = []
-        for batch in sampler.batches(self.epoch, steps, self.args.batch_size):
-            rows.append(step_fn(self.model, self.opt, images, batch, self.vocab.offsets, self.vocab.total_values,
-                                self.tc.effective_lam, self.tc.margin, self.device, bf16))
-        if isinstance(rows[0], dict):  # legacy_train_step: floats, already synced every step
-            return float(np.mean([r["loss"] for r in rows]))
+        with bl.swapped(amnet.train.amnet_train, "to_input", bl.fused_to_input if fused else to_input):
+            for batch in self.sampler.batches(self.epoch, steps, self.args.batch_size):
+                rows.append(train_step(self.model, self.opt, images, batch, self.vocab.offsets,
+                                       self.vocab.total_values, self.tc.effective_lam, self.tc.margin, self.device,
+                                       bf16, self.pool_labels, self.options))
         means = dict(zip(STEP_METRICS, torch.stack(rows).mean(0).tolist(), strict=True))
         return means["loss"]
 
@@ -217,9 +163,9 @@ class Bench:
             self.backbone.to(memory_format=torch.contiguous_format)
 
     # decomposition
-    def sampler_only(self, steps: int, sampler: TripletSampler | None = None) -> None:
+    def sampler_only(self, steps: int) -> None:
         self.epoch += 1
-        for _ in (sampler or self.sampler).batches(self.epoch, steps, self.args.batch_size):
+        for _ in self.sampler.batches(self.epoch, steps, self.args.batch_size):
             pass
 
     def data_only(self, batches: list) -> None:
@@ -248,6 +194,31 @@ class Bench:
             self.opt.step()
 
 
+def baseline(args, labels: np.ndarray, blobs: list[bytes], device: torch.device) -> dict:
+    """``run_train`` at this tree / at ``--baseline-rev``, alternating fresh processes (benchmarks/revision.py)."""
+    steps = args.steps or (100 if device.type == "cuda" else 20)
+    with tempfile.TemporaryDirectory(prefix="amnet-train-baseline-") as tmp:
+        split = args.split
+        if not split:  # the synthetic pool as a split: triplet_pool for run_train, attr_train for the prototypes
+            split = os.path.join(tmp, "split")
+            for folder in ("triplet_pool", "attr_train"):
+                bl.write_gallery(split, len(blobs), 1000, labels, blobs, folder=folder)
+        worker = ["--split", split, "--backbone", args.backbone, "--image-size", str(args.image_size),
+                  "--feature-dim", str(args.feature_dim), "--batch-size", str(args.batch_size), "--steps", str(steps)]
+        res = revision.compare(args.baseline_rev, "train", worker, max(1, args.repeats), device.type, args.threads)
+    gain = revision.speedup(res)
+    print(f"run_train, one epoch of {steps} steps (whole call, each revision's TrainConfig defaults), this tree vs "
+          f"{args.baseline_rev} = {res['commit'][:12]}, alternating fresh processes:")
+    for r, (t, b) in enumerate(zip(res["tree"], res["base"], strict=True)):
+        print(f"  round {r + 1}: this tree {t['seconds']:.2f} s ({t['images_per_s']:.1f} img/s), {args.baseline_rev} "
+              f"{b['seconds']:.2f} s ({b['images_per_s']:.1f} img/s); the loop's img/s as each run_train reports it: "
+              f"{revision.rate(t)} / {revision.rate(b)}")
+    print(f"RATIO run_train speed-up of this tree over {args.baseline_rev} = {gain:.3f} (per-round median of "
+          f"{args.baseline_rev} seconds / this tree's, {len(res['tree'])} rounds) "
+          f"[{args.backbone} {args.image_size} px, B={args.batch_size}, {device.type}]")
+    return {**res, "speedup": gain}
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
     if args.threads:
@@ -259,12 +230,12 @@ def main(argv: list[str] | None = None) -> dict:
           f"B = {args.batch_size} triplets ({b3} images) per step, {steps} steps per timed run, precision "
           f"{'bf16' if use_bf16(args.precision, device) else 'fp32'}; {bl.describe_env(device)}")
     t0 = time.perf_counter()
-    vocab, labels, images = load_pool(args)
+    vocab, labels, blobs, images = load_pool(args)
     bench = Bench(args, vocab, labels, images, device)
     print(f"triplet pool: {len(labels)} images decoded to {tuple(images.shape)} uint8 (held on "
           f"{bench.images.device}{', pinned' if bench.images.is_pinned() else ''}), {len(bench.sampler.refs)} usable "
-          f"references, {len(bench.sampler.vectors)} attribute vectors ({time.perf_counter() - t0:.1f} s); cached "
-          f"sampler = uncached sampler triplet for triplet: {bench.same_triplets()}")
+          f"references, {len(bench.sampler.vectors)} attribute vectors ({time.perf_counter() - t0:.1f} s); step "
+          f"options {bench.options}")
     warm = max(2, steps // 10)
     bench.amnet_steps(warm)
     bench.backbone_steps(warm)
@@ -308,9 +279,8 @@ def main(argv: list[str] | None = None) -> dict:
         parts = {
             "real train_step loop (as above)": lambda: bench.amnet_steps(steps),
             "sampler (TripletSampler.batches)": lambda: bench.sampler_only(steps),
-            "sampler before c1c1cb3 (no neighbour cache)": lambda: bench.sampler_only(steps, bench.uncached),
             "data (gather + to_input + indicator)": lambda: bench.data_only(batches),
-            "AMNet model + losses + step (random inputs)": lambda: bench.model_only(steps, batches[0]),
+            "AMNet model + paper losses + step (random inputs)": lambda: bench.model_only(steps, batches[0]),
             "pure backbone step": lambda: bench.backbone_steps(steps),
         }
         times: dict[str, list[float]] = {k: [] for k in parts}
@@ -321,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
         real_k = per_k["real train_step loop (as above)"]
         print(f"decomposition, seconds per 1000 images (median of {max(1, args.repeats)} rounds):")
         for name, sec in per_k.items():
-            print(f"  {name:<46} {sec:8.3f} s   ({100 * sec / real_k:5.1f} % of the real loop)")
+            print(f"  {name:<50} {sec:8.3f} s   ({100 * sec / real_k:5.1f} % of the real loop)")
         result["decomposition_s_per_1000"] = per_k
 
     if device.type == "cuda" or args.gpu_paths:
@@ -340,11 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
             result[name] = rate
 
     if not args.no_candidates:
-        variants = {
-            BEFORE: {"sampler": bench.uncached, "images": bench.host_images, "step_fn": legacy_train_step,
-                     "bf16": False},
-            "real loop + fused normalise (candidate)": {"step_fn": candidate_train_step},
-        }
+        variants: dict[str, dict] = {CANDIDATE: {"fused": True}}
         if device.type == "cuda" or args.gpu_paths:
             if device.type == "cuda":
                 pinned = bench.host_images.pin_memory()
@@ -362,19 +328,18 @@ def main(argv: list[str] | None = None) -> dict:
             for name, kw in jobs[r % len(jobs):] + jobs[: r % len(jobs)]:
                 runs[name].append(b3 * steps / bl.timed(lambda kw=kw: bench.amnet_steps(steps, **kw), device).wall)
         real_now = bl.median(runs["real"])
-        print(f"before / variants / candidates (benchmarks/train.py), median of {max(1, args.repeats)} rounds; "
-              f"the real loop in the same rounds: {real_now:.1f} img/s:")
+        print(f"variants / candidates, median of {max(1, args.repeats)} rounds; the real loop in the same rounds: "
+              f"{real_now:.1f} img/s:")
         cand = {}
         for name in variants:
             cand[name] = bl.median(runs[name])
             gain = bl.median([c / r for c, r in zip(runs[name], runs["real"], strict=True)])
             print(f"  {name:<56} {cand[name]:10.1f} img/s  x{gain:.2f} the real loop (per-round median), "
                   f"{cand[name] / pure:.3f} of the pure step")
-        gain = bl.median([r / b for r, b in zip(runs["real"], runs[BEFORE], strict=True)])
-        print(f"RATIO AMNet training real loop / loop before c1c1cb3 = {gain:.3f} (per-round median of "
-              f"{len(runs['real'])}; {real_now:.1f} / {cand[BEFORE]:.1f} img/s) "
-              f"[{args.backbone} {args.image_size} px, B={args.batch_size}, {device.type}]")
-        result.update(candidates=cand, real_in_candidate_rounds=real_now, real_over_before=gain)
+        result.update(candidates=cand, real_in_candidate_rounds=real_now)
+
+    if args.baseline_rev:
+        result["baseline"] = baseline(args, labels, blobs, device)
     if device.type == "cuda":
         result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     bl.dump({"train": result})

@@ -10,7 +10,7 @@ def pretrain_attribute_cnn(split: Input[Dataset], config: dict, parent_run_id: s
                            model: Output[Model], metrics: Output[Metrics], processes: int = 1):
     """attr_train shards -> attribute CNN; resumable state under ``checkpoint_root`` (a retry resumes);
     ``processes`` > 1: one rank per GPU of the pod, started by torchrun's launcher API."""
-    from amnet.steps.common import checkpoint_dir
+    from amnet.steps.checkpoints import checkpoint_dir
     from amnet.steps.pretrain import run_step
     from amnet.steps.results import log_results
 

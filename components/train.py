@@ -12,7 +12,7 @@ def train_amnet(split: Input[Dataset], attr_model: Input[Model], prototypes: Inp
     """Triplet pool + attribute CNN + prototypes -> AMNet model of ``variant``, trained with ``seed`` (-1 =
     the config's); resumable state under ``checkpoint_root``, keyed by the pipeline run (``run_id``), task
     and seed (a retry resumes); ``processes`` > 1: one rank per GPU of the pod (torchrun's launcher API)."""
-    from amnet.steps.common import checkpoint_dir
+    from amnet.steps.checkpoints import checkpoint_dir
     from amnet.steps.results import log_results
     from amnet.steps.train import run_step
 
@@ -30,7 +30,7 @@ def train_amnet_trainjob(split: Input[Dataset], attr_model: Input[Model], protot
     """The same training as ``train_amnet``, on ``cluster["num_nodes"]`` nodes: submits a Kubeflow Trainer
     TrainJob (``amnet.steps.train.run_on_nodes``), streams its log, waits; the job writes the model
     straight to this task's output URI and its resumable state under ``checkpoint_root``."""
-    from amnet.steps.common import checkpoint_dir
+    from amnet.steps.checkpoints import checkpoint_dir
     from amnet.steps.results import log_results
     from amnet.steps.train import run_on_nodes
 

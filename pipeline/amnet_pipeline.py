@@ -29,7 +29,7 @@ before anything is submitted.
 Data version: the fingerprint's digest is a *parameter* of the split, so KFP's cache key (which holds
 parameter values) changes exactly when the data does; downstream stages follow through the split
 artifact. Retries resume: training and featurization keep their state under ``checkpoint_root``
-(``amnet.steps.common.checkpoint_dir``), keyed by the run id (uncached tasks only: a run id in a
+(``amnet.steps.checkpoints.checkpoint_dir``), keyed by the run id (uncached tasks only: a run id in a
 cacheable task's inputs would make it miss the cache every run) and the task's inputs and config.
 Every task requests and is limited in CPU and memory (``CompileOptions``).
 """
@@ -168,7 +168,7 @@ class CompileOptions:
         return {name: getattr(self, prefix + name) for name in RESOURCE_FIELDS}
 
     def trainjob_cluster(self) -> dict[str, Any]:
-        """The TrainJob's nodes (``amnet.ops.trainjob.Cluster`` as a mapping): image, nodes, GPUs, the GPU
+        """The TrainJob's nodes (``amnet.ops.cluster.trainjob.Cluster`` as a mapping): image, nodes, GPUs, the GPU
         tasks' CPU / memory limits per node, placement, and the same secrets by name and key."""
         secret_env = [{"env": env, "secret": secret, "key": key, "optional": optional}
                       for secret, keys, optional in ((self.s3_secret, S3_KEYS, False),

@@ -54,14 +54,15 @@ def synthetic_dataset(workdir: Path, num_images: int, seed: int, image_size: int
 
 def local_stack_env(state_dir: str | None) -> dict[str, str]:
     """The local stack's client environment; the stack is started first when not healthy."""
-    from amnet.ops import stack
+    from amnet.stack import services
+    from amnet.stack.state import default_state_dir
 
-    folder = Path(state_dir).resolve() if state_dir else stack.default_state_dir()
-    statuses = stack.stack_status(folder) if (folder / "stack.json").exists() else {}
+    folder = Path(state_dir).resolve() if state_dir else default_state_dir()
+    statuses = services.stack_status(folder) if (folder / "stack.json").exists() else {}
     if not all(name in statuses and statuses[name].healthy for name in ("seaweed", "mlflow")):
         print(f"[amnet] starting the local stack (SeaweedFS S3 + MLflow) in {folder}")
-        stack.start_stack(folder)
-    return stack.stack_env(folder)
+        services.start_stack(folder)
+    return services.stack_env(folder)
 
 
 class TaskLogs(io.TextIOBase):

@@ -46,7 +46,7 @@ class MlflowServer(S3Server):
 
 def _require_tools(*modules: str) -> None:
     from amnet.errors import AmnetError
-    from amnet.ops.stack import weed_binary
+    from amnet.stack.seaweedfs import weed_binary
 
     for module in modules:
         pytest.importorskip(module)
@@ -60,7 +60,7 @@ def _require_tools(*modules: str) -> None:
 def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     """SeaweedFS only (no MLflow), with bucket ``test-bucket``; stopped after the session."""
     _require_tools("boto3")
-    from amnet.ops.stack import stack_env, start_seaweed, stop_stack
+    from amnet.stack.services import stack_env, start_seaweed, stop_stack
 
     state_dir = tmp_path_factory.mktemp("stack")
     atexit.register(stop_stack, state_dir)  # last resort if the session dies before teardown
@@ -77,7 +77,7 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
 def mlflow_server(s3_server: S3Server) -> Iterator[MlflowServer]:
     """The full stack: an MLflow server next to ``s3_server``'s SeaweedFS (artifacts in its bucket)."""
     _require_tools("boto3", "mlflow")
-    from amnet.ops.stack import stack_env, start_stack, stop_stack
+    from amnet.stack.services import stack_env, start_stack, stop_stack
 
     info = start_stack(s3_server.state_dir, bucket=s3_server.bucket, mlflow=True, timeout=180)
     try:
@@ -168,3 +168,24 @@ def trained_chain(tmp_path_factory) -> TrainedChain:
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
     return chain
+
+
+# ------------------------------------------------------------------------------- no quiet skips in CI
+
+REQUIRE_ALL_ENV = "AMNET_REQUIRE_ALL"  # set by .ci/run: a skipped test fails unless it needs a GPU
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``AMNET_REQUIRE_ALL=1`` a skip (a missing Docker engine, Chromium, kubectl, SeaweedFS ...)
+    becomes a failure naming the reason, so a green CI shows that every area really ran. Only tests
+    marked ``gpu`` may skip (no CUDA device on CI machines)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and os.environ.get(REQUIRE_ALL_ENV) == "1") or "gpu" in item.keywords:
+        return
+    if hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"{REQUIRE_ALL_ENV}=1 and this test was skipped: {reason}"

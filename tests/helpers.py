@@ -1,4 +1,5 @@
-"""Tiny real datasets for tests (rendered by the built-in generator, small sizes); benchmark scripts by path."""
+"""Tiny real datasets for tests (rendered by the built-in generator, small sizes); benchmarks/ and quality/
+scripts by path."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+QUALITY = Path(__file__).resolve().parents[1] / "quality"
 
 
 def tiny_dataset(root: Path, num_images: int = 900, seed: int = 0, image_size: int = 64) -> str:
@@ -18,10 +20,16 @@ def tiny_dataset(root: Path, num_images: int = 900, seed: int = 0, image_size: i
     return str(out)
 
 
-def load_benchmark(name: str):
-    """Import ``benchmarks/<name>.py`` as a module (benchmarks/ is not a package), for tests of its parts."""
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+def load_benchmark(name: str, folder: Path = BENCHMARKS):
+    """Import ``<folder>/<name>.py`` as a module (benchmarks/ and quality/ are not packages), for tests of its
+    parts."""
+    spec = importlib.util.spec_from_file_location(f"{folder.name}_{name}", folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the script executes
     spec.loader.exec_module(module)
     return module
+
+
+def load_quality(name: str):
+    """Import ``quality/<name>.py`` as a module."""
+    return load_benchmark(name, QUALITY)

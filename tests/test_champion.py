@@ -1,4 +1,4 @@
-"""The champion's re-scoring as its own task (``amnet.ops.champion``, ``amnet step reevaluate``): which
+"""The champion's re-scoring as its own task (``amnet.ops.registry.champion``, ``amnet step reevaluate``): which
 scores the registry gate may use, and the file the task writes without a registry."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from amnet.cli import main
-from amnet.ops.champion import read, usable_scores
+from amnet.ops.registry.champion import read, usable_scores
 
 RESCORED = {"model_name": "amnet", "version": "3", "fingerprint": "abc", "scores": {"top20": 0.5, "ndcg20": 0.4},
             "reevaluated": True}

@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from amnet.cli import main
-from amnet.ops import tracking
-from amnet.ops.registry import TAG_DECISION
+from amnet.ops.tracking import runs
+from amnet.ops.tracking.runs import TAG_DECISION
 
 
 @pytest.fixture
@@ -29,15 +29,15 @@ def two_runs(tracked):
     a: amnet_top20 0.12345, amnet_ndcg20 0.2, no_memory_top20 0.0567, no decision;
     b: amnet_top20 0.4, amnet_ndcg20 0.33333, no no_memory metric, promoted to champion."""
     experiment = f"compare-{uuid.uuid4().hex[:8]}"
-    a = tracking.start_parent(experiment, "pipeline-a")
-    b = tracking.start_parent(experiment, "pipeline-b")
+    a = runs.start_parent(experiment, "pipeline-a")
+    b = runs.start_parent(experiment, "pipeline-b")
     for name, value in {"amnet_top20": 0.12345, "amnet_ndcg20": 0.2, "no_memory_top20": 0.0567}.items():
         tracked.log_metric(a, name, value)
     for name, value in {"amnet_top20": 0.4, "amnet_ndcg20": 0.33333}.items():
         tracked.log_metric(b, name, value)
     tracked.set_tag(b, TAG_DECISION, "amnet v1: promoted to champion (first model: no champion yet)")
-    tracking.finish_parent(a)
-    tracking.finish_parent(b)
+    runs.finish_parent(a)
+    runs.finish_parent(b)
     return experiment, a, b
 
 

@@ -1,4 +1,4 @@
-"""Scheduled retraining sees new data: the stale-data repro of issue 15 through ``kfp.local``.
+"""Scheduled retraining sees new data: a changed dataset retrains, through ``kfp.local``.
 
 The whole pipeline (``local_run.run_pipeline``, kfp.local's cache on) against the real local stack
 (SeaweedFS + MLflow, ``mlflow_server``): run it, run it again on the same data (the fingerprint runs,

@@ -1,4 +1,4 @@
-"""The triplet pool read through a local file (issue 16 part 2): same pixels, bounded memory, cleaned up."""
+"""The triplet pool read through a local file : same pixels, bounded memory, cleaned up."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rank-aware training (issue 17) on this CPU: gloo, two processes started by torchrun's launcher API.
+"""Rank-aware training on this CPU: gloo, two processes started by torchrun's launcher API.
 
 Fast tests check the rank helpers with the torchrun environment set by hand; the ``slow`` ones train
 the session's tiny chain (tests/conftest.py ``trained_chain``) with one and with two processes and the

@@ -169,8 +169,8 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(prepared, tmp_path):
 @pytest.mark.slow
 def test_a_retry_with_a_fresh_output_folder_resumes_from_the_checkpoint_prefix(prepared, tmp_path):
     """What a KFP retry of a killed pod sees: a new, empty output folder, the same checkpoint prefix
-    (``amnet.steps.common.checkpoint_dir``: same run, task, inputs and config)."""
-    from amnet.steps.common import checkpoint_dir
+    (``amnet.steps.checkpoints.checkpoint_dir``: same run, task, inputs and config)."""
+    from amnet.steps.checkpoints import checkpoint_dir
 
     inputs = [str(prepared / "split"), str(prepared / "attr"), str(prepared / "protos")]
     config = {"epochs": 3, "steps_per_epoch": 80, "batch_size": 8}
@@ -196,7 +196,7 @@ def test_a_retry_with_a_fresh_output_folder_resumes_from_the_checkpoint_prefix(p
 
 
 def test_checkpoint_prefix_is_keyed_by_run_task_inputs_and_config(tmp_path):
-    from amnet.steps.common import checkpoint_dir
+    from amnet.steps.checkpoints import checkpoint_dir
 
     key = ("s3://b/root", "s3://b/root/amnet/r1/train-amnet/7/model", "train-amnet", "r1", ["s3://b/split"], {})
     base = checkpoint_dir(*key)
@@ -263,7 +263,8 @@ class ObjectWatcher(threading.Thread):
 def test_s3_restart_while_the_split_writes_shards(tmp_path):
     pytest.importorskip("boto3")
     from amnet.errors import AmnetError
-    from amnet.ops.stack import stack_env, start_seaweed, stop_stack, weed_binary
+    from amnet.stack.seaweedfs import weed_binary
+    from amnet.stack.services import stack_env, start_seaweed, stop_stack
 
     try:
         weed_binary()
@@ -455,9 +456,9 @@ def stage_runs(client, parent: str, stage: str) -> list:
 def test_a_retried_tracked_stage_continues_its_run(prepared, tmp_path, tracked, capsys):
     """KFP kills the pod of a tracked training mid-epoch and retries it: one MLflow run, FINISHED, with
     every epoch logged once; a further retry after success adds nothing."""
-    from amnet.ops import tracking
+    from amnet.ops.tracking import runs
 
-    parent = tracking.start_parent("amnet-faults", "retry-test")
+    parent = runs.start_parent("amnet-faults", "retry-test")
     out = tmp_path / "model"
     args = [*train_args(prepared, out, epochs=2, steps=80), "--parent-run-id", parent]
     env = clean_env(MLFLOW_TRACKING_URI=os.environ["MLFLOW_TRACKING_URI"], MLFLOW_EXPERIMENT_NAME="amnet-faults")
@@ -470,22 +471,22 @@ def test_a_retried_tracked_stage_continues_its_run(prepared, tmp_path, tracked, 
     (run,) = stage_runs(tracked, parent, "train-amnet")
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     assert sorted(m.step for m in tracked.get_metric_history(run.info.run_id, "loss")) == [0, 1, 2]
-    assert run.data.tags[tracking.TAG_RUN_KEY]
+    assert run.data.tags[runs.TAG_RUN_KEY]
 
     again = subprocess.run(amnet_cmd(*args), env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert f"already has a FINISHED run {run.info.run_id}" in again.stdout
     assert len(stage_runs(tracked, parent, "train-amnet")) == 1
-    tracking.finish_parent(parent)
+    runs.finish_parent(parent)
 
 
 def test_a_failed_tracked_attempt_is_continued_by_its_retry(prepared, tmp_path, tracked, capsys):
     """First attempt fails (its input is not there yet: run FAILED); the retry logs into that run."""
     import shutil
 
-    from amnet.ops import tracking
+    from amnet.ops.tracking import runs
 
-    parent = tracking.start_parent("amnet-faults", "failed-attempt")
+    parent = runs.start_parent("amnet-faults", "failed-attempt")
     split = tmp_path / "split"
     args = ["step", "featurize", "--split", str(split), "--model", str(prepared / "attr"),
             "--out", str(tmp_path / "feats"), "--quiet", "--parent-run-id", parent]
@@ -497,12 +498,12 @@ def test_a_failed_tracked_attempt_is_continued_by_its_retry(prepared, tmp_path, 
     (run,) = stage_runs(tracked, parent, "featurize-attribute_cnn")
     assert run.info.run_id == failed.info.run_id and run.info.status == "FINISHED"
     assert run.data.metrics["count"] == 60
-    tracking.finish_parent(parent)
+    runs.finish_parent(parent)
 
 
 def test_tracked_split_component_rerun_adds_no_run(tmp_path, tracked):
     """The split component (cached in KFP, so no parent run) rerun into the same output: one run."""
-    from amnet.ops import tracking
+    from amnet.ops.tracking.runs import TAG_RUN_KEY, run_key, safe_params
     from amnet.steps.split import run_step
 
     data = tiny_dataset(tmp_path, num_images=300, image_size=32)
@@ -514,8 +515,8 @@ def test_tracked_split_component_rerun_adds_no_run(tmp_path, tracked):
     exp = tracked.get_experiment_by_name("amnet-faults").experiment_id
     runs = tracked.search_runs([exp], "tags.`amnet.stage` = 'split'")
     io = {"dataset": data, "dataset_digest": first["dataset_digest"], "out": out}  # what the split step keys on
-    mine = [r for r in runs if r.data.tags.get(tracking.TAG_RUN_KEY)
-            == tracking.run_key("split", "", tracking.safe_params(run_params(params)), io)]
+    mine = [r for r in runs if r.data.tags.get(TAG_RUN_KEY)
+            == run_key("split", "", safe_params(run_params(params)), io)]
     assert len(mine) == 1 and mine[0].info.status == "FINISHED"
 
 

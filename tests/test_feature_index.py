@@ -1,4 +1,4 @@
-"""The index artifact built from feature shards (issue 16 part 3, library side)."""
+"""The index artifact built from feature shards (library side)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Intervals for the headline metrics (issue 18): bootstrap over queries, paired differences, seeds.
+"""Intervals for the headline metrics: bootstrap over queries, paired differences, seeds.
 
 Unit tests on tiny hand-made per-query tables: the statistics (amnet.retrieval.stats), the report's
 tables and sections built from evaluation folders written here (no training), the closing table of
@@ -202,7 +202,7 @@ def test_local_run_tables_read_the_evaluation_folders(evaluations, tmp_path):
 
 
 def test_compare_rows_show_sd_intervals_and_differences():
-    from amnet.ops.compare import comparison_rows
+    from amnet.ops.tracking.compare import comparison_rows
     from amnet.report.tables import text_table
 
     metrics = {"amnet_top20": 0.83, "amnet_top20_sd": 0.012, "amnet_top20_ci_low": 0.79, "amnet_top20_ci_high": 0.87,

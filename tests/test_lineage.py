@@ -49,7 +49,7 @@ def client(mlflow_server):
 @pytest.fixture(scope="module")
 def chain(client, trained_chain, tmp_path_factory) -> dict:
     """The tracked chain's folders, run ids and registry decision."""
-    from amnet.ops.registry import register_and_gate
+    from amnet.ops.registry.gate import register_and_gate
     from amnet.steps import evaluate, featurize, parent, pretrain, prototypes, split, train
 
     root = tmp_path_factory.mktemp("lineage")
@@ -78,7 +78,7 @@ def chain(client, trained_chain, tmp_path_factory) -> dict:
 
 
 def test_every_stage_run_has_source_tags_and_the_dataset_input(client, chain):
-    from amnet.ops import lineage
+    from amnet.ops.tracking import lineage
 
     stages = {"split", "pretrain", "prototypes", "train-amnet", "featurize-amnet", "evaluate-amnet"}
     assert stages <= set(chain["runs"]), sorted(chain["runs"])
@@ -201,9 +201,9 @@ def _free_port() -> int:
 
 def test_mlflow_models_serve_answers_like_amnet_search(client, chain, tmp_path):
     """The real MLflow scoring server on loopback, loading models:/NAME@champion."""
-    from amnet.search.searcher import Searcher
+    from amnet.ops.registry.model_uri import open_searcher
 
-    searcher = Searcher.load(f"models:/{MODEL_NAME}@champion")
+    searcher = open_searcher(f"models:/{MODEL_NAME}@champion")
     query, changes = searcher.ids[3], {"color": "red"}
     expected = [r.image_id for r in searcher.search(query, changes, k=8)]
     port = _free_port()

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from amnet.errors import AmnetError
-from amnet.ops import lineage
+from amnet.ops.tracking import lineage
 from amnet.steps.parent import pipeline_params
 from amnet.steps.report import results_note
 
@@ -69,7 +69,7 @@ def test_results_note_is_a_markdown_table_of_every_variant():
 
 def test_servable_queries_are_checked():
     pytest.importorskip("mlflow")
-    from amnet.ops import servable
+    from amnet.ops.registry import servable
 
     assert servable._query({"image": base64.b64encode(b"\x89PNG").decode()}) == b"\x89PNG"
     assert servable._query({"image": float("nan"), "gallery_id": "synth0-1"}) == "synth0-1"

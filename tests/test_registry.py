@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from amnet.cli import main
-from amnet.ops.registry import GateRule, compare, register_and_gate
+from amnet.ops.registry.gate import GateRule, compare, register_and_gate
 from tests.helpers import tiny_dataset
 
 MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]

@@ -22,7 +22,7 @@ from amnet.names import VARIANTS as VARIANT_ORDER
 from amnet.report.report import run_report
 from amnet.report.sections import increase_ratio
 from amnet.retrieval.evaluate import gallery_study, gallery_subsets
-from tests.helpers import load_benchmark, tiny_dataset
+from tests.helpers import load_quality, tiny_dataset
 
 MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
 SECTIONS = ("Summary", "Fig. 5", "Table 2", "Fig. 6", "Two-attribute manipulation", "Per-attribute",
@@ -158,12 +158,12 @@ def test_report_goes_to_the_mlflow_parent_run(run, tmp_path, monkeypatch, mlflow
     """Headline metrics, the page, the plots and the per-query table land on the parent run (real server)."""
     from mlflow import MlflowClient
 
-    from amnet.ops import tracking
+    from amnet.ops.tracking import runs
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.tracking_uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     evaluations, _, _ = run
-    parent = tracking.start_parent("amnet-report-tests", "report")
+    parent = runs.start_parent("amnet-report-tests", "report")
     from amnet.steps.report import run_step
 
     scalars = run_step(evaluations, str(tmp_path / "report"), parent)
@@ -179,11 +179,11 @@ def test_report_goes_to_the_mlflow_parent_run(run, tmp_path, monkeypatch, mlflow
 
 def test_an_independent_rescoring_of_the_saved_rankings_agrees_with_metrics_json(run):
     """Top-k and NDCG@20 recomputed from per_query.parquet's saved rankings and the dataset's own
-    manifest by ``benchmarks/rescore.py`` (code that shares nothing with amnet.retrieval.metrics),
+    manifest by ``quality/rescore.py`` (code that shares nothing with amnet.retrieval.metrics),
     for every evaluation of the run, and by its command line over the whole run folder."""
     evaluations, _, _ = run
     root = Path(evaluations[0]).parent
-    rescore = load_benchmark("rescore")
+    rescore = load_quality("rescore")
     truth = rescore.read_truth(root / "synth-700-0-64")
     for ev in evaluations:
         payload = json.loads((Path(ev) / "metrics.json").read_text())

@@ -1,6 +1,6 @@
-"""The badge collection ``benchmarks/robustness.py`` renders honours the dataset contract.
+"""The badge collection ``quality/robustness.py`` renders honours the dataset contract.
 
-Issue 18's robustness check is only a check of the defaults if the product reads that collection
+The robustness check is only a check of the defaults if the product reads that collection
 the way it reads any customer's: validation keeps every row and the labels are the rendered ones.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import pandas as pd
 
 from amnet.data.validate import validate_dataset
-from tests.helpers import load_benchmark
+from tests.helpers import load_quality
 
 
 def test_rendered_badges_pass_validation_with_their_own_vocabulary(tmp_path):
-    bench = load_benchmark("robustness")
+    bench = load_quality("robustness")
     out = tmp_path / "badges"
     bench.generate(str(out), num_images=24, seed=3, size=64)
     result = validate_dataset(str(out), progress=False)
@@ -27,7 +27,7 @@ def test_rendered_badges_pass_validation_with_their_own_vocabulary(tmp_path):
 
 
 def test_rendering_is_a_function_of_the_seed(tmp_path):
-    bench = load_benchmark("robustness")
+    bench = load_quality("robustness")
     bench.generate(str(tmp_path / "a"), num_images=6, seed=1, size=64)
     bench.generate(str(tmp_path / "b"), num_images=6, seed=1, size=64)
     bench.generate(str(tmp_path / "c"), num_images=6, seed=2, size=64)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from amnet import storage
 from amnet.cli import main
 from amnet.errors import AmnetError
-from amnet.ops.model_uri import artifact_uri
 from amnet.search.searcher import Searcher
 from tests.helpers import tiny_dataset
 
@@ -138,6 +138,12 @@ def test_an_attribute_cnn_is_refused(tiny):
         Searcher.load(str(tiny / "attr"), gallery=str(tiny / "split"))
 
 
+def test_the_searcher_loads_files_and_leaves_mlflow_uris_to_ops(tiny):
+    """search/ never talks to MLflow: a models:/ URI is resolved above it (ops.registry.model_uri)."""
+    with pytest.raises(AmnetError, match=r"an MLflow model URI; .*open_searcher"):
+        Searcher.load("models:/amnet@champion", gallery=str(tiny / "split"))
+
+
 def test_features_of_another_model_are_refused(tiny):
     other = tiny / "feats-attr"
     if not (other / "features.json").exists():
@@ -148,10 +154,10 @@ def test_features_of_another_model_are_refused(tiny):
 
 
 def test_kfp_artifact_mounts_map_to_s3_uris(tmp_path):
-    assert artifact_uri("/s3/amnet/v2/artifacts/run/features") == "s3://amnet/v2/artifacts/run/features"
-    assert artifact_uri("/minio/mlpipeline/v2/artifacts/x") == "s3://mlpipeline/v2/artifacts/x"
-    assert artifact_uri(str(tmp_path)) == str(tmp_path) and artifact_uri("s3://b/k") == "s3://b/k"
-    assert artifact_uri("") is None
+    assert storage.artifact_uri("/s3/amnet/v2/artifacts/run/features") == "s3://amnet/v2/artifacts/run/features"
+    assert storage.artifact_uri("/minio/mlpipeline/v2/artifacts/x") == "s3://mlpipeline/v2/artifacts/x"
+    assert storage.artifact_uri(str(tmp_path)) == str(tmp_path) and storage.artifact_uri("s3://b/k") == "s3://b/k"
+    assert storage.artifact_uri("") is None
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -208,7 +214,8 @@ def test_cli_errors_are_one_line(tiny, searcher, capsys):
 def test_load_from_the_model_registry(tiny, searcher, monkeypatch, mlflow_server, tmp_path):
     from mlflow import MlflowClient
 
-    from amnet.ops.registry import register_and_gate
+    from amnet.ops.registry.gate import register_and_gate
+    from amnet.ops.registry.model_uri import open_searcher
 
     for name, value in mlflow_server.env.items():
         monkeypatch.setenv(name, value)
@@ -220,19 +227,19 @@ def test_load_from_the_model_registry(tiny, searcher, monkeypatch, mlflow_server
     query, changes = searcher.ids[0], {"color": "red"}
     expected = [(r.image_id, round(r.distance, 4)) for r in searcher.search(query, changes, k=5)]
 
-    champion = Searcher.load(f"models:/{name}@champion", gallery=str(tiny / "split"))
+    champion = open_searcher(f"models:/{name}@champion", gallery=str(tiny / "split"))
     assert champion.source.startswith(f"models:/{name}@champion") and champion.size == searcher.size
     assert [(r.image_id, round(r.distance, 4)) for r in champion.search(query, changes, k=5)] == expected
 
     run_id = MlflowClient().get_model_version(name, decision.version).tags["amnet.run_id"]
-    by_run = Searcher.load(f"runs:/{run_id}")  # features found through the version registered from the run
+    by_run = open_searcher(f"runs:/{run_id}")  # features found through the version registered from the run
     assert by_run.has_images  # the version's amnet.gallery_uri tag points at the split's gallery images
     assert [r.image_id for r in by_run.search(query, changes, k=5)] == [i for i, _ in expected]
 
     with pytest.raises(AmnetError, match="not in the MLflow model registry"):
-        Searcher.load(f"models:/{name}@no-such-alias")
+        open_searcher(f"models:/{name}@no-such-alias")
     with pytest.raises(AmnetError, match="expected models:/NAME@ALIAS"):
-        Searcher.load("models:/just-a-name")
+        open_searcher("models:/just-a-name")
 
 
 def test_fanned_out_features_merge_into_one_index_that_search_and_evaluation_load(tiny, searcher):

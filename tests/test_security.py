@@ -110,12 +110,12 @@ def test_a_tracked_stage_leaks_no_credential(split, tmp_path, mlflow_server):
 
 
 def test_safe_params_drop_a_credential_that_slipped_into_a_config_value(monkeypatch):
-    from amnet.ops import tracking
+    from amnet.ops.tracking import runs
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRETS["AWS_SECRET_ACCESS_KEY"])
     params = {"model.weights": f"s3://bucket/{FAKE_SECRETS['AWS_SECRET_ACCESS_KEY']}/w.pt", "lr": 0.1,
               "mlflow_password": "x", "aws_secret_access_key": "y"}
-    assert tracking.safe_params(params) == {"lr": 0.1}
+    assert runs.safe_params(params) == {"lr": 0.1}
 
 
 # ------------------------------------------------------------------------------------------- pickles

@@ -1,4 +1,4 @@
-"""The streamed validate + split (issue 16) gives exactly the split the in-memory one gave.
+"""The streamed validate + split gives exactly the split the in-memory one gave.
 
 The expected digests below were recorded by running the split as it was *before* the streaming change
 (commit 2996a62: ``validate_dataset`` held every kept image in a DataFrame, ``split_frames`` sliced it)
@@ -10,7 +10,7 @@ rows, ids and labels (``synth.sample_labels`` per seed and index, as ``amnet dat
 (the old code on the real rendered demo dataset, ``.amnet/.../synth-8000-64px-seed0``, gave the same
 digest).
 
-Since issue 18 the split also writes ``val_queries`` (drawn after the test queries, from rows the
+The split also writes ``val_queries`` (drawn after the test queries, from rows the
 triplet pool held before). What must not change is checked against the same old digests:
 ``split_digest(out, legacy=True)`` puts the validation queries back into the triplet pool (in kept
 order, i.e. manifest order), so ``attr_train``, ``gallery``, ``queries`` and the old pool must hash
@@ -40,7 +40,7 @@ from amnet.errors import DatasetError
 SMALL_CFG = SplitConfig(per_value=8, gallery_size=200, num_queries=30, shard_size=64, seed=11)
 SMALL_DIGEST = "566c71bf175c0e8e0b49892f03e033fc1e168093e891b2b76444e9b30a1d353d"
 DEMO_DIGEST = "0daf29f83652ecb70686216ebddfe7495548b763a401fb3564c06758c0ba78bb"  # SplitConfig() = demo.yaml
-# with validation queries (issue 18), recorded with this code: the old sets + val_queries, the smaller pool
+# with validation queries, recorded with this code: the old sets + val_queries, the smaller pool
 SMALL_NEW_DIGEST = "29f274406097b9d1363aad3a1400a1c6b4b4ff96908326257c35896a53707400"
 DEMO_NEW_DIGEST = "760abba14ca718080a8c2dd9e50c6463b7333339e226c4cc77d79f96064330be"
 

@@ -16,7 +16,7 @@ import pytest
 
 from amnet import cli
 from amnet.errors import AmnetError
-from amnet.ops import stack
+from amnet.stack import processes, seaweedfs, services, state
 
 
 def _gone(pid: int) -> bool:
@@ -48,7 +48,7 @@ def _needs_tools():
     pytest.importorskip("mlflow")
     pytest.importorskip("boto3")
     try:
-        stack.weed_binary()
+        seaweedfs.weed_binary()
     except AmnetError as exc:
         pytest.skip(str(exc))
 
@@ -76,7 +76,7 @@ def test_cli_up_status_idempotent_up_down(tmp_path, monkeypatch, capsys):
 
         assert cli.main(["stack", "status", "--env"]) == 0
         env = _parse_exports(capsys.readouterr().out)
-        assert env == stack.stack_env(state)
+        assert env == services.stack_env(state)
         assert set(env) == {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                             "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL"}
         with urllib.request.urlopen(env["MLFLOW_TRACKING_URI"] + "/health", timeout=10) as resp:
@@ -96,7 +96,7 @@ def test_cli_up_status_idempotent_up_down(tmp_path, monkeypatch, capsys):
         assert cli.main(["stack", "down"]) == 0
         assert "nothing running" in capsys.readouterr().out
     finally:
-        stack.stop_stack(state)
+        services.stop_stack(state)
 
 
 @pytest.mark.slow
@@ -104,18 +104,19 @@ def test_seaweed_restart_keeps_data_and_ports(tmp_path):
     _needs_tools()
     state = tmp_path / "s3only"
     try:
-        first = stack.start_seaweed(state, bucket="keep")
-        s3 = _client(stack.stack_env(state))
+        first = services.start_seaweed(state, bucket="keep")
+        s3 = _client(services.stack_env(state))
         s3.put_object(Bucket="keep", Key="a/b.txt", Body=b"persisted")
-        assert stack.stop_stack(state) == ["seaweed"]
+        assert services.stop_stack(state) == ["seaweed"]
 
-        second = stack.start_seaweed(state, bucket="keep")
+        second = services.start_seaweed(state, bucket="keep")
         assert second.s3_endpoint == first.s3_endpoint  # saved ports are reused: exported env stays valid
-        assert _client(stack.stack_env(state)).get_object(Bucket="keep", Key="a/b.txt")["Body"].read() == b"persisted"
-        assert stack.stack_status(state)["seaweed"].healthy
-        assert "mlflow" not in stack.stack_status(state)
+        stored = _client(services.stack_env(state)).get_object(Bucket="keep", Key="a/b.txt")["Body"].read()
+        assert stored == b"persisted"
+        assert services.stack_status(state)["seaweed"].healthy
+        assert "mlflow" not in services.stack_status(state)
     finally:
-        stack.stop_stack(state)
+        services.stop_stack(state)
 
 
 def _client(env: dict[str, str]):
@@ -129,12 +130,13 @@ def _client(env: dict[str, str]):
 
 
 def _spawn_group(script: str, log: Path) -> subprocess.Popen:
-    """Start ``script`` the way the stack starts its servers (own process group, reaped by amnet.ops.stack)."""
-    pid = stack._spawn(["/bin/sh", "-c", script], log)
+    """Start ``script`` the way the stack starts its servers (own process group, reaped by
+    amnet.stack.processes)."""
+    pid = processes._spawn(["/bin/sh", "-c", script], log)
     deadline = time.monotonic() + 10
-    while script not in stack._cmdline(pid) and time.monotonic() < deadline:  # exec() has not happened yet
+    while script not in processes._cmdline(pid) and time.monotonic() < deadline:  # exec() has not happened yet
         time.sleep(0.01)
-    return stack._CHILDREN[pid]
+    return processes._CHILDREN[pid]
 
 
 def _fake_state(state: Path, pid: int, marker: str) -> None:
@@ -147,7 +149,7 @@ def test_down_leaves_a_process_whose_cmdline_is_not_ours(tmp_path):
     proc = _spawn_group("sleep 30", tmp_path / "sleep.log")
     try:
         _fake_state(tmp_path, proc.pid, marker=f"-dir={tmp_path}/seaweed")  # pid reused by someone else
-        assert stack.stop_stack(tmp_path) == []
+        assert services.stop_stack(tmp_path) == []
         assert proc.poll() is None
     finally:
         proc.kill()
@@ -159,7 +161,7 @@ def test_down_stops_the_whole_process_group(tmp_path):
     proc = _spawn_group(script, tmp_path / "sleep.log")
     try:
         _fake_state(tmp_path, proc.pid, marker=script)
-        assert stack.stop_stack(tmp_path) == ["seaweed"]
+        assert services.stop_stack(tmp_path) == ["seaweed"]
         assert proc.poll() is not None
         assert _group_gone(proc.pid)
         assert json.loads((tmp_path / "stack.json").read_text())["seaweed"]["pid"] is None
@@ -181,7 +183,7 @@ def test_a_server_that_dies_at_start_is_reported_with_its_log(tmp_path, monkeypa
     monkeypatch.setenv("AMNET_WEED", _fake_weed(tmp_path, "echo 'listen tcp: address already in use'; exit 3"))
     state = tmp_path / "stack"
     with pytest.raises(AmnetError, match=r"SeaweedFS exited with code 3 while starting; see .*seaweed\.log.*in use"):
-        stack.start_seaweed(state, timeout=30)
+        services.start_seaweed(state, timeout=30)
     assert json.loads((state / "stack.json").read_text())["seaweed"]["pid"] is None
 
 
@@ -190,20 +192,20 @@ def test_a_server_that_never_answers_is_stopped_after_the_timeout(tmp_path, monk
     monkeypatch.setenv("AMNET_WEED", _fake_weed(tmp_path, "exec sleep 60"))
     state = tmp_path / "stack"
     with pytest.raises(AmnetError, match=r"SeaweedFS did not become ready within 1 s; see .*seaweed\.log"):
-        stack.start_seaweed(state, timeout=1)
+        services.start_seaweed(state, timeout=1)
     saved = json.loads((state / "stack.json").read_text())
     assert saved["seaweed"]["pid"] is None
-    assert stack.stack_status(state)["seaweed"].running is False
+    assert services.stack_status(state)["seaweed"].running is False
 
 
 def test_env_without_a_stack_is_a_clear_error(tmp_path):
     with pytest.raises(AmnetError, match="no local stack in .*amnet stack up"):
-        stack.stack_env(tmp_path / "nothing")
+        services.stack_env(tmp_path / "nothing")
 
 
 def test_mlflow_needs_seaweed(tmp_path):
     with pytest.raises(AmnetError, match="needs seaweed=True"):
-        stack.start_stack(tmp_path, seaweed=False, mlflow=True)
+        services.start_stack(tmp_path, seaweed=False, mlflow=True)
 
 
 @pytest.mark.parametrize("command", ["up", "down", "status"])
@@ -216,10 +218,10 @@ def test_help(command, capsys):
 
 def test_default_state_dir_honours_env(tmp_path, monkeypatch):
     monkeypatch.setenv("AMNET_STACK_DIR", str(tmp_path / "x"))
-    assert stack.default_state_dir() == (tmp_path / "x").resolve()
+    assert state.default_state_dir() == (tmp_path / "x").resolve()
     monkeypatch.delenv("AMNET_STACK_DIR")
     monkeypatch.chdir(tmp_path)
-    assert stack.default_state_dir() == (tmp_path / ".amnet" / "stack").resolve()
+    assert state.default_state_dir() == (tmp_path / ".amnet" / "stack").resolve()
 
 
 def test_cli_module_runs_standalone():

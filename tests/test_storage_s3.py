@@ -1,4 +1,4 @@
-"""amnet.storage against a real S3 server (SeaweedFS from ``amnet.ops.stack``), and local atomic writes."""
+"""amnet.storage against a real S3 server (SeaweedFS from ``amnet.stack``), and local atomic writes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""amnet.ops.tracking against a real MLflow server whose artifacts live in the stack's S3 (SeaweedFS)."""
+"""amnet.ops.tracking.runs against a real MLflow server whose artifacts live in the stack's S3 (SeaweedFS)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from amnet.errors import AmnetError
-from amnet.ops import tracking
+from amnet.ops.tracking import runs
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def _free_port() -> int:
 
 def test_module_imports_without_mlflow():
     code = ("import sys; sys.modules['mlflow'] = None\n"  # any `import mlflow` now fails
-            "import amnet.ops.tracking as t\n"
+            "import amnet.ops.tracking.runs as t\n"
             "with t.stage_run('x', None, {'a': 1}, {}) as run:\n"
             "    run.log_metrics({'loss': 1.0}, 0)\n"
             "assert t.start_parent('e', 'r') == ''\n")
@@ -51,16 +51,16 @@ def test_module_imports_without_mlflow():
 
 def test_tracking_off_gives_null_tracker(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert not tracking.tracking_enabled()
-    assert isinstance(tracking.get_tracker(), tracking.NullTracker)
-    with tracking.stage_run("pretrain", None, {"epochs": 1}, {}) as run:
+    assert not runs.tracking_enabled()
+    assert isinstance(runs.get_tracker(), runs.NullTracker)
+    with runs.stage_run("pretrain", None, {"epochs": 1}, {}) as run:
         run.log_metrics({"loss": 0.5}, step=3)
         run.log_params({"x": 1})
         run.log_text("t", "t.txt")
         run.log_dict({"a": 1}, "a.json")
         run.log_artifact("/nonexistent")
         run.set_tags({"k": "v"})
-    tracking.finish_parent("", "FAILED")
+    runs.finish_parent("", "FAILED")
 
 
 def test_safe_params_drops_secrets_by_name_and_by_value():
@@ -72,47 +72,47 @@ def test_safe_params_drops_secrets_by_name_and_by_value():
         "storage.access_key_id": "AKIDEXAMPLE", "credentials": "c",
         "note": "AKIDEXAMPLE", "endpoint": "http://user:s3cr3t-value-xyz@host",
     }
-    assert tracking.safe_params(params, env=env) == {
+    assert runs.safe_params(params, env=env) == {
         "model.feature_dim": 256, "model.backbone": "small", "train.lr": 0.01, "max_tokens": 5,
         "monkey_patch": True,
     }
-    assert tracking.safe_params({"sort_key": "name"}, allow=("sort_key",), env={}) == {"sort_key": "name"}
+    assert runs.safe_params({"sort_key": "name"}, allow=("sort_key",), env={}) == {"sort_key": "name"}
 
 
 def test_unreachable_server_fails_fast():
     uri = f"http://127.0.0.1:{_free_port()}"
     t0 = time.monotonic()
     with pytest.raises(AmnetError, match="not reachable.*amnet stack up.*MLFLOW_TRACKING_URI"):
-        tracking.check_tracking_server(uri, timeout=10)
+        runs.check_tracking_server(uri, timeout=10)
     assert time.monotonic() - t0 < 5
 
 
 def test_non_http_uri_needs_no_server(tmp_path):
-    tracking.check_tracking_server(f"sqlite:///{tmp_path}/x.db")
+    runs.check_tracking_server(f"sqlite:///{tmp_path}/x.db")
 
 
 def test_bad_status_is_rejected():
     with pytest.raises(AmnetError, match="FINISHED, FAILED, KILLED"):
-        tracking.Tracker("http://127.0.0.1:1").finish_parent("whatever", "DONE")
+        runs.Tracker("http://127.0.0.1:1").finish_parent("whatever", "DONE")
 
 
 # ----------------------------------------------------------------------------------------- with a server
 
 
 def test_server_is_reachable(tracking_env):
-    tracking.check_tracking_server(tracking_env.tracking_uri, timeout=10)
+    runs.check_tracking_server(tracking_env.tracking_uri, timeout=10)
 
 
 def test_parent_and_nested_stage_run(tracking_env, tmp_path):
     client = _client(tracking_env)
-    parent = tracking.start_parent("amnet-tests", "pipeline-1", {"amnet.pipeline": "local"})
+    parent = runs.start_parent("amnet-tests", "pipeline-1", {"amnet.pipeline": "local"})
     artifact = tmp_path / "report.txt"
     artifact.write_text("hello artifact")
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "config.yaml").write_text("a: 1\n")
 
-    with tracking.stage_run("pretrain", parent, {"model.feature_dim": 256, "epochs": 2},
+    with runs.stage_run("pretrain", parent, {"model.feature_dim": 256, "epochs": 2},
                             {"amnet.extra": "yes"}) as run:
         for step, loss in enumerate([1.0, 0.5, 0.25]):
             run.log_metrics({"loss": loss, "top@1": 0.1 * step, "note": "skipped"}, step=step)
@@ -143,14 +143,14 @@ def test_parent_and_nested_stage_run(tracking_env, tmp_path):
     assert [a.path for a in client.list_artifacts(stage_id, "model")] == ["model/config.yaml"]
 
     assert client.get_run(parent).info.status == "RUNNING"
-    tracking.finish_parent(parent, "FINISHED")
+    runs.finish_parent(parent, "FINISHED")
     assert client.get_run(parent).info.status == "FINISHED"
 
 
 def test_artifacts_land_in_the_s3_bucket(tracking_env, tmp_path):
     artifact = tmp_path / "weights.bin"
     artifact.write_bytes(b"\x01\x02\x03")
-    with tracking.stage_run("train", None, {}, {}) as run:
+    with runs.stage_run("train", None, {}, {}) as run:
         run.log_artifact(str(artifact))
         run_id = run.run_id
     s3 = tracking_env.client()
@@ -164,26 +164,26 @@ def test_artifacts_land_in_the_s3_bucket(tracking_env, tmp_path):
 
 def test_failing_stage_marks_run_failed(tracking_env):
     client = _client(tracking_env)
-    parent = tracking.start_parent("amnet-tests", "pipeline-fails")
-    with pytest.raises(RuntimeError, match="boom"), tracking.stage_run("train", parent, {}, {}) as run:
+    parent = runs.start_parent("amnet-tests", "pipeline-fails")
+    with pytest.raises(RuntimeError, match="boom"), runs.stage_run("train", parent, {}, {}) as run:
         run.log_metrics({"loss": 3.0}, step=0)
         stage_id = run.run_id
         raise RuntimeError("boom")
     assert client.get_run(stage_id).info.status == "FAILED"
-    tracking.finish_parent(parent, "failed")
+    runs.finish_parent(parent, "failed")
     assert client.get_run(parent).info.status == "FAILED"
 
 
 def test_mlflow_run_id_env_logs_into_that_run(tracking_env, monkeypatch):
     """KFP's MLflow integration creates the task's run and passes it in MLFLOW_RUN_ID: log there, don't end it."""
     client = _client(tracking_env)
-    exp_id = tracking.Tracker().experiment_id("amnet-tests")
+    exp_id = runs.Tracker().experiment_id("amnet-tests")
     given = client.create_run(exp_id, run_name="kfp-task", tags={"kfp.task": "evaluate"}).info.run_id
     client.log_param(given, "epochs", "2")  # the launcher may have logged some params already
     before = len(client.search_runs([exp_id], max_results=1000))
     monkeypatch.setenv("MLFLOW_RUN_ID", given)
 
-    with tracking.stage_run("evaluate", "some-parent-id", {"epochs": 2, "k": 5}, {}) as run:
+    with runs.stage_run("evaluate", "some-parent-id", {"epochs": 2, "k": 5}, {}) as run:
         assert run.run_id == given
         run.log_metrics({"top1": 0.7}, step=0)
 
@@ -200,7 +200,7 @@ def test_secret_values_never_reach_the_server(tracking_env, monkeypatch):
     secret = tracking_env.env["AWS_SECRET_ACCESS_KEY"]
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     params = {"storage.endpoint": "http://127.0.0.1", "copied_by_mistake": secret, "aws_secret": "x", "lr": 0.1}
-    with tracking.stage_run("split", None, params, {}) as run:
+    with runs.stage_run("split", None, params, {}) as run:
         run.log_params({"another": secret})
         run_id = run.run_id
     logged = _client(tracking_env).get_run(run_id).data.params
@@ -210,16 +210,16 @@ def test_secret_values_never_reach_the_server(tracking_env, monkeypatch):
 
 def test_log_to_run_adds_metrics_and_files_to_an_existing_run(tracking_env, tmp_path):
     client = _client(tracking_env)
-    parent = tracking.start_parent("amnet-tests", "pipeline-report")
+    parent = runs.start_parent("amnet-tests", "pipeline-report")
     (tmp_path / "report.md").write_text("# report\n")
-    tracking.log_to_run(parent, {"amnet_top20": 0.42}, {"report.md": str(tmp_path / "report.md")})
+    runs.log_to_run(parent, {"amnet_top20": 0.42}, {"report.md": str(tmp_path / "report.md")})
     got = client.get_run(parent)
     assert got.data.metrics["amnet_top20"] == pytest.approx(0.42)
     assert [a.path for a in client.list_artifacts(parent)] == ["report.md"]
-    tracking.finish_parent(parent)
+    runs.finish_parent(parent)
 
 
 def test_start_parent_fails_fast_when_the_server_is_down(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
     with pytest.raises(AmnetError, match="not reachable"):
-        tracking.start_parent("amnet-tests", "nope")
+        runs.start_parent("amnet-tests", "nope")

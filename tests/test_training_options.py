@@ -1,4 +1,4 @@
-"""Issue 18's training options beyond the paper, each on tiny tensors; the defaults stay the paper's."""
+"""Training options beyond the paper, each on tiny tensors; the defaults stay the paper's."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from amnet import config as cfgmod
+from amnet import names
 from amnet.config import ModelConfig, TrainConfig
 from amnet.data.triplets import TripletBatch
 from amnet.errors import ConfigError
@@ -22,6 +23,7 @@ from amnet.models import (
 )
 from amnet.models import amnet as amnet_model
 from amnet.models.losses import mined_ranking_loss
+from amnet.retrieval import index
 from amnet.train.amnet_train import TrainOptions, optimizer, train_step
 from tests.test_equations import OFFSETS, SIZES, C, Q, _seed, tiny_backbone  # noqa: F401 (_seed: autouse fixture)
 
@@ -33,12 +35,14 @@ def tiny_amnet(**arch) -> AMNet:
 # --- config ---------------------------------------------------------------------------------------
 
 
-def test_choices_match_the_model_layer():
-    """config.py cannot import torch: its copies of the choices must equal the model layer's."""
-    assert cfgmod.NEGATIVE_MINING == losses.NEGATIVE_MINING
-    assert cfgmod.MEMORY_READS == memory.MEMORY_READS
-    assert cfgmod.ACTIVATIONS == manipulator.ACTIVATIONS
-    assert cfgmod.RETRIEVAL_SPACES == amnet_model.RETRIEVAL_SPACES
+def test_choices_are_defined_once_in_names():
+    """config.py (no torch) and the model layer check the very same tuples, from amnet.names."""
+    assert cfgmod.NEGATIVE_MINING is losses.NEGATIVE_MINING is names.NEGATIVE_MINING
+    assert cfgmod.MEMORY_READS is memory.MEMORY_READS is names.MEMORY_READS
+    assert cfgmod.ACTIVATIONS is manipulator.ACTIVATIONS is names.ACTIVATIONS
+    assert cfgmod.RETRIEVAL_SPACES is amnet_model.RETRIEVAL_SPACES is names.RETRIEVAL_SPACES
+    assert cfgmod.INDEX_KINDS is index.INDEX_KINDS is names.INDEX_KINDS
+    assert cfgmod.QUERY_SETS is names.QUERY_SETS and names.QUERY_SHARDS == {"test": "queries", "val": "val_queries"}
 
 
 def test_paper_preset_is_one_override_away():

@@ -1,4 +1,4 @@
-"""Many nodes (issue 17): AMNet training as a Kubeflow Trainer TrainJob through the Kubeflow SDK.
+"""Many nodes: AMNet training as a Kubeflow Trainer TrainJob through the Kubeflow SDK.
 
 No cluster here. ``test_trainjob_spec_fake_cluster`` runs the real ``TrainerClient`` (Kubernetes backend)
 with only the Kubernetes API client faked: it answers the ``torch-distributed`` runtime lookup as a
@@ -24,7 +24,7 @@ import pytest
 
 from amnet.errors import AmnetError
 from amnet.model_store import load_payload
-from amnet.ops import trainjob
+from amnet.ops.cluster import trainjob
 
 pytest.importorskip("kubeflow.trainer")
 

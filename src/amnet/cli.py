@@ -38,13 +38,19 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("pipeline", "compile"): ("amnet_pipeline.cli:main_compile", "compile the KFP pipeline to YAML"),
     ("pipeline", "submit"): ("amnet_pipeline.cli:main_submit", "submit a run to a Kubeflow Pipelines host"),
     ("pipeline", "schedule"): ("amnet_pipeline.cli:main_schedule", "create a recurring retraining run"),
-    ("stack", "up"): ("amnet.ops.stack:main_up", "start the local SeaweedFS S3 + MLflow server"),
-    ("stack", "down"): ("amnet.ops.stack:main_down", "stop what `stack up` started"),
-    ("stack", "status"): ("amnet.ops.stack:main_status", "show the local stack's endpoints and health"),
+    ("stack", "up"): ("amnet.stack.cli:main_up", "start the local SeaweedFS S3 + MLflow server"),
+    ("stack", "down"): ("amnet.stack.cli:main_down", "stop what `stack up` started"),
+    ("stack", "status"): ("amnet.stack.cli:main_status", "show the local stack's endpoints and health"),
     ("run",): ("amnet_pipeline.local_run:main", "run the whole pipeline locally (kfp.local)"),
-    ("runs", "compare"): ("amnet.ops.compare:main", "headline metrics of pipeline runs side by side"),
-    ("search",): ("amnet.search.cli:main", "this image, but with these attributes: ranked gallery results"),
-    ("serve",): ("amnet.search.server:main", "a small web page for interactive search with a trained model"),
+    ("runs", "compare"): ("amnet.ops.tracking.compare:main", "headline metrics of pipeline runs side by side"),
+    ("search",): (
+        "amnet.ops.registry.commands:main_search",
+        "this image, but with these attributes: ranked gallery results",
+    ),
+    ("serve",): (
+        "amnet.ops.registry.commands:main_serve",
+        "a small web page for interactive search with a trained model",
+    ),
 }
 
 

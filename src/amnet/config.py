@@ -14,17 +14,20 @@ from typing import Any, TypeVar
 import yaml
 
 from amnet.errors import ConfigError
-from amnet.names import TRAINED_VARIANTS, VARIANTS
+from amnet.names import (
+    ACTIVATIONS,
+    INDEX_KINDS,
+    MEMORY_READS,
+    NEGATIVE_MINING,
+    QUERY_SETS,
+    RETRIEVAL_SPACES,
+    TRAINED_VARIANTS,
+    VARIANTS,
+)
 
 BACKBONES = ("small", "alexnet", "resnet18", "resnet50")
 PRECISIONS = ("auto", "fp32", "bf16")
-INDEXES = ("exact", "ivf", "pq", "auto")
 GATE_RULES = ("all", "any")
-NEGATIVE_MINING = ("sampled", "batch_hard", "semi_hard")  # TrainConfig.negatives (amnet.models.losses)
-MEMORY_READS = ("mean", "sum")  # TrainConfig.memory_read (amnet.models.memory)
-ACTIVATIONS = ("none", "relu")  # TrainConfig.manipulator_activation (amnet.models.manipulator)
-RETRIEVAL_SPACES = ("representation", "attributes")  # TrainConfig.retrieval (amnet.models.amnet)
-QUERY_SETS = ("test", "val")  # EvaluateConfig.queries -> the split's `queries` / `val_queries` folder
 
 
 @dataclass(frozen=True)
@@ -104,10 +107,10 @@ class TrainConfig:
     lam: float = 0.5  # λ in Eq. 6 (paper: 0.2; 0.5 chosen on validation with retrieval=attributes); no_ranking: 1
     margin: float = 1.0  # m in Eq. 5 (paper: 0.5)
     two_change_fraction: float = 0.5  # share of training manipulations that change two attributes
-    # share of negatives one attribute away from the target (paper: 0 = all random; see README)
+    # share of negatives one attribute away from the target (paper: 0 = all random; docs/model.md)
     hard_negative_fraction: float = 0.5
     lr_step_epochs: int = 0  # StepLR period, x0.1 each period (0 = cosine annealing over the epochs)
-    # Options beyond the paper (issue 18; README "Deviations"); each value below the paper's is named.
+    # Options beyond the paper (docs/model.md, deviations); each value below the paper's is named.
     # Eq. 5's negative: sampled (the triplet's own, paper) | batch_hard | semi_hard (mined among the batch's
     # images whose attributes differ from the target)
     negatives: str = "batch_hard"
@@ -117,7 +120,7 @@ class TrainConfig:
     memory_read: str = "mean"  # Eq. 1's h' = h / sum(h) (paper) | sum: h unnormalised, one prototype per change
     manipulator_activation: str = "none"  # after Eq. 3: none (paper) | relu (r' non-negative like the gallery's r)
     # what search compares: representation (r' vs r, paper) | attributes (the attribute branches' softmax
-    # outputs on r' vs on r, concatenated per attribute; chosen on validation queries, README "Deviations")
+    # outputs on r' vs on r, concatenated per attribute; chosen on validation queries, docs/model.md, deviations)
     retrieval: str = "attributes"
     # where Eq. 5 measures distances: representation (r' vs r, paper) | retrieval (the retrieval space's vectors)
     ranking_space: str = "representation"
@@ -210,7 +213,7 @@ class EvaluateConfig:
 
     def validate(self) -> None:
         _choice("variant", self.variant, VARIANTS)
-        _choice("index", self.index, INDEXES)
+        _choice("index", self.index, INDEX_KINDS)
         _choice("queries", self.queries, QUERY_SETS)
         if not self.ks or any(k < 1 for k in self.ks):
             raise ConfigError(f"ks must be positive integers (got {self.ks})")

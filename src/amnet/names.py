@@ -1,4 +1,4 @@
-"""Names every part of amnet shares: artifact file names, variants, metric columns, label codes.
+"""Names every part of amnet shares: artifact file names, variants, config choices, metric columns, label codes.
 
 Standard library only (a test checks it), so any layer may import it, ``models/`` included.
 """
@@ -20,6 +20,9 @@ REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 TRAIN_STATE = "train_state.pt"  # resumable training checkpoint (amnet.train.checkpoint)
 
+# ------------------------------------------------------------------------------------- model URIs
+MODEL_URI_SCHEMES = ("models:/", "runs:/")  # MLflow model URIs (resolved in amnet.ops.registry.model_uri)
+
 # ------------------------------------------------------------------------------------- lineage tags
 TAG_DATASET_DIGEST = "amnet.dataset_digest"  # MLflow tag (and model.pt extra key) naming the data's fingerprint
 
@@ -27,6 +30,18 @@ TAG_DATASET_DIGEST = "amnet.dataset_digest"  # MLflow tag (and model.pt extra ke
 TRAINED_VARIANTS = ("amnet", "no_memory", "no_ranking")  # AMNet and its two ablations (§5.2)
 ATTRIBUTE_BASED = "attribute_based"  # the attribute-CNN retrieval baseline (§5.2)
 VARIANTS = (*TRAINED_VARIANTS, ATTRIBUTE_BASED)  # also the paper's order in every table
+
+# ---------------------------------------------------------------------------------- config choices
+# Defined here once: amnet.config validates the settings against them, the layers that act on a
+# setting (the model modules, the search index, the split) check and use the same tuples.
+NEGATIVE_MINING = ("sampled", "batch_hard", "semi_hard")  # TrainConfig.negatives (amnet.models.losses)
+MEMORY_READS = ("mean", "sum")  # TrainConfig.memory_read (amnet.models.memory)
+ACTIVATIONS = ("none", "relu")  # TrainConfig.manipulator_activation (amnet.models.manipulator)
+RETRIEVAL_SPACES = ("representation", "attributes")  # TrainConfig.retrieval (amnet.models.amnet)
+INDEX_KINDS = ("exact", "ivf", "pq", "auto")  # EvaluateConfig.index (amnet.retrieval.index)
+# EvaluateConfig.queries (the query set scored) -> the split's folder of its shards (amnet.data.split)
+QUERY_SHARDS = {"test": "queries", "val": "val_queries"}
+QUERY_SETS = tuple(QUERY_SHARDS)  # ("test", "val")
 
 # ---------------------------------------------------------------------------------- metric columns
 # (metrics.json key, label) of the headline table: run summary, report, `amnet runs compare`.

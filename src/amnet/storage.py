@@ -42,6 +42,20 @@ def is_s3(uri: str) -> bool:
     return str(uri).startswith(S3_PREFIX)
 
 
+def artifact_uri(path: str | None) -> str | None:
+    """A registry tag's artifact location as a URI readable from here.
+
+    Inside a Kubeflow pod, KFP v2 mounts artifacts at ``/s3/BUCKET/KEY`` or ``/minio/BUCKET/KEY``; the
+    pipeline registers those paths. Outside the pod they are ``s3://BUCKET/KEY`` (MinIO speaks S3).
+    """
+    if not path or is_s3(path) or os.path.exists(path):
+        return path or None
+    for mount in ("/s3/", "/minio/"):
+        if path.startswith(mount):
+            return S3_PREFIX + path[len(mount):]
+    return path
+
+
 def join(base: str, *parts: str) -> str:
     """Join URI parts with '/' for S3 and os.path for local paths."""
     if is_s3(base):

@@ -39,10 +39,9 @@ from amnet.data import shards, validate
 from amnet.data.schema import ATTRIBUTES, Vocabulary
 from amnet.data.validate import StagedValidation
 from amnet.errors import DatasetError
-from amnet.names import MISSING, SPLIT_JSON
+from amnet.names import MISSING, QUERY_SETS, QUERY_SHARDS, SPLIT_JSON
 
-SETS = ("attr_train", "gallery", "queries", "val_queries", "triplet_pool")
-QUERY_SETS = ("queries", "val_queries")  # query shards: the test and the validation queries
+SETS = ("attr_train", "gallery", *QUERY_SHARDS.values(), "triplet_pool")  # queries, val_queries: the query shards
 
 
 def label_matrix(labels: pd.Series | list, num_attributes: int) -> np.ndarray:
@@ -213,7 +212,7 @@ def write_sets(staged: StagedValidation, plan: SplitPlan, out: str, shard_size: 
     """
     sets = plan.sets()
     writers = {name: shards.ShardWriter(storage.join(out, name), shard_size, SHARD_SCHEMA)
-               for name in SETS if name not in QUERY_SETS}
+               for name in SETS if name not in QUERY_SHARDS.values()}
     qschema = SHARD_SCHEMA.append(pa.field("position", pa.int64()))
     gathers = {}
     for name, qplan in plan.query_plans().items():
@@ -347,9 +346,9 @@ def dataset_digest(split: str) -> str:
 def query_set(split: str, which: str = "test") -> str:
     """The query shards' prefix of ``split``: ``test`` -> ``queries``, ``val`` -> ``val_queries``
     (``EvaluateConfig.queries``); a clear error for a split made before validation queries existed."""
-    if which not in ("test", "val"):
-        raise DatasetError(f"unknown query set {which!r}; choose test or val")
-    prefix = storage.join(split, "queries" if which == "test" else "val_queries")
+    if which not in QUERY_SHARDS:
+        raise DatasetError(f"unknown query set {which!r}; choose {' or '.join(QUERY_SETS)}")
+    prefix = storage.join(split, QUERY_SHARDS[which])
     if which == "val" and (not storage.list_files(prefix, ".parquet") or split_summary(split).get("val_queries") == 0):
         raise DatasetError(f"{split}: no validation queries (val_queries/); split the dataset again with "
                            "num_val_queries > 0, or evaluate the test queries (evaluate.queries: test)")

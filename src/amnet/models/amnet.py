@@ -22,9 +22,9 @@ import torch.nn as nn
 
 from amnet.models.manipulator import Manipulator
 from amnet.models.memory import MemoryBlock
+from amnet.names import RETRIEVAL_SPACES, TRAINED_VARIANTS
 
-AMNET_VARIANTS = ("amnet", "no_memory", "no_ranking")
-RETRIEVAL_SPACES = ("representation", "attributes")
+AMNET_VARIANTS = TRAINED_VARIANTS  # the variants this module builds
 
 
 class AMNet(nn.Module):

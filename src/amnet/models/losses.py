@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from amnet.models.attribute_cnn import attribute_loss
+from amnet.names import NEGATIVE_MINING
 
 EPS = 1e-12  # inside the sqrt: the gradient of sqrt(x) is infinite at x = 0 (identical features)
 
@@ -35,9 +36,6 @@ def classification_loss(logits: list[torch.Tensor], targets: torch.Tensor) -> to
 def amnet_loss(la: torch.Tensor, lt: torch.Tensor, lam: float) -> torch.Tensor:
     """Eq. 6: L = lam * La + (1 - lam) * Lt (paper: lam = 0.2; no_ranking uses lam = 1)."""
     return lam * la + (1.0 - lam) * lt
-
-
-NEGATIVE_MINING = ("sampled", "batch_hard", "semi_hard")
 
 
 def mined_ranking_loss(anchor: torch.Tensor, pos: torch.Tensor, cands: torch.Tensor, valid: torch.Tensor,

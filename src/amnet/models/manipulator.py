@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-ACTIVATIONS = ("none", "relu")
+from amnet.names import ACTIVATIONS
 
 
 class Manipulator(nn.Module):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-MEMORY_READS = ("mean", "sum")
+from amnet.names import MEMORY_READS
 
 
 class MemoryBlock(nn.Module):

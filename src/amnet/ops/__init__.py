@@ -1,1 +1,2 @@
-"""Operations: MLflow tracking, the model registry gate, runs compare, the local S3 + MLflow stack."""
+"""Operations on MLflow and Kubernetes: ``tracking`` (runs, lineage, compare), ``registry`` (servable model,
+model URIs, champion, gate) and ``cluster`` (Kubeflow Trainer TrainJobs)."""

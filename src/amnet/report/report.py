@@ -82,7 +82,7 @@ def _per_query(evaluations: list[intervals.Evaluation]) -> pd.DataFrame:
 def run_report(evaluations: list[str], out_dir: str, decision: dict[str, Any] | None = None) -> Report:
     """Build the report of ``evaluations`` (one folder per variant) into ``out_dir``.
 
-    ``decision``: the registry gate's verdict (``amnet.ops.registry``'s ``decision.json``), shown when given.
+    ``decision``: the registry gate's verdict (``amnet.ops.registry.gate``'s ``decision.json``), shown when given.
     Returns the headline scalars and the files written (``amnet.steps.report`` logs them to MLflow).
     """
     loaded = [intervals.read_evaluation(uri) for uri in evaluations]

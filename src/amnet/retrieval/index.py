@@ -35,6 +35,7 @@ import faiss
 import numpy as np
 
 from amnet import storage
+from amnet.names import INDEX_KINDS
 
 AUTO_THRESHOLD = 50_000
 AUTO_IVF_THRESHOLD = AUTO_THRESHOLD  # the old name, kept for callers
@@ -44,7 +45,6 @@ DEFAULT_K_FACTOR = 40  # pq: exact re-ranking of the top k * 40 candidates (800 
 # loop (implem 14) answers a single query ~1.6x faster than its default, which is tuned for batches
 # (benchmarks/search.py, 1M x 256: p50 5.9 -> 3.6 ms, same recall); batches keep the default.
 FEW_QUERIES = 8
-KINDS = ("exact", "ivf", "pq", "auto")
 
 
 @runtime_checkable
@@ -241,8 +241,8 @@ def resolve_kind(kind: str, n: int) -> str:
     """The concrete kind for a gallery of ``n`` vectors (``"auto"``: exact below 50k vectors, else pq)."""
     if kind == "auto":
         return "pq" if n >= AUTO_THRESHOLD else "exact"
-    if kind not in KINDS:
-        raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(INDEX_KINDS)}")
     return kind
 
 

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from amnet import storage
 from amnet.errors import AmnetError
-from amnet.search.searcher import Result, Searcher
+from amnet.search.searcher import Loader, Result, Searcher
 
 TILE = 128  # thumbnail side in the sheet, pixels
 PAD, GAP, LINE, HEADER, COLUMNS = 5, 8, 12, 22, 5
@@ -142,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, load: Loader = Searcher.load) -> int:
+    """``amnet search``. ``load`` builds the searcher from ``--model``, ``features=`` and ``gallery=``:
+    :meth:`Searcher.load` (model files) or, from ``amnet search``, the loader that also resolves MLflow
+    model URIs (:func:`amnet.ops.registry.model_uri.open_searcher`)."""
     args = build_parser().parse_args(argv)
     changes = parse_changes(args.changes)
     if args.k < 1:
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.image is not None and not (storage.exists(args.image) if storage.is_s3(args.image)
                                        else os.path.isfile(args.image)):
         raise AmnetError(f"--image {args.image}: no such image file")
-    searcher = Searcher.load(args.model, features=args.features, gallery=args.gallery)
+    searcher = load(args.model, features=args.features, gallery=args.gallery)
     query: dict = ({"gallery_id": args.gallery_id, "attributes": searcher.attributes(args.gallery_id)}
                    if args.gallery_id is not None else {"image": args.image})
     results = searcher.search(args.gallery_id if args.gallery_id is not None else Path(args.image)

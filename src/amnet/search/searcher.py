@@ -7,11 +7,13 @@ attribute values (Eq. 1 + Eq. 3) and ranks the gallery by Euclidean distance in 
 space (r' vs r, or the attribute branches' outputs on them: ``train.retrieval``), exactly as
 ``amnet step evaluate`` does for its query sets.
 
-Sources: an MLflow model URI (``models:/amnet@champion``, ``models:/amnet/3``, ``runs:/<run_id>``;
-resolved by :mod:`amnet.ops.model_uri`, imported only then) or local / ``s3://`` paths of a model artifact, its feature
-artifact and the split (or its ``gallery/`` shards). Without features, the gallery is featurized in
-memory at load time. Query images are untrusted: they pass :func:`amnet.data.images.check_image`
-(pixel limit, full decode) before the model sees them, and nothing is written to disk.
+Sources: local / ``s3://`` paths of a model artifact, its feature artifact and the split (or its
+``gallery/`` shards). Without features, the gallery is featurized in memory at load time. An MLflow
+model URI (``models:/amnet@champion``, ``models:/amnet/3``, ``runs:/<run_id>``) is resolved to such paths
+above this package (:func:`amnet.ops.registry.model_uri.open_searcher`, which ``amnet search`` and
+``amnet serve`` use): this package never talks to MLflow. Query images are untrusted: they pass
+:func:`amnet.data.images.check_image` (pixel limit, full decode) before the model sees them, and
+nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from amnet.data.tensors import to_input
 from amnet.errors import AmnetError
 from amnet.model_store import LoadedModel, load_model
 from amnet.models.memory import make_indicator
-from amnet.names import FEATURES_JSON, MISSING
+from amnet.names import FEATURES_JSON, MISSING, MODEL_URI_SCHEMES
 from amnet.retrieval.feature_index import has_index, load_feature_index
 from amnet.retrieval.featurize import decode_features, featurize_frame, load_features
 from amnet.retrieval.index import Index, build_index
@@ -46,7 +47,8 @@ from amnet.runtime import inference_setup
 
 Query = str | os.PathLike | bytes | Image.Image  # gallery id, image path / URI, encoded bytes, PIL image
 Changes = Mapping[str, str]
-MLFLOW_SCHEMES = ("models:/", "runs:/")
+# (model, features=, gallery=, max_pixels=) -> Searcher: Searcher.load, or a loader that also resolves MLflow URIs
+Loader = Callable[..., "Searcher"]
 
 
 @dataclass(frozen=True)
@@ -139,28 +141,23 @@ class Searcher:
 
     @classmethod
     def load(cls, source: str | None = None, *, model: str | None = None, features: str | None = None,
-             gallery: str | None = None, device: torch.device | str = "cpu",
-             max_pixels: int = MAX_PIXELS) -> Searcher:
-        """A searcher from an MLflow model URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``,
-        ``runs:/RUN_ID``) or a model artifact path (local or ``s3://``), passed as ``source`` or ``model``.
+             gallery: str | None = None, device: torch.device | str = "cpu", max_pixels: int = MAX_PIXELS,
+             label: str | None = None) -> Searcher:
+        """A searcher from a model artifact path (local or ``s3://``), passed as ``source`` or ``model``.
 
-        ``features`` (a feature artifact) and ``gallery`` (a split, or its ``gallery/`` shards) override
-        what the registry names (tags ``amnet.features_uri`` / ``amnet.gallery_uri``). Without features
-        the gallery images are featurized now; without gallery images, thumbnails are unavailable and a
-        query by gallery id uses the stored feature.
+        ``features`` is a feature artifact, ``gallery`` a split (or its ``gallery/`` shards). Without
+        features the gallery images are featurized now; without gallery images, thumbnails are
+        unavailable and a query by gallery id uses the stored feature. ``label`` names the model in
+        :meth:`info` (default: its path). An MLflow model URI is refused here: it is resolved to
+        local files above this package (:func:`amnet.ops.registry.model_uri.open_searcher`).
         """
         source = source or model
         if not source:
             raise AmnetError("no model given: pass an MLflow model URI (models:/amnet@champion) or a model folder")
-        if source.startswith(MLFLOW_SCHEMES):
-            # the downloaded files (model.pt, attached gallery features) live only while loading
-            with tempfile.TemporaryDirectory(prefix="amnet-search-") as tmp:
-                from amnet.ops.model_uri import resolve_mlflow  # registry lookups live in ops/ (mlflow)
-
-                ref = resolve_mlflow(source, tmp)
-                return cls._load(load_model(ref.model_file, device), ref.label, features or ref.features,
-                                 gallery or ref.gallery, device, max_pixels)
-        return cls._load(load_model(source, device), source, features, gallery, device, max_pixels)
+        if source.startswith(MODEL_URI_SCHEMES):
+            raise AmnetError(f"{source}: an MLflow model URI; Searcher.load takes model files, so resolve it first "
+                             "with amnet.ops.registry.model_uri.open_searcher (as `amnet search` does)")
+        return cls._load(load_model(source, device), label or source, features, gallery, device, max_pixels)
 
     @classmethod
     def _load(cls, loaded: LoadedModel, label: str, features: str | None, gallery: str | None,

@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from amnet.errors import AmnetError
 from amnet.search.cli import FEATURES_HELP, MODEL_HELP
 from amnet.search.page import APP_CSS, APP_JS, INDEX_HTML
-from amnet.search.searcher import Searcher
+from amnet.search.searcher import Loader, Searcher
 
 log = logging.getLogger("amnet.search.server")
 
@@ -287,11 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, load: Loader = Searcher.load) -> int:
+    """``amnet serve``. ``load`` builds the searcher, as in :func:`amnet.search.cli.main`."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s")
-    searcher = Searcher.load(args.model, features=args.features, gallery=args.gallery,
-                             max_pixels=MAX_UPLOAD_PIXELS)
+    searcher = load(args.model, features=args.features, gallery=args.gallery, max_pixels=MAX_UPLOAD_PIXELS)
     try:
         server = make_server(searcher, args.host, args.port, int(args.max_upload_mb * 2**20))
     except OSError as exc:

@@ -10,7 +10,9 @@ from amnet.config import EvaluateConfig
 from amnet.model_store import model_variant
 from amnet.names import ATTRIBUTE_BASED, METRICS_JSON, VARIANTS
 from amnet.retrieval.evaluate import run_evaluate
-from amnet.steps.common import base_parser, cli_config, print_result, run_tracked, stage_config
+from amnet.steps.cli_args import base_parser, cli_config, print_result
+from amnet.steps.settings import stage_config
+from amnet.steps.tracked import run_tracked
 
 
 def variant_of_model(model: str) -> str:

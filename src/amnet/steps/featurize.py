@@ -8,7 +8,9 @@ from typing import Any
 from amnet.config import FeaturizeConfig
 from amnet.model_store import model_variant
 from amnet.retrieval.featurize import run_featurize
-from amnet.steps.common import add_checkpoint_flag, base_parser, cli_config, print_result, run_tracked, stage_config
+from amnet.steps.cli_args import add_checkpoint_flag, base_parser, cli_config, print_result
+from amnet.steps.settings import stage_config
+from amnet.steps.tracked import run_tracked
 
 
 def run_step(split: str, model: str, out: str, config: Mapping[str, Any] | None = None, parent_run_id: str = "",
@@ -36,7 +38,7 @@ def run_part(split: str, model: str, out: str, config: Mapping[str, Any] | None,
     :func:`amnet.steps.index.plan`) of the gallery, resumable under ``checkpoint_root`` (keyed by run,
     task and the input ``uris``); ``variant`` "" = the model's own. The gallery is attached to the
     servable model later, by build-index."""
-    from amnet.steps.common import checkpoint_dir
+    from amnet.steps.checkpoints import checkpoint_dir
 
     variant = variant or model_variant(model)
     group, groups = int(part.get("group", 0)), int(part.get("groups", 1))  # KFP hands JSON numbers as floats
@@ -47,10 +49,11 @@ def run_part(split: str, model: str, out: str, config: Mapping[str, Any] | None,
 
 def attach_gallery(split: str, model: str, out: str):
     """After featurizing with a trained model that has a servable MLflow model (its ``mlflow_run.json``
-    names it): attach these gallery features to that same logged model (``amnet.ops.servable``)."""
+    names it): attach these gallery features to that same logged model (``amnet.ops.registry.servable``)."""
 
     def _attach(run) -> None:
-        from amnet.ops import lineage, servable
+        from amnet.ops.registry import servable
+        from amnet.ops.tracking import lineage
 
         model_id = lineage.read_marker(model).get("model_id")
         if model_id:

@@ -55,8 +55,9 @@ def run_step(parts: Sequence[str], split: str, model: str, out: str, config: Map
     ``out``; tracked as ``index-<variant>``; ``attach``: the whole gallery goes with the model's
     servable MLflow model (when it has one)."""
     from amnet.model_store import model_variant
-    from amnet.steps.common import run_tracked, stage_config
     from amnet.steps.featurize import attach_gallery
+    from amnet.steps.settings import stage_config
+    from amnet.steps.tracked import run_tracked
 
     cfg = stage_config(EvaluateConfig, {k: v for k, v in dict(config or {}).items() if k != "variant"})
     variant = variant or model_variant(model)
@@ -66,7 +67,7 @@ def run_step(parts: Sequence[str], split: str, model: str, out: str, config: Map
 
 
 def main(argv: list[str] | None = None) -> int:
-    from amnet.steps.common import base_parser, cli_config, print_result
+    from amnet.steps.cli_args import base_parser, cli_config, print_result
 
     p = base_parser("amnet step index", "Merge the feature artifacts of one model (the groups of `amnet step "
                     "featurize --group G --groups N`) into --out and build the search index there once (exact "

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from amnet import config as cfgmod
-from amnet.ops import tracking
+from amnet.ops.tracking import runs
 
 FIXED_KEYS = {"train": "variant", "evaluate": "variant"}  # set by the pipeline's variant loop, not the file
 
@@ -41,12 +41,12 @@ def start(experiment: str, kfp_run_id: str, kfp_run_name: str, params: Mapping[s
     """Start the parent run tagged with the KFP run, with the pipeline's parameters; returns its id
     ("" when tracking is off)."""
     tags = {"kfp.pipeline_run_id": kfp_run_id, "kfp.pipeline_run_name": kfp_run_name}
-    return tracking.start_parent(experiment, kfp_run_name, tags, params)
+    return runs.start_parent(experiment, kfp_run_name, tags, params)
 
 
 def finish(parent_run_id: str, succeeded: bool) -> None:
     """Mark the parent run FINISHED when every stage succeeded, FAILED otherwise."""
-    tracking.finish_parent(parent_run_id, "FINISHED" if succeeded else "FAILED")
+    runs.finish_parent(parent_run_id, "FINISHED" if succeeded else "FAILED")
 
 
 def link_upstream(parent_run_id: str, artifacts: Mapping[str, str | None], split: str | None = None) -> list[str]:
@@ -61,12 +61,12 @@ def link_upstream(parent_run_id: str, artifacts: Mapping[str, str | None], split
     retried task finds what it did, tag ``amnet.link_key``). Returns the nested run ids; [] with
     tracking off or without a parent.
     """
-    if not parent_run_id or not tracking.tracking_enabled():
+    if not parent_run_id or not runs.tracking_enabled():
         return []
-    from amnet.ops import lineage
+    from amnet.ops.tracking import lineage
 
-    tracking.check_tracking_server()
-    client = tracking.Tracker().client
+    runs.check_tracking_server()
+    client = runs.Tracker().client
     parent = client.get_run(parent_run_id)
     if split:
         info = lineage.dataset_of(split)
@@ -84,7 +84,7 @@ def same_experiment(run: Any, other: Any) -> bool:
 
 
 def _link(client: Any, parent: Any, label: str, artifact: str) -> str:
-    from amnet.ops import lineage
+    from amnet.ops.tracking import lineage
 
     marker = lineage.read_marker(artifact)
     upstream_id = marker.get("run_id", "")
@@ -116,7 +116,7 @@ def _link(client: Any, parent: Any, label: str, artifact: str) -> str:
         if upstream is not None and name in upstream.data.tags:
             tags[name] = upstream.data.tags[name]
     run = client.create_run(parent.info.experiment_id, run_name=f"{stage} (upstream)", tags=tags)
-    logger = tracking.MlflowRun(client, run.info.run_id)
+    logger = runs.MlflowRun(client, run.info.run_id)
     try:
         if upstream is not None:
             logger.log_params(upstream.data.params)

@@ -9,7 +9,9 @@ from typing import Any
 from amnet.config import PretrainConfig
 from amnet.data.split import dataset_digest
 from amnet.names import CONFIG_FILE, TAG_DATASET_DIGEST
-from amnet.steps.common import add_checkpoint_flag, base_parser, cli_config, print_result, run_tracked, stage_config
+from amnet.steps.cli_args import add_checkpoint_flag, base_parser, cli_config, print_result
+from amnet.steps.settings import stage_config
+from amnet.steps.tracked import run_tracked
 from amnet.train import distributed
 from amnet.train.pretrain import run_pretrain
 

@@ -8,7 +8,9 @@ from typing import Any
 from amnet.config import PrototypesConfig
 from amnet.data.split import dataset_digest
 from amnet.names import TAG_DATASET_DIGEST
-from amnet.steps.common import base_parser, cli_config, print_result, run_tracked, stage_config
+from amnet.steps.cli_args import base_parser, cli_config, print_result
+from amnet.steps.settings import stage_config
+from amnet.steps.tracked import run_tracked
 from amnet.train.prototypes import run_prototypes
 
 

@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from amnet.config import EvaluateConfig, FeaturizeConfig, RegisterConfig, read_values
-from amnet.ops import champion
-from amnet.ops.tracking import tracking_enabled
+from amnet.ops.registry import champion
+from amnet.ops.tracking.runs import tracking_enabled
 from amnet.runtime import match_torch_threads
-from amnet.steps.common import base_parser, cli_config, print_result, stage_config
+from amnet.steps.cli_args import base_parser, cli_config, print_result
+from amnet.steps.settings import stage_config
 
 
 def run_step(split: str, out: str, config: Mapping[str, Any] | None = None,

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from amnet.config import EvaluateConfig, FeaturizeConfig, RegisterConfig, read_values
-from amnet.ops import registry
-from amnet.ops.tracking import tracking_enabled
+from amnet.ops.registry import gate
+from amnet.ops.tracking.runs import tracking_enabled
 from amnet.runtime import match_torch_threads
-from amnet.steps.common import base_parser, cli_config, print_result, stage_config
+from amnet.steps.cli_args import base_parser, cli_config, print_result
+from amnet.steps.settings import stage_config
 
 
 def run_step(models: list[str], evaluations: list[str], features: list[str], split: str, out: str,
@@ -28,12 +29,12 @@ def run_step(models: list[str], evaluations: list[str], features: list[str], spl
     evaluate_cfg = stage_config(EvaluateConfig, evaluate_config, variant=cfg.variant)
     match_torch_threads()
     if not tracking_enabled():
-        registry.write_decision(out, {"model_name": cfg.model_name, "promoted": False,
+        gate.write_decision(out, {"model_name": cfg.model_name, "promoted": False,
                                       "reasons": ["tracking off: not registered"]})
         return {"promoted": 0.0}
-    from amnet.ops import champion as champion_scores
+    from amnet.ops.registry import champion as champion_scores
 
-    decision = registry.run_register(models, evaluations, features, split, out, cfg, parent_run_id,
+    decision = gate.run_register(models, evaluations, features, split, out, cfg, parent_run_id,
                                      featurize_cfg, evaluate_cfg, champion_scores.read(champion))
     print(decision.summary())
     return {"promoted": float(decision.promoted), "version": float(decision.version)}

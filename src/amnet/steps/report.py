@@ -6,9 +6,9 @@ import json
 
 from amnet import storage
 from amnet.names import DECISION_JSON, REPORT_HTML, REPORT_MD
-from amnet.ops import tracking
+from amnet.ops.tracking import runs
 from amnet.report.report import run_report
-from amnet.steps.common import base_parser, print_result
+from amnet.steps.cli_args import base_parser, print_result
 
 
 def read_decision(decision: str | None) -> dict | None:
@@ -30,9 +30,9 @@ def run_step(evaluations: list[str], out: str, parent_run_id: str = "", baseline
     for extra, name in ((html_out, REPORT_HTML), (md_out, REPORT_MD)):
         if extra:
             storage.write_bytes(extra, storage.read_bytes(storage.join(out, name)))
-    if parent_run_id and tracking.tracking_enabled():
-        tracking.log_to_run(parent_run_id, report.headline, report.files)
-        tracking.set_note(parent_run_id, results_note(report.headline, read_decision(decision)))
+    if parent_run_id and runs.tracking_enabled():
+        runs.log_to_run(parent_run_id, report.headline, report.files)
+        runs.set_note(parent_run_id, results_note(report.headline, read_decision(decision)))
     return report.headline
 
 

@@ -10,7 +10,9 @@ from typing import Any
 from amnet.config import SplitConfig
 from amnet.data.split import SETS, run_split
 from amnet.names import TAG_DATASET_DIGEST
-from amnet.steps.common import base_parser, cli_config, run_tracked, stage_config
+from amnet.steps.cli_args import base_parser, cli_config
+from amnet.steps.settings import stage_config
+from amnet.steps.tracked import run_tracked
 
 
 def run_step(dataset: str, out: str, config: Mapping[str, Any] | None = None, parent_run_id: str = "",

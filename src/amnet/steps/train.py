@@ -9,18 +9,20 @@ from typing import Any
 from amnet.config import TrainConfig
 from amnet.data.split import dataset_digest
 from amnet.names import CONFIG_FILE, MODEL_FILE, TAG_DATASET_DIGEST, TRAINED_VARIANTS
-from amnet.steps.common import add_checkpoint_flag, base_parser, cli_config, print_result, run_tracked, stage_config
+from amnet.steps.cli_args import add_checkpoint_flag, base_parser, cli_config, print_result
+from amnet.steps.settings import stage_config
+from amnet.steps.tracked import run_tracked
 from amnet.train import distributed
 from amnet.train.amnet_train import run_train
 
 
 def log_model(out: str):
     """After training: the whole searcher (backbone, memory, manipulator, vocabulary) as an MLflow pyfunc
-    model of the training run (``amnet.ops.servable``); its id goes into the output's ``mlflow_run.json``
+    model of the training run (``amnet.ops.registry.servable``); its id goes into the output's ``mlflow_run.json``
     (featurization attaches the gallery to it, the register stage registers it)."""
 
     def _log(run) -> dict[str, str]:
-        from amnet.ops import servable
+        from amnet.ops.registry import servable
 
         model_id, _ = servable.log_searcher(run.run_id, out)
         return {"model_id": model_id}
@@ -56,10 +58,10 @@ def run_on_nodes(split: str, attr_model: str, prototypes: str, out: str, variant
                  config: Mapping[str, Any] | None, parent_run_id: str, checkpoint_dir: str,
                  cluster: Mapping[str, Any], marker_dir: str = "", labels: Mapping[str, str] | None = None) -> dict:
     """The same training as a Kubeflow Trainer TrainJob on ``cluster["num_nodes"]`` nodes
-    (:func:`amnet.ops.trainjob.train_on_nodes`): every node runs this stage's command under torchrun and
+    (:func:`amnet.ops.cluster.trainjob.train_on_nodes`): every node runs this stage's command under torchrun and
     writes to ``out`` (a URI the nodes reach: S3). The config is checked here first, so a bad key fails
     the task before any node is scheduled."""
-    from amnet.ops.trainjob import train_on_nodes
+    from amnet.ops.cluster.trainjob import train_on_nodes
 
     stage_config(TrainConfig, config, variant=variant)
     return train_on_nodes(split, attr_model, prototypes, out, variant, config, parent_run_id, checkpoint_dir,

@@ -22,11 +22,12 @@ from tqdm import tqdm
 from amnet import config as cfgmod
 from amnet import storage
 from amnet.config import TrainConfig
+from amnet.data.schema import Vocabulary
 from amnet.data.split import dataset_digest, label_matrix, load_split_vocab
 from amnet.data.tensors import DiskPool, to_input
 from amnet.data.triplets import TripletBatch, TripletSampler
 from amnet.errors import AmnetError
-from amnet.model_store import build_model, load_model, save_model
+from amnet.model_store import LoadedModel, build_model, load_model, save_model
 from amnet.models.losses import amnet_loss, classification_loss, mined_ranking_loss, triplet_ranking_loss
 from amnet.models.memory import make_indicator
 from amnet.names import CONFIG_FILE, TAG_DATASET_DIGEST
@@ -106,12 +107,11 @@ def train_step(model, opt, images: torch.Tensor, batch: TripletBatch, offsets: l
         out = model(x[:b], h, x[b : 2 * b], x[2 * b :])
         la = classification_loss(out["logits"], target)  # Eq. 4
         if opts.classify_pos_neg and own is not None:  # Fig. 3: the pos and neg branches, their own labels
-            heads = model.module.heads if hasattr(model, "module") else model.heads
             pn = torch.cat([out["pos"], out["neg"]])  # (2B, Q)
-            la = la + classification_loss([head(pn) for head in heads], own[b:])
+            la = la + classification_loss([head(pn) for head in distributed.unwrap(model).heads], own[b:])
         # Eq. 5 between r' and r (paper), or between their vectors in the model's retrieval space
         space = (lambda v: v.float()) if opts.ranking_space == "representation" else (
-            lambda v: (model.module if hasattr(model, "module") else model).embed(v).float())
+            lambda v: distributed.unwrap(model).embed(v).float())
         r_manip, pos = space(out["r_manip"]), space(out["pos"])
         if opts.negatives == "sampled" or own is None:
             lt = triplet_ranking_loss(r_manip, pos, space(out["neg"]), margin)  # Eq. 5
@@ -144,6 +144,23 @@ def pool_on_device(images: torch.Tensor | DiskPool, device: torch.device) -> tor
     return images.pin_memory()
 
 
+@dataclass(frozen=True)
+class TrainRun:
+    """One :func:`run_train` call with its inputs loaded: what :func:`train_loop` trains on, where it writes."""
+
+    split: str
+    out: str
+    cfg: TrainConfig
+    attr: LoadedModel  # the pretrained attribute CNN
+    vocab: Vocabulary
+    memory_init: torch.Tensor | None  # the prototypes (None for no_memory)
+    pool: DiskPool  # the decoded triplet pool
+    log: LogFn | None = None
+    progress: bool = True
+    checkpoint_dir: str = ""
+    start: float = 0.0  # time.perf_counter() when run_train began (the result's ``seconds``)
+
+
 def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg: TrainConfig,
               log: LogFn | None = None, progress: bool = True, checkpoint_dir: str = "") -> dict:
     """Train one AMNet variant; write the model artifact to ``out``; per-epoch checkpoints to
@@ -163,19 +180,10 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
     # decoded shard by shard into a local file, rows read per batch: memory does not grow with the pool
     pool = DiskPool.build(storage.join(split, "triplet_pool"), attr.model_config.image_size, decode_workers())
     try:
-        return _train(split, attr, vocab, memory_init, pool, out, cfg, log, progress, checkpoint_dir, start)
+        return train_loop(TrainRun(split, out, cfg, attr, vocab, memory_init, pool, log, progress, checkpoint_dir,
+                                   start))
     finally:
         pool.close()
-
-
-def _train(split, attr, vocab, memory_init, pool: DiskPool, out: str, cfg: TrainConfig, log: LogFn | None,
-           progress: bool, checkpoint_dir: str, start: float) -> dict:
-    device = distributed.setup(pick_device())
-    try:
-        return _train_on(split, attr, vocab, memory_init, pool, out, cfg, log, progress, checkpoint_dir, start,
-                         device)
-    finally:
-        distributed.teardown()
 
 
 def rank_part(batch: TripletBatch) -> TripletBatch:
@@ -185,60 +193,64 @@ def rank_part(batch: TripletBatch) -> TripletBatch:
                         changes=batch.changes[part])
 
 
-def _train_on(split, attr, vocab, memory_init, pool: DiskPool, out: str, cfg: TrainConfig, log: LogFn | None,
-              progress: bool, checkpoint_dir: str, start: float, device: torch.device) -> dict:
-    main = distributed.is_main()
-    progress = progress and main
-    sampler = TripletSampler(label_matrix(pool.labels, vocab.num_attributes), seed=cfg.seed,
-                             two_change_fraction=cfg.two_change_fraction,
-                             hard_negative_fraction=cfg.hard_negative_fraction)
+def train_loop(run: TrainRun) -> dict:
+    """The triplet loop of :func:`run_train`: every epoch, one checkpoint; then the model artifact. Under
+    torchrun it runs in the process group (:func:`distributed.session`), the model inside DDP."""
+    split, out, cfg, attr, vocab, pool = run.split, run.out, run.cfg, run.attr, run.vocab, run.pool
+    log, checkpoint_dir, start = run.log, run.checkpoint_dir, run.start
+    with distributed.session(pick_device()) as device:
+        main = distributed.is_main()
+        progress = run.progress and main
+        sampler = TripletSampler(label_matrix(pool.labels, vocab.num_attributes), seed=cfg.seed,
+                                 two_change_fraction=cfg.two_change_fraction,
+                                 hard_negative_fraction=cfg.hard_negative_fraction)
 
-    model = build_model("amnet", cfg.variant, attr.model_config, vocab, memory_init, cfg.architecture)
-    init_from_attribute_cnn(model, attr.model.state_dict())
-    model.to(device)
-    images = pool_on_device(pool, device)
-    bf16 = use_bf16(cfg.precision, device)
-    opt = optimizer(model, cfg)
-    pool_labels = torch.from_numpy(sampler.labels.astype(np.int64))  # (N, M): mining and Fig. 3's branches
-    options = TrainOptions.of(cfg)
-    sched = (torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, gamma=0.1) if cfg.lr_step_epochs
-             else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs))
-    state_uri = checkpoint.state_uri(out, checkpoint_dir)
-    done, history = checkpoint.try_resume(state_uri, model, opt, sched)  # every rank: the same state
-    if done and main:
-        print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
-    if main:
-        storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
-    lam = cfg.effective_lam
-    net = distributed.wrap(model, device)  # DDP when WORLD_SIZE > 1: gradients averaged over ranks
-
-    for epoch in range(done, cfg.epochs):
-        net.train()
-        meter, rows = Throughput(), []
-        batches = sampler.batches(epoch, cfg.steps_per_epoch, cfg.batch_size)
-        bar = tqdm(batches, total=cfg.steps_per_epoch, desc=f"train {cfg.variant} epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not progress)
-        for step, batch in enumerate(bar):
-            rows.append(train_step(net, opt, images, rank_part(batch), vocab.offsets, vocab.total_values, lam,
-                                   cfg.margin, device, bf16, pool_labels, options))
-            meter.add(3 * cfg.batch_size)  # the global batch: every rank steps in lockstep
-            if progress and step % 10 == 0:  # reading the loss waits for the device: not every step
-                bar.set_postfix(loss=f"{rows[-1][0].item():.3f}")
-        sched.step()
-        means = distributed.mean_over_ranks(torch.stack(rows).mean(0)).tolist()
-        summary = dict(zip(STEP_METRICS, means, strict=True))
-        summary.update(images_per_s=meter.rate, lr=opt.param_groups[0]["lr"])
-        history.append(summary)
-        if log and main:
-            log(summary, epoch + 1)
+        model = build_model("amnet", cfg.variant, attr.model_config, vocab, run.memory_init, cfg.architecture)
+        init_from_attribute_cnn(model, attr.model.state_dict())
+        model.to(device)
+        images = pool_on_device(pool, device)
+        bf16 = use_bf16(cfg.precision, device)
+        opt = optimizer(model, cfg)
+        pool_labels = torch.from_numpy(sampler.labels.astype(np.int64))  # (N, M): mining and Fig. 3's branches
+        options = TrainOptions.of(cfg)
+        sched = (torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, gamma=0.1) if cfg.lr_step_epochs
+                 else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs))
+        state_uri = checkpoint.state_uri(out, checkpoint_dir)
+        done, history = checkpoint.try_resume(state_uri, model, opt, sched)  # every rank: the same state
+        if done and main:
+            print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
         if main:
-            checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
+            storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
+        lam = cfg.effective_lam
+        net = distributed.wrap(model, device)  # DDP when WORLD_SIZE > 1: gradients averaged over ranks
 
-    model.cpu()
-    if main:
-        save_model(out, "amnet", cfg.variant, model, cfgmod.to_dict(attr.model_config), vocab.to_json(),
-                   extra={"history": history, "train_config": cfgmod.to_dict(cfg), "architecture": cfg.architecture,
-                          TAG_DATASET_DIGEST: dataset_digest(split)})
-    final = history[-1]
-    return {"variant": cfg.variant, "epochs": cfg.epochs, "seconds": round(time.perf_counter() - start, 2),
-            "pool_images": int(len(pool)), **final}
+        for epoch in range(done, cfg.epochs):
+            net.train()
+            meter, rows = Throughput(), []
+            batches = sampler.batches(epoch, cfg.steps_per_epoch, cfg.batch_size)
+            bar = tqdm(batches, total=cfg.steps_per_epoch, desc=f"train {cfg.variant} epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not progress)
+            for step, batch in enumerate(bar):
+                rows.append(train_step(net, opt, images, rank_part(batch), vocab.offsets, vocab.total_values, lam,
+                                       cfg.margin, device, bf16, pool_labels, options))
+                meter.add(3 * cfg.batch_size)  # the global batch: every rank steps in lockstep
+                if progress and step % 10 == 0:  # reading the loss waits for the device: not every step
+                    bar.set_postfix(loss=f"{rows[-1][0].item():.3f}")
+            sched.step()
+            means = distributed.mean_over_ranks(torch.stack(rows).mean(0)).tolist()
+            summary = dict(zip(STEP_METRICS, means, strict=True))
+            summary.update(images_per_s=meter.rate, lr=opt.param_groups[0]["lr"])
+            history.append(summary)
+            if log and main:
+                log(summary, epoch + 1)
+            if main:
+                checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
+
+        model.cpu()
+        if main:
+            save_model(out, "amnet", cfg.variant, model, cfgmod.to_dict(attr.model_config), vocab.to_json(),
+                       extra={"history": history, "train_config": cfgmod.to_dict(cfg), "architecture": cfg.architecture,
+                              TAG_DATASET_DIGEST: dataset_digest(split)})
+        final = history[-1]
+        return {"variant": cfg.variant, "epochs": cfg.epochs, "seconds": round(time.perf_counter() - start, 2),
+                "pool_images": int(len(pool)), **final}

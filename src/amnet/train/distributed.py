@@ -1,6 +1,6 @@
 """Many processes, one training run: ``torch.distributed`` from the torchrun environment, and a launcher.
 
-A training loop calls :func:`setup` first and :func:`teardown` last. With ``WORLD_SIZE`` unset or 1
+A training loop runs inside :func:`session` (:func:`setup` first, :func:`teardown` last). With ``WORLD_SIZE`` unset or 1
 nothing happens and every helper answers as for one process (rank 0 of 1), so the single-process path
 is unchanged. Under torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``) the
 process group uses NCCL on GPUs (one GPU per local rank) and gloo on CPUs.
@@ -11,9 +11,10 @@ API (``torch.distributed.launcher.elastic_launch``): what a pod with N GPUs runs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,17 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def session(device: torch.device) -> Iterator[torch.device]:
+    """``with session(pick_device()) as device:`` a training loop's process group: :func:`setup` on
+    entry (the device this rank trains on), :func:`teardown` on exit, also after an error."""
+    device = setup(device)
+    try:
+        yield device
+    finally:
+        teardown()
+
+
 def barrier() -> None:
     if active():
         dist.barrier()
@@ -80,6 +92,9 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a :func:`wrap` (DistributedDataParallel's ``.module``), or ``model`` itself: its own
+    attributes (``heads``, ``embed``) and its state dict without the ``module.`` prefix
+    (torchvision's references call it ``model_without_ddp``)."""
     return getattr(model, "module", model)
 
 

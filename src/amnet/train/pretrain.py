@@ -84,68 +84,61 @@ def train_epoch(model, opt, images, labels, order, batch_size, device, bar=None)
 def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = None, progress: bool = True,
                  checkpoint_dir: str = "") -> dict:
     """Train the attribute CNN on ``split/attr_train``; write the model artifact to ``out``; per-epoch
-    checkpoints to ``checkpoint_dir`` (default ``out/checkpoints``, see :func:`checkpoint.state_uri`)."""
+    checkpoints to ``checkpoint_dir`` (default ``out/checkpoints``, see :func:`checkpoint.state_uri`).
+    Under torchrun the loop runs in the process group (:func:`distributed.session`), the model inside DDP."""
     start = time.perf_counter()
     seed_everything(cfg.seed)
-    device = distributed.setup(pick_device())
-    try:
-        return _pretrain(split, out, cfg, log, progress, checkpoint_dir, start, device)
-    finally:
-        distributed.teardown()
+    with distributed.session(pick_device()) as device:
+        main = distributed.is_main()
+        progress = progress and main
+        vocab = load_split_vocab(split)
+        df = shards.read_shards(storage.join(split, "attr_train"))
+        images = decode_batch(list(df["image_bytes"]), cfg.model.image_size)
+        labels = torch.from_numpy(label_matrix(df["labels"], vocab.num_attributes).astype(np.int64))
+        perm = np.random.default_rng(cfg.seed).permutation(len(df))
+        n_hold = int(round(len(df) * cfg.holdout_fraction))
+        hold, train = perm[:n_hold], perm[n_hold:]
 
-
-def _pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None, progress: bool, checkpoint_dir: str,
-              start: float, device: torch.device) -> dict:
-    main = distributed.is_main()
-    progress = progress and main
-    vocab = load_split_vocab(split)
-    df = shards.read_shards(storage.join(split, "attr_train"))
-    images = decode_batch(list(df["image_bytes"]), cfg.model.image_size)
-    labels = torch.from_numpy(label_matrix(df["labels"], vocab.num_attributes).astype(np.int64))
-    perm = np.random.default_rng(cfg.seed).permutation(len(df))
-    n_hold = int(round(len(df) * cfg.holdout_fraction))
-    hold, train = perm[:n_hold], perm[n_hold:]
-
-    model = build_attribute_cnn(cfg.model, vocab.sizes)
-    if cfg.model.weights:
-        load_backbone_weights(model.backbone, cfg.model.weights)
-    model.to(device)
-    opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    state_uri = checkpoint.state_uri(out, checkpoint_dir)
-    done, history = checkpoint.try_resume(state_uri, model, opt, sched)  # every rank: the same state
-    if done and main:
-        print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
-    if main:
-        storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
-    net = distributed.wrap(model, device)  # DDP when WORLD_SIZE > 1
-
-    steps = (len(train) + cfg.batch_size - 1) // cfg.batch_size
-    for epoch in range(done, cfg.epochs):
-        order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch]).permutation(train))
-        with tqdm(total=steps, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not progress) as bar:
-            loss, rate = train_epoch(net, opt, images, labels, order, cfg.batch_size, device, bar)
-        sched.step()
-        row = {"loss": loss, "images_per_s": rate, "lr": opt.param_groups[0]["lr"]}
-        if n_hold and main:
-            accs = per_attribute_accuracy(model, images[hold], labels[hold], vocab.names, device)
-            row.update(accs)
-            row["acc_mean"] = float(np.nanmean(list(accs.values())))
-        history.append(row)
-        if log and main:
-            log(row, epoch + 1)
+        model = build_attribute_cnn(cfg.model, vocab.sizes)
+        if cfg.model.weights:
+            load_backbone_weights(model.backbone, cfg.model.weights)
+        model.to(device)
+        opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+        state_uri = checkpoint.state_uri(out, checkpoint_dir)
+        done, history = checkpoint.try_resume(state_uri, model, opt, sched)  # every rank: the same state
+        if done and main:
+            print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
         if main:
-            checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
+            storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
+        net = distributed.wrap(model, device)  # DDP when WORLD_SIZE > 1
 
-    model.cpu()
-    final = history[-1] if history else {}
-    if main:
-        save_model(out, "attribute_cnn", "attribute_cnn", model, cfgmod.to_dict(cfg.model), vocab.to_json(),
-                   extra={"history": history, TAG_DATASET_DIGEST: dataset_digest(split)})
-    return {
-        "train_images": int(len(train)),
-        "holdout_images": int(n_hold),
-        "epochs": cfg.epochs,
-        "seconds": round(time.perf_counter() - start, 2),
-        **{k: v for k, v in final.items() if k.startswith("acc_") or k in ("loss", "images_per_s")},
-    }
+        steps = (len(train) + cfg.batch_size - 1) // cfg.batch_size
+        for epoch in range(done, cfg.epochs):
+            order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch]).permutation(train))
+            with tqdm(total=steps, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not progress) as bar:
+                loss, rate = train_epoch(net, opt, images, labels, order, cfg.batch_size, device, bar)
+            sched.step()
+            row = {"loss": loss, "images_per_s": rate, "lr": opt.param_groups[0]["lr"]}
+            if n_hold and main:
+                accs = per_attribute_accuracy(model, images[hold], labels[hold], vocab.names, device)
+                row.update(accs)
+                row["acc_mean"] = float(np.nanmean(list(accs.values())))
+            history.append(row)
+            if log and main:
+                log(row, epoch + 1)
+            if main:
+                checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
+
+        model.cpu()
+        final = history[-1] if history else {}
+        if main:
+            save_model(out, "attribute_cnn", "attribute_cnn", model, cfgmod.to_dict(cfg.model), vocab.to_json(),
+                       extra={"history": history, TAG_DATASET_DIGEST: dataset_digest(split)})
+        return {
+            "train_images": int(len(train)),
+            "holdout_images": int(n_hold),
+            "epochs": cfg.epochs,
+            "seconds": round(time.perf_counter() - start, 2),
+            **{k: v for k, v in final.items() if k.startswith("acc_") or k in ("loss", "images_per_s")},
+        }

@@ -11,8 +11,7 @@ import argparse
 
 from amnet.errors import AmnetError
 from amnet.names import REGISTRY_METRICS, VARIANTS
-from amnet.ops import tracking
-from amnet.ops.registry import TAG_DECISION
+from amnet.ops.tracking.runs import TAG_DECISION, check_tracking_server, default_experiment
 from amnet.report.tables import flat_interval, flat_value, text_table
 
 
@@ -25,9 +24,9 @@ def compare_runs(run_ids: list[str] | None = None, experiment: str | None = None
     """Headline metrics of pipeline parent runs side by side (default: the last few of the experiment)."""
     from mlflow import MlflowClient
 
-    tracking.check_tracking_server()
+    check_tracking_server()
     client = MlflowClient()
-    name = experiment or tracking.default_experiment()
+    name = experiment or default_experiment()
     if run_ids:
         runs = [client.get_run(r) for r in run_ids]
     else:

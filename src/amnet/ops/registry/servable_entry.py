@@ -1,4 +1,4 @@
-"""MLflow models-from-code entry of amnet's servable searcher (:mod:`amnet.ops.servable`).
+"""MLflow models-from-code entry of amnet's servable searcher (:mod:`amnet.ops.registry.servable`).
 
 Logged as the model's code instead of a pickled object: loading the model runs this file, which
 builds the wrapper from the installed ``amnet`` package (no pickle is ever loaded).
@@ -6,6 +6,6 @@ builds the wrapper from the installed ``amnet`` package (no pickle is ever loade
 
 import mlflow
 
-from amnet.ops.servable import SearchModel
+from amnet.ops.registry.servable import SearchModel
 
 mlflow.models.set_model(SearchModel())

@@ -1,8 +1,7 @@
 """Which space should search compare? A trained model's queries re-scored in each candidate space.
 
-Issue 18's study (docs/experiments-issue18.md, "retrieval space"): for one AMNet model and one split,
-every query of ``--queries`` (``val`` by default: choose on validation, never on test) is ranked over
-the split's gallery in
+For one AMNet model and one split, every query of ``--queries`` (``val`` by default: choose on
+validation, never on test) is ranked over the split's gallery in
 
 * ``representation``: r' against r by Euclidean distance (§4 of the paper);
 * ``representation, L2-normalised``: the same, both sides scaled to unit length;
@@ -17,7 +16,7 @@ that AMNet's gain in the attribute space is not the space alone).
 
 Scores are the pipeline's (exact target match, ``amnet.retrieval.metrics``), exhaustive search.
 
-    python benchmarks/retrieval_space.py --split SPLIT --model MODEL [--attr-model ATTR] [--queries val]
+    python quality/retrieval_space.py --split SPLIT --model MODEL [--attr-model ATTR] [--queries val]
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from amnet.data.split import label_matrix, query_set
 from amnet.data.tensors import decode_batch, to_input
 from amnet.model_store import LoadedModel, load_model
 from amnet.models.memory import make_indicator
+from amnet.names import QUERY_SETS
 from amnet.retrieval import metrics
 from amnet.retrieval.evaluate import changes_of
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", required=True, help="output of `amnet data split`")
     parser.add_argument("--model", required=True, help="a trained AMNet model (output of `amnet step train`)")
     parser.add_argument("--attr-model", default="", help="the attribute CNN, for the two attribute references")
-    parser.add_argument("--queries", default="val", choices=("val", "test"), help="query set (default: val)")
+    parser.add_argument("--queries", default="val", choices=QUERY_SETS, help="query set (default: val)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     gallery = shards.read_shards(args.split.rstrip("/") + "/gallery")

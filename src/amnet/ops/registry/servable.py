@@ -37,7 +37,7 @@ import pandas as pd
 from amnet import __version__, storage
 from amnet.errors import AmnetError
 from amnet.names import ATTRIBUTES_JSON, FEATURES_JSON, MODEL_FILE
-from amnet.ops.lineage import MARKER
+from amnet.ops.tracking.lineage import MARKER
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,9 @@ def attached_features(root: str) -> str | None:
 def recorded_gallery(root: str) -> str | None:
     """The split the attached features were computed from (a KFP pod's ``/s3/...`` mount path read as
     ``s3://...``), when its gallery images are readable from here."""
-    from amnet.ops.model_uri import artifact_uri
-
     meta_file = os.path.join(root, GALLERY_DIR, GALLERY_JSON)
     recorded = json.loads(Path(meta_file).read_text()).get("split", "") if os.path.exists(meta_file) else ""
-    recorded = artifact_uri(recorded) or ""
+    recorded = storage.artifact_uri(recorded) or ""
     return recorded if recorded and _readable_split(recorded) else None
 
 

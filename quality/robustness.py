@@ -1,8 +1,8 @@
 """The demo's defaults on a labelled image collection of another kind: printed badges, not garments.
 
-Issue 18 asks that the defaults be judged on data the project was not tuned on (other attributes,
-other images, the same dataset contract). This script renders such a collection with PIL alone
-(no download) and runs the product's own stages on it with ``configs/demo.yaml`` unchanged:
+Judges the defaults on data the project was not tuned on (other attributes, other images, the same
+dataset contract): renders such a collection with PIL alone (no download) and runs the product's own
+stages on it with ``configs/demo.yaml`` unchanged:
 
 * images: a badge (circle, square, triangle or diamond) in a fill colour, with a border (none,
   thin, thick), carrying one glyph (six letters) in an ink colour, on a noisy, randomly coloured
@@ -15,7 +15,7 @@ other images, the same dataset contract). This script renders such a collection 
 * prints, per query set, the pipeline's results tables (``amnet.report.intervals.run_tables``:
   bootstrap intervals over queries and paired differences AMNet − x).
 
-    python benchmarks/robustness.py --out /tmp/badges [--num-images 8000] [--paper] [--seed 0]
+    python quality/robustness.py --out /tmp/badges [--num-images 8000] [--paper] [--seed 0]
 """
 
 from __future__ import annotations

@@ -1,15 +1,22 @@
 """MLflow model URIs (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/RUN_ID``) -> a local
-``model.pt`` and the gallery the registry recorded for it (version tags)."""
+``model.pt`` and the gallery the registry recorded for it (version tags), and the searcher over them
+(:func:`open_searcher`: what ``amnet search`` and ``amnet serve`` load; :mod:`amnet.search` itself takes
+only model files)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from amnet import storage
 from amnet.errors import AmnetError
-from amnet.names import MODEL_FILE
-from amnet.ops import tracking
+from amnet.names import MODEL_FILE, MODEL_URI_SCHEMES
+from amnet.ops.tracking import runs
+
+if TYPE_CHECKING:
+    from amnet.search.searcher import Searcher
 
 
 @dataclass(frozen=True)
@@ -20,20 +27,6 @@ class MlflowRef:
     label: str
     features: str | None
     gallery: str | None
-
-
-def artifact_uri(path: str | None) -> str | None:
-    """A registry tag's artifact location as a URI readable from here.
-
-    Inside a Kubeflow pod, KFP v2 mounts artifacts at ``/s3/BUCKET/KEY`` or ``/minio/BUCKET/KEY``; the
-    pipeline registers those paths. Outside the pod they are ``s3://BUCKET/KEY`` (MinIO speaks S3).
-    """
-    if not path or storage.is_s3(path) or os.path.exists(path):
-        return path or None
-    for mount in ("/s3/", "/minio/"):
-        if path.startswith(mount):
-            return storage.S3_PREFIX + path[len(mount):]
-    return path
 
 
 def _parse_mlflow_uri(uri: str) -> tuple[str, str, str]:
@@ -67,7 +60,7 @@ def resolve_mlflow(uri: str, dst: str) -> MlflowRef:
 
 
     form, name, ref = _parse_mlflow_uri(uri)
-    tracking.check_tracking_server()
+    runs.check_tracking_server()
     client = MlflowClient()
     version = None
     try:
@@ -93,8 +86,8 @@ def resolve_mlflow(uri: str, dst: str) -> MlflowRef:
     except (MlflowException, OSError) as exc:
         raise AmnetError(f"{uri}: run {run_id} has no {path} artifact to download ({str(exc)[:200]})") from exc
     label = uri if version is None else f"{uri} ({version.name} v{version.version})"
-    return MlflowRef(model_file, label, artifact_uri(tags.get("amnet.features_uri")),
-                     artifact_uri(tags.get("amnet.gallery_uri")))
+    return MlflowRef(model_file, label, storage.artifact_uri(tags.get("amnet.features_uri")),
+                     storage.artifact_uri(tags.get("amnet.gallery_uri")))
 
 
 def _servable(version, uri: str, dst: str) -> MlflowRef | None:
@@ -104,7 +97,7 @@ def _servable(version, uri: str, dst: str) -> MlflowRef | None:
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    from amnet.ops import servable
+    from amnet.ops.registry import servable
 
     try:
         local = download_artifacts(artifact_uri=f"models:/{version.name}/{version.version}", dst_path=dst)
@@ -116,5 +109,32 @@ def _servable(version, uri: str, dst: str) -> MlflowRef | None:
         return None
     tags = dict(version.tags)
     return MlflowRef(os.path.join(root, MODEL_FILE), f"{uri} ({version.name} v{version.version})",
-                     servable.attached_features(root) or artifact_uri(tags.get("amnet.features_uri")),
-                     servable.recorded_gallery(root) or artifact_uri(tags.get("amnet.gallery_uri")))
+                     servable.attached_features(root) or storage.artifact_uri(tags.get("amnet.features_uri")),
+                     servable.recorded_gallery(root) or storage.artifact_uri(tags.get("amnet.gallery_uri")))
+
+
+def is_model_uri(source: str | None) -> bool:
+    """True for an MLflow model URI (``models:/...``, ``runs:/...``), False for a path."""
+    return bool(source) and str(source).startswith(MODEL_URI_SCHEMES)
+
+
+def open_searcher(source: str | None = None, *, model: str | None = None, features: str | None = None,
+                  gallery: str | None = None, **options: Any) -> Searcher:
+    """:meth:`Searcher.load <amnet.search.searcher.Searcher.load>` that also takes an MLflow model URI
+    (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/RUN_ID``) as ``source`` or ``model``.
+
+    A URI is resolved with :func:`resolve_mlflow` into a temporary folder that lives only while the
+    searcher loads; ``features`` (a feature artifact) and ``gallery`` (a split) override what the
+    registry names (tags ``amnet.features_uri`` / ``amnet.gallery_uri``). ``options``: the rest of
+    ``Searcher.load``'s keywords (``device``, ``max_pixels``)."""
+    from amnet.search.searcher import Searcher
+
+    source = source or model
+    if not is_model_uri(source):
+        return Searcher.load(source, features=features, gallery=gallery, **options)
+    assert source is not None
+    # the downloaded files (model.pt, attached gallery features) live only while loading
+    with tempfile.TemporaryDirectory(prefix="amnet-search-") as tmp:
+        ref = resolve_mlflow(source, tmp)
+        return Searcher.load(ref.model_file, features=features or ref.features, gallery=gallery or ref.gallery,
+                             label=ref.label, **options)

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from amnet import storage
-from amnet.config import EvaluateConfig, FeaturizeConfig, RegisterConfig
+from amnet.config import GATE_RULES, EvaluateConfig, FeaturizeConfig, RegisterConfig
 from amnet.errors import AmnetError
 from amnet.names import DECISION_JSON, FEATURES_JSON, METRICS_JSON, MODEL_FILE, REGISTRY_METRICS
+from amnet.ops.registry import champion
+from amnet.ops.tracking.runs import TAG_DECISION
 
 TAG_SOURCE = "amnet.source_sha256"
-TAG_FINGERPRINT = "amnet.eval_fingerprint"
-TAG_DECISION = "amnet.decision"
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class GateRule:
     rule: str = RegisterConfig.gate_rule
 
     def __post_init__(self) -> None:
-        if self.rule not in ("all", "any"):
+        if self.rule not in GATE_RULES:
             raise AmnetError(f"gate rule must be 'all' or 'any' (got {self.rule!r})")
 
     @classmethod
@@ -74,49 +73,8 @@ def compare(challenger: dict[str, float], champion: dict[str, float] | None, rul
     return promote, reasons
 
 
-def fingerprint(split: str) -> str:
-    """Identity of the evaluation data: the gallery and query image ids of the split."""
-    from amnet.data import shards
-
-    digest = hashlib.sha256()
-    for name in ("gallery", "queries"):
-        ids = sorted(shards.read_shards(storage.join(split, name), columns=["image_id"])["image_id"])
-        digest.update(("\n".join(ids) + f"|{name}|").encode())
-    return digest.hexdigest()[:16]
-
-
 def _metrics(evaluation: str) -> dict[str, float]:
     return json.loads(storage.read_text(storage.join(evaluation, METRICS_JSON)))["metrics"]
-
-
-def _champion(client, name: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        return None
-
-
-def _reevaluate(champion_version, split: str, metrics: tuple[str, ...], featurize_cfg: FeaturizeConfig,
-                evaluate_cfg: EvaluateConfig) -> dict[str, float]:
-    """Champion metrics on *this* split, scored as the challenger was (same featurize / evaluate
-    configs): download its model.pt, featurize, evaluate."""
-    from dataclasses import replace
-
-    from mlflow.artifacts import download_artifacts
-
-    from amnet.retrieval.evaluate import run_evaluate
-    from amnet.retrieval.featurize import run_featurize
-
-    with tempfile.TemporaryDirectory(prefix="amnet-champion-") as tmp:
-        run_id = champion_version.tags.get("amnet.run_id") or champion_version.run_id
-        download_artifacts(run_id=run_id, artifact_path=MODEL_FILE, dst_path=tmp)
-        variant = champion_version.tags.get("amnet.variant", "amnet")
-        run_featurize(split, tmp, os.path.join(tmp, "features"), featurize_cfg, progress=False)
-        result = run_evaluate(split, tmp, os.path.join(tmp, "features"), os.path.join(tmp, "eval"),
-                              replace(evaluate_cfg, variant=variant), progress=False)
-    return {m: float(result[m]) for m in metrics}
 
 
 def training_model(client, model: str) -> tuple[str, str]:
@@ -124,7 +82,7 @@ def training_model(client, model: str) -> tuple[str, str]:
     ``model`` (its ``mlflow_run.json``); ("", "") when it was trained untracked or on another server."""
     from mlflow.exceptions import MlflowException
 
-    from amnet.ops import lineage
+    from amnet.ops.tracking import lineage
 
     marker = lineage.read_marker(model)
     model_id, run_id = marker.get("model_id", ""), marker.get("run_id", "")
@@ -153,22 +111,23 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
                       evaluate_cfg: EvaluateConfig | None = None, rescored: dict | None = None) -> Decision:
     """Register ``model`` (an AMNet artifact folder), alias it ``challenger``, gate ``champion``.
 
-    ``rescored``: the ``reevaluate-champion`` task's ``champion.json`` (:mod:`amnet.ops.champion`), used
+    ``rescored``: the ``reevaluate-champion`` task's ``champion.json`` (:mod:`amnet.ops.registry.champion`), used
     when it holds this champion's scores on this data; otherwise the champion is re-scored here."""
     import mlflow
     from mlflow import MlflowClient
 
     from amnet.model_store import load_model
-    from amnet.ops import servable, tracking
+    from amnet.ops.registry import servable
+    from amnet.ops.tracking import runs
 
     rule = rule or GateRule()
-    tracking.check_tracking_server()
+    runs.check_tracking_server()
     client = MlflowClient()
     loaded = load_model(model)
     source_sha = hashlib.sha256(storage.read_bytes(storage.join(model, MODEL_FILE))).hexdigest()
     scores = {m: float(v) for m, v in _metrics(evaluation).items()}
     challenger = {m: scores[m] for m in rule.metrics}
-    eval_fp = fingerprint(split)
+    eval_fp = champion.fingerprint(split)
 
     existing = client.search_model_versions(f"name = '{model_name}' and tag.`{TAG_SOURCE}` = '{source_sha}'")
     if existing:  # a retried task: same file, same version, no duplicate
@@ -178,7 +137,7 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
         if uri:  # the training run's own servable model: version -> training run -> params -> dataset
             client.log_batch(run_id, metrics=_as_metrics(scores))
         else:  # trained without tracking: log the servable model now, in a register run
-            with tracking.stage_run("register", parent_run_id or None,
+            with runs.stage_run("register", parent_run_id or None,
                                     {"model_name": model_name, **asdict(rule)}) as run:
                 model_id, uri = servable.log_searcher(run.run_id, model)
                 if features:
@@ -188,7 +147,7 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
                 run.log_metrics(scores, 0)
                 run_id = run.run_id
         version = mlflow.register_model(uri, model_name, tags={
-            TAG_SOURCE: source_sha, TAG_FINGERPRINT: eval_fp, "amnet.variant": loaded.variant,
+            TAG_SOURCE: source_sha, champion.TAG_FINGERPRINT: eval_fp, "amnet.variant": loaded.variant,
             "amnet.features_uri": features, "amnet.gallery_uri": split,
             "amnet.attributes": json.dumps(loaded.vocab.names),
             **{f"amnet.{m}": f"{v:.6f}" for m, v in scores.items() if m in REGISTRY_METRICS},
@@ -197,18 +156,16 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
         version = client.get_model_version(model_name, version.version)
     client.set_registered_model_alias(model_name, "challenger", version.version)
 
-    champ = _champion(client, model_name)
+    champ = champion.current_champion(client, model_name)
     champion_scores = None
     if champ is not None and champ.version != version.version:
-        from amnet.ops.champion import usable_scores
-
-        if champ.tags.get(TAG_FINGERPRINT) == eval_fp:
+        if champ.tags.get(champion.TAG_FINGERPRINT) == eval_fp:
             champion_scores = {m: float(champ.tags[f"amnet.{m}"]) for m in rule.metrics}
-        elif (scored := usable_scores(rescored, champ.version, eval_fp, rule.metrics)) is not None:
+        elif (scored := champion.usable_scores(rescored, champ.version, eval_fp, rule.metrics)) is not None:
             champion_scores = scored
         else:
-            champion_scores = _reevaluate(champ, split, rule.metrics, featurize_cfg or FeaturizeConfig(),
-                                          evaluate_cfg or EvaluateConfig())
+            champion_scores = champion.rescore(champ, split, rule.metrics, featurize_cfg or FeaturizeConfig(),
+                                               evaluate_cfg or EvaluateConfig())
     if champ is not None and champ.version == version.version:
         promote, reasons = True, ["already champion"]
     else:

@@ -41,6 +41,7 @@ DEFAULT_EXPERIMENT = "amnet"
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TAG_RUN_KEY = "amnet.run_key"  # content key of a stage run: a retry with the same key reuses the run
+TAG_DECISION = "amnet.decision"  # the registry gate's verdict, on the model version and the pipeline's parent run
 
 # Words that mark a key as a credential (matched against the key's words, camelCase split).
 SECRET_WORDS = frozenset({"secret", "secrets", "password", "passwd", "pwd", "token", "credential",
@@ -300,7 +301,7 @@ class Tracker:
         this task's run nested under it: that pipeline run (the injected run's parent, else the
         injected run) becomes the parent, and KFP keeps ending it (tag ``amnet.parent_owner`` = kfp).
         """
-        from amnet.ops.lineage import source_tags
+        from amnet.ops.tracking.lineage import source_tags
 
         all_tags = {"amnet.role": "pipeline", **source_tags("amnet pipeline"),
                     **{k: str(v) for k, v in (tags or {}).items()}}
@@ -334,7 +335,7 @@ class Tracker:
         experiment) and ends FINISHED, or FAILED when the body raises (KILLED on Ctrl-C). A run from
         ``MLFLOW_RUN_ID`` is left for KFP to end.
         """
-        from amnet.ops.lineage import source_tags
+        from amnet.ops.tracking.lineage import source_tags
 
         all_tags = {"amnet.stage": stage, **source_tags(f"amnet step {stage.split('-')[0]}"), **(tags or {})}
         injected = os.environ.get("MLFLOW_RUN_ID")

@@ -7,7 +7,7 @@ attribute in the top k; NDCG@20 with rel = matched target attributes / M, gain 2
 log2(j + 1), normalised by 20 fully matching results. Prints each evaluation's top-1 / top-20 and the
 largest difference from what the product wrote; exits 1 when any differs by more than 1e-9.
 
-    python benchmarks/rescore.py --dataset DATASET --runs RUN_ROOT     # e.g. a kfp.local run folder
+    python quality/rescore.py --dataset DATASET --runs RUN_ROOT     # e.g. a kfp.local run folder
 """
 
 from __future__ import annotations

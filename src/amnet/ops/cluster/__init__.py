@@ -1,0 +1,1 @@
+"""Work on a Kubernetes cluster: training on several nodes as a Kubeflow Trainer TrainJob."""

@@ -1,0 +1,1 @@
+"""The MLflow Model Registry: the servable searcher model, ``models:/`` URIs, the champion and the gate."""

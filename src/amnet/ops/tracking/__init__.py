@@ -1,0 +1,1 @@
+"""MLflow tracking: stage runs (``runs``), lineage between runs and artifacts (``lineage``), ``amnet runs compare``."""

@@ -1,0 +1,84 @@
+"""``amnet stack up|down|status``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from amnet.errors import AmnetError
+from amnet.stack.services import ServiceStatus, stack_env, stack_status, start_stack, stop_stack
+from amnet.stack.state import DEFAULT_BUCKET, DEFAULT_STATE_DIR, default_state_dir
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--dir", default=None,
+                   help=f"state folder (default: $AMNET_STACK_DIR or ./{DEFAULT_STATE_DIR})")
+    return p
+
+
+def _print_endpoints(state_dir: Path, statuses: dict[str, ServiceStatus]) -> None:
+    labels = {"seaweed": "S3 (SeaweedFS)", "mlflow": "MLflow"}
+    for name, st in statuses.items():
+        health = "healthy" if st.healthy else ("running, not answering" if st.running else "stopped")
+        pid = f"pid {st.pid}" if st.pid else "-"
+        print(f"  {labels[name]:<15} {st.endpoint:<24} {health:<22} {pid:<11} log {st.log}")
+    print(f"  state           {state_dir}")
+
+
+def main_up(argv: list[str] | None = None) -> int:
+    p = _parser("amnet stack up", "Start the local SeaweedFS S3 gateway and MLflow tracking server in the "
+                "background (idempotent: a running, healthy stack is left as it is).")
+    p.add_argument("--bucket", default=DEFAULT_BUCKET, help="bucket to create (also MLflow's artifact store)")
+    p.add_argument("--no-mlflow", action="store_true", help="start only the S3 gateway")
+    p.add_argument("--timeout", type=float, default=120, help="seconds to wait for each service to answer")
+    args = p.parse_args(argv)
+    state_dir = Path(args.dir).resolve() if args.dir else default_state_dir()
+    t0 = time.monotonic()
+    info = start_stack(state_dir, bucket=args.bucket, mlflow=not args.no_mlflow, timeout=args.timeout)
+    if info.started:
+        print(f"started {', '.join(info.started)} in {time.monotonic() - t0:.1f} s")
+    else:
+        print("local stack already running")
+    _print_endpoints(state_dir, stack_status(state_dir))
+    print(f"  bucket          s3://{info.bucket}\n\nuse it from a shell:  eval \"$(amnet stack status --env"
+          f"{' --dir ' + shlex.quote(str(state_dir)) if args.dir else ''})\"")
+    return 0
+
+
+def main_down(argv: list[str] | None = None) -> int:
+    p = _parser("amnet stack down", "Stop the processes `amnet stack up` started (data is kept).")
+    args = p.parse_args(argv)
+    state_dir = Path(args.dir).resolve() if args.dir else default_state_dir()
+    stopped = stop_stack(state_dir)
+    print(f"stopped {', '.join(stopped)}" if stopped else f"nothing running in {state_dir}")
+    return 0
+
+
+def main_status(argv: list[str] | None = None) -> int:
+    p = _parser("amnet stack status", "Show the local stack's endpoints and health; exit 1 unless all healthy.")
+    p.add_argument("--env", action="store_true",
+                   help="print `export VAR=...` lines (including the S3 secret) "
+                   "for: eval \"$(amnet stack status --env)\"")
+    args = p.parse_args(argv)
+    state_dir = Path(args.dir).resolve() if args.dir else default_state_dir()
+    statuses = stack_status(state_dir)
+    running = bool(statuses) and all(s.running for s in statuses.values())
+    if args.env:
+        if not running:
+            raise AmnetError(f"the local stack in {state_dir} is not running; start it with `amnet stack up`")
+        for key, value in stack_env(state_dir).items():
+            print(f"export {key}={shlex.quote(value)}")
+        return 0
+    if not statuses:
+        print(f"no local stack in {state_dir}; start it with `amnet stack up`")
+        return 1
+    _print_endpoints(state_dir, statuses)
+    return 0 if all(s.healthy for s in statuses.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main_up())
