@@ -147,7 +147,7 @@ def trained_chain(tmp_path_factory) -> TrainedChain:
     """split -> pretrain -> prototypes -> train (variant amnet), once per session, through the stages'
     ``run_step`` with tracking off (``MLFLOW_TRACKING_URI`` unset for the block, restored after).
 
-    The sizes are tests/test_stages_smoke.py's: 700 images, gallery 200 in shards of 64, 20 queries per
+    The sizes are tests/steps/test_stages_smoke.py's: 700 images, gallery 200 in shards of 64, 20 queries per
     number of changes; a 32 px, width-8 model with Q = 32, one pretraining epoch, two training steps."""
     from amnet.steps import pretrain, prototypes, split, train
     from tests.helpers import tiny_dataset

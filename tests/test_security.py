@@ -3,18 +3,18 @@
 * Credentials planted in the environment (fake AWS keys, an MLflow password, a KFP token) never
   reach the compiled pipeline YAML, a stage's stdout / stderr, its output files, or its MLflow run
   (params, tags, metric names, logged text). Secrets reach KFP tasks by Kubernetes Secret *name*
-  only (``tests/test_pipeline_compile.py::test_every_task_gets_secrets_by_reference``); the
-  repository holds no secret value (``tests/test_manifests.py``).
+  only (``tests/pipeline/test_compile.py::test_every_task_gets_secrets_by_reference``); the
+  repository holds no secret value (``tests/deploy/test_manifests.py``).
 * Every ``torch.load`` in the code passes ``weights_only=True`` (checked on the source text) and a
   checkpoint carrying a pickled payload is refused, with the payload never run (here, and through
-  the CLI in ``tests/test_bad_input_matrix.py``, case ``pickled-code-in-checkpoint``).
+  the CLI in ``tests/test_cli_bad_input.py``, case ``pickled-code-in-checkpoint``).
 * Dataset paths cannot escape their root (``../``, absolute paths, symlinks, other buckets or
   schemes; S3 keys built from manifest entries are normalised and must stay under the dataset
-  prefix): ``tests/test_bad_input_matrix.py`` (cases ``dotdot-*``, ``absolute-path-outside``,
-  ``symlink-out-of-root``, ``s3-uri-in-local-dataset``) and ``tests/test_validate.py``
+  prefix): ``tests/test_cli_bad_input.py`` (cases ``dotdot-*``, ``absolute-path-outside``,
+  ``symlink-out-of-root``, ``s3-uri-in-local-dataset``) and ``tests/data/test_validate.py``
   (``test_paths_escaping_the_root``, ``test_resolve_image_path_s3``). Decompression bombs are
   rejected from the header: matrix case ``decompression-bomb``.
-* The container images run as a non-root user: ``tests/test_deploy_images.py::test_final_user_is_not_root``.
+* The container images run as a non-root user: ``tests/deploy/test_images.py::test_final_user_is_not_root``.
 """
 
 from __future__ import annotations
@@ -190,11 +190,11 @@ def test_a_pickled_payload_is_refused_and_never_runs(kind, tmp_path):
 def test_referenced_checks_exist():
     """The checks this module points to for paths and images are there (a rename must not hide one)."""
     expected = {
-        "test_bad_input_matrix.py": ["dotdot-escape-file-exists", "absolute-path-outside", "symlink-out-of-root",
+        "test_cli_bad_input.py": ["dotdot-escape-file-exists", "absolute-path-outside", "symlink-out-of-root",
                                      "s3-uri-in-local-dataset", "decompression-bomb", "pickled-code-in-checkpoint"],
-        "test_validate.py": ["def test_paths_escaping_the_root", "def test_resolve_image_path_s3"],
-        "test_deploy_images.py": ["def test_final_user_is_not_root"],
-        "test_pipeline_compile.py": ["def test_every_task_gets_secrets_by_reference"],
+        "data/test_validate.py": ["def test_paths_escaping_the_root", "def test_resolve_image_path_s3"],
+        "deploy/test_images.py": ["def test_final_user_is_not_root"],
+        "pipeline/test_compile.py": ["def test_every_task_gets_secrets_by_reference"],
     }
     for name, needles in expected.items():
         text = (REPO / "tests" / name).read_text()

@@ -25,7 +25,7 @@ from amnet.models import amnet as amnet_model
 from amnet.models.losses import mined_ranking_loss
 from amnet.retrieval import index
 from amnet.train.amnet_train import TrainOptions, optimizer, train_step
-from tests.test_equations import OFFSETS, SIZES, C, Q, _seed, tiny_backbone  # noqa: F401 (_seed: autouse fixture)
+from tests.models.test_equations import OFFSETS, SIZES, C, Q, _seed, tiny_backbone  # noqa: F401 (_seed: autouse fixture)
 
 
 def tiny_amnet(**arch) -> AMNet:
@@ -61,7 +61,7 @@ def test_demo_run_file_writes_out_the_defaults():
     """configs/demo.yaml's train section is today's TrainConfig defaults, written out (its header says so)."""
     from pathlib import Path
 
-    demo = cfgmod.read_yaml(str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"))
+    demo = cfgmod.read_yaml(str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"))
     defaults = cfgmod.to_dict(TrainConfig())
     assert {k: defaults[k] for k in demo["train"]} == demo["train"]
     assert demo["pretrain"]["epochs"] == cfgmod.PretrainConfig().epochs
@@ -70,7 +70,7 @@ def test_demo_run_file_writes_out_the_defaults():
 def test_paper_run_file_trains_with_the_papers_options():
     from pathlib import Path
 
-    paper = cfgmod.read_yaml(str(Path(__file__).resolve().parents[1] / "configs" / "paper-alexnet.yaml"))
+    paper = cfgmod.read_yaml(str(Path(__file__).resolve().parents[2] / "configs" / "paper-alexnet.yaml"))
     train = cfgmod.from_dict(TrainConfig, paper["train"])
     assert (train.negatives, train.classify_pos_neg, train.flip, train.margin, train.hard_negative_fraction) == (
         "sampled", False, False, 0.5, 0.0)

@@ -23,7 +23,7 @@ import pytest
 
 from amnet.search.searcher import Searcher
 from amnet.search.server import make_server
-from tests.test_searcher import build_tiny_search_model
+from tests.search.test_searcher import build_tiny_search_model
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -21,7 +21,7 @@ Observed behaviour, which these tests pin down:
   for N s``); the test accepts that failure too, as long as it is one line. A watcher reads every
   object the moment it is listed: no partial object is ever visible under a final key (each shard is
   one PUT, which S3 publishes only once complete; a PUT cut off half-way creates nothing, see
-  ``tests/test_storage_s3.py::test_interrupted_upload_leaves_no_partial_object``). An S3 endpoint
+  ``tests/test_storage.py::test_interrupted_upload_leaves_no_partial_object``). An S3 endpoint
   that stays down fails the stage after the bounded retries with one line (tested with 2 s).
 * **MLflow unreachable** (``MLFLOW_TRACKING_URI`` pointing at a closed port): the stage fails at its
   start, in about a second, with one line naming the URI, and writes nothing (exit 2). This is the
@@ -36,7 +36,7 @@ Observed behaviour, which these tests pin down:
   FINISHED stage logs nothing new and says so (runs carry a content key tag, ``amnet.run_key``:
   stage, parent run, config, input and output URIs). When KFP's MLflow integration hands over
   ``MLFLOW_RUN_ID``, KFP owns the run and none of this applies. The registry side (same model file -> same
-  model version) is ``tests/test_registry.py::test_gate_against_the_real_registry``.
+  model version) is ``tests/ops/registry/test_gate.py::test_gate_against_the_real_registry``.
 """
 
 from __future__ import annotations

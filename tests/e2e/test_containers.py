@@ -17,9 +17,9 @@ import pytest
 
 from tests.helpers import tiny_dataset
 
-pytestmark = [pytest.mark.slow, pytest.mark.containers]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.containers]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE_UID = 10001
 
 

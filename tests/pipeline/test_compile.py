@@ -4,7 +4,7 @@ The golden file pins the whole compiled pipeline. After an intended change to th
 component, regenerate it with the same registry the test uses and review the diff::
 
     AMNET_IMAGE_REGISTRY=registry.test/amnet-ci \\
-        .venv/bin/python -m amnet_pipeline.cli compile --out tests/golden/amnet_pipeline.yaml
+        .venv/bin/python -m amnet_pipeline.cli compile --out tests/pipeline/golden/amnet_pipeline.yaml
 """
 
 import json
@@ -67,7 +67,7 @@ def base_name(name: str) -> str:
 def test_matches_golden(compiled: str):
     assert GOLDEN.exists(), f"missing {GOLDEN}; create it with the command in this module's docstring"
     assert compiled == GOLDEN.read_text(), (
-        "the compiled pipeline differs from tests/golden/amnet_pipeline.yaml; if the change is intended, "
+        "the compiled pipeline differs from tests/pipeline/golden/amnet_pipeline.yaml; if the change is intended, "
         "regenerate it with the command in this module's docstring and review the diff")
 
 
@@ -200,7 +200,7 @@ def test_pipeline_parameters_and_defaults(docs):
                                                      "evaluate", "register"))}
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml")),
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].glob("configs/*.yaml")),
                          ids=lambda p: p.name)
 def test_every_shipped_run_file_validates_and_compiles_into_pipeline_arguments(path: Path):
     from amnet_pipeline import run_config
@@ -218,7 +218,7 @@ def test_every_shipped_run_file_validates_and_compiles_into_pipeline_arguments(p
 def test_paper_run_file_is_the_papers_setting():
     from amnet_pipeline import run_config
 
-    rc = run_config.load(str(Path(__file__).resolve().parents[1] / "configs" / "paper-alexnet.yaml"))
+    rc = run_config.load(str(Path(__file__).resolve().parents[2] / "configs" / "paper-alexnet.yaml"))
     model = rc.stage("pretrain").model
     assert (model.backbone, model.feature_dim, model.image_size) == ("alexnet", 4096, 224)
     train = rc.stage("train")
@@ -292,7 +292,7 @@ def test_train_nodes_makes_training_a_trainjob_submitter(tmp_path: Path):
 def test_the_schedule_file_takes_train_gpus(tmp_path: Path):
     from amnet_pipeline.schedule_file import load_recurring_run
 
-    source = Path(__file__).resolve().parents[1] / "manifests" / "schedule" / "recurring-run.yaml"
+    source = Path(__file__).resolve().parents[2] / "manifests" / "schedule" / "recurring-run.yaml"
     raw = yaml.safe_load(source.read_text())
     raw["compile"]["train_gpus"] = 8
     good = tmp_path / "eight.yaml"

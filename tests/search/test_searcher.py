@@ -1,7 +1,7 @@
 """Interactive search: the Searcher API, `amnet search` and loading from the MLflow registry.
 
 One tiny AMNet model (32 px, width 8, one epoch of two steps) on a tiny synthetic split is built
-once per session through the public CLI and shared with tests/test_serve_browser.py.
+once per session through the public CLI and shared with tests/search/test_server.py.
 """
 
 from __future__ import annotations

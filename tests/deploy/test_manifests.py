@@ -20,7 +20,7 @@ import yaml
 
 import amnet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 SCHEDULE_FILE = MANIFESTS / "schedule" / "recurring-run.yaml"
 KUBERNETES_VERSION = "1.30.0"  # oldest minor still common in managed clusters; its schemas ship with the package
@@ -570,7 +570,7 @@ def test_schedule_from_file_creates_the_declared_recurring_run(tmp_path, monkeyp
     a flag on the command line overrides the file."""
     from amnet_pipeline.cli import main_schedule
     from kfp.client import client
-    from test_pipeline_submit_fake_kfp_server import TOKEN, FakeKfpServer
+    from tests.pipeline.test_submit_fake_kfp_server import TOKEN, FakeKfpServer
 
     monkeypatch.setattr(client.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
     monkeypatch.setenv("KF_PIPELINES_TOKEN", TOKEN)

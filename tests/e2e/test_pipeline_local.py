@@ -21,7 +21,7 @@ import pytest
 from amnet.errors import AmnetError
 from tests.helpers import tiny_dataset
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 ORIGINAL_PRINT = builtins.print  # kfp.local swaps it per task; a run must leave it as it found it
 
 TINY = {"split_config": {"per_value": 10, "gallery_size": 300, "num_queries": 40},

@@ -1,6 +1,6 @@
 """The container images (``images/``), checked without a Docker engine.
 
-No image is built here (tests/test_containers.py builds and runs the CPU image): hadolint lints each
+No image is built here (tests/e2e/test_containers.py builds and runs the CPU image): hadolint lints each
 Dockerfile, and the tests keep the files honest against
 the repository: every COPY/ADD source exists and passes ``.dockerignore``, the entry point is a console
 script ``pyproject.toml`` installs, the final user is not root, base images are pinned by tag, the torch
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = {"cpu": ROOT / "images" / "cpu" / "Dockerfile", "gpu": ROOT / "images" / "gpu" / "Dockerfile"}
 
 
@@ -179,7 +179,7 @@ def test_every_copied_path_exists_in_the_build_context(kind):
 
 def test_dockerignore_keeps_secrets_and_local_state_out():
     patterns = dockerignore_patterns()
-    for path in (".venv/bin/python", ".git/config", "manifests/base/secrets/s3.env", "tests/test_metrics.py",
+    for path in (".venv/bin/python", ".git/config", "manifests/base/secrets/s3.env", "tests/retrieval/test_metrics.py",
                  "runs/x/model.pt", ".amnet/state.json", "src/amnet/__pycache__/cli.cpython-311.pyc",
                  "src/amnet/local.env"):
         assert dockerignored(path, patterns), f".dockerignore lets {path} into the build context"

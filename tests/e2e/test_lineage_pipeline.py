@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import tiny_dataset
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 EXPERIMENT = "lineage-pipeline"
 MODEL_NAME = "amnet-lineage-pipeline"

@@ -20,7 +20,7 @@ from amnet.model_store import load_payload
 from amnet.names import TAG_DATASET_DIGEST
 from tests.helpers import tiny_dataset
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 TINY = {"split_config": {"per_value": 10, "gallery_size": 300, "num_queries": 40},
         "pretrain_config": {"epochs": 1}, "train_config": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 8}}
