@@ -14,6 +14,7 @@ second one (the KFP API has no update for recurring runs: the new one is created
 import argparse
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 
 from amnet.errors import AmnetError
 
+log = logging.getLogger(__name__)
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
 TOLERATION_KEYS = ("key", "operator", "value", "effect", "toleration_seconds")
 TOLERATION_OPERATORS = ("Equal", "Exists")
@@ -273,7 +275,7 @@ def main_compile(argv: list[str] | None = None) -> int:
     _compile_flags(p)
     args = p.parse_args(argv)
     compile_pipeline(compile_options(args), args.out)
-    print(f"wrote {args.out}")
+    log.info("wrote %s", args.out)
     return 0
 
 
@@ -353,6 +355,9 @@ def main_schedule(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # python -m amnet_pipeline.cli compile --out FILE
+    from amnet.logs import setup
+
+    setup()
     commands = {"compile": main_compile, "submit": main_submit, "schedule": main_schedule}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(f"usage: python -m amnet_pipeline.cli {{{','.join(commands)}}} [--help]", file=sys.stderr)

@@ -7,9 +7,10 @@ loopback), which is what a Kubeflow cluster runs. Artifacts land in ``<workdir>/
 tracked in the local stack's MLflow server (SeaweedFS S3 + MLflow, started when not running).
 Without ``--dataset`` the built-in synthetic dataset is rendered once into ``<workdir>/datasets``.
 
-The terminal stays calm: one ``[amnet] stage ...`` line per task start and end, then the results
-table and where to look. Each task's full log (kfp.local's executor lines and the task's own output)
-goes to ``<run folder>/logs/<task>.log``; a failing task's last 30 lines are printed with its path.
+The terminal stays calm: one ``[amnet] stage ...`` line per task start and end (logged, on stderr),
+then the results table and where to look (printed, on stdout). Each task's full log (kfp.local's
+executor lines and the task's own output) goes to ``<run folder>/logs/<task>.log``; a failing task's
+last 30 lines are logged with its path.
 """
 
 import argparse
@@ -29,8 +30,10 @@ from typing import Any, TextIO
 
 from amnet_pipeline import run_config
 
+from amnet import logs as amnet_logs
 from amnet.errors import AmnetError
 
+log = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TAIL_LINES = 30  # of a failing task's log, printed on the terminal
 
@@ -41,12 +44,12 @@ def synthetic_dataset(workdir: Path, num_images: int, seed: int, image_size: int
 
     path = workdir / "datasets" / f"synth-{num_images}-{image_size}px-seed{seed}"
     if (path / "manifest.parquet").exists() and (path / "attributes.json").exists():
-        print(f"[amnet] dataset: {path} (cached)")
+        log.info("[amnet] dataset: %s (cached)", path)
         return str(path)
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[amnet] rendering the synthetic dataset: {num_images} images at {image_size} px -> {path}")
+    log.info("[amnet] rendering the synthetic dataset: %s images at %s px -> %s", num_images, image_size, path)
     synth.generate(str(tmp), num_images, seed, image_size, workers=max(1, os.cpu_count() or 1))
     os.replace(tmp, path)
     return str(path)
@@ -60,7 +63,7 @@ def local_stack_env(state_dir: str | None) -> dict[str, str]:
     folder = Path(state_dir).resolve() if state_dir else default_state_dir()
     statuses = services.stack_status(folder) if (folder / "stack.json").exists() else {}
     if not all(name in statuses and statuses[name].healthy for name in ("seaweed", "mlflow")):
-        print(f"[amnet] starting the local stack (SeaweedFS S3 + MLflow) in {folder}")
+        log.info("[amnet] starting the local stack (SeaweedFS S3 + MLflow) in %s", folder)
         services.start_stack(folder)
     return services.stack_env(folder)
 
@@ -101,17 +104,16 @@ class TaskLogs(io.TextIOBase):
 
 
 @contextmanager
-def stage_lines(times: dict[str, str] | None = None, logs: TaskLogs | None = None, out: TextIO | None = None):
-    """One ``[amnet]`` line per stage start / end on ``out`` (the terminal); ``times`` collects
-    ``task -> "12.3 s"`` or ``"cached"`` for the breakdown printed at the end. With ``logs``, each
-    task's output goes to its own file and a failed task's tail is printed."""
+def stage_lines(times: dict[str, str] | None = None, logs: TaskLogs | None = None):
+    """One ``[amnet]`` line per stage start / end, logged (see :func:`lines_on_terminal`); ``times``
+    collects ``task -> "12.3 s"`` or ``"cached"`` for the breakdown logged at the end. With ``logs``,
+    each task's output goes to its own file and a failed task's tail is logged."""
     started: dict[str, list[tuple[str, float]]] = {}  # task -> running iterations, oldest first
     times = {} if times is None else times
-    out = out or sys.stdout
     failed: list[Path] = []
 
     def say(text: str) -> None:
-        print(text, file=out, flush=True)
+        log.info("%s", text)
 
     def label(task: str) -> str:
         """ParallelFor iterations share a task name: the 2nd and later get ' #2', ' #3'..."""
@@ -158,7 +160,21 @@ def stage_lines(times: dict[str, str] | None = None, logs: TaskLogs | None = Non
         root.removeFilter(stage_filter)
         root.setLevel(level)
         for path in failed:  # after the filter is gone: the log file is complete
-            say(f"[amnet] last {TAIL_LINES} lines of {path}:\n{logs.tail(path)}")
+            log.error("[amnet] last %d lines of %s:\n%s", TAIL_LINES, path, logs.tail(path))
+
+
+@contextmanager
+def lines_on_terminal():
+    """amnet_pipeline's lines (the stage lines) stay with the handler amnet's logging set up (stderr,
+    set up here when nothing has) while kfp.local swaps the root logger's handlers for its task logs:
+    not passed on to the root logger meanwhile, so they are neither lost nor copied into a task's log."""
+    amnet_logs.ensure()
+    ours = logging.getLogger("amnet_pipeline")
+    propagate, ours.propagate = ours.propagate, False
+    try:
+        yield
+    finally:
+        ours.propagate = propagate
 
 
 @contextmanager
@@ -260,7 +276,7 @@ def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
     terminal = sys.stdout
     logs = TaskLogs(workdir / "logs" / time.strftime("run-%Y%m%d-%H%M%S")) if quiet else None
     error: str | None = None
-    with warnings.catch_warnings(), stage_lines(times, logs, terminal), \
+    with warnings.catch_warnings(), lines_on_terminal(), stage_lines(times, logs), \
             redirect_stdout(logs if logs is not None else terminal), root_log_to(logs):
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         warnings.filterwarnings("ignore", message=".*no effect.*local.*")
@@ -304,7 +320,7 @@ def _evaluation_folders(run_dir: Path) -> list[str]:
 def results_table(run_dir: Path) -> str:
     """Variants x headline metrics (means over seeds when a variant trained several), from the evaluate
     tasks' evaluation folders; from their Metrics outputs when the folders are not on this machine."""
-    from amnet.report.intervals import run_tables
+    from amnet.report.intervals import EXACT_TITLE, present_columns, run_tables
     from amnet.report.tables import metric_rows, text_table
 
     folders = _evaluation_folders(run_dir)
@@ -314,7 +330,9 @@ def results_table(run_dir: Path) -> str:
     for output in _executor_outputs(run_dir, "evaluate-retrieval"):
         variant = _artifact_metadata(output, "evaluation").get("variant", "?")
         rows[variant] = _artifact_metadata(output, "metrics")
-    return text_table(metric_rows(rows)).rstrip("\n")
+    table = text_table(metric_rows(rows)).rstrip("\n")
+    exact = present_columns(rows)  # the exact-target table, only when the queries carried target ids
+    return table + (f"\n\n{EXACT_TITLE}\n" + text_table(metric_rows(rows, exact)).rstrip("\n") if exact else "")
 
 
 def uncertainty_table(run_dir: Path) -> str:
@@ -400,13 +418,13 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):  # the stack's key pair, not another identity
         os.environ.pop(key, None)
     os.environ.update(env)
-    print(f"[amnet] dataset {params['dataset_uri']}; tracking {env.get('MLFLOW_TRACKING_URI')}; "
-          f"artifacts {workdir / 'kfp-root'}" + (f"; every task in {image}" if image else ""), flush=True)
+    log.info("[amnet] dataset %s; tracking %s; artifacts %s%s", params["dataset_uri"], env.get("MLFLOW_TRACKING_URI"),
+             workdir / "kfp-root", f"; every task in {image}" if image else "")
     start = time.monotonic()
     times: dict[str, str] = {}
     run_dir = run_pipeline(params, workdir, cache=not args.no_cache, times=times, quiet=not args.verbose,
                            image=image)
     total = time.monotonic() - start
-    print(f"\n[amnet] pipeline finished in {total:.0f} s\n{stage_breakdown(times, total)}")
+    log.info("[amnet] pipeline finished in %.0f s\n%s", total, stage_breakdown(times, total))
     _summary(run_dir, env, str(params.get("experiment", "amnet")))
     return 0

@@ -4,14 +4,17 @@ Modules are imported only when their command runs, so ``amnet --help`` is instan
 data and training commands work without kfp or mlflow installed (e.g. on a bare GPU node).
 The ``pipeline`` and ``run`` commands live in the ``amnet_pipeline`` package (the top-level
 ``pipeline/`` folder): ``amnet`` only dispatches to it, it never imports kfp itself.
+Diagnostics go through ``logging`` to stderr (``amnet.logs``; ``-v`` / ``-q`` before the command words,
+or ``$AMNET_LOG_LEVEL``); stdout holds only a command's result.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
-from amnet import __version__
+from amnet import __version__, logs
 from amnet.errors import AmnetError
 
 # (command words) -> ("module:function", one-line help)
@@ -54,16 +57,30 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
 }
 
 
+# before the command words: the level of the diagnostics on stderr (stdout keeps the command's result)
+VERBOSITY = {"-v": logging.DEBUG, "--verbose": logging.DEBUG, "-q": logging.WARNING, "--quiet": logging.WARNING}
+GLOBAL_FLAGS = ("\noptions (before COMMAND):\n"
+                "  -v, --verbose  debug messages too\n"
+                "  -q, --quiet    warnings and errors only\n"
+                f"  (default: ${logs.LEVEL_ENV} if set, else INFO; diagnostics go to stderr, with time, level and\n"
+                "  logger unless stderr is a terminal)\n")
+
+
 def _usage(prefix: tuple[str, ...]) -> str:
     rows = [(" ".join(words), help_) for words, (_, help_) in COMMANDS.items() if words[: len(prefix)] == prefix]
     width = max(len(r[0]) for r in rows)
     head = f"amnet {__version__}: fashion search with attribute manipulation (AMNet, CVPR 2017)\n\n"
-    head += f"usage: amnet {' '.join(prefix) + ' ' if prefix else ''}COMMAND [--help]\n\ncommands:\n"
-    return head + "\n".join(f"  {name.ljust(width)}  {help_}" for name, help_ in rows) + "\n"
+    head += f"usage: amnet [-v | -q] {' '.join(prefix) + ' ' if prefix else ''}COMMAND [--help]\n\ncommands:\n"
+    body = "\n".join(f"  {name.ljust(width)}  {help_}" for name, help_ in rows) + "\n"
+    return head + body + ("" if prefix else GLOBAL_FLAGS)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    level = None
+    while argv[:1] and argv[0] in VERBOSITY:
+        level = VERBOSITY[argv.pop(0)]
+    logs.setup(level)
     if argv[:1] == ["--version"]:
         print(__version__)
         return 0

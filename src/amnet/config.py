@@ -55,6 +55,8 @@ class SplitConfig:
     num_changes: tuple[int, ...] = (1, 2)  # query sets to build: one- and two-attribute (§5.5)
     # validation queries per number of changes, drawn after the test queries (-1 = num_queries, 0 = none)
     num_val_queries: int = -1
+    # exact-target (item_id group) queries: unrelated gallery images carrying the target's exact labels
+    decoys_per_query: int = 2
     shard_size: int = 2000
     seed: int = 0
     max_quarantine_fraction: float = 0.05
@@ -64,6 +66,9 @@ class SplitConfig:
             _positive(name, getattr(self, name))
         if self.num_val_queries < -1:
             raise ConfigError(f"num_val_queries must be >= 0, or -1 for num_queries (got {self.num_val_queries})")
+        if isinstance(self.decoys_per_query, bool) or not isinstance(self.decoys_per_query, int) \
+                or self.decoys_per_query < 0:
+            raise ConfigError(f"decoys_per_query must be an integer >= 0 (got {self.decoys_per_query!r})")
         if not self.num_changes or any(n not in (1, 2, 3) for n in self.num_changes):
             raise ConfigError(f"num_changes must be a list of 1, 2 or 3 (got {self.num_changes})")
         _fraction("max_quarantine_fraction", self.max_quarantine_fraction)

@@ -50,6 +50,17 @@ METRIC_COLUMNS = (
     ("ndcg20", "NDCG@20"), ("two_top20", "2-attr top-20"), ("two_ndcg20", "2-attr NDCG@20"),
 )
 REGISTRY_METRICS = ("top20", "ndcg20", "two_top20")  # copied onto registered model versions as tags
+# The exact-target yardstick of composed-image retrieval (CSS / TIRG Recall@1, FashionIQ Recall@10/50): the
+# rank of the query's one exact target image (the split's ``target_id``) in the full gallery ranking.
+# Present only when the split's queries carry target ids; a second headline table, beside METRIC_COLUMNS.
+EXACT_COLUMNS = (
+    ("recall1", "R@1"), ("recall10", "R@10"), ("recall50", "R@50"), ("median_rank", "median rank"),
+    ("two_recall10", "2-attr R@10"),
+)
+EXACT_KS = (1, 5, 10, 50)  # recall{k} in metrics.json, per number of changes (PREFIX: "", "two_", ...)
+# every exact-target metric with an interval: recall1 .. recall50, median_rank, and the two-attribute ones
+EXACT_METRICS = tuple(f"{p}{m}" for p in ("", "two_") for m in (*(f"recall{k}" for k in EXACT_KS), "median_rank"))
+LOWER_IS_BETTER = ("median_rank",)  # metric name suffixes where a smaller value is better
 
 # ------------------------------------------------------------------------------------- label codes
 MISSING = -1  # label code of a missing attribute value (shards, losses, metrics)

@@ -15,9 +15,9 @@ line naming the URI. Retrying a PUT is safe: it writes the same bytes to the sam
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import posixpath
-import sys
 import tempfile
 import threading
 import time
@@ -34,6 +34,7 @@ MAX_ATTEMPTS_ENV = "AMNET_S3_MAX_ATTEMPTS"
 DEFAULT_MAX_ATTEMPTS = 8
 _TRANSIENT_CODES = frozenset({"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown",
                               "RequestTimeout", "RequestTimeoutException"})
+log = logging.getLogger(__name__)
 _notice_lock = threading.Lock()
 _last_notice = [0.0]
 
@@ -139,8 +140,8 @@ def _with_retries(uri: str, call: Callable[[], object]):
             with _notice_lock:  # one line every few seconds, not one per thread and try
                 if time.monotonic() - _last_notice[0] > 5:
                     _last_notice[0] = time.monotonic()
-                    print(f"S3 not answering for {uri} ({_error_code(exc)}); retrying for up to "
-                          f"{retry_seconds():.0f} s", file=sys.stderr)
+                    log.warning("S3 not answering for %s (%s); retrying for up to %.0f s", uri, _error_code(exc),
+                                retry_seconds())
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 

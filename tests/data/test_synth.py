@@ -123,7 +123,7 @@ def test_cli_synth_and_preview(tmp_path: Path, capsys) -> None:
     rc = cli_main(["data", "synth", "--out", str(out), "--num-images", "6", "--seed", "2", "--image-size", "48",
                    "--no-progress"])
     assert rc == 0
-    assert "wrote 6 images" in capsys.readouterr().out
+    assert "wrote 6 images" in capsys.readouterr().err  # a "wrote X" note: logged to stderr
     assert len(load_manifest(str(out), load_vocabulary(str(out)))) == 6
     png = tmp_path / "grid.png"
     assert cli_main(["data", "preview", str(out), "--out", str(png), "--n", "4"]) == 0

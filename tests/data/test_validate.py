@@ -235,10 +235,63 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert err.startswith("amnet data validate: error:") and "\n" not in err
 
 
-# ---------------------------------------------------------------- S3 reads (storage stubbed)
+# ---------------------------------------------------------------- S3 reads (a real S3 server, and a fake)
 
 
-def test_s3_dataset_reads_through_storage(monkeypatch):
+def test_s3_paths_escaping_the_prefix_are_quarantined_on_the_real_s3_server(s3_env):
+    """A dataset on SeaweedFS (``s3_env``) whose manifest points outside its prefix, at objects that all
+    exist: ``../``, a sibling prefix that merely starts with the same letters, an absolute URI elsewhere in
+    the bucket, another bucket, a local absolute path and an https URL. Each is quarantined as an escape
+    (never read), the rows inside the prefix (relative, ``x/../``, absolute ``s3://`` inside) are kept
+    with the bytes stored under their keys, and a missing object inside is reported as missing."""
+    import uuid
+
+    bucket, client = s3_env.bucket, s3_env.client()
+    other_bucket = "amnet-validate-other"
+    if other_bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+        client.create_bucket(Bucket=other_bucket)
+    base = f"validate-escape/{uuid.uuid4().hex[:8]}"
+    root = f"s3://{bucket}/{base}/data"
+    inside = {"data/a.jpg": jpeg(color=(10, 20, 30)), "data/x/d.jpg": jpeg(color=(40, 50, 60))}
+    outside = {"e.jpg": jpeg(), "data2/f.jpg": jpeg(), "elsewhere/g.jpg": jpeg()}
+    for key, data in {**inside, **outside}.items():
+        client.put_object(Bucket=bucket, Key=f"{base}/{key}", Body=data)
+    client.put_object(Bucket=other_bucket, Key=f"{base}/data/a.jpg", Body=jpeg())
+    rows = [
+        row("rel", "a.jpg"),
+        row("rel_sub", "x/d.jpg"),
+        row("back_in", "x/../a.jpg"),
+        row("abs_in", f"{root}/x/d.jpg"),
+        row("missing", "nope.jpg"),
+        row("dotdot", "../e.jpg"),
+        row("dotdot_deep", "x/../../data2/f.jpg"),
+        row("sibling_prefix", f"s3://{bucket}/{base}/data2/f.jpg"),  # starts with the root's text, is not in it
+        row("abs_elsewhere", f"s3://{bucket}/{base}/elsewhere/g.jpg"),
+        row("other_bucket", f"s3://{other_bucket}/{base}/data/a.jpg"),
+        row("local_abs", "/etc/hostname"),
+        row("https", "https://example.com/a.jpg"),
+    ]
+    write_dataset(root, pd.DataFrame(rows), VOCAB)
+    assert storage.exists(f"{root}/manifest.parquet")  # really on the server
+    result = validate_dataset(root, progress=False)
+    kept = dict(zip(result.kept["image_id"], result.kept["image_bytes"], strict=True))
+    assert sorted(kept) == ["abs_in", "back_in", "rel", "rel_sub"]
+    assert kept["rel"] == kept["back_in"] == inside["data/a.jpg"] and kept["abs_in"] == inside["data/x/d.jpg"]
+    escaped = {"dotdot", "dotdot_deep", "sibling_prefix", "abs_elsewhere", "other_bucket", "local_abs", "https"}
+    assert reasons(result) == {**dict.fromkeys(escaped, "image path escapes the dataset root"),
+                               "missing": "missing image file"}
+    assert_counts(result)
+
+    # the CLI writes the same quarantine next to the data, on S3
+    quarantine = f"s3://{bucket}/{base}/quarantine.parquet"
+    assert cli.main(["data", "validate", root, "--no-progress", "--max-quarantine-fraction", "1",
+                     "--quarantine-out", quarantine]) == 0
+    table = pd.read_parquet(io.BytesIO(storage.read_bytes(quarantine)))
+    assert dict(zip(table["image_id"], table["reason"], strict=True)) == reasons(result)
+
+
+def test_s3_dataset_reads_through_fake_storage(monkeypatch):
+    """``amnet.storage`` replaced by a dict (no server): the S3 code path of validation in isolation."""
     objects: dict[str, bytes] = {}
     monkeypatch.setattr(storage, "write_bytes", lambda uri, data: objects.__setitem__(uri, data))
     monkeypatch.setattr(storage, "exists", lambda uri: uri in objects)

@@ -565,11 +565,12 @@ def test_recurring_run_file_errors_name_the_file_and_the_fix(tmp_path, change, m
     assert str(path) in str(err.value) and message in str(err.value)
 
 
-def test_schedule_from_file_creates_the_declared_recurring_run(tmp_path, monkeypatch, capsys):
+def test_schedule_from_file_creates_the_declared_recurring_run_on_a_fake_kfp_server(tmp_path, monkeypatch, capsys):
     """``amnet pipeline schedule --from-file`` against the fake KFP API server of the submit tests;
     a flag on the command line overrides the file."""
     from amnet_pipeline.cli import main_schedule
     from kfp.client import client
+
     from tests.pipeline.test_submit_fake_kfp_server import TOKEN, FakeKfpServer
 
     monkeypatch.setattr(client.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))

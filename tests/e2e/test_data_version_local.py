@@ -15,9 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from amnet.config import RegisterConfig
 from amnet.data.fingerprint import fingerprint_dataset
 from amnet.model_store import load_payload
 from amnet.names import TAG_DATASET_DIGEST
+from amnet.ops.registry.gate import GateRule, compare
 from tests.helpers import tiny_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -74,7 +76,20 @@ def test_changed_data_at_the_same_uri_reruns_split_pretrain_and_prototypes(tmp_p
     (rescored,) = [json.loads(p.read_text()) for p in third.glob("**/reevaluate-champion*/champion/champion.json")]
     assert rescored["reevaluated"] is True and rescored["version"] is not None
     (decision,) = [json.loads(p.read_text()) for p in third.glob("**/register-model*/decision/decision.json")]
-    assert decision["champion"] == {m: rescored["scores"][m] for m in decision["champion"]}
+    rule = GateRule.of(RegisterConfig())
+    assert decision["model_name"] == "amnet" and decision["version"].isdigit(), decision
+    assert str(decision["champion_before"]) == rescored["version"] != decision["version"], (decision, rescored)
+    assert set(decision["challenger"]) == set(decision["champion"]) == set(rule.metrics), decision
+    assert decision["champion"] == {m: rescored["scores"][m] for m in rule.metrics}
+    # the verdict is the gate's on exactly these scores, and every reason names a metric and both values
+    promote, reasons = compare(decision["challenger"], decision["champion"], rule)
+    assert isinstance(decision["promoted"], bool) and decision["promoted"] == promote, decision
+    assert decision["reasons"] == reasons and len(reasons) == len(rule.metrics), decision
+    assert all(r.startswith(m) for r, m in zip(decision["reasons"], rule.metrics, strict=True)), decision
+    # ... and the registry did what the decision says
+    champion_now = str(stack_env.get_model_version_by_alias("amnet", "champion").version)
+    assert champion_now == (decision["version"] if promote else decision["champion_before"]), decision
+    assert str(stack_env.get_model_version_by_alias("amnet", "challenger").version) == decision["version"]
 
     # resumable state outside the artifacts, keyed by run and task
     assert not (model / "checkpoints").exists()

@@ -12,6 +12,7 @@ metric names, and each text artifact).
 """
 
 import builtins
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import boto3
 import pytest
 
 from amnet.errors import AmnetError
+from amnet.model_store import load_payload
+from amnet.ops.registry.gate import TAG_SOURCE
 from tests.helpers import tiny_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -192,7 +195,14 @@ def test_seeds_train_each_variant_per_seed_and_register_the_lowest(tmp_path, sta
                          for f in run_dir.glob("**/build-search-index*/index/features.json"))
     assert index_seeds == [4, 5], index_seeds
     (decision,) = [json.loads(f.read_text()) for f in run_dir.glob("**/register-model*/**/decision.json")]
-    assert decision, decision
+    # the registered version is the seed-4 model: its file (the version's source tag is that file's digest)
+    # and its training run (the version's amnet.run_id), whose params say seed 4
+    models = {load_payload(str(f))["extra"]["train_config"]["seed"]: hashlib.sha256(f.read_bytes()).hexdigest()
+              for f in run_dir.glob("**/train-amnet*/model/model.pt")}
+    assert sorted(models) == [4, 5] and models[4] != models[5], models
+    version = stack_env.get_model_version(decision["model_name"], decision["version"])
+    assert version.tags[TAG_SOURCE] == models[4], (version.tags, models)
+    assert stack_env.get_run(version.tags["amnet.run_id"]).data.params["seed"] == "4"
     (results,) = [json.loads(f.read_text()) for f in run_dir.glob("**/build-report*/report/results.json")]
     assert "amnet" in json.dumps(results) and "seed" in json.dumps(results).lower()
     (parent,) = parent_runs(stack_env, "pipeline-local-seeds")

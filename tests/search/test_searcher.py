@@ -84,15 +84,43 @@ def test_a_gallery_query_is_represented_like_an_upload_of_its_image(searcher):
     np.testing.assert_allclose(stored, searcher.features[3], atol=2e-3)
 
 
-def test_changes_change_the_ranking_and_mark_matching_results(searcher):
+def test_results_are_marked_when_they_have_the_requested_values(searcher):
     query = searcher.ids[1]
-    plain = searcher.search(query, k=20)
-    wanted = other_value(searcher, query, "color")
-    changed = searcher.search(query, {"color": wanted, "collar": other_value(searcher, query, "collar")}, k=20)
-    assert [r.image_id for r in changed] != [r.image_id for r in plain] or \
-        [r.distance for r in changed] != pytest.approx([r.distance for r in plain])
-    for r in searcher.search(query, {"color": wanted}, k=20):
-        assert r.matches == (r.attributes["color"] == wanted)
+    wanted = {"color": other_value(searcher, query, "color"), "collar": other_value(searcher, query, "collar")}
+    results = searcher.search(query, wanted, k=60)
+    for r in results:
+        assert r.matches == all(r.attributes[a] == v for a, v in wanted.items()), r
+    assert any(r.attributes["color"] == wanted["color"] for r in results)  # the check above saw both kinds
+    assert any(r.attributes["color"] != wanted["color"] for r in results)
+
+
+def share_with(results, attribute: str, value: str) -> float:
+    return sum(r.attributes[attribute] == value for r in results) / len(results)
+
+
+def test_changes_change_the_ranking_toward_the_requested_values(searchable_chain):
+    """A change to a value moves gallery images *with that value* up: over 30 gallery queries and every
+    value each one lacks, the top 20 hold more images with the requested value than the plain search's
+    top 20 do. The model is ``searchable_chain``'s (trained long enough for search to work): over seeds 0-4
+    of that chain the rise was 0.095-0.16 for color and positive for every attribute (collar the least,
+    0.012-0.056). A change that leaves the query as it was gives no rise; one applied to the neighbouring
+    value instead of the requested one gives none either (both checked: -0.03 to 0.01 per attribute)."""
+    trained = Searcher.load(str(searchable_chain.model), gallery=str(searchable_chain.split))
+    rises: dict[str, list[float]] = {}
+    for attribute in trained.vocab.names:
+        values = trained.vocab.attributes[trained.vocab.attribute_index(attribute)].values
+        for query in trained.ids[:30]:
+            plain = trained.search(query, k=20)
+            for value in values:
+                if value != trained.attributes(query)[attribute]:
+                    changed = trained.search(query, {attribute: value}, k=20)
+                    rises.setdefault(attribute, []).append(share_with(changed, attribute, value)
+                                                           - share_with(plain, attribute, value))
+    mean_rise = {a: float(np.mean(r)) for a, r in rises.items()}
+    print("top-20 share of the requested value, changed minus plain:", {a: round(v, 3) for a, v in mean_rise.items()})
+    assert mean_rise["color"] >= 0.05, mean_rise
+    assert float(np.mean([r for rs in rises.values() for r in rs])) >= 0.05, mean_rise
+    assert all(v > 0 for v in mean_rise.values()), mean_rise
 
 
 def test_unknown_attribute_or_value_lists_the_valid_ones(searcher):

@@ -60,7 +60,7 @@ def test_cli_up_status_idempotent_up_down(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AMNET_STACK_DIR", str(state))
     try:
         assert cli.main(["stack", "up"]) == 0
-        assert "started seaweed, mlflow" in capsys.readouterr().out
+        assert "started seaweed, mlflow" in capsys.readouterr().err  # logged; stdout: the endpoints
         saved = json.loads((state / "stack.json").read_text())
         pids = [saved["seaweed"]["pid"], saved["mlflow"]["pid"]]
         for name in ("credentials.json", "s3.json"):
@@ -70,7 +70,7 @@ def test_cli_up_status_idempotent_up_down(tmp_path, monkeypatch, capsys):
         assert capsys.readouterr().out.count("healthy") == 2
 
         assert cli.main(["stack", "up"]) == 0
-        assert "already running" in capsys.readouterr().out
+        assert "already running" in capsys.readouterr().err
         again = json.loads((state / "stack.json").read_text())
         assert [again["seaweed"]["pid"], again["mlflow"]["pid"]] == pids
 
@@ -86,7 +86,7 @@ def test_cli_up_status_idempotent_up_down(tmp_path, monkeypatch, capsys):
             assert secret not in (state / name).read_text(errors="replace"), name
 
         assert cli.main(["stack", "down"]) == 0
-        assert "stopped mlflow, seaweed" in capsys.readouterr().out
+        assert "stopped mlflow, seaweed" in capsys.readouterr().err
         assert all(_gone(pid) and _group_gone(pid) for pid in pids)
 
         assert cli.main(["stack", "status"]) == 1
@@ -94,7 +94,7 @@ def test_cli_up_status_idempotent_up_down(tmp_path, monkeypatch, capsys):
         assert cli.main(["stack", "status", "--env"]) == 2
         assert "not running; start it with `amnet stack up`" in capsys.readouterr().err
         assert cli.main(["stack", "down"]) == 0
-        assert "nothing running" in capsys.readouterr().out
+        assert "nothing running" in capsys.readouterr().err
     finally:
         services.stop_stack(state)
 
@@ -145,7 +145,7 @@ def _fake_state(state: Path, pid: int, marker: str) -> None:
         {"seaweed": {"pid": pid, "marker": marker, "ports": {"s3": 1}, "log": str(state / "seaweed.log")}}))
 
 
-def test_down_leaves_a_process_whose_cmdline_is_not_ours(tmp_path):
+def test_down_leaves_a_fake_server_process_whose_cmdline_is_not_ours(tmp_path):
     proc = _spawn_group("sleep 30", tmp_path / "sleep.log")
     try:
         _fake_state(tmp_path, proc.pid, marker=f"-dir={tmp_path}/seaweed")  # pid reused by someone else
@@ -156,7 +156,7 @@ def test_down_leaves_a_process_whose_cmdline_is_not_ours(tmp_path):
         proc.wait()
 
 
-def test_down_stops_the_whole_process_group(tmp_path):
+def test_down_stops_the_whole_process_group_of_a_fake_server(tmp_path):
     script = "sleep 31 & sleep 31; wait"
     proc = _spawn_group(script, tmp_path / "sleep.log")
     try:
@@ -178,7 +178,7 @@ def _fake_weed(tmp_path: Path, body: str) -> str:
     return str(path)
 
 
-def test_a_server_that_dies_at_start_is_reported_with_its_log(tmp_path, monkeypatch):
+def test_a_fake_server_that_dies_at_start_is_reported_with_its_log(tmp_path, monkeypatch):
     pytest.importorskip("boto3")
     monkeypatch.setenv("AMNET_WEED", _fake_weed(tmp_path, "echo 'listen tcp: address already in use'; exit 3"))
     state = tmp_path / "stack"
@@ -187,7 +187,7 @@ def test_a_server_that_dies_at_start_is_reported_with_its_log(tmp_path, monkeypa
     assert json.loads((state / "stack.json").read_text())["seaweed"]["pid"] is None
 
 
-def test_a_server_that_never_answers_is_stopped_after_the_timeout(tmp_path, monkeypatch):
+def test_a_fake_server_that_never_answers_is_stopped_after_the_timeout(tmp_path, monkeypatch):
     pytest.importorskip("boto3")
     monkeypatch.setenv("AMNET_WEED", _fake_weed(tmp_path, "exec sleep 60"))
     state = tmp_path / "stack"

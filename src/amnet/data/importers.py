@@ -9,7 +9,8 @@ Two importers, both copying the images into ``out`` so the result is a self-cont
   zero or several positives of a type leave the cell empty (missing). The benchmark's
   train/val/test partition is kept as an extra ``partition`` column.
 * ``import_csv``: any CSV with an image column and one column per attribute; each attribute's
-  values are its distinct non-empty cells, sorted (deterministic).
+  values are its distinct non-empty cells, sorted (deterministic). ``item_column`` (optional) names
+  a column copied into the manifest's ``item_id``: rows sharing a value are variants of one item.
 
 Values never observed are left out of the vocabulary, and an attribute with fewer than two observed
 values is dropped with a note (it could not be manipulated). Rows are never dropped here: a row whose
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import sys
 from collections import Counter
@@ -32,7 +34,7 @@ from tqdm import tqdm
 
 from amnet import storage
 from amnet.data import images
-from amnet.data.schema import RESERVED_COLUMNS, Attribute, Vocabulary, write_dataset
+from amnet.data.schema import ITEM_ID, RESERVED_COLUMNS, Attribute, Vocabulary, write_dataset
 from amnet.errors import DatasetError
 
 DEEPFASHION_TYPES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
@@ -45,10 +47,11 @@ DEEPFASHION_FILES = {
 }
 CSV_IMAGE_DIR = "images"  # CSV imports copy images under out/images/<path relative to root>
 COPY_WORKERS = 8
+log = logging.getLogger(__name__)
 
 
 def _note(message: str) -> None:
-    print(f"note: {message}", file=sys.stderr)
+    log.warning("%s", message)
 
 
 # ---------------------------------------------------------------- DeepFashion listings
@@ -213,10 +216,11 @@ def _read_csv(csv: str) -> pd.DataFrame:
     return df
 
 
-def _csv_attributes(df: pd.DataFrame, csv: str, image_column: str, attributes: list[str] | None) -> list[str]:
-    """The attribute columns: the requested ones (checked) or every column but image / image_id."""
+def _csv_attributes(df: pd.DataFrame, csv: str, image_column: str, attributes: list[str] | None,
+                    item_column: str | None = None) -> list[str]:
+    """The attribute columns: the requested ones (checked) or every column but image / image_id / item."""
     if attributes is None:
-        candidates = [c for c in df.columns if c not in (image_column, "image_id")]
+        candidates = [c for c in df.columns if c not in (image_column, "image_id", item_column)]
         reserved = [c for c in candidates if c in RESERVED_COLUMNS]
         if reserved:
             _note(f"{csv}: column(s) {', '.join(reserved)} have reserved names; not used as attributes")
@@ -226,6 +230,8 @@ def _csv_attributes(df: pd.DataFrame, csv: str, image_column: str, attributes: l
         raise DatasetError(f"{csv}: no column(s) {', '.join(missing)}; columns are {', '.join(df.columns)}")
     if not attributes:
         raise DatasetError(f"{csv}: no attribute columns; add one column per attribute")
+    if item_column is not None and item_column in attributes:
+        raise DatasetError(f"{csv}: column {item_column!r} is the item column; it cannot also be an attribute")
     return list(attributes)
 
 
@@ -245,18 +251,24 @@ def _csv_destination(root: str, image: str) -> tuple[str | None, str]:
 
 def import_csv(
     csv: str, image_column: str, root: str, out: str, attributes: list[str] | None = None,
-    progress: bool = True,
+    progress: bool = True, item_column: str | None = None,
 ) -> dict:
     """Convert a labelled CSV (image paths relative to ``root``) into a dataset at ``out``.
 
-    ``attributes`` defaults to every column except ``image_column`` and ``image_id``. Image ids come
-    from an ``image_id`` column when there is one, otherwise from the image path. Returns the same
-    summary as ``import_deepfashion``.
+    ``attributes`` defaults to every column except ``image_column``, ``image_id`` and ``item_column``.
+    Image ids come from an ``image_id`` column when there is one, otherwise from the image path.
+    ``item_column`` (default: an ``item_id`` column when there is one): copied (stripped) into the
+    manifest's ``item_id``; rows sharing a value are variants of one item, an empty cell is none.
+    Returns the same summary as ``import_deepfashion``.
     """
     df = _read_csv(csv)
     if image_column not in df.columns:
         raise DatasetError(f"{csv}: no image column {image_column!r}; columns are {', '.join(df.columns)}")
-    names = _csv_attributes(df, csv, image_column, attributes)
+    if item_column is None and ITEM_ID in df.columns:
+        item_column = ITEM_ID  # like image_id: a column with the contract's name is used as such
+    if item_column is not None and item_column not in df.columns:
+        raise DatasetError(f"{csv}: no item column {item_column!r}; columns are {', '.join(df.columns)}")
+    names = _csv_attributes(df, csv, image_column, attributes, item_column)
     if not storage.is_s3(root) and not os.path.isdir(root):
         raise DatasetError(f"{root}: image root is not a folder")
     paths = df[image_column].str.strip().tolist()
@@ -265,6 +277,8 @@ def import_csv(
         "image_id": df["image_id"].str.strip() if "image_id" in df.columns else pd.Series(paths),
         "image": list(rels),
     })
+    if item_column is not None:
+        manifest[ITEM_ID] = df[item_column].str.strip().tolist()
     for name in names:
         manifest[name] = df[name].str.strip().tolist()
     orders = {name: sorted(set(manifest[name]) - {""}) for name in names}
@@ -341,14 +355,13 @@ def _finish(out: str, manifest: pd.DataFrame, orders: dict[str, list[str]], jobs
     }
 
 
-def _print_summary(summary: dict) -> None:
-    print(f"wrote {summary['rows']} rows to {summary['out']} "
-          f"({summary['copied']} images copied, {summary['not_copied']} missing, "
-          f"{summary['unsafe_paths']} unsafe paths)")
+def _log_summary(summary: dict) -> None:
+    log.info("wrote %s rows to %s (%s images copied, %s missing, %s unsafe paths)", summary["rows"], summary["out"],
+             summary["copied"], summary["not_copied"], summary["unsafe_paths"])
     for name, size in summary["attributes"].items():
-        print(f"  {name}: {size} values")
+        log.info("  %s: %s values", name, size)
     if summary["dropped_attributes"]:
-        print(f"  dropped (fewer than 2 values): {', '.join(summary['dropped_attributes'])}")
+        log.info("  dropped (fewer than 2 values): %s", ", ".join(summary["dropped_attributes"]))
 
 
 def main_deepfashion(argv: list[str] | None = None) -> int:
@@ -359,7 +372,7 @@ def main_deepfashion(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output dataset folder or s3:// prefix")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    _print_summary(import_deepfashion(args.root, args.out, progress=not args.no_progress))
+    _log_summary(import_deepfashion(args.root, args.out, progress=not args.no_progress))
     return 0
 
 
@@ -372,10 +385,13 @@ def main_csv(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True, help="folder or s3:// prefix the paths are relative to")
     parser.add_argument("--out", required=True, help="output dataset folder or s3:// prefix")
     parser.add_argument("--attributes", help="comma-separated attribute columns (default: all other columns)")
+    parser.add_argument("--item-column", metavar="COL",
+                        help="column naming the item each row is a variant of (copied into item_id; rows sharing "
+                        "it are one item with other attribute values; empty = none; default: an item_id column if any)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     attributes = [a.strip() for a in args.attributes.split(",") if a.strip()] if args.attributes else None
     summary = import_csv(args.csv, args.image_column, args.root, args.out, attributes,
-                         progress=not args.no_progress)
-    _print_summary(summary)
+                         progress=not args.no_progress, item_column=args.item_column)
+    _log_summary(summary)
     return 0

@@ -6,7 +6,9 @@
 
 ``manifest.parquet`` columns: ``image_id`` (unique string), ``image`` (path relative to the dataset
 root, or an absolute URI) and one string column per attribute; an empty or null cell is a missing
-label (training ignores it, evaluation counts it as unknown).
+label (training ignores it, evaluation counts it as unknown). Optional: ``item_id`` (string; rows that
+share one are variants of the same item with other attribute values, an empty or null cell = no
+group); the split draws exact-target queries from these groups (:mod:`amnet.data.split`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from amnet.names import ATTRIBUTES_JSON as ATTRIBUTES
 from amnet.names import MISSING
 
 MANIFEST = "manifest.parquet"
-RESERVED_COLUMNS = ("image_id", "image", "image_bytes", "labels", "target", "changed", "num_changes")
+ITEM_ID = "item_id"  # optional manifest column: the variant group a row belongs to
+RESERVED_COLUMNS = ("image_id", "image", "image_bytes", "labels", "target", "changed", "num_changes", ITEM_ID,
+                    "target_id")
 
 
 @dataclass(frozen=True)
@@ -158,11 +162,13 @@ def load_manifest(dataset: str, vocab: Vocabulary) -> pd.DataFrame:
         )
     if len(df) == 0:
         raise DatasetError(f"{uri}: the manifest has no rows; add one row per image or point at another dataset")
-    df = df[required].copy()
+    df = df[required + ([ITEM_ID] if ITEM_ID in df.columns else [])].copy()
     df["image_id"] = df["image_id"].astype("string").fillna("")
     df["image"] = df["image"].astype("string").fillna("")
     for name in vocab.names:
         df[name] = df[name].astype("string").fillna("").str.strip()
+    if ITEM_ID in df.columns:  # as text ('' = no group); validation refuses non-string cells
+        df[ITEM_ID] = df[ITEM_ID].astype("string").fillna("").str.strip()
     return df.reset_index(drop=True)
 
 
@@ -171,7 +177,9 @@ def manifest_batches(dataset: str, vocab: Vocabulary, rows: int) -> tuple[int, n
     ``(first row, frame of <= rows rows)`` normalised as :func:`load_manifest` does.
 
     ``duplicate[i]`` is True when an earlier row has row i's ``image_id`` (the first one counts). Only
-    the id column is read whole (as Arrow strings); the other columns a batch at a time.
+    the id column is read whole (as Arrow strings); the other columns a batch at a time. With an
+    ``item_id`` column, each frame also has one, as read: Python objects (str, None or whatever
+    else the column holds; :func:`item_id_problem` judges a cell).
     """
     uri = storage.join(dataset, MANIFEST)
     if not storage.exists(uri):
@@ -196,11 +204,14 @@ def manifest_batches(dataset: str, vocab: Vocabulary, rows: int) -> tuple[int, n
     duplicate = np.ones(count, dtype=bool)
     duplicate[np.unique(codes, return_index=True)[1]] = False
     del ids, codes
+    extra = [ITEM_ID] if ITEM_ID in columns else []
 
     def batches() -> Iterator[tuple[int, pd.DataFrame]]:
         first = 0
-        for batch in source.iter_batches(batch_size=rows, columns=required):
-            df = batch.to_pandas()
+        for batch in source.iter_batches(batch_size=rows, columns=required + extra):
+            df = batch.select(required).to_pandas()
+            if extra:  # as Python objects: an int column stays ints (refused), not floats with NaN
+                df[ITEM_ID] = pd.Series(batch.column(ITEM_ID).to_pylist(), index=df.index, dtype=object)
             df["image_id"] = df["image_id"].astype("string").fillna("")
             df["image"] = df["image"].astype("string").fillna("")
             for name in vocab.names:
@@ -209,6 +220,17 @@ def manifest_batches(dataset: str, vocab: Vocabulary, rows: int) -> tuple[int, n
             first += len(df)
 
     return count, duplicate, batches()
+
+
+def item_id_problem(cell: object) -> tuple[str, str | None]:
+    """``(group, reason)`` for one ``item_id`` cell: a string (stripped; '' = no group) or null (no
+    group) is fine; anything else (a number, bytes, a list) is refused with a reason naming the column.
+    Numbers are not cast: ``7`` and ``"7"`` would silently become the same group."""
+    if cell is None or (isinstance(cell, float) and cell != cell):
+        return "", None
+    if isinstance(cell, str):
+        return cell.strip(), None
+    return "", f"item_id is not a string (got {type(cell).__name__} {str(cell)[:40]!r})"
 
 
 def write_dataset(out: str, manifest: pd.DataFrame, vocab: Vocabulary) -> None:

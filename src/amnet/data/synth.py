@@ -22,6 +22,28 @@ Determinism: image ``i`` is drawn from ``numpy.random.default_rng([seed, i])`` a
 is byte-identical for a seed whatever the worker count or order. Attribute frequencies are mildly
 non-uniform and correlated with the category (coats mostly long-sleeved, dresses often sleeveless),
 as in real catalogues; that also makes exact attribute combinations recur in a gallery.
+
+Variant groups (``--variants V``, V > 0): rows are grouped into *items*, the same garment re-rendered
+with one or two attributes changed (a style sold in several colours or sleeve lengths), so that
+exact-target retrieval ("this coat, but blue") can be measured. The manifest then has a string column
+``item_id`` (``synth{seed}-item{item:06d}``); rows keep their ``image_id`` and ``image`` path by row
+number. Item ``k`` holds a base label vector (``sample_labels`` of the item's "labels" stream) and
+``n ~ uniform{0..V}`` variants, i.e. group sizes are uniform over 1..V+1 (with V = 2, two thirds of the
+items have at least two members; mean size 1 + V/2). Each variant changes one attribute (60 %) or
+two (40 %) of the base: which attribute is drawn with weights color 4, sleeve 3, pattern 3, collar 2,
+fit 2, category 1, the new value from the per-category weights with the base value excluded; a vector
+already in the group is redrawn. Items are laid out in order until ``num_images`` rows are written
+(the last one truncated; a truncated item renders exactly as in a longer dataset).
+
+Random streams: every random choice of ``render`` is taken from a named stream (``Streams.get``).
+In the default (legacy) mode all names share the image's one generator, so the draw order and the
+output are exactly those of earlier versions. In grouped mode each name has its own generator seeded
+by ``(seed, item, name)``, shared by all the item's variants, and draws whose count depends on a label
+(sleeve shape, stripe width, flowers, fur tufts, the second color) have their own stream, so the
+unchanged look (shade jitter, proportions, placement, rotation, pattern phase, background, shadow,
+lighting, noise, JPEG quality) is identical across the variants. Placement and the pattern grid use
+the union of the group's outlines, and the background is kept away from every member's color, so a
+colour change alters only pixels on the garment.
 """
 
 from __future__ import annotations
@@ -30,9 +52,11 @@ import argparse
 import bisect
 import io
 import itertools
+import logging
 import math
 import multiprocessing
 import time
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -41,9 +65,10 @@ import pandas as pd
 from PIL import Image, ImageChops, ImageDraw
 
 from amnet import storage
-from amnet.data.schema import Attribute, Vocabulary, write_dataset
+from amnet.data.schema import ITEM_ID, Attribute, Vocabulary, write_dataset
 from amnet.errors import ConfigError
 
+log = logging.getLogger(__name__)
 RGB = tuple[int, int, int]
 Point = tuple[float, float]
 
@@ -155,6 +180,121 @@ def sample_labels(rng: np.random.Generator) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Named random streams
+
+
+@lru_cache(maxsize=256)
+def _stable_int(name: str) -> int:
+    """A stream name as a number that is the same in every process (``hash`` is salted)."""
+    return zlib.crc32(name.encode())
+
+
+class Streams:
+    """The random streams of one rendered image, by name (``"frame"``, ``"background"``, ...).
+
+    ``Streams.shared(rng)``: every name is ``rng`` itself (the legacy single-stream draw order).
+    ``Streams.keyed(seed, item)``: name ``n`` is ``default_rng([seed, item, crc32(n)])``, created on
+    first use and then kept, so each name's draws do not move when another name draws more or less.
+    """
+
+    __slots__ = ("_shared", "_key", "_cache")
+
+    def __init__(self, shared: np.random.Generator | None = None, key: tuple[int, int] | None = None):
+        self._shared = shared
+        self._key = key
+        self._cache: dict[str, np.random.Generator] = {}
+
+    @classmethod
+    def shared(cls, rng: np.random.Generator) -> Streams:
+        return cls(shared=rng)
+
+    @classmethod
+    def keyed(cls, seed: int, item: int) -> Streams:
+        return cls(key=(int(seed), int(item)))
+
+    @property
+    def grouped(self) -> bool:
+        return self._shared is None
+
+    def get(self, name: str) -> np.random.Generator:
+        if self._shared is not None:
+            return self._shared
+        rng = self._cache.get(name)
+        if rng is None:
+            assert self._key is not None
+            rng = self._cache[name] = np.random.default_rng([*self._key, _stable_int(name)])
+        return rng
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """(seed, item) of keyed streams."""
+        if self._key is None:
+            raise ValueError("shared streams have no key")
+        return self._key
+
+
+# ---------------------------------------------------------------------------------------------
+# Variant groups
+
+# How often each attribute is the one a variant changes (see the module docstring).
+VARIANT_WEIGHTS = {"category": 1, "color": 4, "sleeve": 3, "collar": 2, "pattern": 3, "fit": 2}
+TWO_CHANGES = 0.4  # fraction of variants that change two attributes instead of one
+
+
+def _value_weights(attr: str, category: str) -> tuple[float, ...]:
+    """The weights ``sample_labels`` uses for ``attr`` given the category."""
+    if attr == "category":
+        return tuple(CATEGORY_WEIGHTS)
+    if attr == "color":
+        w = COLOR_WEIGHTS["base"]
+        if category in COLOR_WEIGHTS:
+            w = tuple(b * f for b, f in zip(w, COLOR_WEIGHTS[category], strict=True))
+        return tuple(w)
+    table = {"sleeve": SLEEVE_WEIGHTS, "collar": COLLAR_WEIGHTS, "pattern": PATTERN_WEIGHTS, "fit": FIT_WEIGHTS}
+    return tuple(table[attr][category])
+
+
+def _variant(base: dict[str, str], rng: np.random.Generator) -> dict[str, str]:
+    """``base`` with one or two attributes changed to another value (drawn from ``rng``)."""
+    names = tuple(VARIANT_WEIGHTS)
+    weights = list(VARIANT_WEIGHTS.values())
+    k = 2 if rng.random() < TWO_CHANGES else 1
+    chosen = []
+    for _ in range(k):
+        a = _pick(rng, names, tuple(weights))
+        chosen.append(a)
+        weights[names.index(a)] = 0
+    chosen.sort(key=lambda a: a != "category")  # the category first: the others are conditioned on it
+    out = dict(base)
+    for a in chosen:
+        values = VOCAB.attributes[VOCAB.attribute_index(a)].values
+        w = tuple(0.0 if v == base[a] else x for v, x in zip(values, _value_weights(a, out["category"]), strict=True))
+        out[a] = _pick(rng, values, w)
+    return out
+
+
+def plan_item(seed: int, item: int, variants: int) -> list[dict[str, str]]:
+    """The label vectors of item ``item``: the base first, then 0..``variants`` distinct variants."""
+    streams = Streams.keyed(seed, item)
+    group = [sample_labels(streams.get("labels"))]
+    size = 1 + int(streams.get("group").integers(variants + 1))
+    rng = streams.get("variants")
+    while len(group) < size:
+        for _ in range(32):
+            labels = _variant(group[0], rng)
+            if labels not in group:
+                group.append(labels)
+                break
+        else:  # practically unreachable (hundreds of 1-2 attribute changes); keep the group smaller
+            break
+    return group
+
+
+def item_id(seed: int, item: int) -> str:
+    return f"synth{seed}-item{item:06d}"
+
+
+# ---------------------------------------------------------------------------------------------
 # Color helpers
 
 
@@ -203,8 +343,10 @@ def _second_color(rng: np.random.Generator, main: RGB) -> RGB:
     return options[int(rng.integers(len(options)))]
 
 
-def _background(rng: np.random.Generator, main: RGB) -> tuple[RGB, RGB]:
-    """Two gradient end colors for the backdrop, kept clearly apart from the garment color."""
+def _background(rng: np.random.Generator, mains: list[RGB]) -> tuple[RGB, RGB]:
+    """Two gradient end colors for the backdrop, kept clearly apart from the garment color (from
+    every color of the garment's variant group, so that the backdrop is shared by the group)."""
+    main = mains[0]
     for _ in range(8):
         kind = rng.random()
         if kind < 0.55:  # studio: light neutral with a slight tint
@@ -214,10 +356,12 @@ def _background(rng: np.random.Generator, main: RGB) -> tuple[RGB, RGB]:
         else:  # dark, muted
             base = np.full(3, rng.uniform(40, 110)) + rng.uniform(-15, 15, 3)
         c1 = _clip(base)
-        if _dist(c1, main) > 110:
+        if min(_dist(c1, m) for m in mains) > 110:
             break
     else:
         c1 = (70, 70, 74) if _luma(main) > 128 else (225, 225, 220)
+        if len(mains) > 1:  # the fallback farthest from the group's colors
+            c1 = max((c1, (70, 70, 74), (225, 225, 220)), key=lambda c: min(_dist(c, m) for m in mains))
     c2 = _clip(np.asarray(c1) + rng.uniform(-40, 40) + rng.uniform(-10, 10, 3))
     return c1, c2
 
@@ -254,9 +398,10 @@ class _Body:
     sleeves: list[tuple[list[Point], Point, Point, Point]]  # polygon, cuff end top/bottom, direction
 
 
-def _body(labels: dict[str, str], rng: np.random.Generator) -> _Body:
+def _body(labels: dict[str, str], streams: Streams) -> _Body:
     """Silhouette of the garment: torso polygon (with skirt/flare) and sleeve quadrilaterals."""
     cat, fit = labels["category"], labels["fit"]
+    rng = streams.get("body")
     table = COAT_FIT if cat == "coat" else DRESS_FIT if cat == "dress" else TOP_FIT
     chest, waist, hem, shoulder = (v + rng.uniform(-0.012, 0.012) for v in table[fit])
     length = LENGTH[cat] + rng.uniform(-0.04, 0.04)
@@ -278,8 +423,9 @@ def _body(labels: dict[str, str], rng: np.random.Generator) -> _Body:
     sleeves = []
     if not sleeveless:
         reach, (lo, hi) = SLEEVE_SHAPE[labels["sleeve"]]
-        reach += rng.uniform(-0.025, 0.025)
-        theta = math.radians(rng.uniform(lo, hi))
+        srng = streams.get("sleeves")  # drawn only when there are sleeves
+        reach += srng.uniform(-0.025, 0.025)
+        theta = math.radians(srng.uniform(lo, hi))
         end_w = {"short": 0.15, "elbow": 0.13, "long": 0.11}[labels["sleeve"]]
         end_w += {"slim": -0.025, "straight": 0.0, "loose": 0.045}[fit]
         for s in (-1, 1):
@@ -398,11 +544,14 @@ class _Painter:
         self.d.line(self.frame.pts(pts), fill=color, width=self.frame.w(width))
 
 
-def _draw_pattern(pt: _Painter, kind: str, main: RGB, second: RGB, extent,
-                  rng: np.random.Generator) -> None:
-    """Fill the garment's bounding box with the pattern (the layer is already the main color)."""
+def _draw_pattern(pt: _Painter, kind: str, main: RGB, second: RGB, extent, streams: Streams) -> None:
+    """Fill the garment's bounding box with the pattern (the layer is already the main color).
+
+    Period and phase come first from stream "pattern" (shared by every kind, so a pattern change keeps
+    the grid); the kind's own draw is the stream's last; flowers have their own stream."""
     if kind == "solid":
         return
+    rng = streams.get("pattern")
     x0, y0, x1, y1 = extent
     x0, y0, x1, y1 = x0 - 0.1, y0 - 0.1, x1 + 0.1, y1 + 0.1
     period = rng.uniform(0.13, 0.17)
@@ -438,7 +587,7 @@ def _draw_pattern(pt: _Painter, kind: str, main: RGB, second: RGB, extent,
             for x in cxs:
                 pt.poly([(x, y), (x + t, y), (x + t, y + t), (x, y + t)], fill=second)
     elif kind == "print":
-        _draw_flowers(pt, main, second, (x0, y0, x1, y1), rng)
+        _draw_flowers(pt, main, second, (x0, y0, x1, y1), streams.get("flowers"))
 
 
 def _draw_flowers(pt: _Painter, main: RGB, second: RGB, box, rng: np.random.Generator) -> None:
@@ -624,35 +773,77 @@ def _gradient(size: int, c1: RGB, c2: RGB, rng: np.random.Generator) -> Image.Im
     return Image.composite(Image.new("RGB", (size, size), c2), Image.new("RGB", (size, size), c1), ramp)
 
 
-def render(labels: dict[str, str], rng: np.random.Generator, size: int = 128) -> Image.Image:
-    """Draw one garment with the given labels; every other choice comes from ``rng``.
+def _shade(labels: dict[str, str], streams: Streams) -> RGB:
+    """The garment's main color: the named color with a brightness and per-channel jitter."""
+    rng = streams.get("shade")
+    return _clip(np.asarray(PALETTE[labels["color"]]) * rng.uniform(0.93, 1.07) + rng.uniform(-10, 10, 3))
+
+
+@lru_cache(maxsize=64)
+def _group_look(key: tuple[int, int], group: tuple[tuple[tuple[str, str], ...], ...]):
+    """(union of the outlines, main colors in group order) of a variant group, replayed from the
+    item's streams (cached: a worker renders an item's members one after another)."""
+    extent, mains = None, []
+    for items in group:
+        labels = dict(items)
+        replay = Streams.keyed(*key)
+        mains.append(_shade(labels, replay))
+        e = _extent(_body(labels, replay), labels["collar"])
+        extent = e if extent is None else (min(extent[0], e[0]), min(extent[1], e[1]),
+                                           max(extent[2], e[2]), max(extent[3], e[3]))
+    return extent, mains
+
+
+def render_with_mask(labels: dict[str, str], rng: np.random.Generator | Streams, size: int = 128,
+                     group: tuple[dict[str, str], ...] | list[dict[str, str]] = ()) -> tuple[Image.Image, Image.Image]:
+    """Draw one garment with the given labels; every other choice comes from ``rng``. Returns the
+    picture and the garment's coverage mask (L, 255 = fabric; the drop shadow not included).
+
+    ``rng`` is one generator (every draw from it, in the legacy order) or a ``Streams``. ``group``:
+    the label vectors of the garment's variant group (keyed streams only), so that placement, pattern
+    grid and backdrop are shared by all of them (the union of their outlines, away from all colors).
 
     Below 96 px the drawing is made at twice the size and halved (box filter), so thin seams,
     buttons and dots stay visible instead of breaking into aliased pixels.
     """
+    streams = rng if isinstance(rng, Streams) else Streams.shared(rng)
     ss = 2 if size < 96 else 1
     canvas = size * ss
-    main = _clip(np.asarray(PALETTE[labels["color"]]) * rng.uniform(0.93, 1.07) + rng.uniform(-10, 10, 3))
-    second = _second_color(rng, main)
-    body = _body(labels, rng)
+    main = _shade(labels, streams)
+    second = _second_color(streams.get("second"), main)
+    body = _body(labels, streams)
     extent = _extent(body, labels["collar"])
-    frame = _frame(extent, canvas, rng)
+    mains = [main]
+    if group:  # the group's outline and colors: each member's geometry replayed from the same streams
+        if not streams.grouped:
+            raise ValueError("render: a variant group needs keyed streams (Streams.keyed)")
+        extent, mains = _group_look(streams.key, tuple(tuple(m.items()) for m in group))
+    frame = _frame(extent, canvas, streams.get("frame"))
 
     pt = _Painter(canvas, frame, main)
-    _draw_pattern(pt, labels["pattern"], main, second, extent, rng)
+    _draw_pattern(pt, labels["pattern"], main, second, extent, streams)
     _draw_silhouette(pt, body, main)
     _draw_category(pt, labels, body, main)
-    _draw_collar(pt, labels["collar"], main, rng)
+    _draw_collar(pt, labels["collar"], main, streams.get("collar"))
 
-    img = _gradient(canvas, *_background(rng, main), rng)
-    if rng.random() < 0.5:  # soft drop shadow
-        shift = int(rng.integers(1, max(2, canvas // 40) + 1))
+    bg = streams.get("background")
+    img = _gradient(canvas, *_background(bg, mains), bg)
+    shadow_rng = streams.get("shadow")
+    if shadow_rng.random() < 0.5:  # soft drop shadow
+        shift = int(shadow_rng.integers(1, max(2, canvas // 40) + 1))
         shadow = pt.mask.transform(pt.mask.size, Image.AFFINE, (1, 0, -shift, 0, 1, -shift))
         img = Image.composite(Image.blend(img, Image.new("RGB", img.size), 0.18), img, shadow)
     img.paste(pt.layer, mask=pt.mask)
+    mask = pt.mask
     if ss > 1:
-        img = img.reduce(ss)
-    return _finish(img, rng)
+        img, mask = img.reduce(ss), mask.reduce(ss)
+    return _finish(img, streams.get("finish")), mask
+
+
+def render(labels: dict[str, str], rng: np.random.Generator | Streams, size: int = 128,
+           group: tuple[dict[str, str], ...] | list[dict[str, str]] = ()) -> Image.Image:
+    """The picture of ``render_with_mask`` (see there)."""
+    return render_with_mask(labels, rng, size, group)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,14 +855,36 @@ def image_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(index)])
 
 
+def _jpeg(labels: dict[str, str], streams: Streams, size: int, group=()) -> bytes:
+    """The rendered garment as JPEG bytes (quality from stream "jpeg")."""
+    img = render(labels, streams, size, group)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=int(streams.get("jpeg").integers(70, 96)))
+    return buf.getvalue()
+
+
 def render_sample(seed: int, index: int, size: int) -> tuple[dict[str, str], bytes]:
-    """Labels and JPEG bytes of image ``index`` of dataset ``seed``."""
+    """Labels and JPEG bytes of image ``index`` of dataset ``seed`` (independent garments)."""
     rng = image_rng(seed, index)
     labels = sample_labels(rng)
-    img = render(labels, rng, size)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=int(rng.integers(70, 96)))
-    return labels, buf.getvalue()
+    return labels, _jpeg(labels, Streams.shared(rng), size)
+
+
+def render_variant(seed: int, item: int, member: int, group, size: int) -> bytes:
+    """JPEG bytes of member ``member`` (0 = the base) of item ``item``, whose label vectors are ``group``
+    (``plan_item``): drawn from the item's keyed streams, so the members differ only where labels do."""
+    return _jpeg(group[member], Streams.keyed(seed, item), size, tuple(group))
+
+
+def plan_rows(seed: int, num_images: int, variants: int):
+    """``(item, member, group)`` for rows 0..num_images-1: items in order, the last one truncated."""
+    item, done = 0, 0
+    while done < num_images:
+        group = tuple(plan_item(seed, item, variants))
+        for member in range(min(len(group), num_images - done)):
+            yield item, member, group
+        done += len(group)
+        item += 1
 
 
 def image_path(index: int) -> str:
@@ -679,20 +892,28 @@ def image_path(index: int) -> str:
     return f"images/{index // 10000:03d}/{index:07d}.jpg"
 
 
-def _write_one(args: tuple[str, int, int, int]) -> dict[str, str]:
-    out, seed, index, size = args
-    labels, data = render_sample(seed, index, size)
+def _write_one(args: tuple) -> dict[str, str]:
+    out, seed, index, size, member = args
     rel = image_path(index)
+    row = {"image_id": f"synth{seed}-{index:07d}", "image": rel}
+    if member is None:
+        labels, data = render_sample(seed, index, size)
+    else:
+        item, k, group = member
+        labels, data = group[k], render_variant(seed, item, k, group, size)
+        row[ITEM_ID] = item_id(seed, item)
     storage.write_bytes(storage.join(out, rel), data)
-    return {"image_id": f"synth{seed}-{index:07d}", "image": rel, **labels}
+    return {**row, **labels}
 
 
 def generate(out: str, num_images: int, seed: int = 0, image_size: int = 128, progress: bool = True,
-             workers: int = 1) -> dict:
+             workers: int = 1, variants: int = 0) -> dict:
     """Render ``num_images`` garments into dataset ``out`` (folder or s3:// prefix).
 
     Writes ``images/NNN/NNNNNNN.jpg``, ``manifest.parquet`` and ``attributes.json``; the same seed
-    gives byte-identical files for any ``workers``. Returns count, seconds and images per second.
+    gives byte-identical files for any ``workers``. ``variants`` > 0 groups the rows into items of
+    1..variants+1 re-rendered variants (manifest column ``item_id``; see the module docstring).
+    Returns count, items, seconds and images per second.
     """
     if num_images < 1:
         raise ConfigError(f"--num-images must be >= 1 (got {num_images})")
@@ -700,10 +921,15 @@ def generate(out: str, num_images: int, seed: int = 0, image_size: int = 128, pr
         raise ConfigError(f"--image-size must be >= 32 so every attribute stays visible (got {image_size})")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1 (got {workers})")
+    if isinstance(variants, bool) or not isinstance(variants, int) or variants < 0:
+        raise ConfigError(f"--variants must be an integer >= 0 (got {variants!r}); 0 = independent garments")
     from tqdm import tqdm
 
     start = time.perf_counter()
-    tasks = [(out, seed, i, image_size) for i in range(num_images)]
+    if variants == 0:
+        tasks = [(out, seed, i, image_size, None) for i in range(num_images)]
+    else:
+        tasks = [(out, seed, i, image_size, m) for i, m in enumerate(plan_rows(seed, num_images, variants))]
     if workers == 1:
         rows = [_write_one(t) for t in tqdm(tasks, desc="synth", unit="img", disable=not progress)]
     else:
@@ -717,12 +943,15 @@ def generate(out: str, num_images: int, seed: int = 0, image_size: int = 128, pr
             chunk = max(1, min(64, num_images // (8 * workers)))
             results = pool.imap(_write_one, tasks, chunksize=chunk)
             rows = list(tqdm(results, total=num_images, desc="synth", unit="img", disable=not progress))
-    manifest = pd.DataFrame(rows, columns=["image_id", "image", *VOCAB.names])
+    columns = ["image_id", "image", *([ITEM_ID] if variants else []), *VOCAB.names]
+    manifest = pd.DataFrame(rows, columns=columns)
     write_dataset(out, manifest, VOCAB)
     seconds = time.perf_counter() - start
     return {
         "out": out,
         "count": num_images,
+        "items": int(manifest[ITEM_ID].nunique()) if variants else num_images,
+        "variants": variants,
         "seed": seed,
         "image_size": image_size,
         "seconds": round(seconds, 3),
@@ -739,12 +968,17 @@ def main(argv: list[str] | None = None) -> int:
             "Each image is one garment with 6 labelled attributes: category, color, sleeve, collar,\n"
             "pattern, fit. Unlabelled nuisance: position, scale, rotation, background, lighting,\n"
             "color jitter, noise, JPEG quality. Writes images/, manifest.parquet, attributes.json;\n"
-            "the same seed gives byte-identical files whatever --workers is."
+            "the same seed gives byte-identical files whatever --workers is.\n\n"
+            "--variants V groups the images into items (manifest column item_id): each item is one\n"
+            "garment in 1..V+1 versions that differ in one or two attributes (a coat sold in several\n"
+            "colors or sleeve lengths) and render identically otherwise (same placement, backdrop,\n"
+            "lighting), for measuring exact-target retrieval (\"this coat, but blue\")."
         ),
         epilog=(
             "examples:\n"
             "  amnet data synth --out data/synth --num-images 20000 --seed 0 --workers 2\n"
             "  amnet data synth --out s3://amnet/datasets/synth --num-images 5000\n"
+            "  amnet data synth --out data/groups --num-images 2000 --variants 2\n"
             "  amnet data preview data/synth --out grid.png   # look at images with their labels"
         ),
     )
@@ -755,16 +989,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="square image side in pixels, >= 32 (default 128)")
     parser.add_argument("--workers", type=int, default=1, metavar="W",
                         help="rendering processes (default 1; the output does not depend on it)")
+    parser.add_argument("--variants", type=int, default=0, metavar="V",
+                        help="0 = independent garments (default); V > 0 = items of 1..V+1 images, the same "
+                             "garment re-rendered with 1-2 attributes changed (manifest column item_id)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     summary = generate(args.out, args.num_images, seed=args.seed, image_size=args.image_size,
-                       progress=not args.no_progress, workers=args.workers)
-    print(
-        f"wrote {summary['count']} images to {summary['out']} in {summary['seconds']:.1f} s "
-        f"({summary['images_per_s']:.0f} img/s, seed {summary['seed']}, {summary['image_size']} px)"
-    )
+                       progress=not args.no_progress, workers=args.workers, variants=args.variants)
+    log.info("wrote %s images to %s in %.1f s (%.0f img/s, seed %s, %s px)", summary["count"], summary["out"],
+             summary["seconds"], summary["images_per_s"], summary["seed"], summary["image_size"])
+    if args.variants:
+        log.info("%s items (variant groups of up to %s images, column %s)", summary["items"], args.variants + 1,
+                 ITEM_ID)
     return 0
 
 
 if __name__ == "__main__":
+    from amnet.logs import setup
+
+    setup()
     raise SystemExit(main())

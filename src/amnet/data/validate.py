@@ -11,8 +11,10 @@ DatasetError. Otherwise every row ends up in exactly one of two tables, so the c
 
 Row checks, first failure wins: empty image_id; duplicate image_id (the first row with an id is the
 one that counts, every later row with the same id is quarantined, whatever became of the first);
-unknown attribute value; empty image path; path escaping the dataset root; missing or unreadable
-file; empty, undecodable, truncated or over-limit image. Rows whose labels are *all* missing are
+unknown attribute value; an ``item_id`` cell that is neither a string nor null; empty image path;
+path escaping the dataset root; missing or unreadable file; empty, undecodable, truncated or
+over-limit image. ``item_id`` (optional) groups variants of one item: an empty or null cell is no
+group, and a row is never quarantined for being alone in its group. Rows whose labels are *all* missing are
 kept: they cannot teach the attribute CNN anything, but they are valid gallery images and the
 split stage decides where they go.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import multiprocessing
 import os
 import shutil
@@ -40,8 +43,10 @@ from tqdm import tqdm
 from amnet import storage
 from amnet.data import images
 from amnet.data.images import MAX_PIXELS
-from amnet.data.schema import MISSING, Vocabulary, load_vocabulary, manifest_batches
+from amnet.data.schema import ITEM_ID, MISSING, Vocabulary, item_id_problem, load_vocabulary, manifest_batches
 from amnet.errors import AmnetError, ConfigError, DatasetError
+
+log = logging.getLogger(__name__)
 
 KEPT_COLUMNS = ["image_id", "image_bytes", "labels"]
 QUARANTINE_COLUMNS = ["row", "image_id", "image", "reason"]
@@ -77,6 +82,7 @@ class ValidationResult(_Counts):
     rows_in: int
     vocab: Vocabulary
     dataset: str = ""
+    groups: np.ndarray | None = None  # as in StagedValidation
 
     @property
     def num_kept(self) -> int:
@@ -111,6 +117,8 @@ class StagedValidation(_Counts):
     num_quarantined: int
     reasons: Counter[str] = field(default_factory=Counter)
     worker_peak_rss_mb: float = 0.0
+    # (K,) int64 variant-group code of each kept row (-1 = no group); None: the manifest has no item_id
+    groups: np.ndarray | None = None
 
     @property
     def num_kept(self) -> int:
@@ -121,6 +129,21 @@ class StagedValidation(_Counts):
 
     def quarantine(self) -> pd.DataFrame:
         return pq.read_table(self.quarantine_file).to_pandas()
+
+
+def group_codes(item_ids: list[str]) -> np.ndarray:
+    """(K,) int64 codes of item ids in first-seen order; '' (no group) -> -1."""
+    seen: dict[str, int] = {}
+    return np.asarray([-1 if i == "" else seen.setdefault(i, len(seen)) for i in item_ids], dtype=np.int64)
+
+
+def group_stats(groups: np.ndarray | None) -> dict[str, int]:
+    """``item_groups`` (distinct item ids), ``grouped_rows`` (rows with one), ``multi_groups`` (groups of 2+)."""
+    if groups is None:
+        return {"item_groups": 0, "grouped_rows": 0, "multi_groups": 0}
+    sizes = np.bincount(groups[groups >= 0]) if (groups >= 0).any() else np.zeros(0, dtype=np.int64)
+    return {"item_groups": int((sizes > 0).sum()), "grouped_rows": int(sizes.sum()),
+            "multi_groups": int((sizes >= 2).sum())}
 
 
 def reason_kind(reason: str) -> str:
@@ -270,10 +293,12 @@ def validate_to_staging(dataset: str, staging: str, max_pixels: int = MAX_PIXELS
         ctx = multiprocessing.get_context("spawn")  # fresh processes: no copied locks, the caller's env
         pool = ProcessPoolExecutor(workers, mp_context=ctx)
     in_flight: deque = deque()
+    has_items: bool | None = None  # whether the manifest has an item_id column (seen in the first batch)
+    kept_items: list[str] = []
 
     def finish(item) -> None:
         nonlocal quarantined, worker_peak
-        early, pending, result, part = item
+        early, pending, result, part, items = item
         kept_rows, bad, peak = result.result() if pool else result
         worker_peak = max(worker_peak, peak) if pool else worker_peak
         meta = {row: (image_id, image, lab) for row, image_id, image, lab in pending}
@@ -286,6 +311,8 @@ def validate_to_staging(dataset: str, staging: str, max_pixels: int = MAX_PIXELS
             reasons.update(reason_kind(r[3]) for r in records)
         if kept_rows:
             labels_parts.append(np.asarray([meta[row][2] for row in kept_rows], dtype=np.int16))
+            if has_items:
+                kept_items.extend(items[row] for row in kept_rows)
             if part:
                 parts.append(part)
                 starts.append(starts[-1] + len(kept_rows))
@@ -297,13 +324,18 @@ def validate_to_staging(dataset: str, staging: str, max_pixels: int = MAX_PIXELS
             for index, (first, df) in enumerate(batches):
                 ids, paths = df["image_id"].tolist(), df["image"].tolist()
                 cells = df[vocab.names].itertuples(index=False, name=None)
-                early, pending = [], []
-                for offset, (image_id, image, row_cells) in enumerate(zip(ids, paths, cells, strict=True)):
+                has_items = ITEM_ID in df.columns
+                item_cells = df[ITEM_ID].tolist() if has_items else [None] * len(df)
+                early, pending, items = [], [], {}
+                for offset, (image_id, image, row_cells, item_cell) in enumerate(
+                        zip(ids, paths, cells, item_cells, strict=True)):
                     row = first + offset
                     reason = _row_problem(image_id, image, bool(duplicates[row]))
                     labels = _encode_labels(list(row_cells), vocab, maps) if reason is None else []
                     if isinstance(labels, str):
                         reason = labels
+                    if reason is None and has_items:
+                        items[row], reason = item_id_problem(item_cell)
                     if reason:
                         early.append((row, image_id, image, reason))
                     else:
@@ -312,7 +344,7 @@ def validate_to_staging(dataset: str, staging: str, max_pixels: int = MAX_PIXELS
                 task = ([(row, image_id, labels, images.resolve_image_path(dataset, image))
                          for row, image_id, image, labels in pending], max_pixels, part, env)
                 result = pool.submit(check_chunk, task) if pool else check_chunk(task)
-                in_flight.append((early, pending, result, part))
+                in_flight.append((early, pending, result, part, items))
                 while len(in_flight) > (2 * workers if pool else 0):
                     finish(in_flight.popleft())
             while in_flight:
@@ -330,8 +362,10 @@ def validate_to_staging(dataset: str, staging: str, max_pixels: int = MAX_PIXELS
               else np.zeros((0, vocab.num_attributes), dtype=np.int16))
     staged = StagedValidation(rows_in=rows_in, vocab=vocab, dataset=dataset, labels=labels, parts=parts,
                               part_starts=np.asarray(starts, dtype=np.int64), quarantine_file=qfile,
-                              num_quarantined=quarantined, reasons=reasons, worker_peak_rss_mb=worker_peak)
+                              num_quarantined=quarantined, reasons=reasons, worker_peak_rss_mb=worker_peak,
+                              groups=group_codes(kept_items) if has_items else None)
     assert staged.rows_in == staged.num_kept + staged.num_quarantined, "validation lost rows"
+    assert staged.groups is None or len(staged.groups) == staged.num_kept, "validation lost item ids"
     return staged
 
 
@@ -355,6 +389,7 @@ def validate_dataset(dataset: str, max_pixels: int = MAX_PIXELS, progress: bool 
         rows_in=staged.rows_in,
         vocab=staged.vocab,
         dataset=dataset,
+        groups=staged.groups,
     )
 
 
@@ -367,6 +402,10 @@ def summary_table(result: ValidationResult | StagedValidation, top: int = 10) ->
         f"kept         {k:>9}  {(k / n if n else 0):7.2%}",
         f"quarantined  {q:>9}  {result.quarantined_fraction:7.2%}",
     ]
+    if result.groups is not None:
+        g = group_stats(result.groups)
+        lines.append(f"item groups  {g['item_groups']:>9}  ({g['multi_groups']} with 2+ variants, "
+                     f"{g['grouped_rows']} kept rows in a group)")
     counts = result.reason_counts().most_common()
     if counts:
         lines.append("quarantine reasons:")
@@ -440,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summary_table(result))
         if args.quarantine_out:
             write_quarantine(result, args.quarantine_out)
-            print(f"quarantine written to {args.quarantine_out}")
+            log.info("quarantine written to %s", args.quarantine_out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     try:

@@ -10,6 +10,10 @@ seed in ``metrics.json``):
 
 The report, ``amnet run --local``'s closing table and the MLflow parent run's metrics
 (``amnet_top20_ci_low``, ``amnet_minus_attribute_based_top20_ci_high``, ...) all come from here.
+
+The exact-target metrics (:data:`amnet.names.EXACT_METRICS`: ``recall1`` ... ``median_rank``, present
+when the split's queries carry ``target_id``) get the same treatment, in a second table
+(:data:`amnet.names.EXACT_COLUMNS`) shown only when some evaluation has them.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import pandas as pd
 
 from amnet import storage
 from amnet.data import shards
-from amnet.names import METRIC_COLUMNS, METRICS_JSON, PER_QUERY, variant_order
+from amnet.names import EXACT_COLUMNS, EXACT_METRICS, METRIC_COLUMNS, METRICS_JSON, PER_QUERY, variant_order
 from amnet.retrieval import stats
 
 REFERENCE = "amnet"  # differences are AMNet − each other variant
-MERGED = ("metrics", "curves", "gallery_curve", "gallery_curve_present", "gallery_answerable")
+MERGED = ("metrics", "curves", "recall_curves", "gallery_curve", "gallery_curve_present", "gallery_answerable")
+HEADLINE_METRICS = (*(k for k, _ in METRIC_COLUMNS), *EXACT_METRICS)  # every metric given an interval
 
 
 @dataclass
@@ -115,6 +120,8 @@ def _scorable(ev: Evaluation, metric: str) -> bool:
                                     "target"} <= set(ev.per_query.columns):
         return False
     _, kind, k = stats.parse_metric(metric)
+    if kind in ("recall", "median_rank"):
+        return "target_rank" in ev.per_query.columns
     return kind == "top" or k == ev.ndcg_k
 
 
@@ -128,7 +135,7 @@ def summarize(evaluations: Sequence[Evaluation], metrics: Sequence[str], resampl
         mean[metric], sd[metric] = stats.seed_spread(values)
         pooled = pooled_values(evaluations, metric) if resamples else None  # 0: values only
         if pooled is not None and len(pooled[1]):
-            ci[metric] = stats.bootstrap(pooled[1], resamples, seed)
+            ci[metric] = stats.bootstrap(pooled[1], resamples, seed, statistic=stats.statistic_of(metric))
     return VariantSummary(evaluations[0].variant, tuple(e.seed for e in evaluations), mean, sd, ci)
 
 
@@ -149,11 +156,12 @@ def differences(groups: Mapping[str, Sequence[Evaluation]], metrics: Sequence[st
             if a is None or b is None:
                 continue
             ia, ib = stats.pair(a[0], b[0], (reference, other))
-            out.setdefault(other, {})[metric] = stats.paired_difference(a[1][ia], b[1][ib], resamples, seed)
+            out.setdefault(other, {})[metric] = stats.paired_difference(
+                a[1][ia], b[1][ib], resamples, seed, statistic=stats.statistic_of(metric))
     return out
 
 
-def analyse(evaluations: Sequence[Evaluation], metrics: Sequence[str] = tuple(k for k, _ in METRIC_COLUMNS),
+def analyse(evaluations: Sequence[Evaluation], metrics: Sequence[str] = HEADLINE_METRICS,
             resamples: int = stats.DEFAULT_RESAMPLES, seed: int = stats.DEFAULT_SEED
             ) -> tuple[dict[str, VariantSummary], dict[str, dict[str, stats.Interval]]]:
     """(variant -> summary, other -> metric -> AMNet − other) for the evaluations of one run
@@ -240,6 +248,16 @@ def uncertainty_rows(summaries: Mapping[str, VariantSummary], diffs: Mapping[str
     return rows
 
 
+def present_columns(by_variant: Mapping[str, Any], columns: Sequence[tuple[str, str]] = EXACT_COLUMNS
+                    ) -> tuple[tuple[str, str], ...]:
+    """The ``columns`` some variant measured (``by_variant``: variant -> its metrics mapping, or a
+    :class:`VariantSummary`, whose means count); () when none did (no exact-target table then)."""
+    def has(value: Any, key: str) -> bool:
+        return key in (value.mean if isinstance(value, VariantSummary) else value)
+
+    return tuple((k, label) for k, label in columns if any(has(v, k) for v in by_variant.values()))
+
+
 def _name(summary: VariantSummary) -> str:
     n = len(summary.seeds)
     return summary.variant + (f" ({n} seeds)" if n > 1 else "")
@@ -251,10 +269,21 @@ def run_tables(evaluations: Sequence[str], resamples: int = stats.DEFAULT_RESAMP
     from amnet.report.tables import metric_rows, text_table
 
     summaries, diffs = analyse([read_evaluation(uri) for uri in evaluations], resamples=resamples)
-    values = text_table(metric_rows({v: s.mean for v, s in summaries.items()})).rstrip("\n")
+    means = {v: s.mean for v, s in summaries.items()}
+    values = text_table(metric_rows(means)).rstrip("\n")
+    exact = present_columns(summaries)
+    if exact:  # the exact-target table, only when the queries carried target ids
+        values += f"\n\n{EXACT_TITLE}\n" + text_table(metric_rows(means, exact)).rstrip("\n")
     if not any(s.ci for s in summaries.values()):  # resamples 0, or evaluations without per-query rows
         return values, ""
     several = any(len(s.seeds) > 1 for s in summaries.values())
     pooled = "; pooled over seeds (values above: means over seeds)" if several else ""
     note = f"bootstrap over queries, B = {resamples}{pooled}; AMNet − x: paired bootstrap over the same queries"
-    return values, text_table(uncertainty_rows(summaries, diffs)).rstrip("\n") + f"\n({note})"
+    spread = text_table(uncertainty_rows(summaries, diffs)).rstrip("\n")
+    if exact:
+        spread += f"\n\n{EXACT_TITLE}\n" + text_table(uncertainty_rows(summaries, diffs, exact)).rstrip("\n")
+        note += "; median rank: bootstrap of the median, AMNet − x < 0 = AMNet ranks the target higher"
+    return values, spread + f"\n({note})"
+
+
+EXACT_TITLE = "exact target (the query's one target image: Recall@K, median rank)"

@@ -55,6 +55,24 @@ def topk_curves(curves: Mapping[str, Sequence[float]], title: str) -> bytes:
     return _png(fig)
 
 
+def recall_curves(curves: Mapping[str, Sequence[float]], title: str) -> bytes:
+    """Recall@K of the exact target against K (beside Fig. 5), one line per variant, R@10 in the legend."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for i, (variant, curve) in enumerate(curves.items()):
+        colour, marker, line = _style(variant, i)
+        ks = range(1, len(curve) + 1)
+        r10 = f"{curve[9]:.3f}" if len(curve) >= 10 else "n/a"
+        ax.plot(ks, curve, color=colour, linestyle=line, marker=marker, markevery=[0, 4, 9, 19, 29, 49][:len(curve)],
+                markersize=5, linewidth=2.4 if variant == "amnet" else 1.6, label=f"{variant} (R@10 = {r10})")
+    for k in (10, 50):
+        ax.axvline(k, color="#999999", linewidth=0.8, linestyle=":")
+    ax.set(xlabel="K (results returned)", ylabel="Recall@K (exact target)", title=title, xlim=(1, 50), ylim=(0, 1.0))
+    ax.set_xticks([1, 5, 10, 20, 30, 40, 50])
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", frameon=True, fontsize=9)
+    return _png(fig)
+
+
 def gallery_sizes(accuracy: Mapping[str, Mapping[str, float]], present: Mapping[str, Mapping[str, float]],
                   sizes: Mapping[str, int]) -> bytes:
     """Top-20 accuracy against gallery size (Fig. 6): all queries (absent targets are misses) and

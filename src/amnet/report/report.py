@@ -28,7 +28,7 @@ import pandas as pd
 
 from amnet import storage
 from amnet.data import shards
-from amnet.names import EXAMPLES, METRIC_COLUMNS, METRICS_JSON, PER_QUERY, REPORT_HTML, REPORT_MD
+from amnet.names import EXACT_METRICS, EXAMPLES, METRIC_COLUMNS, METRICS_JSON, PER_QUERY, REPORT_HTML, REPORT_MD
 from amnet.report import intervals, sections
 from amnet.report.page import markdown, page
 
@@ -62,10 +62,11 @@ def load_tables(results: dict[str, dict[str, Any]], name: str) -> dict[str, pd.D
 
 
 def headline(results: dict[str, dict[str, Any]], gallery_increase: dict[str, float] | None = None) -> dict[str, float]:
-    """Flat scalars like ``amnet_top20`` (and ``amnet_gallery_increase``) for KFP Metrics and MLflow."""
+    """Flat scalars like ``amnet_top20`` (and ``amnet_gallery_increase``; ``amnet_recall10``, ... when the
+    queries carried exact-target ids) for KFP Metrics and MLflow."""
     out = {}
     for variant, payload in results.items():
-        for key, _ in METRIC_COLUMNS:
+        for key in (*(k for k, _ in METRIC_COLUMNS), *EXACT_METRICS):
             if key in payload["metrics"]:
                 out[f"{variant}_{key}"] = float(payload["metrics"][key])
         if gallery_increase and variant in gallery_increase:
@@ -91,10 +92,16 @@ def run_report(evaluations: list[str], out_dir: str, decision: dict[str, Any] | 
     summaries, diffs = intervals.analyse(loaded)  # refuses evaluations of different query sets
     per_query = _per_query(loaded)
     gallery, increase = sections.gallery(results)
+    exact = sections.exact_target(results, summaries)  # None without exact-target ids
+    exact_diffs = sections.differences(diffs, sections.exact_columns(results), exact=True) if exact else None
+    recall = sections.recall_figure(results)
     parts = [sections.summary(results, per_query, METRIC_COLUMNS, summaries),
              *([sections.differences(diffs)] if diffs else []),
+             *([exact] if exact else []),
+             *([exact_diffs] if exact_diffs and exact_diffs.tables[0].rows[1:] else []),
              *([sections.decision(decision)] if decision else []),
-             sections.topk(results), sections.table2(results), gallery, sections.two_attributes(results),
+             sections.topk(results), *([recall] if recall else []),
+             sections.table2(results), gallery, sections.two_attributes(results),
              sections.per_attribute(results, per_query), sections.examples(load_tables(results, EXAMPLES)),
              sections.timing(results)]
     subtitle = (f"Memory-Augmented Attribute Manipulation Networks (Zhao et al., CVPR 2017), §5 on this run: "

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from amnet.names import METRIC_COLUMNS
+from amnet.names import EXACT_COLUMNS, LOWER_IS_BETTER, METRIC_COLUMNS
 from amnet.report import intervals, plots
 from amnet.report.page import Figure, Section, Table, decision_html, examples_html, markdown_table, verdict
 from amnet.retrieval import stats
@@ -98,22 +98,96 @@ def summary(results: Results, per_query: pd.DataFrame, columns: tuple[tuple[str,
                "for one attribute; top-20 = 0.464 and NDCG@20 = 0.41 for two attributes."])
 
 
+def _lower_is_better(metric: str) -> bool:
+    return metric.endswith(LOWER_IS_BETTER)
+
+
 def differences(diffs: Mapping[str, Mapping[str, stats.Interval]],
-                columns: tuple[tuple[str, str], ...] = METRIC_COLUMNS) -> Section:
-    """Paired differences AMNet − each baseline / ablation, with their 95% paired bootstrap intervals."""
+                columns: tuple[tuple[str, str], ...] = METRIC_COLUMNS, exact: bool = False) -> Section:
+    """Paired differences AMNet − each baseline / ablation, with their 95% paired bootstrap intervals
+    (``exact``: the exact-target metrics, where a negative median-rank difference means AMNet is better)."""
+    diffs = {o: {k: iv for k, iv in per.items() if k in dict(columns)} for o, per in diffs.items()}
+    diffs = {o: per for o, per in diffs.items() if per}
     rows = intervals.difference_rows(diffs, columns)
-    above = [f"{o} ({', '.join(label for key, label in columns if key in per and per[key].low > 0)})"
-             for o, per in diffs.items() if any(iv.low > 0 for iv in per.values())]
-    below = [f"{o} ({', '.join(label for key, label in columns if key in per and per[key].high < 0)})"
-             for o, per in diffs.items() if any(iv.high < 0 for iv in per.values())]
-    notes = [f"Interval above zero (AMNet better beyond the query-sampling noise): {'; '.join(above) or 'none'}.",
+
+    def better(key: str, iv: stats.Interval) -> bool:
+        return iv.high < 0 if _lower_is_better(key) else iv.low > 0
+
+    def worse(key: str, iv: stats.Interval) -> bool:
+        return iv.low > 0 if _lower_is_better(key) else iv.high < 0
+
+    above = [f"{o} ({', '.join(label for key, label in columns if key in per and better(key, per[key]))})"
+             for o, per in diffs.items() if any(better(k, iv) for k, iv in per.items())]
+    below = [f"{o} ({', '.join(label for key, label in columns if key in per and worse(key, per[key]))})"
+             for o, per in diffs.items() if any(worse(k, iv) for k, iv in per.items())]
+    notes = [f"Interval on AMNet's side of zero (AMNet better beyond the query-sampling noise): "
+             f"{'; '.join(above) or 'none'}." if exact else
+             f"Interval above zero (AMNet better beyond the query-sampling noise): {'; '.join(above) or 'none'}.",
+             f"Interval on the other side (AMNet worse): {'; '.join(below) or 'none'}." if exact else
              f"Interval below zero (AMNet worse): {'; '.join(below) or 'none'}."]
+    if exact:
+        return Section("exact-differences", "Paired differences, exact target: AMNet − x", paragraphs=[
+            "Per query with an exact target, AMNet's value (its target within the first K) minus the other "
+            "method's on the same query; for the median rank, AMNet's median minus the other's over the same "
+            f"resampled queries (negative: AMNet ranks the target higher). 95% paired bootstrap intervals "
+            f"({stats.DEFAULT_RESAMPLES} resamples of the queries)."],
+            tables=[Table(rows, best=False)], notes=notes)
     return Section("differences", "Paired differences: AMNet − x", paragraphs=[
         "Per query, AMNet's value (hit within the top k, or NDCG@20) minus the other method's on the same query "
         "(paired by image, changed attributes and target); the mean difference and its 95% paired bootstrap "
         f"interval ({stats.DEFAULT_RESAMPLES} resamples of the queries). An interval that excludes zero is a "
         "difference the query sample supports; one that contains zero is not."],
         tables=[Table(rows, best=False)], notes=notes)
+
+
+def exact_columns(results: Results) -> tuple[tuple[str, str], ...]:
+    """The exact-target columns some variant measured; () without target ids (no table, no figure)."""
+    return intervals.present_columns({v: p.get("metrics", {}) for v, p in results.items()}, EXACT_COLUMNS)
+
+
+def exact_target(results: Results, summaries: Mapping[str, intervals.VariantSummary] | None = None) -> Section | None:
+    """The second headline table: the exact target's Recall@K and median rank (composed-image retrieval's
+    yardstick); None when no evaluation's queries carried target ids."""
+    columns = exact_columns(results)
+    if not columns:
+        return None
+    measured = {v: p for v, p in results.items() if any(k in p.get("metrics", {}) for k, _ in columns)}
+    if summaries:
+        rows = intervals.headline_rows({v: s for v, s in summaries.items() if v in measured}, columns)
+    else:
+        rows = [["variant", *[label for _, label in columns]]]
+        rows += [[v, *[fmt(p["metrics"].get(key)) for key, _ in columns]] for v, p in measured.items()]
+    plain = tuple(i + 1 for i, (key, _) in enumerate(columns) if _lower_is_better(key))
+    return Section("exact", "Exact target: Recall@K and median rank", paragraphs=[
+        "Each query drawn from a group of variants of one item has one exact target image (the split's "
+        "target_id). Recall@K is the fraction of those queries whose target is among the first K results; the "
+        "median rank is the median position of the target in the full ranking of the gallery (1 = first), so "
+        "lower is better. This is how composed-image retrieval reports results (CSS / TIRG: Recall@1; "
+        "FashionIQ: Recall@10 and Recall@50); top-k accuracy above counts any image with the target "
+        "attributes instead. Queries without a target are left out."
+        + (f" In brackets: the 95% bootstrap interval over queries ({stats.DEFAULT_RESAMPLES} resamples; the "
+           "median rank's is the bootstrap of the median)." if summaries and any(s.ci for s in summaries.values())
+           else "")],
+        tables=[Table(rows, plain=plain, caption="Best Recall@K per column in bold.")],
+        notes=_missing_note(results, list(measured), "The exact-target yardstick was"))
+
+
+def recall_figure(results: Results) -> Section | None:
+    """Beside Fig. 5: Recall@K of the exact target, K = 1..50, one- (and two-) attribute queries."""
+    one = {v: p["recall_curves"]["1"] for v, p in results.items() if "1" in (p.get("recall_curves") or {})}
+    two = {v: p["recall_curves"]["2"] for v, p in results.items() if "2" in (p.get("recall_curves") or {})}
+    if not one and not two:
+        return None
+    figures = [Figure(name, caption, plots.recall_curves(curves, title)) for name, caption, curves, title in (
+        ("fig5_recall.png", "Recall@K of the exact target, one-attribute manipulation; the legend gives R@10.", one,
+         "One-attribute manipulation: exact target"),
+        ("two_attribute_recall.png", "Recall@K of the exact target, two-attribute manipulation.", two,
+         "Two-attribute manipulation: exact target")) if curves]
+    return Section("fig5-recall", "Exact target: Recall@K", paragraphs=[
+        "Fraction of the queries with an exact target whose target image is among the first K results "
+        "(K = 1..50), beside Fig. 5's top-k accuracy (any image with the target attributes). The dotted lines "
+        "mark K = 10 and 50, FashionIQ's cut-offs."], figures=figures,
+        notes=_missing_note(results, list(one or two), "The Recall@K curve was"))
 
 
 def decision(payload: Mapping[str, Any]) -> Section:

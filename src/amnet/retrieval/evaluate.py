@@ -32,7 +32,7 @@ from amnet.data.tensors import decode_batch, to_input
 from amnet.errors import AmnetError, ConfigError
 from amnet.model_store import LoadedModel, load_model, training_seed
 from amnet.models.memory import make_indicator
-from amnet.names import EXAMPLES, FEATURES_JSON, METRICS_JSON, PER_QUERY
+from amnet.names import EXACT_KS, EXAMPLES, FEATURES_JSON, METRICS_JSON, PER_QUERY
 from amnet.retrieval import metrics
 from amnet.retrieval.examples import build_examples, pick_queries
 from amnet.retrieval.featurize import load_features
@@ -75,19 +75,26 @@ def query_vectors(loaded: LoadedModel, queries: pd.DataFrame, batch_size: int, d
     return np.concatenate(vecs).astype(np.float32), pred
 
 
-def attribute_based_rank(q: np.ndarray, gallery: np.ndarray, gallery_pred: np.ndarray, pred_target: np.ndarray,
-                         k: int, chunk: int = 64) -> np.ndarray:
-    """(N, k) gallery rows: predicted-attribute matches first, then fewer matches; ties by distance."""
+def attribute_scores(q: np.ndarray, gallery: np.ndarray, gallery_pred: np.ndarray, pred_target: np.ndarray,
+                     chunk: int = 64):
+    """(start row, (b, G) scores) per chunk of queries: the attribute rule's ordering, lower first
+    (mismatched predicted attributes, then representation distance)."""
     g2 = (gallery**2).sum(1)
-    out = np.empty((len(q), k), dtype=np.int64)
     for s in range(0, len(q), chunk):
         qs = q[s : s + chunk]
         dist = np.sqrt(np.maximum((qs**2).sum(1)[:, None] - 2 * qs @ gallery.T + g2[None, :], 0))  # (b, G)
         mismatched = (gallery_pred[None, :, :] != pred_target[s : s + chunk, None, :]).sum(2)  # (b, G)
-        score = mismatched * (dist.max() + 1.0) + dist
+        yield s, mismatched * (dist.max() + 1.0) + dist
+
+
+def attribute_based_rank(q: np.ndarray, gallery: np.ndarray, gallery_pred: np.ndarray, pred_target: np.ndarray,
+                         k: int, chunk: int = 64) -> np.ndarray:
+    """(N, k) gallery rows: predicted-attribute matches first, then fewer matches; ties by distance."""
+    out = np.empty((len(q), k), dtype=np.int64)
+    for s, score in attribute_scores(q, gallery, gallery_pred, pred_target, chunk):
         top = np.argpartition(score, k - 1, axis=1)[:, :k]
         order = np.take_along_axis(score, top, 1).argsort(1)
-        out[s : s + chunk] = np.take_along_axis(top, order, 1)
+        out[s : s + len(score)] = np.take_along_axis(top, order, 1)
     return out
 
 
@@ -99,6 +106,58 @@ def rank_gallery(variant: str, q: np.ndarray, gallery_x: np.ndarray, gallery_pre
         return attribute_based_rank(q, gallery_x, gallery_pred, pred_target, k)
     built = build_index(gallery_x, index) if isinstance(index, str) else index
     return built.search(q, k)[1]
+
+
+def target_rows(split: str, query_set_name: str, queries: pd.DataFrame, gallery_ids: np.ndarray) -> np.ndarray | None:
+    """(N,) gallery row of each query's exact target (the split's ``target_id``), -1 where it has none;
+    None when the query shards carry no target ids (datasets without item ids: no exact-target metrics).
+
+    Raises :class:`AmnetError` naming the split and the query when a target id is not in the gallery."""
+    if "target_id" not in queries.columns or not queries["target_id"].notna().any():
+        return None
+    where = {str(g): i for i, g in enumerate(gallery_ids.tolist())}
+    rows = np.full(len(queries), -1, dtype=np.int64)
+    for i, (image, target) in enumerate(zip(queries["image_id"], queries["target_id"], strict=True)):
+        if pd.isna(target):
+            continue
+        if str(target) not in where:
+            raise AmnetError(f"{split}: {query_set_name} query {i} (image {image}) names target_id {target!r}, "
+                             "which is not in the gallery; the split's target ids must be gallery image ids "
+                             "(re-run `amnet data split`)")
+        rows[i] = where[str(target)]
+    return rows
+
+
+def target_ranks(variant: str, q: np.ndarray, gallery_x: np.ndarray, gallery_pred: np.ndarray | None,
+                 pred_target: np.ndarray | None, rows: np.ndarray, ranked: np.ndarray) -> np.ndarray:
+    """(N,) 1-based rank of each query's exact target in the variant's full ranking of the gallery (-1: none).
+
+    Within the saved ``ranked`` results it is the target's position there; beyond them it is computed over
+    the whole gallery: from exact L2 distances for the vector variants (with an approximate index, the rank
+    exact search would give) and from the attribute rule's own scores for ``attribute_based``."""
+    if variant == "attribute_based":
+        computed = np.full(len(q), metrics.NO_TARGET, dtype=np.int64)
+        for s, score in attribute_scores(q, gallery_x, gallery_pred, pred_target):
+            computed[s : s + len(score)] = metrics.target_rank(score, rows, offset=s)
+    else:
+        computed = metrics.l2_target_rank(q, gallery_x, rows)
+    return metrics.merge_ranks(metrics.saved_rank(ranked, rows), computed, ranked.shape[1])
+
+
+def exact_summary(ranks: np.ndarray, groups: np.ndarray) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """(recall{K} and median_rank per number of changes, PREFIX-ed; Recall@K curves K = 1..50 keyed by the
+    number of changes) over the queries with a target; groups without any are left out."""
+    summary: dict[str, float] = {}
+    curves: dict[str, list[float]] = {}
+    for n in sorted(set(groups.tolist())):
+        sel = (groups == n) & (ranks >= 1)
+        if not sel.any():
+            continue
+        prefix = PREFIX.get(n, f"n{n}_")
+        summary.update({f"{prefix}recall{k}": v for k, v in metrics.recall_at_k(ranks[sel], EXACT_KS).items()})
+        summary[f"{prefix}median_rank"] = metrics.median_rank(ranks[sel])
+        curves[str(n)] = list(metrics.recall_at_k(ranks[sel], range(1, CURVE_K + 1)).values())
+    return summary, curves
 
 
 def index_record(variant: str, requested: str, index: Index | None, q: np.ndarray, gallery_x: np.ndarray,
@@ -205,7 +264,9 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
     """Evaluate one variant: ``metrics.json``, ``per_query.parquet`` and ``examples.parquet`` in ``out``.
 
     ``metrics.json`` = ``{"variant", "metrics" (flat scalars: top1 ... ndcg20, two_*, top20_<attribute>),
-    "curves" ({num_changes: [top-1 .. top-50 accuracy]}), "gallery_curve" ({fraction: top-20 of
+    "curves" ({num_changes: [top-1 .. top-50 accuracy]}), "recall_curves" (only when the queries carry
+    ``target_id``: {num_changes: [Recall@1 .. Recall@50 of the exact target]}, with ``recall1`` ...
+    ``recall50``, ``median_rank`` and their ``two_`` forms in "metrics"), "gallery_curve" ({fraction: top-20 of
     one-attribute queries, absent targets counted as misses}), "gallery_sizes", "gallery_answerable"
     (fraction of those queries whose target is in the subset), "gallery_curve_present" (top-20 over
     those only), "timing" (featurization, manipulation and search time, hardware), "config"}``.
@@ -275,6 +336,14 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
         "target": list(queries["target"]), "results": [gallery_ids[r].tolist() for r in ranked],
         "first_hit_rank": first_hit, "ndcg": metrics.ndcg_at_k(rel, cfg.ndcg_k),
     })
+    exact_rows = target_rows(split, cfg.queries, queries, gallery_ids)
+    recall_curves: dict[str, list[float]] = {}
+    if exact_rows is not None:  # the exact-target yardstick (composed-image retrieval's Recall@K)
+        ranks = target_ranks(cfg.variant, q, gallery_x, gallery_pred, pred_target, exact_rows, ranked)
+        exact, recall_curves = exact_summary(ranks, groups)
+        summary.update(exact)
+        per_query["target_id"] = pd.array([str(gallery_ids[r]) if r >= 0 else None for r in exact_rows], dtype="string")
+        per_query["target_rank"] = pd.array([int(r) if r >= 1 else None for r in ranks], dtype="Int64")
     shards.write_table(storage.join(out, PER_QUERY), per_query)
     examples = build_examples(split, queries, pick_queries(queries), ranked, hits, gallery_ids, gallery_labels,
                               loaded.vocab)
@@ -287,6 +356,7 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
               "index": index_info, "featurize": feature_timing, "hardware": hardware(device),
               "seconds": round(time.perf_counter() - start, 2)}
     payload = {"variant": cfg.variant, "metrics": summary, "curves": curves,
+               **({"recall_curves": recall_curves} if recall_curves else {}),
                "gallery_curve": study["accuracy"], "gallery_sizes": study["sizes"],
                "gallery_answerable": study["answerable"], "gallery_curve_present": study["present"],
                "gallery_k": GALLERY_K, "gallery_seed": GALLERY_SEED,

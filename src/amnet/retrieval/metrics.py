@@ -16,6 +16,11 @@ Metrics:
   attributes (:func:`exact_match`, :func:`topk_accuracy`).
 * NDCG@k = (1/Z) * sum_{j=1..k} (2^rel(j) - 1) / log2(j + 1), with rel(j) the fraction of the known
   target attributes that the j-th result matches (:func:`relevance`, :func:`ndcg_at_k`).
+* exact target (composed-image retrieval: CSS / TIRG Recall@1, FashionIQ Recall@10/50): the 1-based rank
+  of the query's one exact target image in the FULL ranking of the gallery (:func:`target_rank`,
+  :func:`l2_target_rank`), Recall@K = the fraction of queries whose target ranks within K
+  (:func:`recall_at_k`) and the median rank (:func:`median_rank`). Queries without a target (rank < 1,
+  e.g. ``-1``) are left out of both; with none, the metrics are NaN.
 """
 
 from __future__ import annotations
@@ -178,3 +183,98 @@ def per_attribute_topk(
                 raise ValueError(f"query {query}: changed attribute index {attr} outside 0..{len(names) - 1}")
             groups.setdefault(attr, []).append(query)
     return {names[a]: float(hit_at_k[groups[a]].mean()) for a in sorted(groups)}
+
+
+# ------------------------------------------------------------------------------------ exact target
+NO_TARGET = -1  # rank of a query that has no exact target image
+
+
+def target_rank(scores: np.ndarray, target_rows: np.ndarray, offset: int = 0) -> np.ndarray:
+    """``(N,)`` 1-based rank of each query's target in the full ranking of ``scores`` ``(N, G)``, lower first.
+
+    rank = 1 + the gallery items ranked before the target: a strictly lower score, or the same score at a
+    lower gallery row (ties go to the lower row, as faiss's exact search and a stable sort order them).
+    ``target_rows[i]`` is the target's gallery row, or a negative value for a query without a target
+    (rank :data:`NO_TARGET`). ``offset``: the first row of ``scores`` is query ``offset`` of ``target_rows``
+    (for chunked callers).
+    """
+    scores = np.asarray(scores)
+    rows = np.asarray(target_rows, dtype=np.int64)[offset : offset + len(scores)]
+    if scores.ndim != 2 or len(rows) != len(scores):
+        raise ValueError(f"scores must be (N, G) with one target row per query; got {scores.shape}, {len(rows)} rows")
+    out = np.full(len(rows), NO_TARGET, dtype=np.int64)
+    has = rows >= 0
+    if not has.any():
+        return out
+    if rows.max() >= scores.shape[1]:
+        raise ValueError(f"target row {int(rows.max())} outside the gallery of {scores.shape[1]} items")
+    s = scores[has]
+    t = rows[has]
+    own = s[np.arange(len(t)), t][:, None]
+    before = (s < own).sum(1) + ((s == own) & (np.arange(s.shape[1])[None, :] < t[:, None])).sum(1)
+    out[has] = 1 + before
+    return out
+
+
+def l2_target_rank(q: np.ndarray, gallery: np.ndarray, target_rows: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """:func:`target_rank` under Euclidean distance from each query vector ``(N, D)`` to the gallery ``(G, D)``.
+
+    Distances are exact (float64, computed here over the whole gallery), whatever index served the search:
+    for an approximate index (PQ fast-scan) this is the rank exact search would give, which the index's
+    candidate set can only lower (its results are re-ranked by exact distance)."""
+    q = np.asarray(q, dtype=np.float64)
+    gallery = np.asarray(gallery, dtype=np.float64)
+    rows = np.asarray(target_rows, dtype=np.int64)
+    out = np.full(len(q), NO_TARGET, dtype=np.int64)
+    g2 = (gallery**2).sum(1)
+    for s in range(0, len(q), chunk):
+        if not (rows[s : s + chunk] >= 0).any():
+            continue
+        qs = q[s : s + chunk]
+        squared = np.maximum((qs**2).sum(1)[:, None] - 2 * qs @ gallery.T + g2[None, :], 0)  # (b, G)
+        out[s : s + chunk] = target_rank(squared, rows, offset=s)
+    return out
+
+
+def saved_rank(ranked: np.ndarray, target_rows: np.ndarray) -> np.ndarray:
+    """``(N,)`` 1-based position of each query's target row in its ranked results ``(N, K)``; 0 when the
+    target is not among them, :data:`NO_TARGET` for a query without a target."""
+    ranked = np.asarray(ranked)
+    rows = np.asarray(target_rows, dtype=np.int64)
+    found = ranked == rows[:, None]
+    out = np.where(found.any(1), found.argmax(1) + 1, 0)
+    return np.where(rows >= 0, out, NO_TARGET).astype(np.int64)
+
+
+def merge_ranks(saved: np.ndarray, computed: np.ndarray, depth: int) -> np.ndarray:
+    """The target's rank, consistent with the saved results: its position there when it is among the first
+    ``depth`` results (the search's own order, ties included), else the full-gallery rank ``computed``,
+    which is then at least ``depth + 1``."""
+    saved, computed = np.asarray(saved, dtype=np.int64), np.asarray(computed, dtype=np.int64)
+    return np.where(saved >= 1, saved, np.where(computed >= 1, np.maximum(computed, depth + 1), NO_TARGET))
+
+
+def _with_target(ranks: np.ndarray) -> np.ndarray:
+    ranks = np.asarray(ranks, dtype=np.float64).ravel()
+    return ranks[np.isfinite(ranks) & (ranks >= 1)]
+
+
+def recall_at_k(ranks: np.ndarray, ks: Iterable[int]) -> dict[int, float]:
+    """Recall@K: the fraction of queries with a target whose target ranks within the first K, for each K.
+
+    ``ranks``: 1-based target ranks (:func:`target_rank`); a query without a target (rank < 1 or NaN) is
+    left out. NaN for every K when no query has a target."""
+    have = _with_target(ranks)
+    out: dict[int, float] = {}
+    for k in ks:
+        k = int(k)
+        if k < 1:
+            raise ValueError(f"recall_at_k: K must be >= 1, got {k}")
+        out[k] = float((have <= k).mean()) if len(have) else float("nan")
+    return out
+
+
+def median_rank(ranks: np.ndarray) -> float:
+    """Median 1-based rank of the exact target over the queries that have one (NaN when none do)."""
+    have = _with_target(ranks)
+    return float(np.median(have)) if len(have) else float("nan")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
-import sys
 import textwrap
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from amnet import storage
 from amnet.errors import AmnetError
 from amnet.search.searcher import Loader, Result, Searcher
 
+log = logging.getLogger(__name__)
 TILE = 128  # thumbnail side in the sheet, pixels
 PAD, GAP, LINE, HEADER, COLUMNS = 5, 8, 12, 22, 5
 GREEN, RED, GREY, BLUE, DARK = (22, 150, 60), (190, 40, 40), (200, 200, 200), (40, 90, 200), (30, 30, 30)
@@ -176,9 +177,12 @@ def main(argv: list[str] | None = None, load: Loader = Searcher.load) -> int:
     print(f"changes: {', '.join(f'{a}={v}' for a, v in changes.items()) or 'none (plain visual search)'}\n")
     print(format_table(results, searcher.vocab.names, changes), end="")
     if args.out:
-        print(f"\ncontact sheet: {args.out}", file=sys.stderr)
+        log.info("contact sheet: %s", args.out)
     return 0
 
 
 if __name__ == "__main__":
+    from amnet.logs import setup
+
+    setup()
     raise SystemExit(main())

@@ -31,6 +31,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from amnet import logs
 from amnet.errors import AmnetError
 from amnet.search.cli import FEATURES_HELP, MODEL_HELP
 from amnet.search.page import APP_CSS, APP_JS, INDEX_HTML
@@ -290,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, load: Loader = Searcher.load) -> int:
     """``amnet serve``. ``load`` builds the searcher, as in :func:`amnet.search.cli.main`."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s")
+    log.setLevel(logging.WARNING if args.quiet else logging.NOTSET)  # --quiet: no line per request
+    logs.timestamped()  # a service's log: every line with its time, on a terminal too
     searcher = load(args.model, features=args.features, gallery=args.gallery, max_pixels=MAX_UPLOAD_PIXELS)
     try:
         server = make_server(searcher, args.host, args.port, int(args.max_upload_mb * 2**20))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 from amnet.errors import AmnetError
 from amnet.stack.services import ServiceStatus, stack_env, stack_status, start_stack, stop_stack
 from amnet.stack.state import DEFAULT_BUCKET, DEFAULT_STATE_DIR, default_state_dir
+
+log = logging.getLogger(__name__)
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -40,9 +43,9 @@ def main_up(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     info = start_stack(state_dir, bucket=args.bucket, mlflow=not args.no_mlflow, timeout=args.timeout)
     if info.started:
-        print(f"started {', '.join(info.started)} in {time.monotonic() - t0:.1f} s")
+        log.info("started %s in %.1f s", ", ".join(info.started), time.monotonic() - t0)
     else:
-        print("local stack already running")
+        log.info("local stack already running")
     _print_endpoints(state_dir, stack_status(state_dir))
     print(f"  bucket          s3://{info.bucket}\n\nuse it from a shell:  eval \"$(amnet stack status --env"
           f"{' --dir ' + shlex.quote(str(state_dir)) if args.dir else ''})\"")
@@ -54,7 +57,10 @@ def main_down(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     state_dir = Path(args.dir).resolve() if args.dir else default_state_dir()
     stopped = stop_stack(state_dir)
-    print(f"stopped {', '.join(stopped)}" if stopped else f"nothing running in {state_dir}")
+    if stopped:
+        log.info("stopped %s", ", ".join(stopped))
+    else:
+        log.info("nothing running in %s", state_dir)
     return 0
 
 
@@ -81,4 +87,7 @@ def main_status(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from amnet.logs import setup
+
+    setup()
     sys.exit(main_up())

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from typing import Any
 
 from amnet import storage
+
+log = logging.getLogger(__name__)
 
 
 def checkpoint_dir(root: str, output_uri: str, task: str, run_id: str, inputs: list[str], config: Any) -> str:
@@ -25,8 +28,8 @@ def checkpoint_dir(root: str, output_uri: str, task: str, run_id: str, inputs: l
     if not root:
         root = _root_of(output_uri)
         if not root:
-            print(f"checkpoints: no place outside the output for {output_uri!r}; set the compile option "
-                  "checkpoint_root (s3://bucket/prefix) to let retries resume")
+            log.warning("checkpoints: no place outside the output for %r; set the compile option "
+                        "checkpoint_root (s3://bucket/prefix) to let retries resume", output_uri)
             return ""
     key = hashlib.sha256(json.dumps({"task": task, "inputs": list(inputs), "config": config}, sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]

@@ -50,4 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from amnet.logs import setup
+
+    setup()
     raise SystemExit(main())

@@ -6,6 +6,7 @@ runs on the GPU node next to training instead of inside the small CPU register t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ from amnet.ops.tracking.runs import tracking_enabled
 from amnet.runtime import match_torch_threads
 from amnet.steps.cli_args import base_parser, cli_config, print_result
 from amnet.steps.settings import stage_config
+
+log = logging.getLogger(__name__)
 
 
 def run_step(split: str, out: str, config: Mapping[str, Any] | None = None,
@@ -33,7 +36,7 @@ def run_step(split: str, out: str, config: Mapping[str, Any] | None = None,
         champion.write(out, result)
     else:
         result = champion.reevaluate_champion(split, out, cfg, featurize_cfg, evaluate_cfg)
-    print(f"champion of {cfg.model_name!r}: {result['version'] or 'none'} ({result['reason']})")
+    log.info("champion of %r: %s (%s)", cfg.model_name, result["version"] or "none", result["reason"])
     return {"reevaluated": float(result["reevaluated"]), **{k: float(v) for k, v in result["scores"].items()}}
 
 
@@ -51,4 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from amnet.logs import setup
+
+    setup()
     raise SystemExit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,8 @@ from amnet.ops.tracking.runs import tracking_enabled
 from amnet.runtime import match_torch_threads
 from amnet.steps.cli_args import base_parser, cli_config, print_result
 from amnet.steps.settings import stage_config
+
+log = logging.getLogger(__name__)
 
 
 def run_step(models: list[str], evaluations: list[str], features: list[str], split: str, out: str,
@@ -36,7 +39,7 @@ def run_step(models: list[str], evaluations: list[str], features: list[str], spl
 
     decision = gate.run_register(models, evaluations, features, split, out, cfg, parent_run_id,
                                      featurize_cfg, evaluate_cfg, champion_scores.read(champion))
-    print(decision.summary())
+    log.info("%s", decision.summary())
     return {"promoted": float(decision.promoted), "version": float(decision.version)}
 
 
@@ -62,4 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from amnet.logs import setup
+
+    setup()
     raise SystemExit(main())

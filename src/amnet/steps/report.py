@@ -38,14 +38,19 @@ def run_step(evaluations: list[str], out: str, parent_run_id: str = "", baseline
 
 def results_note(headline: dict[str, float], decision: dict | None = None) -> str:
     """The parent run's description: the headline table (Markdown) and the registry decision."""
-    from amnet.names import METRIC_COLUMNS, VARIANTS
+    from amnet.names import EXACT_COLUMNS, METRIC_COLUMNS, VARIANTS
+    from amnet.report.intervals import present_columns
     from amnet.report.tables import interval_rows, markdown_table
 
     suffixes = ("", "_sd", "_ci_low", "_ci_high")
-    by_variant = {v: {f"{k}{x}": headline[f"{v}_{k}{x}"] for k, _ in METRIC_COLUMNS for x in suffixes
-                      if f"{v}_{k}{x}" in headline} for v in VARIANTS}
+    by_variant = {v: {f"{k}{x}": headline[f"{v}_{k}{x}"] for k, _ in (*METRIC_COLUMNS, *EXACT_COLUMNS)
+                      for x in suffixes if f"{v}_{k}{x}" in headline} for v in VARIANTS}
     by_variant = {v: m for v, m in by_variant.items() if m}
     text = "**AMNet pipeline run: results**\n\n" + markdown_table(interval_rows(by_variant))
+    exact = present_columns(by_variant, EXACT_COLUMNS)  # only when the queries carried exact-target ids
+    if exact:
+        text += "\n**Exact target** (Recall@K, median rank of the query's one target image)\n\n" + markdown_table(
+            interval_rows({v: m for v, m in by_variant.items() if any(k in m for k, _ in exact)}, exact))
     if any(k.endswith("_ci_low") for k in headline):
         text += "\nIn brackets: 95% bootstrap interval over queries (± = sd across seeds when several).\n"
     if decision and decision.get("version"):
@@ -67,4 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from amnet.logs import setup
+
+    setup()
     raise SystemExit(main())

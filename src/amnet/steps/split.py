@@ -38,7 +38,7 @@ def run_step(dataset: str, out: str, config: Mapping[str, Any] | None = None, pa
 
 # flag -> SplitConfig key; a flag left out keeps the config file's value (or the default)
 FLAGS = {"per_value": "per_value", "gallery_size": "gallery_size", "num_queries": "num_queries",
-         "num_val_queries": "num_val_queries",
+         "num_val_queries": "num_val_queries", "decoys_per_query": "decoys_per_query",
          "num_changes": "num_changes", "shard_size": "shard_size", "seed": "seed",
          "max_quarantine_fraction": "max_quarantine_fraction"}
 
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-queries", type=int, help=f"queries per number of changes (default {d.num_queries})")
     p.add_argument("--num-val-queries", type=int, help="validation queries per number of changes, drawn after "
                    "the test queries (default: as many as --num-queries; 0 = none)")
+    p.add_argument("--decoys-per-query", type=int, help="exact-target queries (datasets with item_id): unrelated "
+                   "gallery images per query that carry the target's exact labels, when there are any "
+                   f"(default {d.decoys_per_query}; 0 = none)")
     p.add_argument("--num-changes", help="comma-separated numbers of changed attributes to build query sets for "
                    f"(default {','.join(map(str, d.num_changes))})")
     p.add_argument("--shard-size", type=int, help=f"rows per Parquet shard (default {d.shard_size})")
@@ -79,8 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {key:<13} {summary[key]:>8}")
     print(f"  queries by number of changes: {summary['queries_by_changes']}; validation queries: "
           f"{summary['val_queries_by_changes']}")
+    if summary.get("item_groups"):
+        print(f"  item groups {summary['item_groups']}; exact-target queries: {summary['exact_target_queries']}, "
+              f"validation: {summary['exact_target_val_queries']}")
     return 0
 
 
 if __name__ == "__main__":
+    from amnet.logs import setup
+
+    setup()
     raise SystemExit(main())

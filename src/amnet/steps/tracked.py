@@ -3,6 +3,7 @@ MLflow run nested under the pipeline's parent run, with lineage (:func:`run_trac
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from amnet.ops.tracking.runs import tracking_enabled
 from amnet.steps.settings import scalars
 
 LogFn = Callable[[dict[str, float], int], None]  # (metrics, step): as amnet.runtime.LogFn, without torch
+logger = logging.getLogger(__name__)  # `log` is the metrics callback here
 
 
 def _is_main() -> bool:
@@ -62,8 +64,8 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
         key = runs.run_key(stage, parent_run_id, params, io)
         done = runs.Tracker().finished_run(key, parent_run_id or None)
         if done:
-            print(f"MLflow: stage {stage} already has a FINISHED run {done} for this config, input and output; "
-                  "outputs are checked or rebuilt, nothing is logged again")
+            logger.info("MLflow: stage %s already has a FINISHED run %s for this config, input and output; "
+                        "outputs are checked or rebuilt, nothing is logged again", stage, done)
             result = body(None)
             lineage.mark_output(io, stage, done)
             return result

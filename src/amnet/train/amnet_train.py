@@ -12,6 +12,7 @@ checkpoints, the model and the log, and every rank resumes from the same checkpo
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -35,6 +36,8 @@ from amnet.runtime import LogFn, decode_workers, pick_device, seed_everything, u
 from amnet.train import checkpoint, distributed
 from amnet.train.loop_utils import Throughput, sgd, split_decay
 from amnet.train.prototypes import load_prototypes
+
+logger = logging.getLogger(__name__)  # `log` is the metrics callback here
 
 
 def init_from_attribute_cnn(model: torch.nn.Module, attr_state: dict[str, torch.Tensor]) -> list[str]:
@@ -218,7 +221,7 @@ def train_loop(run: TrainRun) -> dict:
         state_uri = checkpoint.state_uri(out, checkpoint_dir)
         done, history = checkpoint.try_resume(state_uri, model, opt, sched)  # every rank: the same state
         if done and main:
-            print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
+            logger.info("resuming from %s: %s of %s epochs done", state_uri, done, cfg.epochs)
         if main:
             storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
         lam = cfg.effective_lam

@@ -12,6 +12,7 @@ API (``torch.distributed.launcher.elastic_launch``): what a pod with N GPUs runs
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger(__name__)
 
 
 def world_size() -> int:
@@ -118,7 +121,11 @@ def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
 # -------------------------------------------------------------------------------------------- launch
 
 
-def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+def _call(fn: Callable[..., Any], kwargs: dict[str, Any], level: int = logging.INFO) -> Any:
+    """A rank's entry (a fresh spawned interpreter): amnet's logging as in the launching process, then ``fn``."""
+    from amnet import logs
+
+    logs.setup(level)
     return fn(**kwargs)
 
 
@@ -137,10 +144,10 @@ def launch(fn: Callable[..., Any], nproc: int, max_restarts: int = 0, **kwargs: 
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"amnet-{uuid.uuid4().hex[:8]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=max_restarts,
                           monitor_interval=0.5)
-    print(f"starting {nproc} ranks on this machine (torchrun launcher, run id {config.run_id}, "
-          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})", flush=True)
+    log.info("starting %d ranks on this machine (torchrun launcher, run id %s, OMP_NUM_THREADS=%s)", nproc,
+             config.run_id, os.environ["OMP_NUM_THREADS"])
     try:
-        results = elastic_launch(config, _call)(fn, kwargs)
+        results = elastic_launch(config, _call)(fn, kwargs, logging.getLogger("amnet").getEffectiveLevel())
     finally:
         if saved is None:
             os.environ.pop("OMP_NUM_THREADS", None)

@@ -11,6 +11,7 @@ accuracy and writes checkpoints, the model and the log.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -31,6 +32,8 @@ from amnet.runtime import LogFn, pick_device, seed_everything
 from amnet.train import checkpoint, distributed
 from amnet.train.loop_utils import Throughput, sgd, split_decay
 from amnet.train.weights import load_backbone_weights
+
+logger = logging.getLogger(__name__)  # `log` is the metrics callback here
 
 
 def build_attribute_cnn(model_cfg, sizes: list[int]) -> AttributeCNN:
@@ -108,7 +111,7 @@ def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = 
         state_uri = checkpoint.state_uri(out, checkpoint_dir)
         done, history = checkpoint.try_resume(state_uri, model, opt, sched)  # every rank: the same state
         if done and main:
-            print(f"resuming from {state_uri}: {done} of {cfg.epochs} epochs done")
+            logger.info("resuming from %s: %s of %s epochs done", state_uri, done, cfg.epochs)
         if main:
             storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
         net = distributed.wrap(model, device)  # DDP when WORLD_SIZE > 1

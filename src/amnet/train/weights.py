@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from amnet import storage
 from amnet.errors import AmnetError
 from amnet.models.backbones import LoadReport, load_initial_weights
+
+log = logging.getLogger(__name__)
 
 
 def load_backbone_weights(backbone: torch.nn.Module, uri: str) -> LoadReport:
@@ -22,5 +26,5 @@ def load_backbone_weights(backbone: torch.nn.Module, uri: str) -> LoadReport:
         raise AmnetError(f"{uri}: not a readable PyTorch state dict ({why})") from exc
     if not report.loaded:
         raise AmnetError(f"{uri}: no tensor in this file matches the backbone's parameter names and shapes")
-    print(f"initial weights from {uri}: {report}")
+    log.info("initial weights from %s: %s", uri, report)
     return report

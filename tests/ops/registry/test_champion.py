@@ -28,4 +28,4 @@ def test_reevaluate_without_tracking_writes_that_there_is_no_champion(trained_ch
     written = json.loads((out / "champion.json").read_text())
     assert written["version"] is None and written["reason"] == "tracking off: no registry"
     assert read(str(out)) == written and read(str(tmp_path / "nothing")) is None and read("") is None
-    assert "champion of 'amnet': none" in capsys.readouterr().out
+    assert "champion of 'amnet': none" in capsys.readouterr().err  # a diagnostic: logged to stderr

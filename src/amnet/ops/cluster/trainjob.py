@@ -20,6 +20,7 @@ the Kubernetes API client faked) and run the spec's command as two torchrun "nod
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from amnet import config as cfgmod
 from amnet import storage
 from amnet.errors import AmnetError
 
+log = logging.getLogger(__name__)
 RUNTIME = "torch-distributed"  # Kubeflow Trainer's ClusterTrainingRuntime for PyTorch (torchrun)
 NODE = "node"  # the replicated job and trainer container of Trainer's torch runtimes
 SHM_VOLUME = "dshm"
@@ -170,7 +172,8 @@ def submit(client, cluster: Cluster, command: list[str], labels: Mapping[str, st
 
 
 def follow(client, name: str, timeout_s: int, echo: Callable[[str], None] = print, poll_s: int = 10) -> None:
-    """Stream node 0's log (rank 0: progress, losses) until the job ends; raise if it failed."""
+    """Stream node 0's log (rank 0: progress, losses) until the job ends; raise if it failed. ``echo``
+    relays the node's lines as they are (they carry the node's own format); the job's state is logged."""
     from kubeflow.trainer.constants import constants
 
     running = {constants.TRAINJOB_RUNNING, constants.TRAINJOB_COMPLETE, constants.TRAINJOB_FAILED}
@@ -180,13 +183,13 @@ def follow(client, name: str, timeout_s: int, echo: Callable[[str], None] = prin
         for line in client.get_job_logs(name, follow=True):
             echo(line.rstrip("\n"))
     except Exception as exc:  # noqa: BLE001 (a lost log stream is not a failed job: the status decides)
-        echo(f"TrainJob {name}: log stream ended ({exc}); waiting for the job")
+        log.warning("TrainJob %s: log stream ended (%s); waiting for the job", name, exc)
     left = max(2 * poll_s, int(deadline - time.monotonic()))
     try:
         job = client.wait_for_job_status(name, {constants.TRAINJOB_COMPLETE}, timeout=left, polling_interval=poll_s)
     except RuntimeError as exc:
         raise AmnetError(f"TrainJob {name} failed ({exc}); `kubectl describe trainjob {name}` says why") from None
-    echo(f"TrainJob {name}: {job.status} on {job.num_nodes} node(s)")
+    log.info("TrainJob %s: %s on %s node(s)", name, job.status, job.num_nodes)
 
 
 def train_on_nodes(split: str, attr_model: str, prototypes: str, out: str, variant: str,
@@ -205,8 +208,8 @@ def train_on_nodes(split: str, attr_model: str, prototypes: str, out: str, varia
                             cluster.procs_per_node)
     client = client or client_for(cluster)
     name = submit(client, cluster, command, labels)
-    print(f"TrainJob {name}: {cluster.num_nodes} node(s) x {cluster.procs_per_node} rank(s), runtime "
-          f"{cluster.runtime}, image {cluster.image}", flush=True)
+    log.info("TrainJob %s: %s node(s) x %s rank(s), runtime %s, image %s", name, cluster.num_nodes,
+             cluster.procs_per_node, cluster.runtime, cluster.image)
     follow(client, name, cluster.timeout_s)
     history = load_payload(storage.join(pod_uri(out), MODEL_FILE))["extra"]["history"]
     if marker_dir:

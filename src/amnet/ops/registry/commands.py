@@ -21,4 +21,7 @@ def main_serve(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from amnet.logs import setup
+
+    setup()
     raise SystemExit(main_search())

@@ -3,21 +3,25 @@
 Each metric row shows the value (``±`` the sd across seeds when the run trained several); when the run
 logged intervals (the report step does: :mod:`amnet.report.intervals`), a ``<metric>_ci95`` row gives
 the 95 % bootstrap interval over queries, and ``amnet_minus_<x>_<metric>`` rows the paired difference
-AMNet − x with its interval."""
+AMNet − x with its interval. The exact-target metrics (``amnet_recall1``, ``amnet_recall10``,
+``amnet_recall50``, ``amnet_median_rank``, ``amnet_two_recall10``) get rows only in runs that logged them."""
 
 from __future__ import annotations
 
 import argparse
 
 from amnet.errors import AmnetError
-from amnet.names import REGISTRY_METRICS, VARIANTS
+from amnet.names import EXACT_COLUMNS, REGISTRY_METRICS, VARIANTS
 from amnet.ops.tracking.runs import TAG_DECISION, check_tracking_server, default_experiment
 from amnet.report.tables import flat_interval, flat_value, text_table
 
+METRICS = (*REGISTRY_METRICS, *(k for k, _ in EXACT_COLUMNS))  # compared per variant
+
 
 def headline_keys() -> list[str]:
-    """Parent-run metric names in the paper's order: ``amnet_top20``, ``amnet_ndcg20``, ..."""
-    return [f"{v}_{k}" for v in VARIANTS for k in REGISTRY_METRICS]
+    """Parent-run metric names in the paper's order: ``amnet_top20``, ``amnet_ndcg20``, ..., then the
+    exact-target ones (``amnet_recall10``, ...; rows only where a run logged them)."""
+    return [f"{v}_{k}" for v in VARIANTS for k in METRICS]
 
 
 def compare_runs(run_ids: list[str] | None = None, experiment: str | None = None, last: int = 5) -> str:
@@ -61,7 +65,7 @@ def comparison_rows(runs: list[tuple[str, str, str, dict[str, float]]]) -> list[
 
 def difference_keys() -> list[str]:
     """Parent-run metric names of the paired differences: ``amnet_minus_attribute_based_top20``, ..."""
-    return [f"amnet_minus_{v}_{k}" for v in VARIANTS if v != "amnet" for k in REGISTRY_METRICS]
+    return [f"amnet_minus_{v}_{k}" for v in VARIANTS if v != "amnet" for k in METRICS]
 
 
 def _decision(tags: dict[str, str]) -> str:

@@ -1,8 +1,8 @@
 """The KFP component bodies of register_model and build_report, called as plain Python (``.python_func``).
 
-Their artifacts are stand-ins with what KFP hands a component (``.path``, ``.metadata``; ``log_metric`` on
-Metrics) pointing at real folders: the session's tiny chain (tests/conftest.py ``trained_chain``), its model
-featurized and evaluated here.
+Their artifacts are fakes (``FakeArtifact``, ``FakeMetrics``; hence this file's name) with what KFP hands a
+component (``.path``, ``.metadata``; ``log_metric`` on Metrics) pointing at real folders: the session's tiny
+chain (tests/conftest.py ``trained_chain``), its model featurized and evaluated here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from amnet_components.report import build_report
 from amnet.steps import evaluate, featurize
 
 
-class Artifact:
+class FakeArtifact:
     """What a component body reads of an Input / Output artifact."""
 
     def __init__(self, path: Path | str, metadata: dict | None = None):
@@ -26,7 +26,7 @@ class Artifact:
         self.metadata = dict(metadata or {})
 
 
-class Metrics(Artifact):
+class FakeMetrics(FakeArtifact):
     """An Output[Metrics]: ``log_metric`` keeps the values in ``metadata``, as KFP's does."""
 
     def log_metric(self, name: str, value: float) -> None:
@@ -45,12 +45,13 @@ def evaluated(trained_chain, tmp_path_factory):
     return {"split": trained_chain.split, "model": trained_chain.model, "features": feats, "evaluation": ev}
 
 
-def register(evaluated, out: Path, config: dict | None = None) -> tuple[Artifact, Metrics]:
-    decision, metrics = Artifact(out / "decision"), Metrics(out / "metrics" / "data")
-    register_model.python_func(models=[Artifact(evaluated["model"])], evaluations=[Artifact(evaluated["evaluation"])],
-                               features=[Artifact(evaluated["features"])], split=Artifact(evaluated["split"]),
+def register(evaluated, out: Path, config: dict | None = None) -> tuple[FakeArtifact, FakeMetrics]:
+    decision, metrics = FakeArtifact(out / "decision"), FakeMetrics(out / "metrics" / "data")
+    register_model.python_func(models=[FakeArtifact(evaluated["model"])],
+                               evaluations=[FakeArtifact(evaluated["evaluation"])],
+                               features=[FakeArtifact(evaluated["features"])], split=FakeArtifact(evaluated["split"]),
                                config=config or {}, featurize_config={}, evaluate_config={}, parent_run_id="",
-                               champion=Artifact(out / "no-champion-scores"), decision=decision, metrics=metrics)
+                               champion=FakeArtifact(out / "no-champion-scores"), decision=decision, metrics=metrics)
     return decision, metrics
 
 
@@ -82,12 +83,12 @@ def test_register_promotes_the_first_model_in_the_real_registry(evaluated, tmp_p
     assert MlflowClient(mlflow_server.tracking_uri).get_model_version_by_alias(name, "champion").version == "1"
 
 
-def report(evaluated, out: Path, decision: Artifact | None = None) -> dict:
-    outputs = {"report": Artifact(out / "report"), "report_html": Artifact(out / "html" / "page.html"),
-               "report_md": Artifact(out / "md" / "page.md"), "metrics": Metrics(out / "metrics" / "data")}
+def report(evaluated, out: Path, decision: FakeArtifact | None = None) -> dict:
+    outputs = {"report": FakeArtifact(out / "report"), "report_html": FakeArtifact(out / "html" / "page.html"),
+               "report_md": FakeArtifact(out / "md" / "page.md"), "metrics": FakeMetrics(out / "metrics" / "data")}
     for artifact in outputs.values():  # KFP creates an output's parent folder before the body runs
         Path(artifact.path).parent.mkdir(parents=True, exist_ok=True)
-    build_report.python_func(evaluations=[Artifact(evaluated["evaluation"])], parent_run_id="", decision=decision,
+    build_report.python_func(evaluations=[FakeArtifact(evaluated["evaluation"])], parent_run_id="", decision=decision,
                              **outputs)
     return outputs
 
