@@ -16,12 +16,9 @@ exists, and checkpoints load with ``weights_only=True`` (a pickled payload is re
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
-import struct
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +26,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from amnet.cli import main
 from amnet.data.schema import Attribute, Vocabulary, write_dataset
-from tests.helpers import tiny_dataset
+from tests.helpers import jpeg, png_claiming, row, tiny_dataset, tiny_split_and_attribute_cnn
 
 VOCAB = Vocabulary((Attribute("color", ("red", "blue")), Attribute("shape", ("round", "square"))))
 MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
@@ -41,26 +37,6 @@ GOOD_ROWS = 9  # every hand-made dataset: 9 good rows + the bad one(s) of the ca
 
 
 # ------------------------------------------------------------------------------------------ builders
-
-
-def jpeg(width: int = 8, height: int = 8, color=(200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height: a decompression bomb that is tiny on disk."""
-    buf = io.BytesIO()
-    Image.new("L", (1, 1)).save(buf, "PNG")
-    data = bytearray(buf.getvalue())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
-
-def row(image_id: str, image: str, color: str = "red", shape: str = "round") -> dict:
-    return {"image_id": image_id, "image": image, "color": color, "shape": shape}
 
 
 def dataset(root: Path, bad_rows: list[dict], files: dict[str, bytes] | None = None,
@@ -93,12 +69,7 @@ def trained(tmp_path_factory) -> Path:
     """A tiny split, an attribute CNN (1 epoch, 32 px) and its gallery features: the inputs of the
     stage-level cases (config values, k vs gallery, checkpoints)."""
     root = tmp_path_factory.mktemp("matrix")
-    data = tiny_dataset(root, num_images=400, image_size=32)
-    split = root / "split"
-    assert main(["data", "split", data, "--out", str(split), "--per-value", "4", "--gallery-size", "60",
-                 "--num-queries", "5", "--shard-size", "100", "--no-progress"]) == 0
-    assert main(["step", "pretrain", "--split", str(split), "--out", str(root / "attr"), "--quiet", *MODEL,
-                 "--set", "epochs=1", "--set", "batch_size=32"]) == 0
+    split = tiny_split_and_attribute_cnn(root, MODEL, shard_size=100)
     assert main(["step", "featurize", "--split", str(split), "--model", str(root / "attr"),
                  "--out", str(root / "feats"), "--quiet"]) == 0
     assert main(["step", "prototypes", "--split", str(split), "--attr-model", str(root / "attr"),

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import warnings
-import zlib
 
 import pandas as pd
 import pytest
@@ -17,28 +15,9 @@ from amnet.data import images
 from amnet.data.schema import Attribute, Vocabulary, write_dataset
 from amnet.data.validate import check_fraction, summary_table, validate_dataset
 from amnet.errors import AmnetError, DatasetError
+from tests.helpers import jpeg, png_claiming, row
 
 VOCAB = Vocabulary((Attribute("color", ("red", "blue")), Attribute("shape", ("round", "square"))))
-
-
-def jpeg(width: int = 8, height: int = 8, color=(200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height (a decompression-bomb stand-in; tiny on disk)."""
-    buf = io.BytesIO()
-    Image.new("L", (1, 1)).save(buf, "PNG")
-    data = bytearray(buf.getvalue())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
-
-def row(image_id: str, image: str, color: str = "red", shape: str = "round") -> dict:
-    return {"image_id": image_id, "image": image, "color": color, "shape": shape}
 
 
 def make_dataset(root, rows: list[dict], files: dict[str, bytes] | None = None) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import tiny_dataset
+from tests.helpers import chromium_page, tiny_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -119,56 +119,44 @@ def test_the_registered_version_traces_to_its_training_run(two_runs):
     assert json.loads((model / "mlflow_run.json").read_text())["run_id"] == train.info.run_id
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
 def test_the_mlflow_ui_shows_both_runs_with_dataset_and_lambda(two_runs, tmp_path):
     """The real MLflow UI in headless Chromium (Debian's, through Playwright): the experiment's runs table
     lists both pipeline runs with their dataset and source, each run page shows its λ, and the model
     version page names its source run, a training run."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no {CHROMIUM}: apt-get install -y chromium")
-    client, uri = two_runs["client"], two_runs["tracking_uri"]
-    runs = parents(client)
-    experiment = runs[0].info.experiment_id
-    dataset = runs[0].inputs.dataset_inputs[0].dataset
-    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
     errors: list[str] = []
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{uri}/#/experiments/{experiment}/runs")
-            for run in runs:
-                sync_api.expect(page.get_by_text(run.info.run_name, exact=True)).to_be_visible(timeout=60_000)
-            sync_api.expect(page.get_by_text(f"{dataset.name} ({dataset.digest})").first).to_be_visible()
-            sync_api.expect(page.get_by_text("amnet pipeline").first).to_be_visible()  # the Source column
-            page.screenshot(path=str(tmp_path / "mlflow-runs.png"), full_page=True)
+    with chromium_page({"width": 1600, "height": 1000}) as (sync_api, page):  # skips before any setup
+        client, uri = two_runs["client"], two_runs["tracking_uri"]
+        runs = parents(client)
+        experiment = runs[0].info.experiment_id
+        dataset = runs[0].inputs.dataset_inputs[0].dataset
+        version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
 
-            for run, lam in zip(runs, ("0.5", "0.3"), strict=True):
-                page.goto(f"{uri}/#/experiments/{experiment}/runs/{run.info.run_id}")
-                sync_api.expect(page.get_by_text("train.lam", exact=True)).to_be_visible(timeout=60_000)
-                assert re.search(rf"train\.lam\s+{re.escape(lam)}\s", page.inner_text("body")), run.info.run_name
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{uri}/#/experiments/{experiment}/runs")
+        for run in runs:
+            sync_api.expect(page.get_by_text(run.info.run_name, exact=True)).to_be_visible(timeout=60_000)
+        sync_api.expect(page.get_by_text(f"{dataset.name} ({dataset.digest})").first).to_be_visible()
+        sync_api.expect(page.get_by_text("amnet pipeline").first).to_be_visible()  # the Source column
+        page.screenshot(path=str(tmp_path / "mlflow-runs.png"), full_page=True)
 
-            # the compare view tells the two pipeline runs apart by λ
-            ids = json.dumps([run.info.run_id for run in runs])
-            page.goto(f"{uri}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment])}")
-            sync_api.expect(page.get_by_text("train.lam", exact=True).first).to_be_visible(timeout=60_000)
-            assert re.search(r"train\.lam\s+0\.5\s+0\.3\s", page.inner_text("body"))
-            page.get_by_text("Show diff only").first.click()
-            sync_api.expect(page.get_by_text("train.epochs", exact=True)).to_have_count(0)  # equal: hidden
-            page.screenshot(path=str(tmp_path / "mlflow-compare.png"), full_page=True)
+        for run, lam in zip(runs, ("0.5", "0.3"), strict=True):
+            page.goto(f"{uri}/#/experiments/{experiment}/runs/{run.info.run_id}")
+            sync_api.expect(page.get_by_text("train.lam", exact=True)).to_be_visible(timeout=60_000)
+            assert re.search(rf"train\.lam\s+{re.escape(lam)}\s", page.inner_text("body")), run.info.run_name
 
-            page.goto(f"{uri}/#/models/{MODEL_NAME}/versions/{version.version}")
-            sync_api.expect(page.get_by_text("Source Run", exact=False).first).to_be_visible(timeout=60_000)
-            sync_api.expect(page.get_by_role("link", name="train-amnet")).to_be_visible()
-            page.screenshot(path=str(tmp_path / "mlflow-version.png"), full_page=True)
-        finally:
-            browser.close()
+        # the compare view tells the two pipeline runs apart by λ
+        ids = json.dumps([run.info.run_id for run in runs])
+        page.goto(f"{uri}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment])}")
+        sync_api.expect(page.get_by_text("train.lam", exact=True).first).to_be_visible(timeout=60_000)
+        assert re.search(r"train\.lam\s+0\.5\s+0\.3\s", page.inner_text("body"))
+        page.get_by_text("Show diff only").first.click()
+        sync_api.expect(page.get_by_text("train.epochs", exact=True)).to_have_count(0)  # equal: hidden
+        page.screenshot(path=str(tmp_path / "mlflow-compare.png"), full_page=True)
+
+        page.goto(f"{uri}/#/models/{MODEL_NAME}/versions/{version.version}")
+        sync_api.expect(page.get_by_text("Source Run", exact=False).first).to_be_visible(timeout=60_000)
+        sync_api.expect(page.get_by_role("link", name="train-amnet")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "mlflow-version.png"), full_page=True)
     assert client.get_run(version.run_id).info.run_name == "train-amnet"
     if os.environ.get("AMNET_TEST_ARTIFACTS"):
         dest = Path(os.environ["AMNET_TEST_ARTIFACTS"])

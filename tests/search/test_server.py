@@ -23,11 +23,8 @@ import pytest
 
 from amnet.search.searcher import Searcher
 from amnet.search.server import make_server
+from tests.helpers import chromium_page
 from tests.search.test_searcher import build_tiny_search_model
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -138,49 +135,41 @@ def _wait_for_new_results(page, before: list[str], timeout: float = 15) -> list[
 
 
 def test_search_change_and_click_through_in_chromium(url, searcher, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no {CHROMIUM}: apt-get install -y chromium")
     errors: list[str] = []
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url + "/")
-            sync_api.expect(page.locator("#model-info")).to_contain_text(f"gallery of {searcher.size} images")
-            page.locator("#gallery .tile").first.wait_for()
-            query = page.locator("#gallery .tile").first.get_attribute("data-id")
+    with chromium_page({"width": 1280, "height": 900}) as (sync_api, page):
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url + "/")
+        sync_api.expect(page.locator("#model-info")).to_contain_text(f"gallery of {searcher.size} images")
+        page.locator("#gallery .tile").first.wait_for()
+        query = page.locator("#gallery .tile").first.get_attribute("data-id")
 
-            page.locator("#gallery .tile").first.click()  # pick a gallery image: a plain visual search
-            sync_api.expect(page.locator("#query-id")).to_have_text(query)
-            sync_api.expect(page.locator("#status")).to_contain_text("plain visual search")
-            plain = _wait_for_new_results(page, [])
-            assert len(plain) == 20 and query not in plain
+        page.locator("#gallery .tile").first.click()  # pick a gallery image: a plain visual search
+        sync_api.expect(page.locator("#query-id")).to_have_text(query)
+        sync_api.expect(page.locator("#status")).to_contain_text("plain visual search")
+        plain = _wait_for_new_results(page, [])
+        assert len(plain) == 20 and query not in plain
 
-            wanted = next(v for v in searcher.vocab.attributes[1].values if v != searcher.attributes(query)["color"])
-            page.select_option("#change-color", wanted)  # a change runs the search again
-            sync_api.expect(page.locator("#status")).to_contain_text("has every requested value")
-            changed = _wait_for_new_results(page, plain)
-            first = page.locator("#results .tile").first
-            sync_api.expect(first.locator("li")).to_contain_text(f"color: {searcher.attributes(changed[0])['color']}")
+        wanted = next(v for v in searcher.vocab.attributes[1].values if v != searcher.attributes(query)["color"])
+        page.select_option("#change-color", wanted)  # a change runs the search again
+        sync_api.expect(page.locator("#status")).to_contain_text("has every requested value")
+        changed = _wait_for_new_results(page, plain)
+        first = page.locator("#results .tile").first
+        sync_api.expect(first.locator("li")).to_contain_text(f"color: {searcher.attributes(changed[0])['color']}")
 
-            page.locator("#results .tile").nth(2).click()  # the third result becomes the next query
-            sync_api.expect(page.locator("#query-id")).to_have_text(changed[2])
-            sync_api.expect(page.locator("#change-color")).to_have_value("")  # changes start over
-            after = _wait_for_new_results(page, changed)
-            assert changed[2] not in after
-            sync_api.expect(page.locator("#trail button")).to_have_count(2)
+        page.locator("#results .tile").nth(2).click()  # the third result becomes the next query
+        sync_api.expect(page.locator("#query-id")).to_have_text(changed[2])
+        sync_api.expect(page.locator("#change-color")).to_have_value("")  # changes start over
+        after = _wait_for_new_results(page, changed)
+        assert changed[2] not in after
+        sync_api.expect(page.locator("#trail button")).to_have_count(2)
 
-            page.set_input_files("#upload", files=[{"name": "notes.png", "mimeType": "image/png",
-                                                     "buffer": b"not an image at all"}])
-            sync_api.expect(page.locator("#error")).to_contain_text("not an image")
-            sync_api.expect(page.locator("#query-id")).to_have_text(changed[2])  # the query stays
+        page.set_input_files("#upload", files=[{"name": "notes.png", "mimeType": "image/png",
+                                                 "buffer": b"not an image at all"}])
+        sync_api.expect(page.locator("#error")).to_contain_text("not an image")
+        sync_api.expect(page.locator("#query-id")).to_have_text(changed[2])  # the query stays
 
-            shot = tmp_path / "amnet-serve.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+        shot = tmp_path / "amnet-serve.png"
+        page.screenshot(path=str(shot), full_page=True)
     assert not errors, errors
     assert shot.stat().st_size > 10_000
     if os.environ.get("AMNET_TEST_ARTIFACTS"):

@@ -19,20 +19,17 @@ from amnet.errors import AmnetError
 from amnet.stack import processes, seaweedfs, services, state
 
 
-def _gone(pid: int) -> bool:
+def _gone(pid: int, kill=os.kill) -> bool:
+    """Whether no process (``kill=os.killpg``: no process group) ``pid`` exists."""
     try:
-        os.kill(pid, 0)
+        kill(pid, 0)
     except ProcessLookupError:
         return True
     return False
 
 
 def _group_gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+    return _gone(pgid, os.killpg)
 
 
 def _parse_exports(text: str) -> dict[str, str]:
@@ -178,21 +175,26 @@ def _fake_weed(tmp_path: Path, body: str) -> str:
     return str(path)
 
 
-def test_a_fake_server_that_dies_at_start_is_reported_with_its_log(tmp_path, monkeypatch):
+def _fake_weed_fails_to_start(tmp_path: Path, monkeypatch, body: str, timeout: float, match: str) -> Path:
+    """``start_seaweed`` with ``body`` as the weed binary, in ``tmp_path/stack``: fails with ``match``; the
+    state folder."""
     pytest.importorskip("boto3")
-    monkeypatch.setenv("AMNET_WEED", _fake_weed(tmp_path, "echo 'listen tcp: address already in use'; exit 3"))
+    monkeypatch.setenv("AMNET_WEED", _fake_weed(tmp_path, body))
     state = tmp_path / "stack"
-    with pytest.raises(AmnetError, match=r"SeaweedFS exited with code 3 while starting; see .*seaweed\.log.*in use"):
-        services.start_seaweed(state, timeout=30)
+    with pytest.raises(AmnetError, match=match):
+        services.start_seaweed(state, timeout=timeout)
+    return state
+
+
+def test_a_fake_server_that_dies_at_start_is_reported_with_its_log(tmp_path, monkeypatch):
+    state = _fake_weed_fails_to_start(tmp_path, monkeypatch, "echo 'listen tcp: address already in use'; exit 3", 30,
+                                      r"SeaweedFS exited with code 3 while starting; see .*seaweed\.log.*in use")
     assert json.loads((state / "stack.json").read_text())["seaweed"]["pid"] is None
 
 
 def test_a_fake_server_that_never_answers_is_stopped_after_the_timeout(tmp_path, monkeypatch):
-    pytest.importorskip("boto3")
-    monkeypatch.setenv("AMNET_WEED", _fake_weed(tmp_path, "exec sleep 60"))
-    state = tmp_path / "stack"
-    with pytest.raises(AmnetError, match=r"SeaweedFS did not become ready within 1 s; see .*seaweed\.log"):
-        services.start_seaweed(state, timeout=1)
+    state = _fake_weed_fails_to_start(tmp_path, monkeypatch, "exec sleep 60", 1,
+                                      r"SeaweedFS did not become ready within 1 s; see .*seaweed\.log")
     saved = json.loads((state / "stack.json").read_text())
     assert saved["seaweed"]["pid"] is None
     assert services.stack_status(state)["seaweed"].running is False

@@ -61,7 +61,7 @@ import torch
 
 from amnet.cli import main
 from amnet.model_store import load_payload
-from tests.helpers import tiny_dataset
+from tests.helpers import tiny_dataset, tiny_split_and_attribute_cnn
 
 MODEL = ["--set", "model.image_size=32", "--set", "model.width=8", "--set", "model.feature_dim=32"]
 
@@ -81,12 +81,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 def prepared(tmp_path_factory) -> Path:
     """A tiny split, attribute CNN and prototypes (everything AMNet training needs)."""
     root = tmp_path_factory.mktemp("faults")
-    data = tiny_dataset(root, num_images=400, image_size=32)
-    split = root / "split"
-    assert main(["data", "split", data, "--out", str(split), "--per-value", "4", "--gallery-size", "60",
-                 "--num-queries", "5", "--shard-size", "20", "--no-progress"]) == 0
-    assert main(["step", "pretrain", "--split", str(split), "--out", str(root / "attr"), "--quiet", *MODEL,
-                 "--set", "epochs=1", "--set", "batch_size=32"]) == 0
+    split = tiny_split_and_attribute_cnn(root, MODEL, shard_size=20)
     assert main(["step", "prototypes", "--split", str(split), "--attr-model", str(root / "attr"),
                  "--out", str(root / "protos"), "--quiet"]) == 0
     return root

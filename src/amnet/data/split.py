@@ -152,6 +152,22 @@ class SplitPlan:
                 "val_queries": self.val.rows, "triplet_pool": self.triplet_pool}
 
 
+def _take_queries(labels: np.ndarray, order: np.ndarray, taken: np.ndarray, gallery_vectors: np.ndarray,
+                  n_changes: int, count: int, rng: np.random.Generator, required: bool, have: int = 0,
+                  ) -> tuple[list[int], list[np.ndarray], list[list[int]]]:
+    """Up to ``count`` queries with ``n_changes`` changes from the rows not yet ``taken`` (visited in
+    ``order``), marked taken: (rows, targets, changed) of :func:`make_queries`. ``required``: ``have`` (queries
+    already drawn elsewhere) plus none here is an error."""
+    candidates = order[~taken[order]]
+    rows, targets, changed = make_queries(labels, candidates, gallery_vectors, n_changes, count, rng)
+    if have + len(rows) == 0 and required:
+        raise DatasetError(
+            f"no query with a {n_changes}-attribute manipulation has an exact target in the gallery; "
+            "use a larger --gallery-size or a dataset with more attribute combinations")
+    taken[rows] = True
+    return rows, targets, changed
+
+
 def draw_queries(labels: np.ndarray, order: np.ndarray, taken: np.ndarray, gallery_vectors: np.ndarray,
                  num_changes: tuple[int, ...], count: int, rng: np.random.Generator, required: bool = True,
                  ) -> QueryPlan:
@@ -160,13 +176,7 @@ def draw_queries(labels: np.ndarray, order: np.ndarray, taken: np.ndarray, galle
     (test queries); otherwise that group is just smaller (validation queries: ``split.json`` counts them)."""
     query_rows, targets, changed, counts = [], [], [], []
     for n_changes in num_changes if count else ():
-        candidates = order[~taken[order]]
-        rows, tgt, chg = make_queries(labels, candidates, gallery_vectors, n_changes, count, rng)
-        if not rows and required:
-            raise DatasetError(
-                f"no query with a {n_changes}-attribute manipulation has an exact target in the gallery; "
-                "use a larger --gallery-size or a dataset with more attribute combinations")
-        taken[rows] = True
+        rows, tgt, chg = _take_queries(labels, order, taken, gallery_vectors, n_changes, count, rng, required)
         query_rows += rows
         targets += tgt
         changed += chg
@@ -334,14 +344,9 @@ def plan_grouped_split(labels: np.ndarray, vocab: Vocabulary, cfg: SplitConfig, 
                 target_rows.append(t)
             missing = short[(which, n_changes)]
             if missing:
-                candidates = order[~taken[order]]
-                more, tgt, chg = make_queries(labels, candidates, gallery_vectors, n_changes, missing, rng)
                 have = count - missing
-                if have + len(more) == 0 and which == "test":
-                    raise DatasetError(
-                        f"no query with a {n_changes}-attribute manipulation has an exact target in the gallery; "
-                        "use a larger --gallery-size or a dataset with more attribute combinations")
-                taken[more] = True
+                more, tgt, chg = _take_queries(labels, order, taken, gallery_vectors, n_changes, missing, rng,
+                                               which == "test", have)
                 rows += more
                 targets += tgt
                 changed += chg

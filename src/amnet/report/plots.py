@@ -38,39 +38,34 @@ def _png(fig: Figure, dpi: int = DPI) -> bytes:
     return buf.getvalue()
 
 
-def topk_curves(curves: Mapping[str, Sequence[float]], title: str) -> bytes:
-    """Top-k accuracy against k (Fig. 5), one line per variant, top-20 in the legend."""
+def _k_curves(curves: Mapping[str, Sequence[float]], title: str, at: int, tag: str, marks: Sequence[int],
+              xlabel: str, ylabel: str) -> bytes:
+    """A metric against k, one line per variant, its value at k = ``at`` in the legend (``tag``), dotted
+    vertical lines at ``marks``."""
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for i, (variant, curve) in enumerate(curves.items()):
         colour, marker, line = _style(variant, i)
         ks = range(1, len(curve) + 1)
-        top20 = f"{curve[19]:.3f}" if len(curve) >= 20 else "n/a"
+        value = f"{curve[at - 1]:.3f}" if len(curve) >= at else "n/a"
         ax.plot(ks, curve, color=colour, linestyle=line, marker=marker, markevery=[0, 4, 9, 19, 29, 49][:len(curve)],
-                markersize=5, linewidth=2.4 if variant == "amnet" else 1.6, label=f"{variant} (top-20 = {top20})")
-    ax.axvline(20, color="#999999", linewidth=0.8, linestyle=":")
-    ax.set(xlabel="k (results returned)", ylabel="top-k accuracy", title=title, xlim=(1, 50), ylim=(0, 1.0))
+                markersize=5, linewidth=2.4 if variant == "amnet" else 1.6, label=f"{variant} ({tag} = {value})")
+    for k in marks:
+        ax.axvline(k, color="#999999", linewidth=0.8, linestyle=":")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(1, 50), ylim=(0, 1.0))
     ax.set_xticks([1, 5, 10, 20, 30, 40, 50])
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", frameon=True, fontsize=9)
     return _png(fig)
+
+
+def topk_curves(curves: Mapping[str, Sequence[float]], title: str) -> bytes:
+    """Top-k accuracy against k (Fig. 5), one line per variant, top-20 in the legend."""
+    return _k_curves(curves, title, 20, "top-20", (20,), "k (results returned)", "top-k accuracy")
 
 
 def recall_curves(curves: Mapping[str, Sequence[float]], title: str) -> bytes:
     """Recall@K of the exact target against K (beside Fig. 5), one line per variant, R@10 in the legend."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    for i, (variant, curve) in enumerate(curves.items()):
-        colour, marker, line = _style(variant, i)
-        ks = range(1, len(curve) + 1)
-        r10 = f"{curve[9]:.3f}" if len(curve) >= 10 else "n/a"
-        ax.plot(ks, curve, color=colour, linestyle=line, marker=marker, markevery=[0, 4, 9, 19, 29, 49][:len(curve)],
-                markersize=5, linewidth=2.4 if variant == "amnet" else 1.6, label=f"{variant} (R@10 = {r10})")
-    for k in (10, 50):
-        ax.axvline(k, color="#999999", linewidth=0.8, linestyle=":")
-    ax.set(xlabel="K (results returned)", ylabel="Recall@K (exact target)", title=title, xlim=(1, 50), ylim=(0, 1.0))
-    ax.set_xticks([1, 5, 10, 20, 30, 40, 50])
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", frameon=True, fontsize=9)
-    return _png(fig)
+    return _k_curves(curves, title, 10, "R@10", (10, 50), "K (results returned)", "Recall@K (exact target)")
 
 
 def gallery_sizes(accuracy: Mapping[str, Mapping[str, float]], present: Mapping[str, Mapping[str, float]],

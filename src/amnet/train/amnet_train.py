@@ -31,7 +31,7 @@ from amnet.errors import AmnetError
 from amnet.model_store import LoadedModel, build_model, load_model, save_model
 from amnet.models.losses import amnet_loss, classification_loss, mined_ranking_loss, triplet_ranking_loss
 from amnet.models.memory import make_indicator
-from amnet.names import CONFIG_FILE, TAG_DATASET_DIGEST
+from amnet.names import TAG_DATASET_DIGEST
 from amnet.runtime import LogFn, decode_workers, pick_device, seed_everything, use_bf16
 from amnet.train import checkpoint, distributed
 from amnet.train.loop_utils import Throughput, sgd, split_decay
@@ -218,12 +218,7 @@ def train_loop(run: TrainRun) -> dict:
         options = TrainOptions.of(cfg)
         sched = (torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, gamma=0.1) if cfg.lr_step_epochs
                  else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs))
-        state_uri = checkpoint.state_uri(out, checkpoint_dir)
-        done, history = checkpoint.try_resume(state_uri, model, opt, sched)  # every rank: the same state
-        if done and main:
-            logger.info("resuming from %s: %s of %s epochs done", state_uri, done, cfg.epochs)
-        if main:
-            storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
+        state_uri, done, history = checkpoint.start(out, checkpoint_dir, model, opt, sched, cfg, main, logger)
         lam = cfg.effective_lam
         net = distributed.wrap(model, device)  # DDP when WORLD_SIZE > 1: gradients averaged over ranks
 
@@ -243,11 +238,7 @@ def train_loop(run: TrainRun) -> dict:
             means = distributed.mean_over_ranks(torch.stack(rows).mean(0)).tolist()
             summary = dict(zip(STEP_METRICS, means, strict=True))
             summary.update(images_per_s=meter.rate, lr=opt.param_groups[0]["lr"])
-            history.append(summary)
-            if log and main:
-                log(summary, epoch + 1)
-            if main:
-                checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
+            checkpoint.end_epoch(state_uri, model, opt, sched, epoch + 1, history, summary, log, main)
 
         model.cpu()
         if main:

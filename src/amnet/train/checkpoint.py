@@ -6,15 +6,18 @@ Written atomically after every epoch in the safe payload format of :mod:`amnet.m
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
 import numpy as np
 import torch
 
+from amnet import config as cfgmod
 from amnet import storage
 from amnet.model_store import load_payload, save_payload
-from amnet.names import TRAIN_STATE
+from amnet.names import CONFIG_FILE, TRAIN_STATE
+from amnet.runtime import LogFn
 
 
 def state_uri(out: str, checkpoint_dir: str = "") -> str:
@@ -64,6 +67,17 @@ def save_training_state(uri: str, model: torch.nn.Module, optimizer: torch.optim
     })
 
 
+def end_epoch(uri: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int,
+              history: list[dict], row: dict, log: LogFn | None, main: bool) -> None:
+    """The end of epoch ``epoch`` (1-based) of a training loop: ``row`` appended to ``history``, then, on
+    rank 0 only (``main``), logged (when ``log`` is given) and the training state saved to ``uri``."""
+    history.append(row)
+    if log and main:
+        log(row, epoch)
+    if main:
+        save_training_state(uri, model, optimizer, epoch, history, scheduler)
+
+
 def try_resume(uri: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                scheduler: Any = None) -> tuple[int, list[dict]]:
     """Load a training checkpoint if one exists: returns (finished epochs, history)."""
@@ -76,3 +90,17 @@ def try_resume(uri: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
         scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return int(state["epoch"]), list(state.get("history", []))
+
+
+def start(out: str, checkpoint_dir: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+          cfg: Any, main: bool, logger: logging.Logger) -> tuple[str, int, list[dict]]:
+    """The start of a training loop writing ``out``: resume from its checkpoint (:func:`state_uri`) if there is
+    one, every rank (the same state); on rank 0 (``main``) say so on ``logger`` and write ``cfg`` (its
+    ``epochs``: the total) to ``out/config.yaml``. Returns (checkpoint URI, finished epochs, history)."""
+    uri = state_uri(out, checkpoint_dir)
+    done, history = try_resume(uri, model, optimizer, scheduler)  # every rank: the same state
+    if done and main:
+        logger.info("resuming from %s: %s of %s epochs done", uri, done, cfg.epochs)
+    if main:
+        storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
+    return uri, done, history

@@ -27,7 +27,7 @@ from amnet.data.tensors import decode_batch, to_input
 from amnet.model_store import save_model
 from amnet.models.attribute_cnn import AttributeCNN, attribute_loss
 from amnet.models.backbones import build_backbone
-from amnet.names import CONFIG_FILE, TAG_DATASET_DIGEST
+from amnet.names import TAG_DATASET_DIGEST
 from amnet.runtime import LogFn, pick_device, seed_everything
 from amnet.train import checkpoint, distributed
 from amnet.train.loop_utils import Throughput, sgd, split_decay
@@ -108,12 +108,7 @@ def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = 
         model.to(device)
         opt = sgd(*split_decay(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-        state_uri = checkpoint.state_uri(out, checkpoint_dir)
-        done, history = checkpoint.try_resume(state_uri, model, opt, sched)  # every rank: the same state
-        if done and main:
-            logger.info("resuming from %s: %s of %s epochs done", state_uri, done, cfg.epochs)
-        if main:
-            storage.write_text(storage.join(out, CONFIG_FILE), cfgmod.to_yaml(cfg))
+        state_uri, done, history = checkpoint.start(out, checkpoint_dir, model, opt, sched, cfg, main, logger)
         net = distributed.wrap(model, device)  # DDP when WORLD_SIZE > 1
 
         steps = (len(train) + cfg.batch_size - 1) // cfg.batch_size
@@ -127,11 +122,7 @@ def run_pretrain(split: str, out: str, cfg: PretrainConfig, log: LogFn | None = 
                 accs = per_attribute_accuracy(model, images[hold], labels[hold], vocab.names, device)
                 row.update(accs)
                 row["acc_mean"] = float(np.nanmean(list(accs.values())))
-            history.append(row)
-            if log and main:
-                log(row, epoch + 1)
-            if main:
-                checkpoint.save_training_state(state_uri, model, opt, epoch + 1, history, sched)
+            checkpoint.end_epoch(state_uri, model, opt, sched, epoch + 1, history, row, log, main)
 
         model.cpu()
         final = history[-1] if history else {}
