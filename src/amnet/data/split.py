@@ -24,7 +24,8 @@ members differ in exactly n attributes: a pair drawn at random gives the query i
 the query set) and its target (in the gallery; the manipulation is exactly their label difference,
 ``target_id`` names it). Such groups are reserved whole before anything else is drawn: their other
 members go to the gallery too, so no image of a query group reaches ``attr_train`` or
-``triplet_pool``. A group is only taken while the gallery has room for its members and its decoys:
+``triplet_pool``. A group is only taken while the gallery has room for its members and its decoys
+(each query set and number of changes gets its share of the gallery, by its number of queries):
 after the attribute-CNN set, up to ``decoys_per_query`` unrelated images carrying exactly the
 target's labels join the gallery (when the rest has them), then random images fill it to G. Query
 slots the groups cannot fill get label-vector queries as above (``target_id`` null; a warning gives
@@ -280,10 +281,12 @@ def plan_grouped_split(labels: np.ndarray, vocab: Vocabulary, cfg: SplitConfig, 
     slots = [(name, n_changes, count) for name, count in (("test", cfg.num_queries), ("val", cfg.val_queries))
              if count for n_changes in cfg.num_changes]
     used = np.zeros(len(usable), dtype=bool)
-    room = cfg.gallery_size
     exact: dict[tuple[str, int], list[tuple[int, int]]] = {}  # slot -> [(query row, target row)]
     reserved: list[np.ndarray] = []
+    total = sum(count for _, _, count in slots)
     for name, n_changes, count in slots:
+        # each query set gets its share of the gallery: test groups must not use up the validation's room
+        room = cfg.gallery_size * count // max(total, 1)
         got = exact.setdefault((name, n_changes), [])
         for g, members in enumerate(usable):
             if len(got) == count:
