@@ -92,7 +92,10 @@ def test_sigint_during_synth_exits_130_without_a_traceback(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
     proc = subprocess.Popen(amnet_cmd("data", "synth", "--out", str(out), "--num-images", "100000",
                                       "--image-size", "32", "--no-progress"),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job (CI) starts with SIGINT ignored, and Python then installs
+                            # no KeyboardInterrupt handler: give the command the default, as a terminal would
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not (out.exists() and any(out.rglob("*.jpg"))):  # rendering has started
