@@ -135,13 +135,17 @@ def target_ranks(variant: str, q: np.ndarray, gallery_x: np.ndarray, gallery_pre
     Within the saved ``ranked`` results it is the target's position there; beyond them it is computed over
     the whole gallery: from exact L2 distances for the vector variants (with an approximate index, the rank
     exact search would give) and from the attribute rule's own scores for ``attribute_based``."""
+    saved = metrics.saved_rank(ranked, rows)
+    beyond = np.where(saved == 0, rows, -1)  # only targets outside the saved results need the whole gallery
+    if not (beyond >= 0).any():
+        return saved
     if variant == "attribute_based":
         computed = np.full(len(q), metrics.NO_TARGET, dtype=np.int64)
         for s, score in attribute_scores(q, gallery_x, gallery_pred, pred_target):
-            computed[s : s + len(score)] = metrics.target_rank(score, rows, offset=s)
+            computed[s : s + len(score)] = metrics.target_rank(score, beyond, offset=s)
     else:
-        computed = metrics.l2_target_rank(q, gallery_x, rows)
-    return metrics.merge_ranks(metrics.saved_rank(ranked, rows), computed, ranked.shape[1])
+        computed = metrics.l2_target_rank(q, gallery_x, beyond)
+    return metrics.merge_ranks(saved, computed, ranked.shape[1])
 
 
 def exact_summary(ranks: np.ndarray, groups: np.ndarray) -> tuple[dict[str, float], dict[str, list[float]]]:
