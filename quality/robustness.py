@@ -15,7 +15,17 @@ stages on it with ``configs/demo.yaml`` unchanged:
 * prints, per query set, the pipeline's results tables (``amnet.report.intervals.run_tables``:
   bootstrap intervals over queries and paired differences AMNet − x).
 
-    python quality/robustness.py --out /tmp/badges [--num-images 8000] [--paper] [--seed 0]
+Variant groups (``--variants V``, V > 0; as ``amnet data synth --variants``): rows form *items*, one
+badge re-rendered with one (60 %) or two (40 %) attributes changed (a uniformly chosen attribute, the new
+value from its weights, the old one excluded; a repeated vector is redrawn); group sizes are uniform over
+1..V+1, items are laid out in order and the last is truncated. The manifest gets ``item_id``
+(``badges{seed}-item{item:06d}``), so the split draws exact-target queries and the tables include
+exact-target Recall@K. Labels come from the item's streams ``labels``/``group``/``variants`` and every
+nuisance draw (one fixed-count sequence) from its stream ``nuisance``, JPEG quality from ``jpeg``, all
+keyed by (seed, item) (``synth.Streams.keyed``), so an item's members differ only in the changed
+attributes' pixels. V = 0 keeps the one per-row generator (labels, then nuisance), byte for byte.
+
+    python quality/robustness.py --out /tmp/badges [--num-images 8000] [--paper] [--seed 0] [--variants 3]
 """
 
 from __future__ import annotations
@@ -33,8 +43,8 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from amnet import storage
-from amnet.data.schema import Attribute, Vocabulary, write_dataset
-from amnet.data.synth import image_path, image_rng
+from amnet.data.schema import ITEM_ID, Attribute, Vocabulary, write_dataset
+from amnet.data.synth import Streams, image_path, image_rng
 
 ROOT = Path(__file__).resolve().parents[1]
 GLYPHS = ("A", "K", "M", "R", "S", "X")
@@ -56,6 +66,53 @@ def sample_labels(rng: np.random.Generator) -> dict[str, str]:
             for name, w in WEIGHTS.items()}
 
 
+TWO_CHANGES = 0.4  # fraction of variants that change two attributes instead of one
+
+
+def _variant(base: dict[str, str], rng: np.random.Generator) -> dict[str, str]:
+    """``base`` with one or two uniformly chosen attributes changed to another value (its weights)."""
+    names = tuple(VALUES)
+    k = 2 if rng.random() < TWO_CHANGES else 1
+    out = dict(base)
+    for a in sorted(int(x) for x in rng.choice(len(names), size=k, replace=False)):
+        name = names[a]
+        w = np.asarray([0.0 if v == base[name] else x for v, x in zip(VALUES[name], WEIGHTS[name], strict=True)])
+        out[name] = VALUES[name][int(rng.choice(len(w), p=w / w.sum()))]
+    return out
+
+
+def plan_item(seed: int, item: int, variants: int) -> list[dict[str, str]]:
+    """The label vectors of item ``item``: the base first, then 0..``variants`` distinct variants."""
+    streams = Streams.keyed(seed, item)
+    group = [sample_labels(streams.get("labels"))]
+    size = 1 + int(streams.get("group").integers(variants + 1))
+    rng = streams.get("variants")
+    while len(group) < size:
+        for _ in range(32):
+            labels = _variant(group[0], rng)
+            if labels not in group:
+                group.append(labels)
+                break
+        else:  # practically unreachable (17 one-change and 113 two-change neighbours); keep it smaller
+            break
+    return group
+
+
+def item_id(seed: int, item: int) -> str:
+    return f"badges{seed}-item{item:06d}"
+
+
+def plan_rows(seed: int, num_images: int, variants: int):
+    """``(item, labels)`` for rows 0..num_images-1: items in order, the last one truncated."""
+    item, done = 0, 0
+    while done < num_images:
+        group = plan_item(seed, item, variants)
+        for labels in group[: num_images - done]:
+            yield item, labels
+        done += len(group)
+        item += 1
+
+
 def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
     if shape == "square":
         return [(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
@@ -66,7 +123,8 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
 
 
 def render(labels: dict[str, str], rng: np.random.Generator, size: int) -> Image.Image:
-    """One badge at 4x ``size``, rotated, shrunk; every unlabelled choice comes from ``rng``."""
+    """One badge at 4x ``size``, rotated, shrunk; every unlabelled choice comes from ``rng``, always the
+    same number of draws whatever the labels (so one stream gives every variant of a badge one look)."""
     big = size * 4
     back = tuple(int(v) for v in rng.integers(40, 200, 3))
     img = Image.new("RGB", (big, big), back)
@@ -91,18 +149,36 @@ def render(labels: dict[str, str], rng: np.random.Generator, size: int) -> Image
     return Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) + noise, 0, 255).astype(np.uint8))
 
 
-def generate(out: str, num_images: int, seed: int, size: int) -> None:
-    """The dataset contract: images/, manifest.parquet, attributes.json (as `amnet data synth` writes)."""
+def _jpeg(labels: dict[str, str], nuisance: np.random.Generator, quality: np.random.Generator,
+          size: int) -> bytes:
+    buf = io.BytesIO()
+    render(labels, nuisance, size).save(buf, format="JPEG", quality=int(quality.integers(70, 96)))
+    return buf.getvalue()
+
+
+def generate(out: str, num_images: int, seed: int, size: int, variants: int = 0) -> None:
+    """The dataset contract: images/, manifest.parquet, attributes.json (as `amnet data synth` writes).
+
+    ``variants`` > 0: variant groups of 1..variants+1 rows (manifest column ``item_id``; module docstring)."""
+    if isinstance(variants, bool) or not isinstance(variants, int) or variants < 0:
+        raise ValueError(f"variants must be an integer >= 0 (got {variants!r})")
     rows = []
-    for i in range(num_images):
-        rng = image_rng(seed, i)
-        labels = sample_labels(rng)
-        buf = io.BytesIO()
-        render(labels, rng, size).save(buf, format="JPEG", quality=int(rng.integers(70, 96)))
-        rel = image_path(i)
-        storage.write_bytes(storage.join(out, rel), buf.getvalue())
-        rows.append({"image_id": f"badge{seed}-{i:07d}", "image": rel, **labels})
-    write_dataset(out, pd.DataFrame(rows, columns=["image_id", "image", *VOCAB.names]), VOCAB)
+    if variants == 0:
+        for i in range(num_images):
+            rng = image_rng(seed, i)  # labels first, then the nuisance: the original draw order
+            labels = sample_labels(rng)
+            rel = image_path(i)
+            storage.write_bytes(storage.join(out, rel), _jpeg(labels, rng, rng, size))
+            rows.append({"image_id": f"badge{seed}-{i:07d}", "image": rel, **labels})
+    else:
+        for i, (item, labels) in enumerate(plan_rows(seed, num_images, variants)):
+            streams = Streams.keyed(seed, item)  # fresh per row: every member replays the item's draws
+            data = _jpeg(labels, streams.get("nuisance"), streams.get("jpeg"), size)
+            rel = image_path(i)
+            storage.write_bytes(storage.join(out, rel), data)
+            rows.append({"image_id": f"badge{seed}-{i:07d}", "image": rel, ITEM_ID: item_id(seed, item), **labels})
+    columns = ["image_id", "image", *([ITEM_ID] if variants else []), *VOCAB.names]
+    write_dataset(out, pd.DataFrame(rows, columns=columns), VOCAB)
 
 
 def amnet(*args: str) -> None:
@@ -119,16 +195,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-images", type=int, default=8000, help="images to render (default 8000, as the demo)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument("--paper", action="store_true", help="also train amnet with train.preset=paper")
+    parser.add_argument("--variants", type=int, default=0, metavar="V",
+                        help="variant groups of 1..V+1 images (one badge re-rendered with 1-2 attributes changed; "
+                             "manifest column item_id): the split then draws exact-target queries and the tables "
+                             "include exact-target Recall@K (default 0: independent badges, as before)")
     args = parser.parse_args(argv)
     from amnet.report.intervals import run_tables
 
     work = Path(args.out)
     config = str(ROOT / "configs" / "demo.yaml")
-    ds, split = work / "dataset", work / "split"
+    if args.variants < 0:
+        parser.error(f"--variants must be >= 0 (got {args.variants})")
+    # the dataset is reused when present: its folder names V (0 keeps the former name "dataset")
+    ds = work / ("dataset" if args.variants == 0 else f"dataset-variants{args.variants}")
+    split = work / "split"
     if not (ds / "attributes.json").exists():
         start = time.perf_counter()
-        generate(str(ds), args.num_images, args.seed, 64)
-        print(f"  rendered {args.num_images} badges: {time.perf_counter() - start:.0f} s", flush=True)
+        generate(str(ds), args.num_images, args.seed, 64, variants=args.variants)
+        groups = f" in variant groups of up to {args.variants + 1}" if args.variants else ""
+        print(f"  rendered {args.num_images} badges{groups}: {time.perf_counter() - start:.0f} s", flush=True)
     amnet("data", "split", str(ds), "--out", str(split), "--per-value", "200", "--gallery-size", "2000",
           "--num-queries", "300")
     amnet("step", "pretrain", "--split", str(split), "--out", str(work / "attr"), "--config", config)
@@ -153,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     for queries in ("val", "test"):
         # the paper preset is reported as its own row: its evaluation says variant amnet, so score it apart
         names = [n for n in models if n != "paper"]
-        print(f"\n## {queries} queries (badges, seed {args.seed}; demo defaults unchanged)\n")
+        groups = f", variants {args.variants}" if args.variants else ""
+        print(f"\n## {queries} queries (badges, seed {args.seed}{groups}; demo defaults unchanged)\n")
         for table in run_tables([str(work / f"e-{queries}-{n}") for n in names]):
             print(table)
         if "paper" in models:
