@@ -12,7 +12,7 @@ from kfp.dsl import Dataset, Input, Model
 def start_parent_run(experiment: str, kfp_run_id: str, kfp_run_name: str, dataset_uri: str, variants: list,
                      attribute_baseline: bool, split_config: dict, pretrain_config: dict, prototypes_config: dict,
                      train_config: dict, featurize_config: dict, evaluate_config: dict,
-                     register_config: dict, seeds: int = 1) -> str:
+                     register_config: dict, seeds: int = 1, image_baseline: bool = True) -> str:
     """Start the parent run tagged with the KFP run, every pipeline parameter as an MLflow parameter;
     returns its id ('' when MLflow is not configured)."""
     from amnet.steps.parent import pipeline_params, start
@@ -21,7 +21,8 @@ def start_parent_run(experiment: str, kfp_run_id: str, kfp_run_name: str, datase
                 "train": train_config, "featurize": featurize_config, "evaluate": evaluate_config,
                 "register": register_config}
     return start(experiment, kfp_run_id, kfp_run_name,
-                 pipeline_params(dataset_uri, variants, attribute_baseline, experiment, sections, seeds))
+                 pipeline_params(dataset_uri, variants, attribute_baseline, experiment, sections, seeds,
+                                 image_baseline))
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)

@@ -11,14 +11,23 @@ Shape::
         if attribute_baseline:  featurize + evaluate the attribute CNN ("attribute_based")
         for (variant, seed) in expand-variants(variants, seeds):  train-amnet -> for group in plan: featurize-gallery
                                   -> build-search-index (merged features + index, built once) -> evaluate-retrieval
+                                     (+ if image_baseline and variant == amnet: image_only, same task and index)
         reevaluate-champion (GPU: the champion on this split) -> register-model(Collected models/evaluations/
-            features)                                                  MLflow registry gate
-        build-report(Collected(evaluations) [+ baseline evaluation] + decision)  HTML + Markdown + Metrics
+            features)                                                  MLflow registry gate (trained variants only)
+        build-report(Collected(evaluations) + Collected(image evaluations) [+ baseline evaluation] + decision)
+                                                                       HTML + Markdown + Metrics
 
 Two KFP constraints shape it. An exit task may not consume another task's output, so the stages live
 in a nested pipeline whose *input* is the parent run id: the exit task reads that input. And
 ``dsl.Collected`` cannot cross into a ``dsl.If`` group (KFP 2.17 compiler error), so each branch of
 the baseline condition holds its own variant loop and report; both branches are the same wiring.
+
+The image-only baseline (plain visual search with the amnet model's unmanipulated query vector) is no
+task of its own: a task inside a ``dsl.If`` in the variant loop cannot be collected (kfp.local 2.17
+fails on the iterations that skip it). Each evaluate task of the loop gets ``image_only`` (the
+``image_baseline`` parameter) and always has a second output, ``image_evaluation``: the amnet variant's
+task scores image_only there with the same model, features and index; every other writes only a
+``not_evaluated.json``, which the report skips. Only the ``evaluation`` outputs reach register-model.
 
 One parameter path: each stage takes one config mapping (``split_config``, ``train_config``, ...; keys
 of that stage's dataclass in :mod:`amnet.config`, which alone holds the defaults), passed only to
@@ -216,11 +225,13 @@ def build_pipeline(options: CompileOptions | None = None):
                            backoff_max_duration="3600s")
         return task
 
-    def evaluate_model(split, model, variant, configs, parent_run_id, run_id,
-                       plan) -> tuple[PipelineTask, PipelineTask]:
+    def evaluate_model(split, model, variant, configs, parent_run_id, run_id, plan,
+                       image_only=None) -> tuple[PipelineTask, PipelineTask]:
         """featurize(model), fanned out over ``plan``'s shard groups -> build-index (merged features + the
         index, built once) -> evaluate(variant); returns (build-index, evaluate). ``run_id`` keys
         featurization's resumable state: the KFP run id, or "" for the cacheable attribute baseline.
+        ``image_only`` (the trained variants' loop: the ``image_baseline`` parameter): the evaluate task also
+        scores the image-only baseline when the model is the amnet variant's.
 
         Inside the group loop a featurize task gets the variant only as a constant: kfp.local (2.17)
         resolves an *outer* loop's item inside an inner loop to the inner item, so within the variants
@@ -232,16 +243,19 @@ def build_pipeline(options: CompileOptions | None = None):
                 run_id=run_id, part=part))
         index = infra(build_search_index(features=dsl.Collected(groups.outputs["features"]), split=split, model=model,
                                          variant=variant, config=configs["evaluate"], parent_run_id=parent_run_id))
+        image = {} if image_only is None else {"image_only": image_only}
         evaluation = infra(evaluate_retrieval(split=split, model=model, features=index.outputs["index"],
                                               variant=variant, config=configs["evaluate"],
-                                              parent_run_id=parent_run_id))
+                                              parent_run_id=parent_run_id, **image))
         return index, evaluation
 
-    def trained_variants(variants, split, attr_model, prototypes, configs, parent_run_id, plan):
+    def trained_variants(variants, split, attr_model, prototypes, configs, parent_run_id, plan, image_baseline):
         """ParallelFor over variants x seeds (``variants``: expand-variants' items): train -> featurize ->
-        evaluate; then the registry gate.
+        evaluate (+ image_only beside amnet when ``image_baseline``); then the registry gate.
 
-        Returns the collected evaluations and the register task (its decision goes into the report).
+        Returns the collected evaluations, the collected image-only outputs (one per item; the report skips
+        the empty ones) and the register task (its decision goes into the report). The image-only outputs
+        never reach the registry gate: only trained variants are candidates.
         """
         with dsl.ParallelFor(variants, parallelism=options.parallelism) as item:  # {"variant", "seed"} items
             variant = item.variant
@@ -257,8 +271,9 @@ def build_pipeline(options: CompileOptions | None = None):
             else:
                 model = accelerated(train_amnet(**train_args, processes=train_processes), gpus=options.train_gpus)
             features, evaluation = evaluate_model(split, model.outputs["model"], variant, configs, parent_run_id,
-                                                  dsl.PIPELINE_JOB_ID_PLACEHOLDER, plan)
+                                                  dsl.PIPELINE_JOB_ID_PLACEHOLDER, plan, image_only=image_baseline)
         evaluations = dsl.Collected(evaluation.outputs["evaluation"])  # one Collected per consumer (KFP 2.17)
+        images = dsl.Collected(evaluation.outputs["image_evaluation"])
         # the champion's featurization (when it was scored on other data) is GPU work: its own task
         rescore = accelerated(reevaluate_champion(split=split, config=configs["register"],
                                                   featurize_config=configs["featurize"],
@@ -269,7 +284,7 @@ def build_pipeline(options: CompileOptions | None = None):
             features=dsl.Collected(features.outputs["index"]), split=split, config=configs["register"],
             featurize_config=configs["featurize"], evaluate_config=configs["evaluate"],
             parent_run_id=parent_run_id, champion=rescore.outputs["champion"])).set_caching_options(False)
-        return evaluations, register
+        return evaluations, images, register
 
     @dsl.pipeline(name="amnet-stages", description="The AMNet stages under one MLflow parent run.")
     def amnet_stages(
@@ -278,6 +293,7 @@ def build_pipeline(options: CompileOptions | None = None):
         variants: list,
         seeds: int,
         attribute_baseline: bool,
+        image_baseline: bool,
         split_config: dict,
         pretrain_config: dict,
         prototypes_config: dict,
@@ -310,21 +326,21 @@ def build_pipeline(options: CompileOptions | None = None):
             plan = infra(plan_featurization(split=split, config=featurize_config)).output
             # variants x training seeds: [{"variant": "amnet", "seed": 0}, ...] (seeds = 1: one per variant)
             items = infra(expand_variants(variants=variants, seeds=seeds, train_config=train_config)).output
-            loop_args = (items, split, attr_model, prototypes, configs, parent_run_id, plan)
+            loop_args = (items, split, attr_model, prototypes, configs, parent_run_id, plan, image_baseline)
             with dsl.If(attribute_baseline == True):  # noqa: E712 (a KFP condition, not a Python test)
                 baseline_features, baseline = evaluate_model(split, attr_model, ATTRIBUTE_BASED, configs, UPSTREAM,
                                                              UPSTREAM, plan)
                 infra(link_upstream_runs(parent_run_id=parent_run_id,
                                          baseline_index=baseline_features.outputs["index"],
                                          baseline_evaluation=baseline.outputs["evaluation"])).set_caching_options(False)
-                evaluations, register = trained_variants(*loop_args)
+                evaluations, images, register = trained_variants(*loop_args)
                 infra(build_report(evaluations=evaluations, parent_run_id=parent_run_id,
                                    baseline=baseline.outputs["evaluation"],
-                                   decision=register.outputs["decision"]))
+                                   decision=register.outputs["decision"], image_evaluations=images))
             with dsl.Else():
-                evaluations, register = trained_variants(*loop_args)
+                evaluations, images, register = trained_variants(*loop_args)
                 infra(build_report(evaluations=evaluations, parent_run_id=parent_run_id,
-                                   decision=register.outputs["decision"]))
+                                   decision=register.outputs["decision"], image_evaluations=images))
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -336,6 +352,7 @@ def build_pipeline(options: CompileOptions | None = None):
         variants: list = list(TRAINED_VARIANTS),  # noqa: B006, B008 (KFP reads the default; never mutated)
         seeds: int = 1,  # training seeds per variant (train.seed, train.seed + 1, ...): mean ± sd in the report
         attribute_baseline: bool = True,
+        image_baseline: bool = True,  # also score plain visual search with the amnet model (no manipulation)
         experiment: str = "amnet",
         split_config: dict = {},  # noqa: B006 (each: that stage's config keys; {} = the dataclass defaults)
         pretrain_config: dict = {},  # noqa: B006
@@ -350,13 +367,14 @@ def build_pipeline(options: CompileOptions | None = None):
             kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, dataset_uri=dataset_uri, variants=variants,
             attribute_baseline=attribute_baseline, split_config=split_config, pretrain_config=pretrain_config,
             prototypes_config=prototypes_config, train_config=train_config, featurize_config=featurize_config,
-            evaluate_config=evaluate_config, register_config=register_config, seeds=seeds))
+            evaluate_config=evaluate_config, register_config=register_config, seeds=seeds,
+            image_baseline=image_baseline))
         start.set_caching_options(False)
         amnet_stages(
             parent_run_id=start.output, dataset_uri=dataset_uri, variants=variants, seeds=seeds,
-            attribute_baseline=attribute_baseline, split_config=split_config, pretrain_config=pretrain_config,
-            prototypes_config=prototypes_config, train_config=train_config, featurize_config=featurize_config,
-            evaluate_config=evaluate_config, register_config=register_config)
+            attribute_baseline=attribute_baseline, image_baseline=image_baseline, split_config=split_config,
+            pretrain_config=pretrain_config, prototypes_config=prototypes_config, train_config=train_config,
+            featurize_config=featurize_config, evaluate_config=evaluate_config, register_config=register_config)
 
     return amnet_pipeline
 

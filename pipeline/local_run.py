@@ -32,25 +32,30 @@ from amnet_pipeline import run_config
 
 from amnet import logs as amnet_logs
 from amnet.errors import AmnetError
+from amnet.names import IMAGE_ONLY
 
 log = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TAIL_LINES = 30  # of a failing task's log, printed on the terminal
 
 
-def synthetic_dataset(workdir: Path, num_images: int, seed: int, image_size: int) -> str:
-    """The built-in synthetic dataset in ``workdir/datasets``: rendered on first use, then reused."""
+def synthetic_dataset(workdir: Path, num_images: int, seed: int, image_size: int, variants: int = 0) -> str:
+    """The built-in synthetic dataset in ``workdir/datasets``: rendered on first use, then reused.
+    ``variants`` > 0: garments in variant groups (``amnet data synth --variants``), which give the split
+    exact-target queries."""
     from amnet.data import synth
 
-    path = workdir / "datasets" / f"synth-{num_images}-{image_size}px-seed{seed}"
+    grouped = f"-variants{variants}" if variants else ""
+    path = workdir / "datasets" / f"synth-{num_images}-{image_size}px-seed{seed}{grouped}"
     if (path / "manifest.parquet").exists() and (path / "attributes.json").exists():
         log.info("[amnet] dataset: %s (cached)", path)
         return str(path)
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    log.info("[amnet] rendering the synthetic dataset: %s images at %s px -> %s", num_images, image_size, path)
-    synth.generate(str(tmp), num_images, seed, image_size, workers=max(1, os.cpu_count() or 1))
+    log.info("[amnet] rendering the synthetic dataset: %s images at %s px%s -> %s", num_images, image_size,
+             f", variant groups of up to {variants + 1}" if variants else "", path)
+    synth.generate(str(tmp), num_images, seed, image_size, workers=max(1, os.cpu_count() or 1), variants=variants)
     os.replace(tmp, path)
     return str(path)
 
@@ -310,10 +315,20 @@ def _artifact_metadata(output: dict, name: str) -> dict:
     return artifacts[0].get("metadata") or {}
 
 
+def _artifact_uri(output: dict, name: str) -> str:
+    return (output.get("artifacts", {}).get(name, {}).get("artifacts") or [{}])[0].get("uri", "")
+
+
 def _evaluation_folders(run_dir: Path) -> list[str]:
-    """The evaluate tasks' evaluation folders, or [] when some is not on this machine."""
-    folders = [(o.get("artifacts", {}).get("evaluation", {}).get("artifacts") or [{}])[0].get("uri", "")
-               for o in _executor_outputs(run_dir, "evaluate-retrieval")]
+    """The evaluate tasks' evaluation folders (with the image-only baseline's, where a task scored it), or []
+    when some is not on this machine."""
+    from amnet.steps.report import is_evaluation
+
+    outputs = _executor_outputs(run_dir, "evaluate-retrieval")
+    folders = [_artifact_uri(o, "evaluation") for o in outputs]
+    images = [uri for uri in (_artifact_uri(o, "image_evaluation") for o in outputs)
+              if uri and Path(uri).is_dir() and is_evaluation(uri)]
+    folders += images
     return folders if all(uri and (Path(uri) / "metrics.json").is_file() for uri in folders) else []
 
 
@@ -329,7 +344,11 @@ def results_table(run_dir: Path) -> str:
     rows: dict[str, dict] = {}
     for output in _executor_outputs(run_dir, "evaluate-retrieval"):
         variant = _artifact_metadata(output, "evaluation").get("variant", "?")
-        rows[variant] = _artifact_metadata(output, "metrics")
+        scores = _artifact_metadata(output, "metrics")
+        rows[variant] = {k: v for k, v in scores.items() if not k.startswith(f"{IMAGE_ONLY}_")}
+        if _artifact_metadata(output, "image_evaluation").get("variant") == IMAGE_ONLY:  # scored beside amnet
+            rows[IMAGE_ONLY] = {k.removeprefix(f"{IMAGE_ONLY}_"): v for k, v in scores.items()
+                                if k.startswith(f"{IMAGE_ONLY}_")}
     table = text_table(metric_rows(rows)).rstrip("\n")
     exact = present_columns(rows)  # the exact-target table, only when the queries carried target ids
     return table + (f"\n\n{EXACT_TITLE}\n" + text_table(metric_rows(rows, exact)).rstrip("\n") if exact else "")
@@ -392,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stack-dir", default=None, help="local stack state folder (default: $AMNET_STACK_DIR or "
                    ".amnet/stack)")
     p.add_argument("--num-images", type=int, default=8000, help="synthetic dataset size (default: %(default)s)")
+    p.add_argument("--variants", type=int, default=3, help="synthetic dataset: each garment re-rendered as 1 to "
+                   "V+1 variants with 1-2 attributes changed, the exact targets of the exact-target queries "
+                   "(0 = every garment unique; default: %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="re-run every task (kfp.local caching off)")
     p.add_argument("--verbose", action="store_true", help="kfp.local's full output on the terminal instead of "
                    "the per-task log files")
@@ -412,8 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     rc = run_config.load(args.config, args.overrides + ([f"dataset={args.dataset}"] if args.dataset else []))
     params = rc.pipeline_arguments()
     if not params.get("dataset_uri"):
+        if args.variants < 0:
+            p.error(f"--variants must be >= 0 (got {args.variants})")
         params["dataset_uri"] = synthetic_dataset(workdir, args.num_images, rc.stage("split").seed,
-                                                  rc.stage("pretrain").model.image_size)
+                                                  rc.stage("pretrain").model.image_size, args.variants)
     env = local_stack_env(args.stack_dir)
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):  # the stack's key pair, not another identity
         os.environ.pop(key, None)

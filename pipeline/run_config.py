@@ -1,6 +1,7 @@
 """The run file: one nested YAML for ``amnet run --local``, ``amnet pipeline submit`` and the schedule file.
 
-Run-level keys (``dataset``, ``variants``, ``attribute_baseline``, ``experiment``) plus one section per
+Run-level keys (``dataset``, ``variants``, ``attribute_baseline``, ``image_baseline``, ``experiment``,
+``seeds``) plus one section per
 stage (``split``, ``pretrain``, ``prototypes``, ``train``, ``featurize``, ``evaluate``, ``register``) whose
 keys are that stage's config dataclass fields (:mod:`amnet.config`, the only place defaults live).
 Everything is validated here, before anything is submitted or run: an unknown key or a bad value is
@@ -18,7 +19,7 @@ from amnet.errors import AmnetError, ConfigError
 from amnet.names import TRAINED_VARIANTS
 from amnet.steps.variants import variant_items
 
-RUN_KEYS = ("dataset", "variants", "attribute_baseline", "experiment", "seeds")
+RUN_KEYS = ("dataset", "variants", "attribute_baseline", "image_baseline", "experiment", "seeds")
 SECTIONS: dict[str, type] = {section: cls for cls, section in cfgmod.SECTION_OF.items()}
 PIPELINE_VARIANT_KEYS = {"train": "variant", "evaluate": "variant"}  # set per ParallelFor iteration
 
@@ -33,6 +34,7 @@ class RunConfig:
     experiment: str = "amnet"
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: int = 1  # train each variant with this many seeds (train.seed, train.seed + 1, ...)
+    image_baseline: bool = True  # also score plain visual search with the amnet model (query unmanipulated)
 
     def variant_items(self) -> list[dict[str, Any]]:
         """What the pipeline's variant ParallelFor iterates over: variants x seeds (:func:`variant_items`)."""
@@ -45,7 +47,7 @@ class RunConfig:
     def pipeline_arguments(self) -> dict[str, Any]:
         """Arguments of :func:`amnet_pipeline.amnet_pipeline.amnet_pipeline` (``dataset_uri`` when given)."""
         args: dict[str, Any] = {"variants": list(self.variants), "attribute_baseline": self.attribute_baseline,
-                                "experiment": self.experiment}
+                                "image_baseline": self.image_baseline, "experiment": self.experiment}
         if self.seeds != 1:  # the pipeline parameter's default is 1
             args["seeds"] = self.seeds
         if self.dataset:
@@ -93,6 +95,10 @@ def parse(values: dict[str, Any], where: str = "run config") -> RunConfig:
     baseline = values.get("attribute_baseline", True)
     if not isinstance(baseline, bool):
         raise AmnetError(f"{where}: attribute_baseline must be true or false (got {baseline!r})")
+    image_baseline = values.get("image_baseline", True)
+    if not isinstance(image_baseline, bool):
+        raise AmnetError(f"{where}: image_baseline must be true or false (got {image_baseline!r}); true also "
+                         "scores plain visual search with the amnet model (the query image unchanged)")
     seeds = values.get("seeds", 1)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise AmnetError(f"{where}: seeds must be an integer >= 1 (got {seeds!r}); it trains each variant that "
@@ -101,7 +107,7 @@ def parse(values: dict[str, Any], where: str = "run config") -> RunConfig:
         if key in values and (not isinstance(values[key], str) or not values[key].strip()):
             raise AmnetError(f"{where}: {key} must be a non-empty string (got {values[key]!r})")
     return RunConfig(values.get("dataset"), tuple(variants), baseline, values.get("experiment", "amnet"), sections,
-                     seeds)
+                     seeds, image_baseline)
 
 
 def load(path: str | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None,
@@ -122,7 +128,8 @@ def load(path: str | None = None, overrides: list[str] | None = None, base: dict
 
 def help_text() -> str:
     """What a run file holds, for ``--help`` epilogs."""
-    return ("run file / --set keys: dataset, variants (e.g. '[amnet,no_memory]'), attribute_baseline, experiment, "
+    return ("run file / --set keys: dataset, variants (e.g. '[amnet,no_memory]'), attribute_baseline, "
+            "image_baseline (plain visual search with the amnet model; default true), experiment, "
             "seeds (train each variant with N seeds; default 1), "
             "and one section per stage: " + ", ".join(f"{n}.KEY ({c.__name__})" for n, c in SECTIONS.items())
             + "; e.g. --set train.epochs=2 --set pretrain.model.backbone=alexnet (see configs/demo.yaml)")

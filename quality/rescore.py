@@ -1,11 +1,12 @@
 """Re-score saved rankings independently of ``amnet.retrieval.metrics`` and compare with metrics.json.
 
-Every evaluation folder (``per_query.parquet`` + ``metrics.json``) under ``--runs`` is scored again
-from its saved rankings and the dataset's own manifest (attribute strings, not the split's label
-codes), by code that shares nothing with the product: a hit at k = a result with every target
-attribute in the top k; NDCG@20 with rel = matched target attributes / M, gain 2^rel − 1, discount
-log2(j + 1), normalised by 20 fully matching results. Prints each evaluation's top-1 / top-20 and the
-largest difference from what the product wrote; exits 1 when any differs by more than 1e-9.
+Every evaluation folder (``per_query.parquet`` + ``metrics.json``) under ``--runs``, the baselines'
+(``attribute_based``, ``image_only``) as well as the trained variants', is scored again from its saved
+rankings and the dataset's own manifest (attribute strings, not the split's label codes), by code that
+shares nothing with the product: a hit at k = a result with every target attribute in the top k; NDCG@20
+with rel = matched target attributes / M, gain 2^rel − 1, discount log2(j + 1), normalised by 20 fully
+matching results. Prints each evaluation's top-1 / top-20 and the largest difference from what the
+product wrote; exits 1 when any differs by more than 1e-9.
 
 Exact target (when ``per_query.parquet`` has ``target_id``): each target is checked against the
 manifest (another image of the query's own ``item_id`` group with exactly the wanted attribute strings,

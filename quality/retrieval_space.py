@@ -7,6 +7,11 @@ validation, never on test) is ranked over the split's gallery in
 * ``representation, L2-normalised``: the same, both sides scaled to unit length;
 * ``logits``: the attribute branches' logits on r' and r, concatenated;
 * ``attributes``: their per-attribute softmax outputs, concatenated (``train.retrieval=attributes``);
+* ``combined w=…``: both, the attribute term weighted ``w`` and unit-length r' vs r ``1 - w``
+  (``train.retrieval=combined``, ``train.retrieval_weight=w``), for a sweep of weights;
+* ``attributes, label matches re-ranked by r'``: the attribute space's order, the images whose predicted
+  labels equal the requested ones moved first in order of unit r' distance;
+* ``image only``: the query's unmanipulated r (plain visual search);
 
 and, with ``--attr-model``, two references that use the attribute CNN and no manipulation network:
 the paper's attribute-based rule (predicted labels, the changed ones replaced; what the pipeline's
@@ -14,7 +19,8 @@ the paper's attribute-based rule (predicted labels, the changed ones replaced; w
 softmax outputs, the changed attributes set one-hot to the target (not a pipeline variant: a check
 that AMNet's gain in the attribute space is not the space alone).
 
-Scores are the pipeline's (exact target match, ``amnet.retrieval.metrics``), exhaustive search.
+Scores are the pipeline's (attribute yardstick: exact label match; and, when the queries carry
+``target_id``, Recall@1/10 of the exact target), exhaustive search.
 
     python quality/retrieval_space.py --split SPLIT --model MODEL [--attr-model ATTR] [--queries val]
 """
@@ -33,7 +39,7 @@ from amnet.model_store import LoadedModel, load_model
 from amnet.models.memory import make_indicator
 from amnet.names import QUERY_SETS
 from amnet.retrieval import metrics
-from amnet.retrieval.evaluate import changes_of
+from amnet.retrieval.evaluate import changes_of, target_rows
 
 
 @torch.no_grad()
@@ -69,20 +75,44 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def nearest(q: np.ndarray, g: np.ndarray, k: int) -> np.ndarray:
-    d = (q**2).sum(1)[:, None] - 2 * q @ g.T + (g**2).sum(1)[None]
-    return np.argsort(d, 1, kind="stable")[:, :k]
+DEPTH = 50  # ranked results kept per query (exact-target ranks beyond it count as misses at K <= 50)
+WEIGHTS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 
 
-def row(name: str, ranked: np.ndarray, gallery_labels: np.ndarray, target: np.ndarray, groups: np.ndarray) -> str:
-    hits = metrics.exact_match(gallery_labels[ranked], target)
-    rel = metrics.relevance(gallery_labels[ranked], target)
+def distances(q: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return (q**2).sum(1)[:, None] - 2 * q @ g.T + (g**2).sum(1)[None]
+
+
+def nearest(q: np.ndarray, g: np.ndarray, k: int = DEPTH) -> np.ndarray:
+    return np.argsort(distances(q, g), 1, kind="stable")[:, :k]
+
+
+def row(name: str, ranked: np.ndarray, gallery_labels: np.ndarray, target: np.ndarray, groups: np.ndarray,
+        target_rows: np.ndarray) -> str:
+    hits = metrics.exact_match(gallery_labels[ranked[:, :20]], target)
+    rel = metrics.relevance(gallery_labels[ranked[:, :20]], target)
     cells = []
     for n in (1, 2):
         sel = groups == n
         cells += [hits[sel][:, 0].mean(), hits[sel].any(1).mean()]
     ndcg = metrics.ndcg_at_k(rel[groups == 1], 20).mean()
-    return f"| {name} | {cells[0]:.3f} | {cells[1]:.3f} | {ndcg:.3f} | {cells[2]:.3f} | {cells[3]:.3f} |"
+    exact = []
+    for n in (1, 2):
+        sel = (groups == n) & (target_rows >= 0)
+        found = ranked[sel] == target_rows[sel, None]  # (n, DEPTH)
+        exact += [found[:, :1].any(1).mean() if sel.any() else float("nan"),
+                  found[:, :10].any(1).mean() if sel.any() else float("nan")]
+    return (f"| {name} | {cells[0]:.3f} | {cells[1]:.3f} | {ndcg:.3f} | {cells[2]:.3f} | {cells[3]:.3f} | "
+            + " | ".join(f"{v:.3f}" for v in exact) + " |")
+
+
+def reranked(q_attr: np.ndarray, g_attr: np.ndarray, q_unit: np.ndarray, g_unit: np.ndarray,
+             q_labels: np.ndarray, g_pred: np.ndarray) -> np.ndarray:
+    """Attribute-space order, gallery images predicted to carry exactly the requested labels first by r'."""
+    d_attr, d_rep = distances(q_attr, g_attr), distances(q_unit, g_unit)
+    match = (g_pred[None] == q_labels[:, None]).all(2)  # (N, G)
+    key = np.where(match, d_rep - 10.0, d_attr + 10.0)  # unit distances are <= 4: matches sort first
+    return np.argsort(key, 1, kind="stable")[:, :DEPTH]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,15 +132,29 @@ def main(argv: list[str] | None = None) -> int:
     g_r, g_logits = encode(loaded, gallery, manipulate=False)
     q_r, q_logits = encode(loaded, queries, manipulate=True)
     print(f"{args.model} on {len(queries)} {args.queries} queries, gallery {len(gallery)}")
-    print("| space | top-1 | top-20 | NDCG@20 | 2-attr top-1 | 2-attr top-20 |\n|---|---|---|---|---|---|")
+    rows = (target_rows(args.split, args.queries, queries, gallery["image_id"].to_numpy())
+            if "target_id" in queries.columns else None)
+    rows = np.full(len(queries), -1) if rows is None else rows
+    print(f"exact-target queries: {int((rows >= 0).sum())} of {len(queries)}")
+    print("| space | top-1 | top-20 | NDCG@20 | 2-attr top-1 | 2-attr top-20 | exact R@1 | exact R@10 | "
+          "2-attr exact R@1 | 2-attr exact R@10 |\n|---|---|---|---|---|---|---|---|---|---|")
+    m_attr, qa, ga = len(q_logits), softmax(q_logits), softmax(g_logits)
+    i_r, i_logits = encode(loaded, queries, manipulate=False)
     spaces = {
         "representation (paper)": (q_r, g_r),
         "representation, L2-normalised": (unit(q_r), unit(g_r)),
         "logits": (np.concatenate(q_logits, 1), np.concatenate(g_logits, 1)),
-        "attributes (softmax outputs)": (softmax(q_logits), softmax(g_logits)),
+        "attributes (softmax outputs)": (qa, ga),
+        **{f"combined w={w}": (np.hstack([qa * np.sqrt(w / m_attr), unit(q_r) * np.sqrt(1 - w)]),
+                               np.hstack([ga * np.sqrt(w / m_attr), unit(g_r) * np.sqrt(1 - w)])) for w in WEIGHTS},
+        "image only: r vs r, L2-normalised": (unit(i_r), unit(g_r)),
+        "image only: attributes of r": (softmax(i_logits), ga),
     }
     for name, (q, g) in spaces.items():
-        print(row(f"amnet: {name}", nearest(q, g, 20), g_labels, target, groups))
+        print(row(f"amnet: {name}", nearest(q, g), g_labels, target, groups, rows))
+    g_pred = np.stack([b.argmax(1) for b in g_logits], 1)
+    print(row("amnet: attributes, label matches re-ranked by r'", reranked(qa, ga, unit(q_r), unit(g_r), target,
+                                                                          g_pred), g_labels, target, groups, rows))
     if args.attr_model:
         attr = load_model(args.attr_model)
         a_g_r, a_g_logits = encode(attr, gallery, manipulate=False)
@@ -126,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                 q_soft[i, offsets[a] + target[i, a]] = 1.0
         d = (a_q_r**2).sum(1)[:, None] - 2 * a_q_r @ a_g_r.T + (a_g_r**2).sum(1)[None]
         rule = (g_pred[None] != q_pred[:, None]).sum(2) * (d.max() + 1.0) + d
-        print(row("attribute CNN: attribute-based rule (pipeline)", np.argsort(rule, 1, kind="stable")[:, :20],
-                  g_labels, target, groups))
-        print(row("attribute CNN: soft reference (softmax outputs)", nearest(q_soft, softmax(a_g_logits), 20),
-                  g_labels, target, groups))
+        print(row("attribute CNN: attribute-based rule (pipeline)", np.argsort(rule, 1, kind="stable")[:, :DEPTH],
+                  g_labels, target, groups, rows))
+        print(row("attribute CNN: soft reference (softmax outputs)", nearest(q_soft, softmax(a_g_logits)),
+                  g_labels, target, groups, rows))
     return 0
 
 

@@ -125,8 +125,15 @@ class TrainConfig:
     memory_read: str = "mean"  # Eq. 1's h' = h / sum(h) (paper) | sum: h unnormalised, one prototype per change
     manipulator_activation: str = "none"  # after Eq. 3: none (paper) | relu (r' non-negative like the gallery's r)
     # what search compares: representation (r' vs r, paper) | attributes (the attribute branches' softmax
-    # outputs on r' vs on r, concatenated per attribute; chosen on validation queries, docs/model.md, deviations)
-    retrieval: str = "attributes"
+    # outputs on r' vs on r, concatenated per attribute) | combined (both, weighted; chosen on validation
+    # queries of both yardsticks, docs/experiments.md)
+    retrieval: str = "combined"
+    # retrieval=combined: the attribute outputs' share of the squared distance; the rest is the distance
+    # between unit-length r' and r, which keeps the item's look among images with the target labels
+    retrieval_weight: float = 0.5
+    # share of triplets whose positive is the reference's own variant (the split's item groups; paper: 0,
+    # any image with the target labels); no effect on datasets without item_id
+    group_positives: float = 0.5
     # where Eq. 5 measures distances: representation (r' vs r, paper) | retrieval (the retrieval space's vectors)
     ranking_space: str = "representation"
     # "paper": every option above (and hard_negative_fraction) at the paper's value, over any value given
@@ -155,23 +162,29 @@ class TrainConfig:
         _positive("margin", self.margin)
         _fraction("two_change_fraction", self.two_change_fraction)
         _fraction("hard_negative_fraction", self.hard_negative_fraction)
+        _fraction("retrieval_weight", self.retrieval_weight)
+        _fraction("group_positives", self.group_positives)
 
     @property
     def effective_lam(self) -> float:
         return 1.0 if self.variant == "no_ranking" else self.lam
 
     @property
-    def architecture(self) -> dict[str, str]:
+    def architecture(self) -> dict[str, Any]:
         """AMNet's constructor options these keys set (saved with the model, read back by load_model)."""
-        return {"memory_read": self.memory_read, "activation": self.manipulator_activation,
-                "retrieval": self.retrieval}
+        arch: dict[str, Any] = {"memory_read": self.memory_read, "activation": self.manipulator_activation,
+                                "retrieval": self.retrieval}
+        if self.retrieval == "combined":
+            arch["retrieval_weight"] = self.retrieval_weight
+        return arch
 
 
 # Named sets of TrainConfig values; ``preset`` applies one over the keys given beside it.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"negatives": "sampled", "classify_pos_neg": False, "flip": False, "manipulator_lr_mult": 1.0,
               "memory_read": "mean", "manipulator_activation": "none", "hard_negative_fraction": 0.0, "margin": 0.5,
-              "lam": 0.2, "retrieval": "representation", "ranking_space": "representation"},
+              "lam": 0.2, "retrieval": "representation", "ranking_space": "representation",
+              "group_positives": 0.0},
 }
 
 
@@ -208,6 +221,8 @@ class PrototypesConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
+    # amnet | no_memory | no_ranking | attribute_based (the attribute CNN) | image_only (the amnet model's own
+    # vector of the query image, no change applied: plain visual search)
     variant: str = "amnet"
     ks: tuple[int, ...] = (1, 5, 10, 20, 30, 50)
     ndcg_k: int = 20

@@ -16,6 +16,7 @@ METRICS_JSON = "metrics.json"  # evaluation: variant, headline metrics, curves, 
 PER_QUERY = "per_query.parquet"  # evaluation: one row per query
 EXAMPLES = "examples.parquet"  # evaluation: retrieval examples (Fig. 7)
 DECISION_JSON = "decision.json"  # registry gate: promoted or not, and why
+NOT_EVALUATED_JSON = "not_evaluated.json"  # an evaluation output left empty on purpose, and why (amnet.steps.evaluate)
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 TRAIN_STATE = "train_state.pt"  # resumable training checkpoint (amnet.train.checkpoint)
@@ -29,7 +30,11 @@ TAG_DATASET_DIGEST = "amnet.dataset_digest"  # MLflow tag (and model.pt extra ke
 # ---------------------------------------------------------------------------------------- variants
 TRAINED_VARIANTS = ("amnet", "no_memory", "no_ranking")  # AMNet and its two ablations (§5.2)
 ATTRIBUTE_BASED = "attribute_based"  # the attribute-CNN retrieval baseline (§5.2)
-VARIANTS = (*TRAINED_VARIANTS, ATTRIBUTE_BASED)  # also the paper's order in every table
+# plain visual search: a trained AMNet model's own representation of the query image, no change applied
+IMAGE_ONLY = "image_only"
+IMAGE_ONLY_MODEL = TRAINED_VARIANTS[0]  # the trained variant whose model (and gallery features) image_only uses
+BASELINES = (ATTRIBUTE_BASED, IMAGE_ONLY)  # evaluated for comparison; never registered
+VARIANTS = (*TRAINED_VARIANTS, *BASELINES)  # also the paper's order in every table
 
 # ---------------------------------------------------------------------------------- config choices
 # Defined here once: amnet.config validates the settings against them, the layers that act on a
@@ -37,7 +42,7 @@ VARIANTS = (*TRAINED_VARIANTS, ATTRIBUTE_BASED)  # also the paper's order in eve
 NEGATIVE_MINING = ("sampled", "batch_hard", "semi_hard")  # TrainConfig.negatives (amnet.models.losses)
 MEMORY_READS = ("mean", "sum")  # TrainConfig.memory_read (amnet.models.memory)
 ACTIVATIONS = ("none", "relu")  # TrainConfig.manipulator_activation (amnet.models.manipulator)
-RETRIEVAL_SPACES = ("representation", "attributes")  # TrainConfig.retrieval (amnet.models.amnet)
+RETRIEVAL_SPACES = ("representation", "attributes", "combined")  # TrainConfig.retrieval (amnet.models.amnet)
 INDEX_KINDS = ("exact", "ivf", "pq", "auto")  # EvaluateConfig.index (amnet.retrieval.index)
 # EvaluateConfig.queries (the query set scored) -> the split's folder of its shards (amnet.data.split)
 QUERY_SHARDS = {"test": "queries", "val": "val_queries"}

@@ -121,3 +121,43 @@ def test_report_shows_the_register_decision(evaluated, tmp_path, monkeypatch):
     results = json.loads((Path(out["report"].path) / "results.json").read_text())
     assert results["decision"]["reasons"] == ["tracking off: not registered"]
     assert "amnet_top20" in out["metrics"].metadata
+
+
+def test_evaluate_scores_image_only_beside_amnet_and_the_report_shows_it(evaluated, tmp_path, monkeypatch):
+    """evaluate_retrieval with ``image_only``: the image output holds the image-only baseline (its scores also
+    in the task's Metrics as ``image_only_*``); without it, only not_evaluated.json. build_report adds the
+    scored one as a baseline row and skips the empty one; register_model never sees them."""
+    from amnet_components.evaluate import evaluate_retrieval
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tasks = {}
+    for name, image_only in (("on", True), ("off", False)):
+        outputs = {"evaluation": FakeArtifact(tmp_path / name / "evaluation"),
+                   "metrics": FakeMetrics(tmp_path / name / "metrics" / "data"),
+                   "image_evaluation": FakeArtifact(tmp_path / name / "image_evaluation")}
+        evaluate_retrieval.python_func(split=FakeArtifact(evaluated["split"]), model=FakeArtifact(evaluated["model"]),
+                                       features=FakeArtifact(evaluated["features"]), variant="amnet", config={},
+                                       parent_run_id="", image_only=image_only, **outputs)
+        tasks[name] = outputs
+    on, off = tasks["on"], tasks["off"]
+    image = json.loads((Path(on["image_evaluation"].path) / "metrics.json").read_text())
+    assert image["variant"] == "image_only" and on["image_evaluation"].metadata["variant"] == "image_only"
+    assert on["metrics"].metadata["image_only_top20"] == pytest.approx(image["metrics"]["top20"])
+    assert on["metrics"].metadata["top20"] == pytest.approx(
+        json.loads((Path(on["evaluation"].path) / "metrics.json").read_text())["metrics"]["top20"])
+    assert not (Path(off["image_evaluation"].path) / "metrics.json").exists()
+    assert (Path(off["image_evaluation"].path) / "not_evaluated.json").is_file()
+    assert not any(k.startswith("image_only_") for k in off["metrics"].metadata)
+
+    out = {"report": FakeArtifact(tmp_path / "r" / "report"), "report_html": FakeArtifact(tmp_path / "r" / "p.html"),
+           "report_md": FakeArtifact(tmp_path / "r" / "p.md"), "metrics": FakeMetrics(tmp_path / "r" / "m" / "data")}
+    for artifact in out.values():
+        Path(artifact.path).parent.mkdir(parents=True, exist_ok=True)
+    build_report.python_func(evaluations=[on["evaluation"]], parent_run_id="",
+                             image_evaluations=[on["image_evaluation"], off["image_evaluation"]], **out)
+    results = json.loads((Path(out["report"].path) / "results.json").read_text())
+    assert list(results["variants"]) == ["amnet", "image_only"]
+    assert "amnet_minus_image_only_top20" in out["metrics"].metadata
+    md = Path(out["report_md"].path).read_text()
+    assert any(line.startswith("| image_only |") for line in md.splitlines())
+    assert "image_only = plain visual search: the query image's own representation r, no change applied" in md

@@ -314,3 +314,19 @@ def test_variant_groups_order_and_filter():
     codes = np.asarray([0, 0, 1, 1, -1], dtype=np.int64)
     groups = variant_groups(labels, codes, np.asarray([4, 1, 0, 3, 2]))
     assert [g.tolist() for g in groups] == [[1, 0]]  # group 1 has one fully labelled member
+
+
+def test_shards_carry_each_rows_item_group(grouped):
+    """Every set's rows keep their variant group as one code per item_id (-1: none), so training can draw
+    a reference's own variant as its positive."""
+    rows, out, _ = grouped
+    item = {r["image_id"]: r["item_id"] or "" for r in rows}
+    code_of: dict[str, int] = {}
+    for name in ("attr_train", "gallery", "queries", "val_queries", "triplet_pool"):
+        frame = read(out, name)
+        for image, code in zip(frame["image_id"], frame["item_group"], strict=True):
+            if not item[image]:
+                assert code == -1, image
+                continue
+            assert code >= 0 and code_of.setdefault(item[image], int(code)) == code, image
+    assert len(set(code_of.values())) == len(code_of)  # distinct items, distinct codes

@@ -117,7 +117,7 @@ def test_pipeline_runs_with_every_task_in_the_image(project_image, tmp_path, mlf
 
     assert all(v.endswith(" s") for v in times.values()), times
     rows = {line.split()[0] for line in results_table(run_dir).splitlines()[2:]}
-    assert rows == {"amnet", "attribute_based"}
+    assert rows == {"amnet", "attribute_based", "image_only"}
     # Every task ran as the image's non-root user: each wrote its executor output as uid 10001.
     outputs = list(run_dir.glob("**/executor_output.json"))
     assert len(outputs) >= len(times) - 2, (len(outputs), times)  # DAG tasks of nested pipelines write none

@@ -80,10 +80,12 @@ def test_both_parent_runs_hold_their_parameters_and_dataset(two_runs):
         lams.append(params["train.lam"])
         assert params["variants"] == "amnet" and params["split.gallery_size"] == "300"
         assert params["attribute_baseline"] == "True" and params["register.model_name"] == MODEL_NAME
+        assert params["image_baseline"] == "True"
         assert [d.dataset.digest for d in parent.inputs.dataset_inputs] == [digest[:12]]
         assert parent.data.tags["mlflow.source.type"] == "JOB" and parent.data.tags["amnet.version"]
         assert "| amnet |" in parent.data.tags["mlflow.note.content"]  # the results table as its description
         assert "amnet_top20" in parent.data.metrics and "attribute_based_top20" in parent.data.metrics
+        assert "image_only_top20" in parent.data.metrics and "amnet_minus_image_only_top20" in parent.data.metrics
         trains = [r for r in children(client, parent) if r.data.tags.get("amnet.stage") == "train-amnet"]
         assert len(trains) == 1 and trains[0].inputs.dataset_inputs[0].dataset.digest == digest[:12]
     assert lams == ["0.5", "0.3"]

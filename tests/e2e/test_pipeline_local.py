@@ -103,7 +103,8 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     assert builtins.print is ORIGINAL_PRINT  # later output (CLIs, other tests) is not indented
     table = results_table(run_dir).splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in table[2:]}
-    assert set(rows) == {"amnet", "no_memory", "attribute_based"}
+    # image_only (on by default): the amnet model's own query vector, scored beside amnet by its evaluate task
+    assert set(rows) == {"amnet", "no_memory", "attribute_based", "image_only"}
     for variant, cells in rows.items():
         assert len(cells) == 8 and all(0.0 <= float(c) <= 1.0 for c in cells), (variant, cells)
     indexes = [json.loads(f.read_text())["timing"]["index"]
@@ -111,6 +112,11 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     # auto would pick exact for a 300-image gallery; the trained variants search the stored index
     assert sorted(i["kind"] for i in indexes) == ["attribute_rule", "ivf", "ivf"], indexes
     assert [i["stored"] for i in indexes if i["kind"] == "ivf"] == [True, True], indexes
+    # image_only searched amnet's stored index; no_memory's evaluate task left its image output empty
+    (image,) = [json.loads(f.read_text()) for f in run_dir.glob("**/evaluate-retrieval*/image_evaluation/metrics.json")]
+    assert image["variant"] == "image_only" and image["timing"]["index"]["stored"] is True
+    skipped = list(run_dir.glob("**/evaluate-retrieval*/image_evaluation/not_evaluated.json"))
+    assert len(skipped) == 1, skipped
     # fan-out: 2 featurization groups per model (3 models), each a block of the 3 gallery shards; one
     # build-index per model merges them (all 300 images) and stores the index with its recall
     parts = [json.loads(f.read_text()) for f in run_dir.glob("**/featurize-gallery*/features/features.json")]
@@ -131,7 +137,7 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
                                      f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     stages = {run.data.tags.get("amnet.stage") for run in children}
     assert {"train-amnet", "train-no_memory", "featurize-amnet-1of2", "featurize-amnet-2of2", "index-amnet",
-            "evaluate-amnet", "evaluate-no_memory"} <= stages
+            "evaluate-amnet", "evaluate-no_memory", "evaluate-image_only"} <= stages
     # cacheable upstream stages get no parent run id (it would defeat KFP caching); made in this pipeline
     # run (cache=False), link-upstream-runs moves their own runs under the pipeline run: no link runs
     # (the baseline's featurization groups stay standalone runs; its index run, which merged them, is linked)
@@ -191,6 +197,9 @@ def test_seeds_train_each_variant_per_seed_and_register_the_lowest(tmp_path, sta
     seeds = sorted(json.loads(f.read_text())["seed"]
                    for f in run_dir.glob("**/evaluate-retrieval*/evaluation/metrics.json"))
     assert seeds == [4, 5], seeds
+    image_seeds = sorted(json.loads(f.read_text())["seed"]
+                         for f in run_dir.glob("**/evaluate-retrieval*/image_evaluation/metrics.json"))
+    assert image_seeds == [4, 5], image_seeds  # image_only with each seed's amnet model
     index_seeds = sorted(json.loads(f.read_text())["seed"]
                          for f in run_dir.glob("**/build-search-index*/index/features.json"))
     assert index_seeds == [4, 5], index_seeds

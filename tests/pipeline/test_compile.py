@@ -190,12 +190,13 @@ def test_pipeline_parameters_and_defaults(docs):
     assert "defaultValue" not in params["dataset_uri"]
     assert params["variants"]["defaultValue"] == ["amnet", "no_memory", "no_ranking"]
     assert params["attribute_baseline"]["defaultValue"] is True
+    assert params["image_baseline"]["defaultValue"] is True
     assert params["seeds"]["defaultValue"] == 1 and params["seeds"]["parameterType"] == "NUMBER_INTEGER"
     # one mapping per stage, empty by default: the stage config dataclasses hold every default
     for stage in ("split", "pretrain", "prototypes", "train", "featurize", "evaluate", "register"):
         assert params[f"{stage}_config"]["parameterType"] == "STRUCT", stage
         assert params[f"{stage}_config"]["defaultValue"] == {}, stage
-    assert set(params) == {"dataset_uri", "variants", "seeds", "attribute_baseline", "experiment",
+    assert set(params) == {"dataset_uri", "variants", "seeds", "attribute_baseline", "image_baseline", "experiment",
                            *(f"{s}_config" for s in ("split", "pretrain", "prototypes", "train", "featurize",
                                                      "evaluate", "register"))}
 
@@ -317,6 +318,47 @@ def test_compile_reports_bad_options_in_one_line(tmp_path: Path, capsys):
     assert rc == 2
     assert err.startswith("amnet pipeline compile: error: --gpu-toleration") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.yaml").exists()
+
+
+@pytest.mark.parametrize("image_baseline", [True, False])
+def test_image_only_is_scored_by_the_trained_evaluate_tasks_and_never_reaches_the_registry(tmp_path: Path,
+                                                                                           image_baseline: bool):
+    """The run file's ``image_baseline`` (strict true / false) becomes the pipeline parameter; it compiles
+    either way. Inside the variant loop each evaluate task gets it as ``image_only`` (the amnet variant's
+    task then scores image_only with its own features and index) and always has an ``image_evaluation``
+    output; both reports collect those outputs; register-model reads only the ``evaluation`` ones."""
+    from amnet_pipeline import run_config
+    from amnet_pipeline.amnet_pipeline import amnet_pipeline
+    from kfp import compiler
+
+    args = run_config.load(None, [f"image_baseline={str(image_baseline).lower()}"]).pipeline_arguments()
+    assert args["image_baseline"] is image_baseline
+    for bad in ("maybe", "1", "'true'"):  # YAML: a word, a number, a quoted string
+        with pytest.raises(AmnetError, match="image_baseline must be true or false"):
+            run_config.load(None, [f"image_baseline={bad}"])
+    out = tmp_path / "pipeline.yaml"
+    compiler.Compiler().compile(amnet_pipeline, str(out), pipeline_parameters={"image_baseline": image_baseline})
+    spec, _ = yaml.safe_load_all(out.read_text())
+    assert spec["root"]["inputDefinitions"]["parameters"]["image_baseline"]["defaultValue"] is image_baseline
+    tasks = all_tasks(spec)
+    evaluates = {n: t for n, t in tasks.items() if base_name(n) == "evaluate-retrieval"}
+    wired = {n: t["inputs"]["parameters"]["image_only"] for n, t in evaluates.items()
+             if "image_only" in t["inputs"]["parameters"]}
+    # the trained variants' loop in both branches of the attribute-baseline condition; not the attribute CNN's
+    assert len(evaluates) == 3 and len(wired) == 2, sorted(evaluates)
+    assert all(w["componentInputParameter"] == "pipelinechannel--image_baseline" for w in wired.values()), wired
+    for name, task in tasks.items():
+        if base_name(name) == "build-report":
+            source = task["inputs"]["artifacts"]["image_evaluations"]["taskOutputArtifact"]
+            assert source["producerTask"].startswith("for-loop"), source
+            assert base_name(source["outputArtifactKey"].removesuffix("-image_evaluation").removeprefix(
+                "pipelinechannel--")) == "evaluate-retrieval", source
+        if base_name(name) == "register-model":
+            inputs = json.dumps(task["inputs"])
+            assert "image_evaluation" not in inputs and "image_baseline" not in inputs, name
+    reports = [n for n in tasks if base_name(n) == "build-report"]
+    registers = [n for n in tasks if base_name(n) == "register-model"]
+    assert len(reports) == 2 and len(registers) == 2
 
 
 def test_featurization_fans_out_over_the_planned_groups_into_one_index(docs):

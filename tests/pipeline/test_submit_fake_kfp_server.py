@@ -219,7 +219,8 @@ def test_submit_creates_experiment_and_run_with_the_compiled_spec(kfp_env, capsy
     assert params["train_config"] == {**run_config.load("configs/demo.yaml").sections["train"], "epochs": 2,
                                       "lr": 0.005}
     assert params["pretrain_config"]["model"] == {"backbone": "small", "image_size": 64, "feature_dim": 256}
-    assert set(params) == {"dataset_uri", "variants", "attribute_baseline", "experiment", "split_config",
+    assert set(params) == {"dataset_uri", "variants", "attribute_baseline", "image_baseline", "experiment",
+                           "split_config",
                            "pretrain_config", "prototypes_config", "train_config", "featurize_config",
                            "evaluate_config", "register_config"}
     assert all(r["headers"].get("authorization") == f"Bearer {TOKEN}" for r in server.requests)

@@ -219,6 +219,78 @@ def test_compare_rows_show_sd_intervals_and_differences():
     assert "amnet_ndcg20" not in table and "amnet_minus_no_memory_top20" not in table
 
 
+# ------------------------------------------------------------------------------ image-only baseline
+@pytest.fixture
+def with_image_only(evaluations, tmp_path) -> list[str]:
+    """The evaluations above plus image_only (amnet's model, query unmanipulated: worse than amnet on every
+    query, one evaluation per amnet seed) and an image output its evaluate task left empty."""
+    rng = np.random.default_rng(0)
+    changes = [1] * 60 + [2] * 60
+    base, ndcg = rng.integers(2, 40, 120), rng.random(120) * 0.5  # the same draws as `evaluations`
+    images = [write_eval(tmp_path, f"io{s}", "image_only", per_query(list(base + 3), list(ndcg + 0.05), changes), s)
+              for s in (0, 1)]
+    from amnet.steps.evaluate import write_not_evaluated
+
+    write_not_evaluated(str(tmp_path / "io-skipped"), "image_only", "image_baseline is off")
+    return [*evaluations, *images, str(tmp_path / "io-skipped")]
+
+
+def test_image_only_is_a_baseline_row_with_its_paired_difference(with_image_only, tmp_path):
+    from amnet.ops.tracking.compare import comparison_rows
+    from amnet.report.tables import text_table
+    from amnet.steps.report import is_evaluation, results_note, run_step
+
+    *scored, skipped = with_image_only
+    assert [is_evaluation(e) for e in with_image_only] == [True] * len(scored) + [False]
+    headline = run_step(scored[:4], str(tmp_path / "report"), image_evaluations=[*scored[4:], skipped])
+    md = (tmp_path / "report" / "report.md").read_text()
+    summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ")[0].lstrip("| ") for line in summary.splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["amnet (2 seeds)", "no_memory", "attribute_based", "image_only (2 seeds)"], rows
+    assert "image_only = plain visual search: the query image's own representation r, no change applied" in md
+    differences = md.split("## Paired differences: AMNet − x", 1)[1].split("\n## ", 1)[0]
+    assert "| image_only | +" in differences
+    assert headline["amnet_minus_image_only_ndcg20_ci_low"] > 0 and "image_only_top20" in headline
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert list(results["variants"]) == ["amnet", "no_memory", "attribute_based", "image_only"]
+    assert results["intervals"]["image_only"]["seeds"] == [0, 1]
+    assert results["differences"]["amnet-image_only"]["ndcg20"]["ci95"][0] > 0
+    assert any(line.startswith("| image_only |") for line in results_note(headline).splitlines())
+    table = {line.split()[0]: line.split()[1:] for line in text_table(comparison_rows(
+        [("aaaaaaaaaa", "FINISHED", "-", headline)])).splitlines()[2:]}
+    assert "image_only_top20" in table and table["amnet_minus_image_only_top20"][0].startswith("+")
+
+
+def test_local_run_tables_add_the_image_only_outputs(with_image_only, tmp_path):
+    """``amnet run --local``'s closing table: each evaluate task's image output, skipped when left empty; from
+    the tasks' Metrics (``image_only_*`` keys) when the folders are not on this machine."""
+    from amnet_pipeline.local_run import results_table
+
+    *scored, skipped = with_image_only
+    run_dir = tmp_path / "run"
+    for i, (ev, image) in enumerate(zip(scored[:4], [scored[4], scored[5], skipped, skipped], strict=True)):
+        task = run_dir / f"evaluate-retrieval-{i}"
+        task.mkdir(parents=True)
+        (task / "executor_output.json").write_text(json.dumps({"artifacts": {
+            "evaluation": {"artifacts": [{"uri": ev, "metadata": {"variant": "?"}}]},
+            "image_evaluation": {"artifacts": [{"uri": image, "metadata": {}}]},
+            "metrics": {"artifacts": [{"metadata": {}}]}}}))
+    rows = {ln.split()[0]: ln.split()[1:] for ln in results_table(run_dir).splitlines()[2:]}
+    assert set(rows) == {"amnet", "no_memory", "attribute_based", "image_only"}
+    image_top20 = np.mean([json.loads((Path(e) / "metrics.json").read_text())["metrics"]["top20"] for e in scored[4:]])
+    assert float(rows["image_only"][3]) == pytest.approx(image_top20, abs=5e-4)
+
+    remote = tmp_path / "remote"  # the folders elsewhere (a cluster's S3): the Metrics outputs give the rows
+    task = remote / "evaluate-retrieval"
+    task.mkdir(parents=True)
+    (task / "executor_output.json").write_text(json.dumps({"artifacts": {
+        "evaluation": {"artifacts": [{"uri": "s3://b/eval", "metadata": {"variant": "amnet"}}]},
+        "image_evaluation": {"artifacts": [{"uri": "s3://b/image", "metadata": {"variant": "image_only"}}]},
+        "metrics": {"artifacts": [{"metadata": {"top20": 0.9, "image_only_top20": 0.4}}]}}}))
+    rows = {ln.split()[0]: ln.split()[1:] for ln in results_table(remote).splitlines()[2:]}
+    assert rows["amnet"][3] == "0.900" and rows["image_only"][3] == "0.400"
+
+
 # ---------------------------------------------------------------------------------------- seeds
 def test_seeds_expand_variants_for_the_pipeline_loop():
     from amnet_pipeline import run_config

@@ -1,7 +1,8 @@
 """The §5 report built from a tiny real run: every section present, every image decodes.
 
 The run is real (synthetic dataset -> split -> pretrain -> prototypes -> three AMNet variants trained
-for 2 steps + the attribute-based baseline -> featurize -> evaluate), only tiny (32 px, width 8).
+for 2 steps + the attribute-based baseline -> featurize -> evaluate, + image_only with the amnet model and
+its features), only tiny (32 px, width 8).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def test_gallery_study_counts_absent_targets_as_misses():
 
 
 def build_run(root: Path) -> list[str]:
-    """A tiny end-to-end run under ``root``; returns the four evaluation folders."""
+    """A tiny end-to-end run under ``root``; returns the evaluation folders, one per variant (paper order)."""
     split, attr, protos = root / "split", root / "attr", root / "protos"
     assert main(["data", "split", tiny_dataset(root, num_images=700), "--out", str(split), "--per-value", "8",
                  "--gallery-size", "200", "--num-queries", "20", "--shard-size", "64"]) == 0
@@ -65,13 +66,16 @@ def build_run(root: Path) -> list[str]:
     evaluations = []
     for variant in VARIANT_ORDER:
         model = attr if variant == "attribute_based" else root / f"model-{variant}"
-        if variant != "attribute_based":
+        feats, ev = root / f"feats-{variant}", root / f"eval-{variant}"
+        if variant == "image_only":  # the amnet model and the gallery features it wrote, queries unmanipulated
+            model, feats = root / "model-amnet", root / "feats-amnet"
+        elif variant != "attribute_based":
             assert main(["step", "train", "--split", str(split), "--attr-model", str(attr), "--prototypes",
                          str(protos), "--variant", variant, "--out", str(model), "--quiet", "--set", "epochs=1",
                          "--set", "steps_per_epoch=2", "--set", "batch_size=8"]) == 0
-        feats, ev = root / f"feats-{variant}", root / f"eval-{variant}"
-        assert main(["step", "featurize", "--split", str(split), "--model", str(model), "--out", str(feats),
-                     "--quiet"]) == 0
+        if variant != "image_only":
+            assert main(["step", "featurize", "--split", str(split), "--model", str(model), "--out", str(feats),
+                         "--quiet"]) == 0
         assert main(["step", "evaluate", "--split", str(split), "--model", str(model), "--features", str(feats),
                      "--variant", variant, "--out", str(ev), "--quiet"]) == 0
         evaluations.append(str(ev))
@@ -117,7 +121,8 @@ def test_report_has_every_section_and_its_images_decode(run):
     for section in (*SECTIONS, "Registry decision"):
         assert section in page, section
     images = re.findall(r'src="data:image/(png|jpeg);base64,([^"]+)"', page)
-    assert len(images) == 4 + 6 * (1 + 4 * 5)  # 4 plots + Fig. 7: 6 queries, 4 variants x top-5
+    n = len(VARIANT_ORDER)
+    assert len(images) == 4 + 6 * (1 + n * 5)  # 4 plots + Fig. 7: 6 queries, every variant x top-5
     for _, data in images:
         Image.open(io.BytesIO(base64.b64decode(data))).verify()
     assert "src=\"http" not in page and "<script" not in page  # self-contained
@@ -139,6 +144,22 @@ def test_per_query_table_and_headline(run):
             assert f"{variant}_{key}" in scalars
     results = json.loads((out / "results.json").read_text())
     assert list(results["variants"]) == list(VARIANT_ORDER) and results["decision"]["version"] == "3"
+
+
+def test_image_only_is_a_baseline_row_beside_attribute_based(run):
+    """Plain visual search appears wherever the attribute-based baseline does: the headline table, Table 2
+    (no memory, no ranking loss), its description, AMNet − image_only with a paired interval."""
+    _, out, scalars = run
+    md = (out / "report.md").read_text()
+    rows = [line.split(" | ")[0].lstrip("| ") for line in md.split("## Summary", 1)[1].split("\n## ", 1)[0]
+            .splitlines() if line.startswith("| ")]
+    assert rows[-2:] == ["attribute_based", "image_only"], rows
+    assert "image_only = plain visual search: the query image's own representation r, no change applied" in md
+    table2 = md.split("Table 2", 1)[1].split("\n## ", 1)[0]
+    assert any(line.startswith("| image_only |  |  | ") for line in table2.splitlines()), table2
+    differences = md.split("## Paired differences: AMNet − x", 1)[1].split("\n## ", 1)[0]
+    assert any(line.startswith("| image_only | ") for line in differences.splitlines())
+    assert "amnet_minus_image_only_top20_ci_low" in scalars and "image_only_gallery_increase" in scalars
 
 
 def test_report_reads_evaluations_without_the_new_fields(run, tmp_path):

@@ -201,6 +201,27 @@ def test_evaluate_without_target_ids_writes_what_it_always_wrote(evaluated, vari
     assert {k: v for k, v in other.items() if k in payload["metrics"]} == payload["metrics"]  # the rest unchanged
 
 
+
+@pytest.mark.parametrize("variant", ["amnet", "attribute_based"])
+def test_evaluate_examples_prefer_queries_with_an_exact_target(evaluated, variant):
+    """Fig. 7's examples.parquet: target queries picked first, their target's thumbnail, result_exact marks."""
+    root, out = evaluated
+    queries = shards.read_shards(str(root / "split" / "queries"))
+    with_target = set(queries.loc[queries["target_id"].notna(), "image_id"].astype(str))
+    ex = pd.read_parquet(out["targets", variant] / "examples.parquet")
+    for n in (1, 2):  # every group's picks are target queries while the group has enough of them
+        group = ex[ex["num_changes"] == n]
+        available = len(with_target & set(queries.loc[queries["num_changes"] == n, "image_id"].astype(str)))
+        assert sum(q in with_target for q in group["query_id"]) == min(len(group), available)
+    assert ex["target_id"].notna().any()
+    for ids, exact, target, thumb in zip(ex["result_ids"], ex["result_exact"], ex["target_id"], ex["target_thumb"],
+                                         strict=True):
+        assert list(exact) == [not pd.isna(target) and i == target for i in ids]
+        assert (thumb is None) == pd.isna(target)
+    plain = pd.read_parquet(out["plain", variant] / "examples.parquet")
+    assert plain["target_id"].isna().all() and plain["target_thumb"].isna().all()
+    assert not any(any(e) for e in plain["result_exact"])
+
 def test_evaluate_names_the_query_whose_target_is_not_in_the_gallery(trained_chain, tmp_path, monkeypatch):
     from amnet.steps import evaluate, featurize
 

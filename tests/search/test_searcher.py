@@ -84,6 +84,18 @@ def test_a_gallery_query_is_represented_like_an_upload_of_its_image(searcher):
     np.testing.assert_allclose(stored, searcher.features[3], atol=2e-3)
 
 
+def test_a_search_without_changes_is_visual_search_on_the_images_own_vector(searcher):
+    """No change: the query vector is the image's own (as stored for the gallery), not r' with an empty
+    indicator, so a gallery image searched without changes finds itself first at distance ~0."""
+    query = searcher.ids[5]
+    vector, _ = searcher.query_vector(query)
+    np.testing.assert_allclose(vector[0], searcher.features[5], atol=2e-3)
+    manipulated, _ = searcher.query_vector(query, {"color": other_value(searcher, query, "color")})
+    assert not np.allclose(vector, manipulated, atol=1e-3)
+    first = searcher.search(query, k=1, exclude_query=False)[0]
+    assert first.image_id == query and first.distance < 1e-2
+
+
 def test_results_are_marked_when_they_have_the_requested_values(searcher):
     query = searcher.ids[1]
     wanted = {"color": other_value(searcher, query, "color"), "collar": other_value(searcher, query, "collar")}

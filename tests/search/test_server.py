@@ -143,9 +143,9 @@ def test_search_change_and_click_through_in_chromium(url, searcher, tmp_path):
         page.locator("#gallery .tile").first.wait_for()
         query = page.locator("#gallery .tile").first.get_attribute("data-id")
 
-        page.locator("#gallery .tile").first.click()  # pick a gallery image: a plain visual search
+        page.locator("#gallery .tile").first.click()  # pick a gallery image: a visual search, no change
         sync_api.expect(page.locator("#query-id")).to_have_text(query)
-        sync_api.expect(page.locator("#status")).to_contain_text("plain visual search")
+        sync_api.expect(page.locator("#status")).to_contain_text("visual search on the image's own features")
         plain = _wait_for_new_results(page, [])
         assert len(plain) == 20 and query not in plain
 

@@ -70,8 +70,9 @@ def test_defaults_differ_from_the_paper_exactly_where_the_preset_says():
     defaults, paper = cfgmod.to_dict(TrainConfig()), cfgmod.TRAIN_PRESETS["paper"]
     deviating = {k for k, v in paper.items() if defaults[k] != v}
     assert deviating == {"negatives", "classify_pos_neg", "flip", "hard_negative_fraction", "margin", "lam",
-                         "retrieval"}, deviating
-    assert (defaults["negatives"], defaults["retrieval"]) == ("batch_hard", "attributes")
+                         "retrieval", "group_positives"}, deviating
+    assert (defaults["negatives"], defaults["retrieval"], defaults["group_positives"]) == ("batch_hard", "combined",
+                                                                                          0.5)
 
 
 def test_demo_run_file_writes_out_the_defaults():
@@ -201,6 +202,41 @@ def test_attribute_retrieval_compares_the_branches_softmax_outputs():
     torch.testing.assert_close(paper.query_vector(x, h), r_manip)
     with pytest.raises(ValueError, match="retrieval space"):
         tiny_amnet(retrieval="logits")
+
+
+@pytest.mark.parametrize("w", [0.0, 0.3, 1.0])
+def test_combined_retrieval_weighs_attribute_and_unit_representation_distances(w):
+    """retrieval=combined: |q - g|^2 = w |p' - p|^2 / M + (1 - w) |r'/|r'| - r/|r||^2, one vector per image."""
+    model = tiny_amnet(retrieval="combined", retrieval_weight=w).eval()
+    x, h = torch.rand(3, 3, 32, 32), make_indicator([[(0, 1)], [(1, 0), (2, 3)], []], OFFSETS, C)
+    g, q = model.gallery_vector(x), model.query_vector(x, h)
+    assert g.shape == q.shape == (3, C + Q) == (3, model.retrieval_dim)
+    r, r_manip = model.represent(x), model.manipulate(model.represent(x), h)
+    probs = [torch.cat([lg.softmax(1) for lg in model.classify(v)], 1) for v in (r, r_manip)]
+    unit = [torch.nn.functional.normalize(v, dim=1) for v in (r, r_manip)]
+    expected = (w * torch.cdist(probs[1], probs[0]) ** 2 / len(SIZES)
+                + (1 - w) * torch.cdist(unit[1], unit[0]) ** 2)
+    torch.testing.assert_close(torch.cdist(q, g) ** 2, expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="retrieval_weight"):
+        tiny_amnet(retrieval="combined", retrieval_weight=1.5)
+
+
+def test_combined_weight_round_trips_through_the_model_file(tmp_path):
+    from amnet.data.schema import Vocabulary
+    from amnet.model_store import load_model, save_model
+
+    vocab = Vocabulary.from_json('{"attributes": [{"name": "a", "values": ["x", "y", "z"]}, '
+                                 '{"name": "b", "values": ["p", "q"]}, '
+                                 '{"name": "c", "values": ["1", "2", "3", "4"]}]}')
+    cfg = TrainConfig(retrieval="combined", retrieval_weight=0.2)
+    assert cfg.architecture["retrieval_weight"] == 0.2
+    model = tiny_amnet(**cfg.architecture)
+    save_model(str(tmp_path), "amnet", "amnet", model, cfgmod.to_dict(ModelConfig(image_size=32, feature_dim=Q,
+               width=4)), vocab.to_json(), extra={"architecture": cfg.architecture})
+    loaded = load_model(str(tmp_path))
+    assert loaded.model.retrieval == "combined" and loaded.model.retrieval_weight == 0.2
+    assert loaded.retrieval_dim == C + Q
+    assert "retrieval_weight" not in TrainConfig(retrieval="attributes").architecture  # older files unchanged
 
 
 # --- the training step and optimiser ---------------------------------------------------------------

@@ -371,8 +371,10 @@ def plan_grouped_split(labels: np.ndarray, vocab: Vocabulary, cfg: SplitConfig, 
     )
 
 
+# item_group: the row's variant group within this split (the dataset's item_id as a code; -1 = none):
+# AMNet training draws a query's exact target as Eq. 5's positive from it (amnet.data.triplets)
 SHARD_SCHEMA = pa.schema([("image_id", pa.large_string()), ("image_bytes", pa.binary()),
-                          ("labels", pa.list_(pa.int64()))])
+                          ("labels", pa.list_(pa.int64())), ("item_group", pa.int64())])
 QUERY_SCHEMA = SHARD_SCHEMA.append(pa.field("target", pa.list_(pa.int64()))).append(
     pa.field("changed", pa.list_(pa.int64()))).append(pa.field("num_changes", pa.int64())).append(
     pa.field("target_id", pa.large_string()))  # the exact target's image_id (variant groups), else null
@@ -415,6 +417,8 @@ def write_sets(staged: StagedValidation, plan: SplitPlan, out: str, shard_size: 
                                                staged.part_starts[1:], strict=True):
             assert fragment.path == part, (fragment.path, part)  # kept order = part order
             table = fragment.to_table(columns=["image_id", "image_bytes", "labels"])
+            codes = staged.groups[start:stop] if staged.groups is not None else np.full(stop - start, -1)
+            table = table.append_column("item_group", pa.array(np.asarray(codes, dtype=np.int64)))
             for name, writer in writers.items():
                 idx = sets[name]
                 lo, hi = np.searchsorted(idx, [start, stop])
@@ -457,7 +461,7 @@ def _write_queries(gather_file: str, plan: QueryPlan, prefix: str, shard_size: i
         rows = pa.concat_tables(pieces)
         rows = rows.take(pa.array(np.argsort(rows.column("position").to_numpy(), kind="stable")))
         assert np.array_equal(rows.column("position").to_numpy(), want), "query gather lost rows"
-        base = rows.select(["image_id", "image_bytes", "labels"])
+        base = rows.select(["image_id", "image_bytes", "labels", "item_group"])
         qwriter_out.add(pa.Table.from_arrays([*base.columns, *_query_columns(plan, want, target_ids)],
                                              schema=QUERY_SCHEMA))
     qwriter_out.close()

@@ -103,8 +103,11 @@ class DiskPool:
 
     device = torch.device("cpu")  # where ``pool[rows]`` returns its tensor (train_step moves rows here)
 
-    def __init__(self, path: str, count: int, size: int, labels: np.ndarray, workdir: str = ""):
+    def __init__(self, path: str, count: int, size: int, labels: np.ndarray, workdir: str = "",
+                 groups: np.ndarray | None = None):
         self.path, self.count, self.size, self.labels = path, count, size, labels
+        # (N,) variant-group code per row (-1 = none); None: the shards carry no ``item_group``
+        self.groups = groups
         self.row_bytes = 3 * size * size
         self.pin = False
         self._workdir = workdir
@@ -113,27 +116,30 @@ class DiskPool:
     @classmethod
     def build(cls, prefix: str, size: int, workers: int = 2, workdir: str | None = None,
               slice_rows: int = 512) -> DiskPool:
-        """Decode every shard under ``prefix`` (``image_bytes``, ``labels``) into a file in a new folder
-        under ``workdir`` (default ``$AMNET_TMPDIR``, else the system temp folder)."""
+        """Decode every shard under ``prefix`` (``image_bytes``, ``labels``, and ``item_group`` when the
+        split wrote one) into a file in a new folder under ``workdir`` (default ``$AMNET_TMPDIR``, else
+        the system temp folder)."""
         from amnet.data import shards  # local: shards is I/O, tensors is imported by pure-compute modules
 
         folder = tempfile.mkdtemp(prefix="amnet-pool-", dir=workdir or os.environ.get("AMNET_TMPDIR") or None)
         path = os.path.join(folder, f"pool-{size}px.u8")
-        labels, count = [], 0
+        labels, groups, count = [], [], 0
         try:
             with open(path, "wb") as fh:
-                for _, df in shards.iter_shards(prefix, ["image_bytes", "labels"]):
+                for _, df in shards.iter_shards(prefix):
                     blobs = df["image_bytes"].tolist()
                     for i in range(0, len(blobs), slice_rows):
                         x = decode_batch(blobs[i : i + slice_rows], size, workers)  # (B, 3, S, S), HWC in memory
                         fh.write(x.permute(0, 2, 3, 1).contiguous().numpy().tobytes())  # rows stored as (S, S, 3)
                     labels += [np.asarray(v, dtype=np.int16) for v in df["labels"]]
+                    groups.append(df["item_group"].to_numpy(np.int64) if "item_group" in df.columns else None)
                     count += len(df)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         matrix = np.stack(labels) if labels else np.zeros((0, 0), dtype=np.int16)
-        return cls(path, count, size, matrix, workdir=folder)
+        codes = np.concatenate(groups) if groups and all(g is not None for g in groups) else None
+        return cls(path, count, size, matrix, workdir=folder, groups=codes)
 
     def __len__(self) -> int:
         return self.count

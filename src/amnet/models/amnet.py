@@ -13,12 +13,19 @@ Gallery images are never manipulated: they are represented with :meth:`AMNet.rep
 Retrieval space (``retrieval``): ``representation`` searches with r' against r (§4, the paper);
 ``attributes`` (not the paper) searches with the attribute branches' softmax outputs on r' and r,
 concatenated per attribute: the same network and losses, compared where Eq. 4 trains it to be exact.
+``combined`` (not the paper) concatenates both, scaled so that the squared Euclidean distance is
+``w * |p' - p|^2 / M + (1 - w) * |r'/|r'| - r/|r||^2`` (``retrieval_weight`` = w, M attributes): the
+attribute term finds the target labels, the representation term keeps the query item's look among them;
+one vector, so every index kind serves it unchanged.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from amnet.models.manipulator import Manipulator
 from amnet.models.memory import MemoryBlock
@@ -45,6 +52,7 @@ class AMNet(nn.Module):
         memory_read: str = "mean",
         activation: str = "none",
         retrieval: str = "representation",
+        retrieval_weight: float = 0.5,
     ):
         super().__init__()
         if variant not in AMNET_VARIANTS:
@@ -53,6 +61,9 @@ class AMNet(nn.Module):
             raise ValueError(f"unknown retrieval space {retrieval!r}; choose one of {', '.join(RETRIEVAL_SPACES)}")
         self.variant = variant
         self.retrieval = retrieval
+        if not 0.0 <= retrieval_weight <= 1.0:
+            raise ValueError(f"retrieval_weight must be within [0, 1] (got {retrieval_weight})")
+        self.retrieval_weight = float(retrieval_weight)
         self.feature_dim = feature_dim
         self.sizes = list(sizes)
         self.num_values = sum(self.sizes)  # C
@@ -83,13 +94,20 @@ class AMNet(nn.Module):
     @property
     def retrieval_dim(self) -> int:
         """Length of the vectors :meth:`gallery_vector` and :meth:`query_vector` return."""
-        return self.num_values if self.retrieval == "attributes" else self.feature_dim
+        return {"attributes": self.num_values, "representation": self.feature_dim,
+                "combined": self.num_values + self.feature_dim}[self.retrieval]
 
     def embed(self, r: torch.Tensor) -> torch.Tensor:
-        """r or r' (B, Q) -> the vector retrieval compares: itself, or its per-attribute softmax (B, C)."""
+        """r or r' (B, Q) -> the vector retrieval compares: itself, its per-attribute softmax (B, C), or
+        both, weighted (B, C + Q; ``combined``, see the module docstring)."""
         if self.retrieval == "representation":
             return r
-        return torch.cat([logits.float().softmax(dim=1) for logits in self.classify(r)], dim=1).to(r.dtype)
+        probs = torch.cat([logits.float().softmax(dim=1) for logits in self.classify(r)], dim=1)
+        if self.retrieval == "attributes":
+            return probs.to(r.dtype)
+        w = self.retrieval_weight
+        unit = F.normalize(r.float(), dim=1)
+        return torch.cat([probs * math.sqrt(w / len(self.sizes)), unit * math.sqrt(1.0 - w)], dim=1).to(r.dtype)
 
     def gallery_vector(self, x: torch.Tensor) -> torch.Tensor:
         """Gallery images (B, 3, S, S) -> search vectors; never manipulated (§4)."""

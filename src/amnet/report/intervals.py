@@ -9,7 +9,8 @@ seed in ``metrics.json``):
 * per baseline / ablation x: the paired 95 % bootstrap interval of AMNet − x over the same queries.
 
 The report, ``amnet run --local``'s closing table and the MLflow parent run's metrics
-(``amnet_top20_ci_low``, ``amnet_minus_attribute_based_top20_ci_high``, ...) all come from here.
+(``amnet_top20_ci_low``, ``amnet_minus_attribute_based_top20_ci_high``, ``amnet_minus_image_only_top20``, ...)
+all come from here.
 
 The exact-target metrics (:data:`amnet.names.EXACT_METRICS`: ``recall1`` ... ``median_rank``, present
 when the split's queries carry ``target_id``) get the same treatment, in a second table
@@ -174,7 +175,8 @@ def analyse(evaluations: Sequence[Evaluation], metrics: Sequence[str] = HEADLINE
 def scalars(summaries: Mapping[str, VariantSummary], diffs: Mapping[str, Mapping[str, stats.Interval]]
             ) -> dict[str, float]:
     """Flat MLflow / KFP metrics: ``amnet_top20_ci_low``/``_ci_high``, ``amnet_top20_sd`` and ``amnet_seeds``
-    (several seeds), ``amnet_minus_attribute_based_top20`` with ``_ci_low``/``_ci_high``."""
+    (several seeds), ``amnet_minus_attribute_based_top20`` (and ``amnet_minus_image_only_top20``, ...) with
+    ``_ci_low``/``_ci_high``."""
     out: dict[str, float] = {}
     for v, s in summaries.items():
         for m, iv in s.ci.items():

@@ -33,7 +33,7 @@ figcaption{color:#555;font-size:13px;margin-top:4px}
 .example table{margin:0}.example td,.example th{border:none;padding:2px 4px;vertical-align:middle}
 .example th{background:none;font-weight:500;font-size:13px;width:120px;text-align:right}
 .thumb{width:64px;height:64px;object-fit:contain;border:4px solid #cfcfcf;display:block}
-.thumb.hit{border-color:#1a9641}.count{color:#444;font-size:13px;padding-left:10px!important}
+.thumb.hit{border-color:#1a9641}.thumb.exact{border-color:#2166ac;border-width:6px}.count{color:#444;font-size:13px;padding-left:10px!important}
 .legend span{display:inline-block;width:12px;height:12px;vertical-align:middle;margin:0 4px 0 10px}
 .verdict{padding:10px 14px;border-radius:4px;font-weight:600;margin:8px 0}
 .promoted{background:#e5f5e0;border:1px solid #1a9641}.kept{background:#fff4e0;border:1px solid #e6a23c}
@@ -156,27 +156,43 @@ def page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
 
 
 def examples_html(blocks: Sequence[Mapping[str, Any]]) -> str:
-    """Fig. 7: per query its thumbnail and manipulation, then a row of top results per variant.
+    """Fig. 7: per query its thumbnail, its exact target when it has one, and its manipulation, then a row
+    of top results per variant.
 
     ``blocks``: ``{"query_id", "num_changes", "manipulation", "query_thumb", "rows": {variant: (thumbs,
-    hits, ids, notes)}}``. Exact matches get a green frame; hovering a result names what it gets wrong.
+    hits, ids, notes)}}``, optionally ``"target_id"``, ``"target_thumb"`` and ``"exact"`` ({variant: [result
+    i is the exact target]}). The exact target gets a blue frame, other results with every requested
+    label a green one; hovering a result names what it gets wrong.
     """
-    out = ["<p class='legend'>Frame:<span style='background:#1a9641'></span>exactly the target attributes"
+    targets = any(b.get("target_thumb") is not None for b in blocks)
+    out = ["<p class='legend'>Frame:" + ("<span style='background:#2166ac'></span>the exact target (this item, "
+                                         "changed)" if targets else "")
+           + "<span style='background:#1a9641'></span>exactly the target attributes"
            "<span style='background:#cfcfcf'></span>not an exact match (hover a result for what differs)</p>"]
     for q, block in enumerate(blocks):
         changes = "one attribute" if block["num_changes"] == 1 else f"{block['num_changes']} attributes"
         rows = []
         for variant, (thumbs, hits, ids, notes) in block["rows"].items():
+            exact = (block.get("exact") or {}).get(variant) or [False] * len(ids)
+            def title(i: str, n: str, e: bool) -> str:
+                return html.escape(i + (" (the exact target)" if e else "") + (": " + n if n else ": exact match"))
+
             cells = "".join(
-                f"<td><img class='thumb{' hit' if hit else ''}' alt='{html.escape(i)}' "
-                f"title='{html.escape(i + (': ' + n if n else ': exact match'))}' "
+                f"<td><img class='thumb{' exact' if e else ' hit' if hit else ''}' alt='{html.escape(i)}' "
+                f"title='{title(i, n, e)}' "
                 f"src=\"{data_uri(t, 'image/jpeg')}\"></td>"
-                for t, hit, i, n in zip(thumbs, hits, ids, notes, strict=True))
+                for t, hit, i, n, e in zip(thumbs, hits, ids, notes, exact, strict=True))
+            found = " + exact target" if any(exact) else ""
             rows.append(f"<tr><th>{html.escape(variant)}</th>{cells}"
-                        f"<td class=count>{sum(map(bool, hits))}/{len(hits)} exact</td></tr>")
+                        f"<td class=count>{sum(map(bool, hits))}/{len(hits)} exact{found}</td></tr>")
+        target = ""
+        if block.get("target_thumb") is not None:
+            target = (f"<img class='thumb exact' alt='exact target {html.escape(str(block.get('target_id')))}' "
+                      f"title='the exact target: {html.escape(str(block.get('target_id')))}' "
+                      f"src=\"{data_uri(block['target_thumb'], 'image/jpeg')}\"><div class=meta>exact target</div>")
         out.append(
             f"<div class=example><div class=q><img alt='query {html.escape(block['query_id'])}' "
-            f"src=\"{data_uri(block['query_thumb'], 'image/jpeg')}\"></div><div>"
+            f"src=\"{data_uri(block['query_thumb'], 'image/jpeg')}\">{target}</div><div>"
             f"<div class=manip>{q + 1}. {html.escape(block['manipulation'])}</div>"
             f"<div class=meta>query {html.escape(block['query_id'])} · {changes} changed</div>"
             f"<table>{''.join(rows)}</table></div></div>")

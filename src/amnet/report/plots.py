@@ -22,8 +22,9 @@ STYLE = {  # variant -> (colour, marker, line style)
     "no_memory": ("#ff7f0e", "s", "-"),
     "no_ranking": ("#2ca02c", "^", "-"),
     "attribute_based": ("#7f7f7f", "D", "--"),
+    "image_only": ("#9467bd", "v", "--"),
 }
-HIT, MISS = "#1a9641", "#bdbdbd"
+HIT, MISS, EXACT = "#1a9641", "#bdbdbd", "#2166ac"  # label match, neither, the exact target
 DPI = 110
 
 
@@ -111,39 +112,63 @@ def _image(data: bytes):
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
-def examples_grid(blocks: Sequence[dict]) -> bytes:
-    """Fig. 7 as one picture: per query, its thumbnail and manipulation, then one row of top results
-    per variant with a green frame on exact matches.
+EXAMPLES_LEGEND = "blue: the exact target (this item, changed) · green: has every requested label"
 
-    ``blocks``: ``{"manipulation", "query_thumb", "rows": {variant: (thumbs, hits)}}``.
+
+def _frame(ax, colour: str, width: float) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set(color=colour, linewidth=width)
+
+
+def examples_grid(blocks: Sequence[dict]) -> bytes:
+    """Fig. 7 as one picture: per query, its thumbnail (and, when it has one, its exact target's) and
+    manipulation, then one row of top results per variant: a thick blue frame on the exact target, a
+    green one on results with every requested label, a thin grey one otherwise; a legend line on top.
+
+    ``blocks``: ``{"manipulation", "query_thumb", "rows": {variant: (thumbs, hits[, exact])}}`` with an
+    optional ``"target_thumb"`` (None or absent: no exact target, e.g. examples written before targets).
     """
+    targets = any(b.get("target_thumb") is not None for b in blocks)
+    lead = 2 if targets else 1  # query (+ exact target) columns
     n_rows = sum(len(b["rows"]) for b in blocks)
-    n_cols = 1 + max((len(t) for b in blocks for t, _ in b["rows"].values()), default=1)
-    fig = plt.figure(figsize=(1.25 * n_cols + 1.2, 1.25 * n_rows + 0.45 * len(blocks)))
-    grid = fig.add_gridspec(n_rows + len(blocks), n_cols + 1, width_ratios=[1, 1.2, *[1] * (n_cols - 1)],
-                            height_ratios=[h for b in blocks for h in [0.3] + [1] * len(b["rows"])],
+    n_cols = lead + max((len(row[0]) for b in blocks for row in b["rows"].values()), default=1)
+    fig = plt.figure(figsize=(1.25 * n_cols + 1.2, 1.25 * n_rows + 0.45 * len(blocks) + 0.35))
+    grid = fig.add_gridspec(1 + n_rows + len(blocks), n_cols + 1,
+                            width_ratios=[*[1] * lead, 1.2, *[1] * (n_cols - lead)],
+                            height_ratios=[0.3, *[h for b in blocks for h in [0.3] + [1] * len(b["rows"])]],
                             hspace=0.15, wspace=0.08)
-    row = 0
+    legend = fig.add_subplot(grid[0, :])
+    legend.axis("off")
+    legend.text(0, 0.1, EXAMPLES_LEGEND if targets else "green: has every requested label", fontsize=9)
+    row = 1
     for q, block in enumerate(blocks):
         title = fig.add_subplot(grid[row, :])
         title.axis("off")
         title.text(0, 0.1, f"query {q + 1}: {block['manipulation']}", fontsize=10, weight="bold")
         row += 1
-        query_ax = fig.add_subplot(grid[row : row + len(block["rows"]), 0])
+        span = len(block["rows"])
+        query_ax = fig.add_subplot(grid[row : row + span, 0])
         query_ax.imshow(_image(block["query_thumb"]))
         query_ax.set_title("query", fontsize=8)
-        query_ax.set_xticks([])
-        query_ax.set_yticks([])
-        for variant, (thumbs, hits) in block["rows"].items():
-            label = fig.add_subplot(grid[row, 1])
+        _frame(query_ax, "black", 0.8)
+        if block.get("target_thumb") is not None:
+            target_ax = fig.add_subplot(grid[row : row + span, 1])
+            target_ax.imshow(_image(block["target_thumb"]))
+            target_ax.set_title("exact target", fontsize=8, color=EXACT)
+            _frame(target_ax, EXACT, 2)
+        for variant, (thumbs, hits, *rest) in block["rows"].items():
+            exact = rest[0] if rest else [False] * len(thumbs)
+            label = fig.add_subplot(grid[row, lead])
             label.axis("off")
             label.text(1.0, 0.5, variant, ha="right", va="center", fontsize=8)
-            for j, (thumb, hit) in enumerate(zip(thumbs, hits, strict=True)):
-                ax = fig.add_subplot(grid[row, 2 + j])
+            for j, (thumb, hit, is_target) in enumerate(zip(thumbs, hits, exact, strict=True)):
+                ax = fig.add_subplot(grid[row, lead + 1 + j])
                 ax.imshow(_image(thumb))
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for spine in ax.spines.values():
-                    spine.set(color=HIT if hit else MISS, linewidth=4 if hit else 1.5)
+                if is_target:
+                    _frame(ax, EXACT, 6)
+                else:
+                    _frame(ax, HIT if hit else MISS, 4 if hit else 1.5)
             row += 1
     return _png(fig, dpi=80)  # thumbnails are 64 px: more dots only add bytes

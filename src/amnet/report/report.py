@@ -1,4 +1,5 @@
-"""The evaluation report: the paper's comparison of AMNet with its three baselines (§5).
+"""The evaluation report: the paper's comparison of AMNet with its three baselines (§5), plus plain visual
+search (``image_only``: the amnet model's own vector of the query image, no change applied).
 
 Reads each variant's evaluation (``metrics.json``, ``per_query.parquet``, ``examples.parquet``) and
 writes into ``out_dir``:

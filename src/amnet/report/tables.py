@@ -3,8 +3,9 @@
 
 Flat scalars (the MLflow parent run's metrics) carry the uncertainty next to each value:
 ``amnet_top20`` with ``amnet_top20_sd`` (across seeds), ``amnet_top20_ci_low`` / ``_ci_high`` (95 %
-bootstrap over queries) and ``amnet_minus_attribute_based_top20`` (+ ``_ci_low`` / ``_ci_high``, paired);
-:func:`flat_value` and :func:`flat_interval` render them (:mod:`amnet.report.intervals` computes them)."""
+bootstrap over queries) and ``amnet_minus_attribute_based_top20`` (``amnet_minus_image_only_top20``, ...; +
+``_ci_low`` / ``_ci_high``, paired); :func:`flat_value` and :func:`flat_interval` render them
+(:mod:`amnet.report.intervals` computes them)."""
 
 from __future__ import annotations
 

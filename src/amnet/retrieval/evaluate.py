@@ -1,7 +1,9 @@
 """Evaluation (§5.1): manipulate each query, search the gallery, top-k accuracy and NDCG@k.
 
 AMNet variants rewrite the query's representation with Eq. 1 + Eq. 3 and rank the gallery by
-Euclidean distance (the gallery is never manipulated). The attribute-based baseline predicts the
+Euclidean distance (the gallery is never manipulated). The image-only baseline (``image_only``, plain
+visual search) ranks the same gallery features with the amnet model's own, unmanipulated vector of the
+query image: the requested change is ignored. The attribute-based baseline predicts the
 query's attributes with the attribute CNN, substitutes the desired ones, ranks gallery images whose
 *predicted* attributes equal that target first (by representation distance) and the rest after
 them by number of matched attributes, then distance.
@@ -32,7 +34,16 @@ from amnet.data.tensors import decode_batch, to_input
 from amnet.errors import AmnetError, ConfigError
 from amnet.model_store import LoadedModel, load_model, training_seed
 from amnet.models.memory import make_indicator
-from amnet.names import EXACT_KS, EXAMPLES, FEATURES_JSON, METRICS_JSON, PER_QUERY
+from amnet.names import (
+    ATTRIBUTE_BASED,
+    EXACT_KS,
+    EXAMPLES,
+    FEATURES_JSON,
+    IMAGE_ONLY,
+    IMAGE_ONLY_MODEL,
+    METRICS_JSON,
+    PER_QUERY,
+)
 from amnet.retrieval import metrics
 from amnet.retrieval.examples import build_examples, pick_queries
 from amnet.retrieval.featurize import load_features
@@ -53,9 +64,12 @@ def changes_of(queries: pd.DataFrame) -> list[list[tuple[int, int]]]:
 
 @torch.no_grad()
 def query_vectors(loaded: LoadedModel, queries: pd.DataFrame, batch_size: int, device,
-                  precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+                  precision: str = "fp32", manipulate: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Query representations (manipulated for AMNet variants) and, for the attribute CNN, predictions,
-    computed at the gallery features' ``precision`` (so both sides of the search match)."""
+    computed at the gallery features' ``precision`` (so both sides of the search match).
+
+    ``manipulate`` False (the ``image_only`` baseline): an AMNet model's gallery vector of the query image
+    itself, exactly what featurization computes for a gallery image; the requested changes are ignored."""
     device = torch.device(device)
     mode = inference_setup(loaded.model, device, precision)
     blobs, changes = list(queries["image_bytes"]), changes_of(queries)
@@ -67,6 +81,8 @@ def query_vectors(loaded: LoadedModel, queries: pd.DataFrame, batch_size: int, d
             if loaded.kind == "attribute_cnn":
                 r, logits = loaded.model(x)
                 preds.append(torch.stack([lg.argmax(1) for lg in logits], 1).cpu().numpy())
+            elif not manipulate:
+                r = loaded.model.gallery_vector(x)  # r (or its attribute outputs): no change applied
             else:
                 h = make_indicator(changes[i : i + batch_size], vocab.offsets, vocab.total_values).to(device)  # (B, C)
                 r = loaded.model.query_vector(x, h)  # Eq. 1 + Eq. 3, in the model's retrieval space
@@ -264,6 +280,20 @@ def stored_index(features: str, kind: str, n: int) -> tuple[Index, dict] | None:
     return index, meta
 
 
+def check_model(variant: str, loaded: LoadedModel) -> None:
+    """Raise :class:`AmnetError` naming what to pass when ``loaded`` is not the model ``variant`` searches with."""
+    if variant == ATTRIBUTE_BASED and loaded.kind != "attribute_cnn":
+        raise AmnetError("the attribute_based variant needs the attribute CNN (output of `amnet step pretrain`)")
+    if variant == IMAGE_ONLY and (loaded.kind != "amnet" or loaded.variant != IMAGE_ONLY_MODEL):
+        given = "the attribute CNN" if loaded.kind == "attribute_cnn" else f"a {loaded.variant} model"
+        raise AmnetError(f"the image_only variant searches with the {IMAGE_ONLY_MODEL} model's own image "
+                         f"representation, but got {given}: pass the {IMAGE_ONLY_MODEL} variant's trained model "
+                         f"(output of `amnet step train --variant {IMAGE_ONLY_MODEL}`) and the gallery features it "
+                         "wrote (`amnet step featurize` with that model)")
+    if variant != ATTRIBUTE_BASED and loaded.kind != "amnet":
+        raise AmnetError(f"variant {variant!r} needs a trained AMNet model (output of `amnet step train`)")
+
+
 def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateConfig, progress: bool = True) -> dict:
     """Evaluate one variant: ``metrics.json``, ``per_query.parquet`` and ``examples.parquet`` in ``out``.
 
@@ -283,17 +313,14 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
     if k > len(gallery):
         raise ConfigError(f"k = {k} is larger than the gallery ({len(gallery)} images); lower ks/ndcg_k")
     depth = max(k, min(CURVE_K, len(gallery)))
-    if cfg.variant == "attribute_based" and loaded.kind != "attribute_cnn":
-        raise AmnetError("the attribute_based variant needs the attribute CNN (output of `amnet step pretrain`)")
-    if cfg.variant != "attribute_based" and loaded.kind != "amnet":
-        raise AmnetError(f"variant {cfg.variant!r} needs a trained AMNet model (output of `amnet step train`)")
+    check_model(cfg.variant, loaded)
     queries = shards.read_shards(query_set(split, cfg.queries))  # test, or validation queries
     m = loaded.vocab.num_attributes
     targets = label_matrix(queries["target"], m)
     manipulate_start = time.perf_counter()
     feature_timing = featurize_timing(features)
     precision = str(feature_timing.get("precision") or "fp32")  # match the gallery's features
-    q, pred = query_vectors(loaded, queries, cfg.batch_size, device, precision)
+    q, pred = query_vectors(loaded, queries, cfg.batch_size, device, precision, manipulate=cfg.variant != IMAGE_ONLY)
     gallery_pred, pred_target = None, None
     if cfg.variant == "attribute_based":
         if "pred_labels" not in gallery.columns:

@@ -8,7 +8,13 @@ thumbnails so the report can embed them without reading the split again.
 ``examples.parquet`` columns: ``query_id`` str, ``num_changes`` int, ``manipulation`` str
 ("color: pink → blue"), ``query_thumb`` binary, ``result_ids`` list<str>, ``result_thumbs``
 list<binary>, ``result_hits`` list<bool> (exactly the target attributes), ``result_notes`` list<str>
-(the target attributes a result gets wrong, '' for a hit).
+(the target attributes a result gets wrong, '' for a hit), ``target_id`` str or null (the gallery id of
+the query's exact target: the same item with the change applied; null for label-vector queries),
+``target_thumb`` binary or null (that image's thumbnail) and ``result_exact`` list<bool> (result i is
+the exact target). Files written before the last three existed lack them; the report still reads them.
+
+Splits built from variant groups give queries a ``target_id``: the examples then prefer such queries, so
+Fig. 7 shows the exact-target yardstick (is *this* item, changed, among the top results?).
 """
 
 from __future__ import annotations
@@ -32,10 +38,22 @@ TOP = 5  # results shown per variant
 THUMB_PX = 64
 
 
+def has_target(queries: pd.DataFrame) -> np.ndarray:
+    """(N,) bool: the query names an exact target (a non-null ``target_id``; all False without the column)."""
+    if "target_id" not in queries.columns:
+        return np.zeros(len(queries), dtype=bool)
+    return ~pd.isna(queries["target_id"]).to_numpy(dtype=bool)
+
+
 def pick_queries(queries: pd.DataFrame, one: int = ONE_ATTRIBUTE, two: int = TWO_ATTRIBUTES) -> list[int]:
     """Row positions of the example queries: the first ``one`` one-attribute and ``two`` two-attribute
-    queries by sorted ``image_id`` (fewer when a group is smaller)."""
-    order = np.argsort(queries["image_id"].to_numpy().astype(str), kind="stable")
+    queries by sorted ``image_id`` (fewer when a group is smaller).
+
+    Queries with an exact target (a non-null ``target_id``) come first: when a group has enough of them
+    only they are picked; otherwise the rest of the group fills up, again by sorted ``image_id``. Without
+    target ids this is the plain first-by-``image_id`` choice."""
+    ids = queries["image_id"].to_numpy().astype(str)
+    order = np.lexsort((ids, ~has_target(queries)))  # target queries first, then by image_id (stable on ties)
     changes = queries["num_changes"].to_numpy()[order]
     return [int(i) for n, count in ((1, one), (2, two)) for i in order[changes == n][:count]]
 
@@ -94,30 +112,52 @@ def gallery_images(split: str, rows: list[int], ids: list[str]) -> dict[str, byt
     return found
 
 
+def target_of(queries: pd.DataFrame, q: int) -> str | None:
+    """Query ``q``'s exact-target gallery id, None when it has none."""
+    if "target_id" not in queries.columns:
+        return None
+    value = queries["target_id"].iloc[q]
+    return None if pd.isna(value) else str(value)
+
+
 def build_examples(split: str, queries: pd.DataFrame, picks: list[int], ranked: np.ndarray,
                    hits: np.ndarray, gallery_ids: np.ndarray, gallery_labels: np.ndarray,
                    vocab: Vocabulary, top: int = TOP) -> pd.DataFrame:
-    """The ``examples.parquet`` frame for the picked queries (``ranked``/``hits`` are (N, K) over all queries)."""
+    """The ``examples.parquet`` frame for the picked queries (``ranked``/``hits`` are (N, K) over all queries).
+
+    A query's exact target (``target_id``) is read from the gallery for its thumbnail, whether or not the
+    variant retrieved it; ``result_exact`` marks the results that are it."""
     top = min(top, ranked.shape[1])
-    rows = sorted({int(r) for q in picks for r in ranked[q, :top]})
-    images = gallery_images(split, rows, [str(gallery_ids[r]) for r in rows])
-    absent = sorted({str(gallery_ids[r]) for r in rows} - set(images))
+    targets = {q: target_of(queries, q) for q in picks}
+    where = {str(g): i for i, g in enumerate(gallery_ids.tolist())}
+    rows = sorted({int(r) for q in picks for r in ranked[q, :top]}
+                  | {where[t] for t in targets.values() if t is not None and t in where})
+    wanted = sorted({str(gallery_ids[r]) for r in rows} | {t for t in targets.values() if t is not None})
+    images = gallery_images(split, rows, wanted)
+    absent = [i for i in wanted if i not in images]
     if absent:
         raise AmnetError(f"{split}/gallery: no image {absent[0]!r}; the gallery features come from another split")
     records = []
     for q in picks:
         labels, target, changed = (queries[c].iloc[q] for c in ("labels", "target", "changed"))
         results = ranked[q, :top]
+        result_ids = [str(gallery_ids[r]) for r in results]
+        target_id = targets[q]
         records.append({
             "query_id": str(queries["image_id"].iloc[q]),
             "num_changes": int(queries["num_changes"].iloc[q]),
             "manipulation": manipulation_words(labels, target, changed, vocab),
             "query_thumb": thumbnail(queries["image_bytes"].iloc[q]),
-            "result_ids": [str(gallery_ids[r]) for r in results],
-            "result_thumbs": [thumbnail(images[str(gallery_ids[r])]) for r in results],
+            "result_ids": result_ids,
+            "result_thumbs": [thumbnail(images[i]) for i in result_ids],
             "result_hits": [bool(h) for h in hits[q, :top]],
             "result_notes": [mismatch_note(gallery_labels[r], target, vocab) for r in results],
+            "target_id": target_id,
+            "target_thumb": thumbnail(images[target_id]) if target_id is not None else None,
+            "result_exact": [target_id is not None and i == target_id for i in result_ids],
         })
-    return pd.DataFrame.from_records(records, columns=[
+    frame = pd.DataFrame.from_records(records, columns=[
         "query_id", "num_changes", "manipulation", "query_thumb", "result_ids", "result_thumbs", "result_hits",
-        "result_notes"])
+        "result_notes", "target_id", "target_thumb", "result_exact"])
+    frame["target_id"] = frame["target_id"].astype("string")  # a string column even when every value is null
+    return frame

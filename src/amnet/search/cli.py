@@ -28,6 +28,7 @@ GREEN, RED, GREY, BLUE, DARK = (22, 150, 60), (190, 40, 40), (200, 200, 200), (4
 
 MODEL_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID, or a model folder / s3:// prefix"
 FEATURES_HELP = "gallery feature artifact (default: the registry's amnet.features_uri; none: featurize now)"
+VISUAL = "visual search on the image's own features"  # what a search without changes is (Searcher.query_vector)
 EPILOG = """examples:
   amnet search --model models:/amnet@champion --gallery-id synth0-0000027 --set color=blue --set collar=plush
   amnet search --model runs/model --features runs/features --gallery runs/split --image coat.jpg -k 10 --json
@@ -100,7 +101,7 @@ def contact_sheet(query: bytes | None, query_label: str, changes: dict[str, str]
     left = PAD + cell_w + 2 * GAP  # results start right of the query column and its separator
     sheet = Image.new("RGB", (left + cell_w * cols, HEADER + cell_h * rows + PAD), "white")
     draw = ImageDraw.Draw(sheet)
-    legend = "green frame: has every requested value" if changes else "no changes: plain visual search"
+    legend = "green frame: has every requested value" if changes else VISUAL
     draw.text((PAD, 4), f"{len(results)} results  ·  {legend}", fill="black", font=font)
     draw.line([left - GAP - 1, HEADER, left - GAP - 1, sheet.height - PAD], fill=GREY, width=1)
 
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--image", metavar="PATH", help="query image file (local or s3://)")
     query.add_argument("--gallery-id", metavar="ID", help="query by a gallery image's id (its stored image is used)")
     p.add_argument("--set", dest="changes", action="append", default=[], metavar="ATTR=VALUE",
-                   help="desired attribute value; repeat for several (none = plain visual search)")
+                   help=f"desired attribute value; repeat for several (none = {VISUAL})")
     p.add_argument("-k", type=int, default=20, help="number of results (default 20)")
     p.add_argument("--features", metavar="URI", help=FEATURES_HELP)
     p.add_argument("--gallery", metavar="SPLIT", help="the split (or its gallery/ shards): query by gallery id, "
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None, load: Loader = Searcher.load) -> int:
     described = ", ".join(f"{a}={v}" for a, v in query.get("attributes", {}).items())
     print(f"model:   {searcher.source} ({searcher.loaded.variant}, gallery of {searcher.size})")
     print(f"query:   {args.gallery_id or args.image}" + (f"  ({described})" if described else ""))
-    print(f"changes: {', '.join(f'{a}={v}' for a, v in changes.items()) or 'none (plain visual search)'}\n")
+    print(f"changes: {', '.join(f'{a}={v}' for a, v in changes.items()) or f'none ({VISUAL})'}\n")
     print(format_table(results, searcher.vocab.names, changes), end="")
     if args.out:
         log.info("contact sheet: %s", args.out)

@@ -317,7 +317,7 @@ function renderResults(res, wanted) {
   if (Object.keys(wanted).length) {
     status.append(" · ", el("span", { class: "legend" }), " has every requested value (" + hits + " of " + n + ")");
   } else {
-    status.append(" · no changes: plain visual search");
+    status.append(" · no changes: visual search on the image's own features");
   }
   $("results-section").hidden = false;
 }

@@ -277,7 +277,7 @@ class Searcher:
     @torch.no_grad()
     def query_vector(self, query: Query, changes: Changes | None = None) -> tuple[np.ndarray, str | None]:
         """The manipulated query's search vector (1, D) float32 (Eq. 1 + Eq. 3, in the model's retrieval
-        space) and the query's gallery id, if any."""
+        space; without changes the image's own vector, as the gallery's) and the query's gallery id, if any."""
         pairs = self.parse_changes(changes)
         data, gallery_id = self._query_bytes(query)
         if data is not None:
@@ -288,10 +288,13 @@ class Searcher:
                              "load the gallery split beside the features")
         else:  # a gallery id whose image is not loaded: its stored feature is the same r (fp16)
             r = torch.from_numpy(self.features[self._row(str(gallery_id))][None]).to(self.device)
-        vocab = self.vocab
-        h = make_indicator([pairs], vocab.offsets, vocab.total_values).to(self.device)  # (1, C), as in evaluation
+        model, vocab = self.loaded.model, self.vocab
         with self.mode.autocast():
-            q = self.loaded.model.embed(self.loaded.model.manipulate(r, h))  # (1, Q), or (1, C) attribute outputs
+            if not pairs:  # no change: visual search, the image's own r compared as the gallery's are
+                q = model.embed(r)
+            else:
+                h = make_indicator([pairs], vocab.offsets, vocab.total_values).to(self.device)  # (1, C)
+                q = model.embed(model.manipulate(r, h))  # in the model's retrieval space, as in evaluation
         return q.float().cpu().numpy(), gallery_id
 
     def search(self, query: Query, changes: Changes | None = None, k: int = 20,
@@ -300,7 +303,8 @@ class Searcher:
 
         ``query`` is a gallery id, an image path / ``s3://`` URI, encoded bytes or a PIL image. With
         ``exclude_query`` a gallery-id query never returns itself. A change to the query's current
-        value is allowed (it still adds that value's prototype); no changes = plain visual search.
+        value is allowed (it still adds that value's prototype); no changes = visual search: the image's own
+        vector, computed as the gallery's are.
         """
         if int(k) < 1:
             raise AmnetError(f"k must be >= 1 (got {k})")

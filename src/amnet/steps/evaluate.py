@@ -1,14 +1,17 @@
-"""Stage: evaluation (§5.1): top-k accuracy and NDCG@k for one variant."""
+"""Stage: evaluation (§5.1): top-k accuracy and NDCG@k for one variant (and, in the pipeline, the
+image-only baseline beside the amnet variant: :func:`run_with_image_only`)."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
+from amnet import storage
 from amnet.config import EvaluateConfig
 from amnet.model_store import model_variant
-from amnet.names import ATTRIBUTE_BASED, METRICS_JSON, VARIANTS
+from amnet.names import ATTRIBUTE_BASED, IMAGE_ONLY, IMAGE_ONLY_MODEL, METRICS_JSON, NOT_EVALUATED_JSON, VARIANTS
 from amnet.retrieval.evaluate import run_evaluate
 from amnet.steps.cli_args import base_parser, cli_config, print_result
 from amnet.steps.settings import stage_config
@@ -35,6 +38,31 @@ def run_step(split: str, model: str, features: str, out: str, variant: str = "",
                        io={"split": split, "model": model, "features": features, "out": out})
 
 
+def run_with_image_only(split: str, model: str, features: str, out: str, image_out: str, variant: str = "",
+                        config: Mapping[str, Any] | None = None, parent_run_id: str = "", image_only: bool = False,
+                        progress: bool = True) -> tuple[dict, dict | None]:
+    """The pipeline's evaluate task: :func:`run_step` of ``variant`` into ``out`` and, when ``image_only`` is
+    asked for and the model is the amnet variant's, the ``image_only`` baseline (plain visual search) with the
+    same model, gallery features and index into ``image_out``. Otherwise ``image_out`` holds only
+    ``not_evaluated.json`` saying why (the task's output exists either way). Returns (results, image-only
+    results or None)."""
+    results = run_step(split, model, features, out, variant, config, parent_run_id, progress)
+    scored = variant or variant_of_model(model)
+    if image_only and scored == IMAGE_ONLY_MODEL:
+        return results, run_step(split, model, features, image_out, IMAGE_ONLY, config, parent_run_id, progress)
+    why = ("not asked of this task (image_baseline off, or the attribute baseline's task)" if not image_only
+           else f"image_only searches with the {IMAGE_ONLY_MODEL} model, not the {scored} one")
+    write_not_evaluated(image_out, IMAGE_ONLY, why)
+    return results, None
+
+
+def write_not_evaluated(out: str, variant: str, reason: str) -> None:
+    """Mark ``out`` as an evaluation of ``variant`` left out on purpose (the report skips it:
+    :func:`amnet.steps.report.is_evaluation`)."""
+    payload = {"variant": variant, "evaluated": False, "reason": reason}
+    storage.write_text(storage.join(out, NOT_EVALUATED_JSON), json.dumps(payload, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("amnet step evaluate", "Manipulate each query of SPLIT/queries, search the featurized "
                     "gallery (L2 as in the paper: exact below 50k gallery images, PQ fast-scan + exact re-ranking "
@@ -45,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", required=True, help="output of `amnet step featurize`")
     p.add_argument("--variant", default="", choices=["", *VARIANTS],
                    help="how queries are answered (default: the model's own variant; attribute_based for the "
-                   "attribute CNN)")
+                   "attribute CNN; image_only: plain visual search with the amnet model's vector of the query "
+                   "image itself, no change applied, against the gallery features that model wrote)")
     p.add_argument("--out", required=True, help="folder for metrics.json + per_query.parquet")
     args = p.parse_args(argv)
     config = cli_config(EvaluateConfig, args)

@@ -1,12 +1,12 @@
 """The MLflow parent run that groups one pipeline run's stage runs: started first, ended by the exit handler.
 
-It holds every pipeline parameter as an MLflow parameter (flattened run-file keys: ``dataset``,
-``variants``, ``train.lam``, ``split.gallery_size``, ...; each stage section resolved with its defaults,
-so two runs compare key by key), the dataset as a dataset input, the headline metrics and the results
-table (the report stage). Upstream stages (split, pretraining, prototypes, the attribute baseline) get
-no parent run id, so KFP can serve them from its cache; :func:`link_upstream` (an uncached task of
-every pipeline run) nests their runs under the parent: the run itself when it was made in this
-pipeline run, else a short link run pointing at the run that made the cached artifact.
+It holds every pipeline parameter as an MLflow parameter (flattened run-file keys: ``dataset``, ``variants``,
+``attribute_baseline``, ``image_baseline``, ``train.lam``, ``split.gallery_size``, ...; each stage section
+resolved with its defaults, so two runs compare key by key), the dataset as a dataset input, the headline
+metrics and the results table (the report stage). Upstream stages (split, pretraining, prototypes, the
+attribute baseline) get no parent run id, so KFP can serve them from its cache; :func:`link_upstream` (an
+uncached task of every pipeline run) nests their runs under the parent: the run itself when it was made in
+this pipeline run, else a short link run pointing at the run that made the cached artifact.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ FIXED_KEYS = {"train": "variant", "evaluate": "variant"}  # set by the pipeline'
 
 
 def pipeline_params(dataset_uri: str, variants: list[str], attribute_baseline: bool, experiment: str,
-                    sections: Mapping[str, Mapping[str, Any] | None], seeds: int = 1) -> dict[str, Any]:
+                    sections: Mapping[str, Mapping[str, Any] | None], seeds: int = 1,
+                    image_baseline: bool = True) -> dict[str, Any]:
     """Every pipeline parameter as flat MLflow params: the run-level keys and each stage section resolved
     with its dataclass defaults (``train.lam``, ``pretrain.model.backbone``, ...)."""
     params: dict[str, Any] = {"dataset": dataset_uri, "variants": ",".join(map(str, variants)),
-                              "attribute_baseline": bool(attribute_baseline), "experiment": experiment,
-                              "seeds": int(seeds)}
+                              "attribute_baseline": bool(attribute_baseline), "image_baseline": bool(image_baseline),
+                              "experiment": experiment, "seeds": int(seeds)}
     for cls, section in cfgmod.SECTION_OF.items():
         values = dict(sections.get(section) or {})
         fixed = FIXED_KEYS.get(section)

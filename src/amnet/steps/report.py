@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from amnet import storage
-from amnet.names import DECISION_JSON, REPORT_HTML, REPORT_MD
+from amnet.names import DECISION_JSON, METRICS_JSON, NOT_EVALUATED_JSON, REPORT_HTML, REPORT_MD
 from amnet.ops.tracking import runs
 from amnet.report.report import run_report
 from amnet.steps.cli_args import base_parser, print_result
@@ -19,14 +19,26 @@ def read_decision(decision: str | None) -> dict | None:
     return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
 
 
-def run_step(evaluations: list[str], out: str, parent_run_id: str = "", baseline: str | None = None,
-             decision: str | None = None, html_out: str | None = None, md_out: str | None = None) -> dict:
-    """Evaluations (+ the attribute baseline's, + the gate's decision folder) -> the report in ``out``.
+def is_evaluation(uri: str) -> bool:
+    """False for an evaluation folder left out on purpose (``not_evaluated.json`` and no ``metrics.json``:
+    the image-only output of an evaluate task that did not score it, ``amnet.steps.evaluate``)."""
+    return storage.exists(storage.join(uri, METRICS_JSON)) or not storage.exists(storage.join(uri, NOT_EVALUATED_JSON))
 
+
+def run_step(evaluations: list[str], out: str, parent_run_id: str = "", baseline: str | None = None,
+             decision: str | None = None, html_out: str | None = None, md_out: str | None = None,
+             image_evaluations: list[str] | None = None) -> dict:
+    """Evaluations (+ the attribute baseline's, + the image-only baseline's, + the gate's decision folder) ->
+    the report in ``out``.
+
+    ``image_evaluations``: the evaluate tasks' image-only outputs, one per trained variant and seed; those
+    left out on purpose (every variant but amnet, or the image baseline off) are skipped.
     ``html_out`` / ``md_out``: extra copies of the page (a KFP HTML / Markdown output). With tracking
     on and a parent run, the headline scalars and every report file go to that MLflow run.
     """
-    report = run_report([*evaluations, *([baseline] if baseline else [])], out, decision=read_decision(decision))
+    images = [uri for uri in image_evaluations or [] if is_evaluation(uri)]
+    report = run_report([*evaluations, *images, *([baseline] if baseline else [])], out,
+                        decision=read_decision(decision))
     for extra, name in ((html_out, REPORT_HTML), (md_out, REPORT_MD)):
         if extra:
             storage.write_bytes(extra, storage.read_bytes(storage.join(out, name)))

@@ -84,14 +84,15 @@ def optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
 
 def train_step(model, opt, images: torch.Tensor, batch: TripletBatch, offsets: list[int], total_values: int,
                lam: float, margin: float, device, bf16: bool = False, labels: torch.Tensor | None = None,
-               options: TrainOptions | None = None) -> torch.Tensor:
+               options: TrainOptions | None = None, items: torch.Tensor | None = None) -> torch.Tensor:
     """One SGD step on a triplet batch; returns the detached ``STEP_METRICS`` as one (4,) tensor.
 
     The 3B images are gathered with one index where the pool lives (the GPU when it fits there) and
     normalised once; bf16 autocast (``bf16``) covers the forward and the losses, not the backward.
     ``labels`` (N, M) are the pool's labels (needed by ``options.negatives`` != sampled and
-    ``options.classify_pos_neg``). No ``.item()`` here: the caller reads the values when it logs, so a
-    GPU step never waits for the host.
+    ``options.classify_pos_neg``); ``items`` (N,) their variant-group codes: for the batch's ``exact``
+    triplets mining may also take another item carrying the target labels. No ``.item()`` here: the
+    caller reads the values when it logs, so a GPU step never waits for the host.
     """
     opts = options or TrainOptions()
     b = len(batch.ref)
@@ -120,7 +121,11 @@ def train_step(model, opt, images: torch.Tensor, batch: TripletBatch, offsets: l
             lt = triplet_ranking_loss(r_manip, pos, space(out["neg"]), margin)  # Eq. 5
         else:  # Eq. 5, the negative mined among the batch's 3B images whose attributes differ from the target
             cands = space(torch.cat([out["ref"], out["pos"], out["neg"]]))  # (3B, Q)
-            valid = (own[None, :, :] != target[:, None, :]).any(dim=2)  # (B, 3B)
+            item, exact = None, None
+            if batch.exact is not None and items is not None:
+                item = items[torch.from_numpy(rows_np)].to(device, non_blocking=True)
+                exact = torch.from_numpy(batch.exact).to(device, non_blocking=True)
+            valid = negative_mask(own, target, item, exact)
             lt = mined_ranking_loss(r_manip, pos, cands, valid, margin, opts.negatives)
         loss = amnet_loss(la, lt, lam)  # Eq. 6
     opt.zero_grad(set_to_none=True)
@@ -129,6 +134,20 @@ def train_step(model, opt, images: torch.Tensor, batch: TripletBatch, offsets: l
     with torch.no_grad():
         acc = torch.stack([(lg.argmax(1) == target[:, m]).float().mean() for m, lg in enumerate(out["logits"])])
     return torch.stack([loss.detach().float(), la.detach().float(), lt.detach().float(), acc.mean()])
+
+
+def negative_mask(own: torch.Tensor, target: torch.Tensor, item: torch.Tensor | None = None,
+                  exact: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 3B) bool: which of the batch's 3B images (``own`` (3B, M) labels, ``item`` (3B,) variant-group
+    codes, -1 = none; ref | pos | neg) may be triplet i's negative: any image whose labels differ from
+    its ``target`` (B, M); for an ``exact`` triplet (its positive is the reference's own variant) also any
+    other item carrying the target labels, since the shopper asked for this item, not for the labels."""
+    valid = (own[None, :, :] != target[:, None, :]).any(dim=2)
+    if item is None or exact is None:
+        return valid
+    b = target.shape[0]
+    other = (item[None, :] != item[b : 2 * b, None]) | (item[None, :] < 0)  # not the positive's item
+    return valid | (exact[:, None] & other)
 
 
 def pool_on_device(images: torch.Tensor | DiskPool, device: torch.device) -> torch.Tensor | DiskPool:
@@ -193,7 +212,7 @@ def rank_part(batch: TripletBatch) -> TripletBatch:
     """This rank's contiguous part of a global triplet batch (the whole batch for one process)."""
     part = distributed.shard(len(batch.ref))
     return TripletBatch(ref=batch.ref[part], pos=batch.pos[part], neg=batch.neg[part], target=batch.target[part],
-                        changes=batch.changes[part])
+                        changes=batch.changes[part], exact=None if batch.exact is None else batch.exact[part])
 
 
 def train_loop(run: TrainRun) -> dict:
@@ -206,7 +225,12 @@ def train_loop(run: TrainRun) -> dict:
         progress = run.progress and main
         sampler = TripletSampler(label_matrix(pool.labels, vocab.num_attributes), seed=cfg.seed,
                                  two_change_fraction=cfg.two_change_fraction,
-                                 hard_negative_fraction=cfg.hard_negative_fraction)
+                                 hard_negative_fraction=cfg.hard_negative_fraction, groups=pool.groups,
+                                 group_positive_fraction=cfg.group_positives)
+        if cfg.group_positives > 0:
+            logger.info("group positives: %d of %d pool images have a variant 1-2 attributes away%s",
+                        len(sampler.group_refs), len(pool), "" if pool.groups is not None
+                        else " (the split has no item_group column: re-run `amnet data split`)")
 
         model = build_model("amnet", cfg.variant, attr.model_config, vocab, run.memory_init, cfg.architecture)
         init_from_attribute_cnn(model, attr.model.state_dict())
@@ -215,6 +239,7 @@ def train_loop(run: TrainRun) -> dict:
         bf16 = use_bf16(cfg.precision, device)
         opt = optimizer(model, cfg)
         pool_labels = torch.from_numpy(sampler.labels.astype(np.int64))  # (N, M): mining and Fig. 3's branches
+        pool_items = None if pool.groups is None else torch.from_numpy(pool.groups)
         options = TrainOptions.of(cfg)
         sched = (torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step_epochs, gamma=0.1) if cfg.lr_step_epochs
                  else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs))
@@ -230,7 +255,7 @@ def train_loop(run: TrainRun) -> dict:
                        disable=not progress)
             for step, batch in enumerate(bar):
                 rows.append(train_step(net, opt, images, rank_part(batch), vocab.offsets, vocab.total_values, lam,
-                                       cfg.margin, device, bf16, pool_labels, options))
+                                       cfg.margin, device, bf16, pool_labels, options, pool_items))
                 meter.add(3 * cfg.batch_size)  # the global batch: every rank steps in lockstep
                 if progress and step % 10 == 0:  # reading the loss waits for the device: not every step
                     bar.set_postfix(loss=f"{rows[-1][0].item():.3f}")

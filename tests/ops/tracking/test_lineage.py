@@ -22,6 +22,9 @@ def test_pipeline_params_are_flat_resolved_run_file_keys():
     assert params["pretrain.model.backbone"] == "alexnet" and params["split.gallery_size"] == 2000
     assert "train.variant" not in params and "evaluate.variant" not in params  # the variants list sets them
     assert params["register.model_name"] == "amnet"
+    assert params["attribute_baseline"] is True and params["image_baseline"] is True  # the default: on
+    off = pipeline_params("s3://bucket/catalog", ["amnet"], True, "amnet", {}, image_baseline=False)
+    assert off["image_baseline"] is False
 
 
 def test_dataset_of_a_split_prefers_the_fingerprint_and_falls_back_to_the_content(tmp_path):
