@@ -14,7 +14,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "amnet"
 COMPONENTS = Path(__file__).resolve().parents[1] / "components"
 FLAT_ALLOWED = {"__init__.py", "cli.py", "config.py", "storage.py", "errors.py", "model_store.py", "runtime.py",
                 "names.py",
-                "logs.py"}  # the logging set-up every entry point calls (standard library only)
+                "logs.py",  # the logging set-up every entry point calls (standard library only)
+                "cpu_kernels.py"}  # portable CPU kernels, pinned when amnet is imported (standard library only)
 
 
 def imports(path: Path) -> list[str]:
