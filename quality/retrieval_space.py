@@ -115,12 +115,33 @@ def reranked(q_attr: np.ndarray, g_attr: np.ndarray, q_unit: np.ndarray, g_unit:
     return np.argsort(key, 1, kind="stable")[:, :DEPTH]
 
 
+def misses(ranked: np.ndarray, rows: np.ndarray, gallery_labels: np.ndarray, gallery_pred: np.ndarray,
+           gallery_items: np.ndarray, target: np.ndarray) -> dict[str, int]:
+    """Exact-target queries by what the space put first: the target (hit), one of its item's other
+    variants, or another item, with or without the target labels; and whether the model mispredicts
+    the target image's own labels (then its gallery vector sits away from the requested labels)."""
+    counts: dict[str, int] = {}
+    for i in np.flatnonzero(rows >= 0):
+        first, t = ranked[i, 0], rows[i]
+        if first == t:
+            kind = "hit"
+        else:
+            kind = ("a variant of the same item" if gallery_items[first] == gallery_items[t] >= 0 else "another item")
+            kind += (" with" if (gallery_labels[first] == target[i]).all() else " without") + " the target labels"
+            if not (gallery_pred[t] == target[i]).all():
+                kind += ", target's labels mispredicted"
+        counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--split", required=True, help="output of `amnet data split`")
     parser.add_argument("--model", required=True, help="a trained AMNet model (output of `amnet step train`)")
     parser.add_argument("--attr-model", default="", help="the attribute CNN, for the two attribute references")
     parser.add_argument("--queries", default="val", choices=QUERY_SETS, help="query set (default: val)")
+    parser.add_argument("--weight", type=float, default=0.5, help="combined space's attribute weight for the "
+                        "breakdown of exact-target queries by first result (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     gallery = shards.read_shards(args.split.rstrip("/") + "/gallery")
@@ -153,6 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, (q, g) in spaces.items():
         print(row(f"amnet: {name}", nearest(q, g), g_labels, target, groups, rows))
     g_pred = np.stack([b.argmax(1) for b in g_logits], 1)
+    if (rows >= 0).any() and "item_group" in gallery.columns:
+        q_w, g_w = spaces[f"combined w={args.weight}"] if f"combined w={args.weight}" in spaces else (
+            np.hstack([qa * np.sqrt(args.weight / m_attr), unit(q_r) * np.sqrt(1 - args.weight)]),
+            np.hstack([ga * np.sqrt(args.weight / m_attr), unit(g_r) * np.sqrt(1 - args.weight)]))
+        print(f"\nexact-target queries by their first result (combined, w={args.weight}):")
+        for kind, count in misses(nearest(q_w, g_w), rows, g_labels, g_pred, gallery["item_group"].to_numpy(),
+                                  target).items():
+            print(f"  {count:4d}  {kind}")
+        print()
     print(row("amnet: attributes, label matches re-ranked by r'", reranked(qa, ga, unit(q_r), unit(g_r), target,
                                                                           g_pred), g_labels, target, groups, rows))
     if args.attr_model:

@@ -325,6 +325,8 @@ CASES = [
          r"unknown backbone 'vgg99'; choose one of small, alexnet, resnet18, resnet50"),
     Case("unknown-config-key", step_set("train", "learning_rate=0.1"), "error",
          r"unknown TrainConfig key 'learning_rate'; valid keys: variant, epochs"),
+    Case("boolean-typo", step_set("train", "flip=flase"), "error",
+         r"flip: cannot use 'flase' \(expected a boolean: true, 1, yes, on or false, 0, no, off\)"),
     Case("non-numeric-value", step_set("featurize", "batch_size=lots"), "error",
          r"batch_size: cannot use 'lots' \(expected int\)"),
     Case("image-size-too-small", step_set("pretrain", "model.image_size=8"), "error",

@@ -369,10 +369,19 @@ def to_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
 def _coerce(key: str, raw: Any, default: Any) -> Any:
     try:
         if isinstance(default, bool):
-            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+            if isinstance(raw, bool):
+                return raw
+            word = str(raw).strip().lower()
+            if word not in TRUE_WORDS + FALSE_WORDS:  # a typo (flase) must not become False
+                raise ConfigError(f"{key}: cannot use {raw!r} (expected a boolean: "
+                                  f"{', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)})")
+            return word in TRUE_WORDS
         if isinstance(default, tuple):
             items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
             kind = type(default[0]) if default else str

@@ -307,3 +307,26 @@ def test_seeds_expand_variants_for_the_pipeline_loop():
             run_config.parse({"seeds": bad})
     assert "seeds" not in run_config.parse({}).pipeline_arguments()  # seeds: 1 = the pipeline as before
     assert rc.pipeline_arguments()["seeds"] == 3
+
+
+def test_the_report_states_the_papers_ordering_on_each_yardstick():
+    from amnet.report import sections
+    from amnet.report.intervals import VariantSummary
+    from amnet.retrieval.stats import Interval
+
+    def summary(v, top1, r1):
+        return VariantSummary(v, (0,), {"top1": top1, "recall1": r1}, {"top1": None, "recall1": None},
+                              {"top1": Interval(top1, top1 - 0.05, top1 + 0.05, 300),
+                               "recall1": Interval(r1, r1 - 0.06, r1 + 0.06, 200)})
+
+    summaries = {"amnet": summary("amnet", 0.70, 0.72), "no_memory": summary("no_memory", 0.60, 0.50),
+                 "no_ranking": summary("no_ranking", 0.71, 0.60)}
+    diffs = {"no_ranking": {"top1": Interval(-0.01, -0.04, 0.02, 300), "recall1": Interval(0.12, 0.07, 0.17, 200)},
+             "no_memory": {"top1": Interval(0.10, 0.05, 0.15, 300), "recall1": Interval(0.22, 0.15, 0.29, 200)}}
+    section = sections.ordering(summaries, diffs)
+    top1, recall = section.paragraphs[1], section.paragraphs[2]
+    assert top1.startswith("top-1: amnet 0.700 [0.650, 0.750], no_ranking 0.710") and "does not hold" in top1
+    assert "AMNet − no_ranking -0.010 [-0.040, +0.020] (contains zero)" in top1
+    assert recall.startswith("exact-target Recall@1: amnet 0.720 [0.660, 0.780] > no_ranking 0.600")
+    assert "holds" in recall and "does not hold" not in recall and "(above zero)" in recall
+    assert sections.ordering({"no_memory": summaries["no_memory"], "no_ranking": summaries["no_ranking"]}, {}) is None

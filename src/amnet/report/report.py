@@ -98,6 +98,7 @@ def run_report(evaluations: list[str], out_dir: str, decision: dict[str, Any] | 
     recall = sections.recall_figure(results)
     parts = [sections.summary(results, per_query, METRIC_COLUMNS, summaries),
              *([sections.differences(diffs)] if diffs else []),
+             *([order] if (order := sections.ordering(summaries, diffs)) else []),
              *([exact] if exact else []),
              *([exact_diffs] if exact_diffs and exact_diffs.tables[0].rows[1:] else []),
              *([sections.decision(decision)] if decision else []),

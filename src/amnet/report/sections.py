@@ -142,6 +142,43 @@ def differences(diffs: Mapping[str, Mapping[str, stats.Interval]],
         tables=[Table(rows, best=False)], notes=notes)
 
 
+ORDER = ("amnet", "no_ranking", "no_memory")  # §5.2: AMNet > without ranking loss > without memory
+ORDER_METRICS = (("top1", "top-1"), ("recall1", "exact-target Recall@1"))
+
+
+def ordering(summaries: Mapping[str, intervals.VariantSummary],
+             diffs: Mapping[str, Mapping[str, stats.Interval]]) -> Section | None:
+    """The paper's ordering AMNet > without ranking > without memory, checked on each yardstick: every
+    variant's value with its interval, and whether AMNet's paired differences exclude zero."""
+    present = [v for v in ORDER if v in summaries]
+    if len(present) < 2 or present[0] != "amnet":
+        return None
+    lines = []
+    for key, label in ORDER_METRICS:
+        if not all(key in summaries[v].mean for v in present):
+            continue
+        values = {v: summaries[v].mean[key] for v in present}
+        cells = []
+        for v in present:
+            iv = summaries[v].ci.get(key)
+            cells.append(f"{v} {values[v]:.3f}" + (f" [{iv.low:.3f}, {iv.high:.3f}]" if iv else ""))
+        holds = all(values[a] > values[b] for a, b in zip(present, present[1:], strict=False))
+        paired = []
+        for other in present[1:]:
+            iv = diffs.get(other, {}).get(key)
+            if iv is not None:
+                verdict = "above zero" if iv.low > 0 else "below zero" if iv.high < 0 else "contains zero"
+                paired.append(f"AMNet − {other} {iv.value:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}] ({verdict})")
+        lines.append(f"{label}: {' > '.join(cells) if holds else ', '.join(cells)} — the paper's order "
+                     f"{'holds' if holds else 'does not hold'} by the means" + (f"; {'; '.join(paired)}" if paired
+                                                                               else "") + ".")
+    if not lines:
+        return None
+    return Section("ordering", "The paper's ordering", paragraphs=[
+        "§5.2 finds AMNet > AMNet without the ranking loss > AMNet without memory. Here, on each yardstick "
+        "(values with their 95% intervals over queries; AMNet's paired differences):", *lines])
+
+
 def exact_columns(results: Results) -> tuple[tuple[str, str], ...]:
     """The exact-target columns some variant measured; () without target ids (no table, no figure)."""
     return intervals.present_columns({v: p.get("metrics", {}) for v, p in results.items()}, EXACT_COLUMNS)
