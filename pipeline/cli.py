@@ -3,16 +3,21 @@
 Compile options (GPU placement, secret names, retries) are fixed in the YAML; the run's settings come
 from one nested run file (``--config configs/demo.yaml``: dataset, variants, one section per stage;
 :mod:`amnet_pipeline.run_config`) and ``--set KEY=VALUE`` overrides, validated before anything is sent.
-``submit`` and ``schedule`` talk to a Kubeflow Pipelines API server through ``kfp.Client``; a
-bearer token comes from ``$KF_PIPELINES_TOKEN`` (or kfp's own auth: kube config, in-cluster service
-account) and is never printed. Both upload the compiled YAML as a named version of the pipeline
-``amnet`` (``<amnet version>-<content hash>``; an identical YAML reuses its version) and run that
-version; ``schedule`` replaces a recurring run of the same name in the experiment instead of adding a
-second one (the KFP API has no update for recurring runs: the new one is created, then the old removed).
+``submit`` and ``schedule`` talk to a Kubeflow Pipelines API server through ``kfp.Client`` (``--host``,
+default ``$KF_PIPELINES_ENDPOINT``, kfp's own variable); a bearer token comes from ``$KF_PIPELINES_TOKEN``
+(or kfp's own auth: kube config, in-cluster service account) and is never printed. Both upload the
+compiled YAML as a named version of the pipeline ``amnet`` (``<amnet version>-<content hash>``; an
+identical YAML reuses its version) and run that version; ``schedule`` replaces a recurring run of the
+same name in the experiment instead of adding a second one (the KFP API has no update for recurring
+runs: the new one is created, then the old removed).
+``submit`` prints the run id and the run's page in the KFP UI; ``--wait`` polls the run until it ends and
+exits 0 only when it SUCCEEDED. A server that does not answer exits 4 (:class:`ServiceUnreachable`).
 """
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -23,10 +28,16 @@ import time
 import warnings
 from typing import Any
 
-from amnet.errors import AmnetError
+from amnet.errors import EXIT_FAILED, EXIT_USAGE, AmnetError, ServiceUnreachable, exit_code, is_connection_error
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
+ENDPOINT_ENV = "KF_PIPELINES_ENDPOINT"  # kfp.Client's own default host
+UI_ENDPOINT_ENV = "KF_PIPELINES_UI_ENDPOINT"  # kfp.Client's own UI address, when it differs from the API's
+# a run in one of these states changes no more (kfp's wait_for_run_completion misses CANCELED and would
+# wait for ever on a cancelled run)
+FINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "ERROR")
+POLL_SECONDS = 5.0
 TOLERATION_KEYS = ("key", "operator", "value", "effect", "toleration_seconds")
 TOLERATION_OPERATORS = ("Equal", "Exists")
 TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -183,6 +194,68 @@ def validate_cron(expr: str) -> str:
     return " ".join(fields)
 
 
+def _host(p: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """``--host``, else ``$KF_PIPELINES_ENDPOINT``; neither is a one-line usage error (exit 2)."""
+    host = (args.host or os.environ.get(ENDPOINT_ENV, "")).strip()
+    if not host:
+        p.exit(EXIT_USAGE, f"{p.prog}: error: no Kubeflow Pipelines endpoint: pass --host URL or set "
+               f"${ENDPOINT_ENV}\n")
+    return host
+
+
+def run_url(host: str, run_id: str) -> str:
+    """The run's page in the Kubeflow Pipelines UI (kfp's pattern ``{host}/#/runs/details/{run_id}``;
+    ``$KF_PIPELINES_UI_ENDPOINT`` when the UI is served elsewhere than the API)."""
+    base = (os.environ.get(UI_ENDPOINT_ENV) or host).strip().rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        base = "https://" + base  # as kfp.Client does for a host without a scheme
+    return f"{base}/#/runs/details/{run_id}"
+
+
+@contextlib.contextmanager
+def kfp_errors(host: str):
+    """Talking to the KFP API server: kfp's own prints ("Experiment details: ...") go to the debug log,
+    not stdout (which holds only the command's result); failures become one line each: no answer ->
+    ServiceUnreachable (exit 4), an HTTP error answer -> AmnetError naming the status (exit 3)."""
+    kfp_says = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(kfp_says):
+            yield
+    except AmnetError:
+        raise
+    except Exception as exc:
+        from kfp_server_api import ApiException
+
+        status = getattr(exc, "status", None) if isinstance(exc, ApiException) else None
+        if is_connection_error(exc) or status in (502, 503, 504):
+            why = str(getattr(exc, "reason", None) or exc).strip().rsplit(": ", 1)[-1] or type(exc).__name__
+            raise ServiceUnreachable(f"Kubeflow Pipelines API at {host} is not reachable ({why}); check --host "
+                                     f"or ${ENDPOINT_ENV} and that the server is up") from exc
+        if isinstance(exc, ApiException):
+            hint = f"; check ${TOKEN_ENV} or your kube config" if status in (401, 403) else ""
+            reason = " ".join(str(exc.reason or "").split()) or "no reason given"
+            raise AmnetError(f"Kubeflow Pipelines API at {host} refused the request (HTTP {status}: "
+                             f"{reason[:200]}){hint}") from exc
+        raise
+    finally:
+        for line in kfp_says.getvalue().splitlines():
+            log.debug("kfp: %s", line)
+
+
+def wait_for_run(client, run_id: str, timeout: float | None, poll: float | None = None) -> tuple[str, bool]:
+    """Poll the run until it is in a final state: (state, True), or (last state, False) after ``timeout`` s."""
+    poll = POLL_SECONDS if poll is None else poll
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        state = str(client.get_run(run_id).state or "RUNTIME_STATE_UNSPECIFIED").upper()
+        if state in FINAL_STATES:
+            return state, True
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return state, False
+        time.sleep(poll if left is None else min(poll, left))
+
+
 def _client(host: str, namespace: str | None):
     import kfp
 
@@ -241,8 +314,9 @@ def _server_parser(prog: str, description: str, epilog: str) -> argparse.Argumen
 
     p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog + "\n\n" + run_config.help_text(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", required=True, help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8888 "
-                   f"(token: ${TOKEN_ENV} or kfp's kube-config / in-cluster auth)")
+    p.add_argument("--host", default=None, metavar="URL",
+                   help="Kubeflow Pipelines API endpoint, e.g. http://localhost:8888 "
+                   f"(default: ${ENDPOINT_ENV}; token: ${TOKEN_ENV} or kfp's kube-config / in-cluster auth)")
     p.add_argument("--experiment", default="amnet",
                    help="Kubeflow experiment (created if missing); also the MLflow experiment unless "
                    "the run file's `experiment:` says otherwise (default: %(default)s)")
@@ -286,18 +360,46 @@ def main_submit(argv: list[str] | None = None) -> int:
         "example:\n  amnet pipeline submit --host http://localhost:8888 \\\n"
         "      --config configs/demo.yaml --set dataset=s3://amnet/datasets/synth --set train.epochs=8")
     p.add_argument("--run-name", default=None, help="display name of the run (default: amnet <date time>)")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for the run to end and print its final state; exit 0 only if it SUCCEEDED, else 1")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
+                   help="with --wait: stop waiting after S seconds (exit 1; the run goes on; default: no limit)")
     args = p.parse_args(argv)
+    host = _host(p, args)
+    if args.timeout is not None and not args.wait:
+        p.exit(EXIT_USAGE, f"{p.prog}: error: --timeout needs --wait\n")
     params = run_arguments(args.config, args.overrides, experiment=args.experiment)
-    with tempfile.TemporaryDirectory(prefix="amnet-submit-") as folder:
+    with tempfile.TemporaryDirectory(prefix="amnet-submit-") as folder, kfp_errors(host):
         package = _package(args, folder)
-        client = _client(args.host, args.namespace)
+        client = _client(host, args.namespace)
         experiment = client.create_experiment(name=args.experiment, namespace=args.namespace)
         pipeline_id, version_id, version = upload_version(client, package, args.namespace)
         result = client.run_pipeline(
             experiment.experiment_id, args.run_name or time.strftime("amnet %Y-%m-%d %H-%M-%S"), params=params,
             pipeline_id=pipeline_id, version_id=version_id, pipeline_root=args.pipeline_root)
     print(f"submitted run {result.run_id} of pipeline version {version} to experiment {args.experiment!r}")
-    return 0
+    print(f"run details: {run_url(host, result.run_id)}", flush=True)
+    if not args.wait:
+        return 0
+    log.info("waiting for run %s to end%s", result.run_id,
+             f" (at most {args.timeout:g} s)" if args.timeout is not None else "")
+    with kfp_errors(host):
+        state, ended = wait_for_run(client, result.run_id, args.timeout)
+    if not ended:
+        print(f"run {result.run_id} is still {state} after {args.timeout:g} s; stopped waiting (the run goes on)")
+        return EXIT_FAILED
+    print(f"run {result.run_id} finished: {state}")
+    return 0 if state == "SUCCEEDED" else EXIT_FAILED
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+    return value
 
 
 def main_schedule(argv: list[str] | None = None) -> int:
@@ -327,14 +429,15 @@ def main_schedule(argv: list[str] | None = None) -> int:
         spec = load_recurring_run(from_file)
         p.set_defaults(**spec.cli_defaults())
     args = p.parse_args(argv)
+    host = _host(p, args)
     if args.cron is None:
         p.error("the following arguments are required: --cron (or --from-file FILE with a cron)")
     cron = validate_cron(args.cron)
     params = run_arguments(args.config, args.overrides, experiment=args.experiment,
                            base=spec.config if spec else None)
-    with tempfile.TemporaryDirectory(prefix="amnet-schedule-") as folder:
+    with tempfile.TemporaryDirectory(prefix="amnet-schedule-") as folder, kfp_errors(host):
         package = _package(args, folder)
-        client = _client(args.host, args.namespace)
+        client = _client(host, args.namespace)
         experiment = client.create_experiment(name=args.experiment, namespace=args.namespace)
         pipeline_id, version_id, version = upload_version(client, package, args.namespace)
         listed = client.list_recurring_runs(experiment_id=experiment.experiment_id, page_size=100,
@@ -361,9 +464,12 @@ if __name__ == "__main__":  # python -m amnet_pipeline.cli compile --out FILE
     commands = {"compile": main_compile, "submit": main_submit, "schedule": main_schedule}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(f"usage: python -m amnet_pipeline.cli {{{','.join(commands)}}} [--help]", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     try:
         sys.exit(commands[sys.argv[1]](sys.argv[2:]))
-    except AmnetError as exc:
+    except AmnetError as exc:  # exit statuses as `amnet`'s (amnet.errors): 3 bad input, 4 unreachable
         print(f"amnet pipeline {sys.argv[1]}: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(exit_code(exc))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from amnet_pipeline import run_config
 
 from amnet import logs as amnet_logs
-from amnet.errors import AmnetError
+from amnet.errors import AmnetError, RunFailed
 from amnet.names import IMAGE_ONLY
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
             shutil.move(str(logs.folder), str(target))
         where = f"in {target}"
     if error:
-        raise AmnetError(f"{error} Task logs are {where}; artifacts are under {run_dir}")
+        raise RunFailed(f"{error} Task logs are {where}; artifacts are under {run_dir}")
     return run_dir
 
 

@@ -1,6 +1,6 @@
 """The ``amnet`` command's own paths (``amnet.cli.main``): usage and help, ``--version``, an unknown
-command, Ctrl-C, and a server whose port is taken. Bad input to the sub-commands is
-tests/test_cli_bad_input.py."""
+command, exit statuses by kind of error, Ctrl-C, and a server whose port is taken. Bad input to the
+sub-commands is tests/test_cli_bad_input.py."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 import amnet
 from amnet import cli
 from amnet.cli import COMMANDS, main
+from amnet.errors import AmnetError, ConfigError, DatasetError, ServiceUnreachable
 
 
 def amnet_cmd(*args: str) -> list[str]:
@@ -79,6 +80,41 @@ def interrupted(argv: list[str]) -> int:
     raise KeyboardInterrupt
 
 
+def fake_failing(argv: list[str]) -> int:
+    """A fake command: ends as ``argv[0]`` says (an error of some kind, or a failed run's status 1)."""
+    what = argv[0]
+    if what == "failed":
+        return 1
+    if what == "s3-down":  # how amnet.storage reports S3 that never answered: raised from botocore's error
+        from botocore.exceptions import EndpointConnectionError
+
+        try:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+        except EndpointConnectionError as exc:
+            raise AmnetError("s3://bucket/x: S3 did not answer after retrying") from exc
+    if what == "s3-no-bucket":  # S3 answered: the bucket is missing (the user's to fix)
+        from botocore.exceptions import ClientError
+
+        answer = {"Error": {"Code": "NoSuchBucket"}, "ResponseMetadata": {"HTTPStatusCode": 404}}
+        raise AmnetError("s3://bucket/x: the bucket does not exist") from ClientError(answer, "HeadObject")
+    raise {"config": ConfigError, "dataset": DatasetError, "plain": AmnetError,
+           "unreachable": ServiceUnreachable}[what](f"fake {what} error")
+
+
+@pytest.mark.parametrize(("what", "code"), [
+    ("failed", 1), ("config", 3), ("dataset", 3), ("plain", 3), ("s3-no-bucket", 3), ("unreachable", 4),
+    ("s3-down", 4),
+])
+def test_exit_status_of_a_fake_command_by_kind_of_error(what, code, monkeypatch, capsys):
+    """0 ok, 1 failed, 2 usage, 3 bad input or settings, 4 an outside service unreachable, 130 Ctrl-C."""
+    monkeypatch.setitem(COMMANDS, ("data", "synth"), (f"{__name__}:fake_failing", "fails on purpose"))
+    assert cli.main(["data", "synth", what]) == code
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    if code != 1:
+        assert len(err.strip().splitlines()) == 1 and err.startswith("amnet data synth: error: "), err
+
+
 def test_ctrl_c_in_a_fake_command_exits_130_with_one_line(monkeypatch, capsys):
     monkeypatch.setitem(COMMANDS, ("data", "synth"), (f"{__name__}:interrupted", "raises KeyboardInterrupt"))
     assert cli.main(["data", "synth", "--out", "x", "--num-images", "5"]) == 130
@@ -114,7 +150,8 @@ def test_sigint_during_synth_exits_130_without_a_traceback(tmp_path):
 
 
 def test_serve_on_a_taken_port_is_one_clear_error(trained_chain, monkeypatch, capsys):
-    """``amnet serve --port P`` with P already listening: exit 2, one line naming host:port and ``--port``."""
+    """``amnet serve --port P`` with P already listening: exit 3 (a setting to change), one line naming
+    host:port and ``--port``."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -123,7 +160,7 @@ def test_serve_on_a_taken_port_is_one_clear_error(trained_chain, monkeypatch, ca
         code = main(["serve", "--model", str(trained_chain.model), "--gallery", str(trained_chain.split),
                      "--port", str(port), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2, err
+    assert code == 3, err
     errors = [line for line in err.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "Traceback" not in err, err
     assert errors[0].startswith("amnet serve: error: cannot listen on ")

@@ -2,9 +2,9 @@
 
 Every case ends in exactly one of two ways:
 
-* ``error``: exit code 2, stderr holds no traceback and exactly one error line
-  (``amnet <cmd>: error: ...`` or argparse's ``<prog>: error: ...``) that names the input and says
-  what to do;
+* ``error``: exit code 3 (bad input or settings: the user must fix something; 2 is left to usage
+  errors such as an unknown option), stderr holds no traceback and exactly one error line
+  (``amnet <cmd>: error: ...``) that names the input and says what to do;
 * ``quarantine``: the command succeeds, the bad row is in the quarantine table with its reason, and
   the counts add up (rows in = rows kept + rows quarantined).
 
@@ -377,7 +377,7 @@ def test_bad_input(case: Case, tmp_path, request, capsys):
     assert "Traceback" not in err and "Traceback" not in out
 
     if case.outcome == "error":
-        assert code == 2, (code, out, err)
+        assert code == 3, (code, out, err)
         lines = error_lines(err)
         assert len(lines) == 1, err
         assert err.strip().splitlines()[-1] == lines[0], err  # the message is one line, and the last one
@@ -388,7 +388,7 @@ def test_bad_input(case: Case, tmp_path, request, capsys):
         assert re.search(case.expect, lines[0]), lines[0]
         if ctx.marker is not None:
             assert not ctx.marker.exists(), "the pickled payload ran"
-        print(f"MATRIX | {case.id} | exit 2 | {lines[0].strip()}")  # `pytest -rP` lists what users see
+        print(f"MATRIX | {case.id} | exit 3 | {lines[0].strip()}")  # `pytest -rP` lists what users see
         return
 
     assert code == 0, (code, out, err)

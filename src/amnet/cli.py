@@ -6,6 +6,10 @@ The ``pipeline`` and ``run`` commands live in the ``amnet_pipeline`` package (th
 ``pipeline/`` folder): ``amnet`` only dispatches to it, it never imports kfp itself.
 Diagnostics go through ``logging`` to stderr (``amnet.logs``; ``-v`` / ``-q`` before the command words,
 or ``$AMNET_LOG_LEVEL``); stdout holds only a command's result.
+
+Exit statuses (:mod:`amnet.errors`): 0 success, 1 the run or command failed, 2 usage (an unknown command
+or option), 3 bad input or settings, 4 an outside service unreachable (MLflow, S3, Kubeflow Pipelines),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import sys
 
 from amnet import __version__, logs
-from amnet.errors import AmnetError
+from amnet.errors import EXIT_INTERRUPTED, EXIT_USAGE, AmnetError, exit_code
 
 # (command words) -> ("module:function", one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
@@ -94,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                 return int(func(argv[n:]) or 0)
             except AmnetError as exc:
                 print(f"amnet {' '.join(words)}: error: {exc}", file=sys.stderr)
-                return 2
+                return exit_code(exc)
             except KeyboardInterrupt:
                 print("interrupted", file=sys.stderr)
-                return 130
+                return EXIT_INTERRUPTED
     prefix = tuple(w for w in argv if not w.startswith("-"))
     while prefix and not any(k[: len(prefix)] == prefix for k in COMMANDS):
         prefix = prefix[:-1]
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_usage(prefix), file=sys.stdout if wants_help else sys.stderr)
     if not wants_help:
         print(f"amnet: unknown command {' '.join(argv)!r}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return 0
 
 

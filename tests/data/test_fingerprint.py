@@ -78,7 +78,7 @@ def test_missing_and_escaping_images_are_counted_not_fatal(dataset):
 def test_a_folder_that_is_not_a_dataset_is_one_clear_error(tmp_path, capsys):
     with pytest.raises(DatasetError, match="no manifest.parquet"):
         fingerprint_dataset(str(tmp_path))
-    assert main(["step", "fingerprint", str(tmp_path / "nope")]) == 2
+    assert main(["step", "fingerprint", str(tmp_path / "nope")]) == 3
     err = capsys.readouterr().err
     assert err.startswith("amnet step fingerprint: error: ") and "nope" in err and "Traceback" not in err
 

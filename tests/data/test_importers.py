@@ -130,7 +130,7 @@ def test_deepfashion_cli(tmp_path, capsys):
                      "--no-progress"]) == 0
     assert "wrote 4 rows" in capsys.readouterr().err  # the summary is logged (stderr)
     assert cli.main(["data", "import", "deepfashion", "--root", str(tmp_path / "none"),
-                     "--out", str(tmp_path / "o2")]) == 2
+                     "--out", str(tmp_path / "o2")]) == 3
     assert "list_category_cloth.txt: missing" in capsys.readouterr().err
 
 
@@ -219,7 +219,7 @@ def test_csv_cli(tmp_path, capsys):
     assert "color: 3 values" in capsys.readouterr().err
     assert cli.main(["data", "validate", str(tmp_path / "out"), "--no-progress"]) == 0
     argv[argv.index("--csv") + 1] = str(tmp_path / "missing.csv")
-    assert cli.main(argv) == 2
+    assert cli.main(argv) == 3
     assert "missing.csv: no such CSV file" in capsys.readouterr().err
 
 

@@ -40,5 +40,5 @@ def test_synth_validate_split_on_s3(s3_env, tmp_path):
 def test_dataset_in_missing_bucket_is_one_clear_error(s3_env, capsys):
     code = main(["data", "validate", "s3://no-such-bucket-amnet/ds"])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 3
     assert "does not exist" in err and "no-such-bucket-amnet" in err and "Traceback" not in err

@@ -132,7 +132,7 @@ def test_cli_synth_and_preview(tmp_path: Path, capsys) -> None:
 
 def test_cli_bad_input_is_one_line_error(tmp_path: Path, capsys) -> None:
     rc = cli_main(["data", "synth", "--out", str(tmp_path / "x"), "--num-images", "0"])
-    assert rc == 2
+    assert rc == 3
     err = capsys.readouterr().err.strip()
     assert err.startswith("amnet data synth: error:") and "\n" not in err
-    assert cli_main(["data", "preview", str(tmp_path / "missing"), "--out", str(tmp_path / "g.png")]) == 2
+    assert cli_main(["data", "preview", str(tmp_path / "missing"), "--out", str(tmp_path / "g.png")]) == 3

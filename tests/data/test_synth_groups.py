@@ -178,11 +178,11 @@ def test_cli_variants_and_group_sheet(tmp_path: Path, capsys) -> None:
     assert res["groups"] == 3 and res["images"] >= 3
     capsys.readouterr()
     assert cli_main(["data", "synth", "--out", str(tmp_path / "bad"), "--num-images", "3", "--variants",
-                     "-1"]) == 2
+                     "-1"]) == 3
     err = capsys.readouterr().err.strip()
     assert "--variants" in err and "\n" not in err
     # a dataset without item_id has no groups to show: a one-line error
     plain = tmp_path / "plain"
     synth.generate(str(plain), 3, image_size=SIZE, progress=False)
-    assert cli_main(["data", "preview", str(plain), "--out", str(png), "--groups"]) == 2
+    assert cli_main(["data", "preview", str(plain), "--out", str(png), "--groups"]) == 3
     assert "item_id" in capsys.readouterr().err

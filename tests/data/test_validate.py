@@ -209,7 +209,7 @@ def test_cli_exit_codes(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "over the limit of 5.0%" in err and "missing image file" in err
 
-    assert cli.main(["data", "validate", str(tmp_path / "nowhere"), "--no-progress"]) == 2
+    assert cli.main(["data", "validate", str(tmp_path / "nowhere"), "--no-progress"]) == 3
     err = capsys.readouterr().err.strip()
     assert err.startswith("amnet data validate: error:") and "\n" not in err
 

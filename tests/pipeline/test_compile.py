@@ -151,9 +151,9 @@ def test_every_task_requests_and_is_limited_in_cpu_and_memory(docs, tmp_path: Pa
     assert executors["exec-train-amnet"]["container"]["resources"]["resourceMemoryRequest"] == "40Gi"
     from amnet.cli import main
 
-    assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--cpu-request", "4"]) == 2
-    assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--memory-limit", "8GB"]) == 2
-    assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--checkpoint-root", "gs://b/c"]) == 2
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--cpu-request", "4"]) == 3
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--memory-limit", "8GB"]) == 3
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--checkpoint-root", "gs://b/c"]) == 3
     assert not (tmp_path / "x.yaml").exists()
 
 
@@ -315,7 +315,7 @@ def test_compile_reports_bad_options_in_one_line(tmp_path: Path, capsys):
 
     rc = main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml"), "--gpu-toleration", "key=a,operator=Maybe"])
     err = capsys.readouterr().err
-    assert rc == 2
+    assert rc == 3
     assert err.startswith("amnet pipeline compile: error: --gpu-toleration") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.yaml").exists()
 

@@ -2,16 +2,19 @@
 
 No Kubeflow API server runs here, so ``FakeKfpServer`` (http.server in a thread) stands in for the
 REST endpoints ``kfp.Client`` 2.17 calls (``/apis/v2beta1/healthz``, ``experiments``, ``pipelines``
-with uploads and versions, ``runs``, ``recurringruns``), keeps what they create, answers minimally and
-records every request. The tests check what the real client sends: the compiled pipeline uploaded as
-a named, content-versioned pipeline version, the run parameters, the recurring run's cron /
-no-catchup / max-concurrency, that re-applying a schedule replaces the recurring run instead of adding
-a second one, and the bearer token (which is never printed).
+with uploads and versions, ``runs`` and one run's state, ``recurringruns``), keeps what they create,
+answers minimally and records every request. The tests check what the real client sends: the compiled
+pipeline uploaded as a named, content-versioned pipeline version, the run parameters, the recurring
+run's cron / no-catchup / max-concurrency, that re-applying a schedule replaces the recurring run
+instead of adding a second one, and the bearer token (which is never printed); and what the command
+prints and exits with: the run id and its UI address, ``--wait`` on the run's final state,
+``$KF_PIPELINES_ENDPOINT`` as the default host, and a server that is not there or refuses.
 """
 
 import email.parser
 import email.policy
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -20,6 +23,7 @@ import pytest
 import yaml
 from amnet_pipeline import run_config
 
+from amnet.cli import main
 from amnet.errors import AmnetError
 
 TOKEN = "fake-token-never-printed"
@@ -40,13 +44,20 @@ def _display_name_filter(query: dict) -> str | None:
 
 
 class FakeKfpServer:
-    """Records requests; keeps experiments, pipelines (uploads, versions) and recurring runs."""
+    """Records requests; keeps experiments, pipelines (uploads, versions), runs and recurring runs.
 
-    def __init__(self, experiments: dict[str, str] | None = None):
+    ``run_states``: what ``GET runs/{id}`` answers for a run's state, one per request, the last one
+    repeated (default: SUCCEEDED at once). ``refuse``: {(method, path): HTTP status} answered instead."""
+
+    def __init__(self, experiments: dict[str, str] | None = None, run_states: list[str] | None = None,
+                 refuse: dict[tuple[str, str], int] | None = None):
         self.requests: list[dict] = []
         self.experiments = dict(experiments or {})  # display name -> id
         self.pipelines: dict[str, dict] = {}  # id -> {display_name, versions: {id: {display_name, package}}}
         self.recurring: dict[str, dict] = {}  # id -> the create body
+        self.runs: dict[str, dict] = {}  # id -> the create body
+        self.run_states = list(run_states or ["SUCCEEDED"])
+        self.refuse = dict(refuse or {})
         self._ids = 0
         server = self
 
@@ -102,6 +113,9 @@ class FakeKfpServer:
 
     def route(self, method: str, path: str, query: dict, body) -> tuple[int, dict]:
         parts = path.removeprefix("/apis/v2beta1/").split("/")
+        if (method, path) in self.refuse:
+            return self.refuse[method, path], {"error": "fake KFP server: refused", "code": 7,
+                                               "message": "fake KFP server: refused"}
         if (method, path) == ("GET", "/apis/v2beta1/healthz"):
             return 200, {"multi_user": False}
         if (method, path) == ("GET", "/apis/v2beta1/experiments"):
@@ -133,8 +147,15 @@ class FakeKfpServer:
                      if wanted is None or v["display_name"] == wanted]
             return 200, {"pipeline_versions": found, "total_size": len(found)}
         if (method, path) == ("POST", "/apis/v2beta1/runs"):
-            return 200, {"run_id": "run-1", "display_name": body["display_name"],
+            run_id = f"run-{len(self.runs) + 1}"
+            self.runs[run_id] = body
+            return 200, {"run_id": run_id, "display_name": body["display_name"],
                          "experiment_id": body["experiment_id"], "state": "PENDING"}
+        if method == "GET" and parts[0] == "runs" and len(parts) == 2:
+            body = self.runs[parts[1]]
+            state = self.run_states.pop(0) if len(self.run_states) > 1 else self.run_states[0]
+            return 200, {"run_id": parts[1], "display_name": body["display_name"],
+                         "experiment_id": body["experiment_id"], "state": state}
         if (method, path) == ("GET", "/apis/v2beta1/recurringruns"):
             wanted = _display_name_filter(query)
             experiment = query.get("experiment_id", [None])[0]
@@ -331,3 +352,120 @@ def test_submit_rejects_unknown_and_missing_parameters(kfp_env):
         with pytest.raises(AmnetError, match="--set dataset="):
             main_submit(["--host", server.url])
     assert server.requests == []
+
+
+# ------------------------------------------------------------------- what the command prints and exits with
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_submit_prints_the_run_id_and_its_ui_url(kfp_env, capsys):
+    from amnet_pipeline.cli import main_submit
+
+    with FakeKfpServer() as server:
+        assert main_submit(["--host", server.url + "/", "--set", "dataset=s3://amnet/ds", "--no-gpu"]) == 0
+    version = server.version_name(server.runs["run-1"])
+    out = capsys.readouterr().out
+    # exactly two lines on stdout (kfp's own "Run details:" print is not passed through)
+    assert out.splitlines() == [f"submitted run run-1 of pipeline version {version} to experiment 'amnet'",
+                                f"run details: {server.url}/#/runs/details/run-1"]
+    assert server.calls("GET", "/apis/v2beta1/runs/run-1") == []  # no --wait: no polling
+
+
+def test_ui_url_follows_kf_pipelines_ui_endpoint(kfp_env, monkeypatch, capsys):
+    from amnet_pipeline.cli import main_submit
+
+    monkeypatch.setenv("KF_PIPELINES_UI_ENDPOINT", "https://kubeflow.example.com/pipeline")
+    with FakeKfpServer() as server:
+        assert main_submit(["--host", server.url, "--set", "dataset=s3://amnet/ds", "--no-gpu"]) == 0
+    assert "run details: https://kubeflow.example.com/pipeline/#/runs/details/run-1" in capsys.readouterr().out
+
+
+def test_host_defaults_to_kf_pipelines_endpoint(kfp_env, monkeypatch, capsys):
+    from amnet_pipeline.cli import main_schedule, main_submit
+
+    with FakeKfpServer() as server:
+        monkeypatch.setenv("KF_PIPELINES_ENDPOINT", server.url)
+        assert main_submit(["--set", "dataset=s3://amnet/ds", "--no-gpu"]) == 0
+        assert main_schedule(["--cron", "0 0 3 * * 0", "--set", "dataset=s3://amnet/ds", "--no-gpu"]) == 0
+        # --host wins over the variable
+        monkeypatch.setenv("KF_PIPELINES_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+        assert main_submit(["--host", server.url, "--set", "dataset=s3://amnet/ds", "--no-gpu"]) == 0
+    assert len(server.runs) == 2 and len(server.recurring) == 1
+    assert f"run details: {server.url}/#/runs/details/run-1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["submit"], ["schedule", "--cron", "0 0 3 * * 0"]])
+def test_no_host_and_no_endpoint_variable_is_one_usage_line(kfp_env, command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["pipeline", *command, "--set", "dataset=s3://amnet/ds"])
+    assert exc.value.code == 2  # usage: a required option is missing
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == [
+        f"amnet pipeline {command[0]}: error: no Kubeflow Pipelines endpoint: pass --host URL or set "
+        "$KF_PIPELINES_ENDPOINT"]
+
+
+@pytest.mark.parametrize("states, code, final", [
+    (["PENDING", "RUNNING", "SUCCEEDED"], 0, "SUCCEEDED"),
+    (["RUNNING", "FAILED"], 1, "FAILED"),
+    (["CANCELING", "CANCELED"], 1, "CANCELED"),  # a state kfp's own wait_for_run_completion never ends on
+])
+def test_submit_wait_exits_on_the_runs_final_state(kfp_env, monkeypatch, states, code, final, capsys):
+    from amnet_pipeline import cli
+
+    monkeypatch.setattr(cli, "POLL_SECONDS", 0.01)
+    with FakeKfpServer(run_states=states) as server:
+        assert main(["pipeline", "submit", "--host", server.url, "--set", "dataset=s3://amnet/ds", "--no-gpu",
+                     "--wait", "--timeout", "60"]) == code
+    assert len(server.calls("GET", "/apis/v2beta1/runs/run-1")) == len(states)  # polled until it ended
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == f"run details: {server.url}/#/runs/details/run-1"
+    assert out[2:] == [f"run run-1 finished: {final}"]
+
+
+def test_submit_wait_gives_up_after_the_timeout(kfp_env, monkeypatch, capsys):
+    from amnet_pipeline import cli
+
+    monkeypatch.setattr(cli, "POLL_SECONDS", 0.05)
+    with FakeKfpServer(run_states=["RUNNING"]) as server:
+        assert main(["pipeline", "submit", "--host", server.url, "--set", "dataset=s3://amnet/ds", "--no-gpu",
+                     "--wait", "--timeout", "0.3"]) == 1
+    assert len(server.calls("GET", "/apis/v2beta1/runs/run-1")) >= 2
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "run run-1 is still RUNNING after 0.3 s; stopped waiting (the run goes on)")
+
+
+def test_timeout_without_wait_is_a_usage_error(kfp_env, capsys):
+    with FakeKfpServer() as server, pytest.raises(SystemExit) as exc:
+        main(["pipeline", "submit", "--host", server.url, "--set", "dataset=s3://amnet/ds", "--timeout", "5"])
+    assert exc.value.code == 2 and "--timeout needs --wait" in capsys.readouterr().err
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("command", [["submit"], ["schedule", "--cron", "0 0 3 * * 0"]])
+def test_unreachable_server_exits_4_with_one_line(kfp_env, command, capsys):
+    host = f"http://127.0.0.1:{closed_port()}"
+    assert main(["pipeline", *command, "--host", host, "--set", "dataset=s3://amnet/ds", "--no-gpu"]) == 4
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err and TOKEN not in err
+    (line,) = [line for line in err.splitlines() if ": error: " in line]
+    assert line.startswith(f"amnet pipeline {command[0]}: error: Kubeflow Pipelines API at {host} is not "
+                           "reachable (") and "$KF_PIPELINES_ENDPOINT" in line, line
+
+
+def test_a_refusing_server_is_one_line_naming_the_status(kfp_env, capsys):
+    with FakeKfpServer(refuse={("POST", "/apis/v2beta1/experiments"): 403}) as server:
+        assert main(["pipeline", "submit", "--host", server.url, "--set", "dataset=s3://amnet/ds",
+                     "--no-gpu"]) == 3
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err and TOKEN not in err
+    (line,) = [line for line in err.splitlines() if ": error: " in line]
+    assert f"Kubeflow Pipelines API at {server.url} refused the request (HTTP 403" in line
+    assert line.endswith("check $KF_PIPELINES_TOKEN or your kube config"), line
+    assert server.runs == {}

@@ -239,11 +239,11 @@ def test_cli_searches_with_an_image_file(tiny, searcher, tmp_path, capsys):
 
 
 def test_cli_errors_are_one_line(tiny, searcher, capsys):
-    assert cli(tiny, "--gallery-id", searcher.ids[0], "--set", "color") == 2
+    assert cli(tiny, "--gallery-id", searcher.ids[0], "--set", "color") == 3
     assert "expected ATTRIBUTE=VALUE" in capsys.readouterr().err
-    assert cli(tiny, "--gallery-id", searcher.ids[0], "--set", "sleeves=long") == 2
+    assert cli(tiny, "--gallery-id", searcher.ids[0], "--set", "sleeves=long") == 3
     assert "valid attributes: category, color, sleeve" in capsys.readouterr().err
-    assert cli(tiny, "--image", str(tiny / "missing.jpg")) == 2
+    assert cli(tiny, "--image", str(tiny / "missing.jpg")) == 3
     assert "no such image file" in capsys.readouterr().err
 
 

@@ -88,7 +88,7 @@ def test_cli_up_status_idempotent_up_down(tmp_path, monkeypatch, capsys):
 
         assert cli.main(["stack", "status"]) == 1
         assert "stopped" in capsys.readouterr().out
-        assert cli.main(["stack", "status", "--env"]) == 2
+        assert cli.main(["stack", "status", "--env"]) == 3
         assert "not running; start it with `amnet stack up`" in capsys.readouterr().err
         assert cli.main(["stack", "down"]) == 0
         assert "nothing running" in capsys.readouterr().err

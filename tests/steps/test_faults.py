@@ -357,7 +357,7 @@ def test_s3_that_stays_down_fails_after_bounded_retries_in_one_line(monkeypatch,
         storage._client.cache_clear()
         boto3.DEFAULT_SESSION = None
     err = capsys.readouterr().err
-    assert code == 2 and elapsed < 30, (code, elapsed)
+    assert code == 4 and elapsed < 30, (code, elapsed)
     errors = [line for line in err.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "Traceback" not in err, err
     assert re.search(r"s3://catalog/shoes/attributes\.json: S3 did not answer after retrying for 2 s "
@@ -383,7 +383,7 @@ def test_unreachable_mlflow_fails_fast_and_writes_nothing(prepared, tmp_path, mo
     elapsed = time.monotonic() - start
     err = capsys.readouterr().err
     # not a speed check: MLflow's own client would retry for minutes; the health probe gives up in seconds
-    assert code == 2 and elapsed < 60, (code, elapsed)
+    assert code == 4 and elapsed < 60, (code, elapsed)
     errors = [line for line in err.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "Traceback" not in err
     assert re.search(rf"MLflow tracking server at {re.escape(uri)} is not reachable .*unset MLFLOW_TRACKING_URI",

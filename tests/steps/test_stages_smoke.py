@@ -138,7 +138,7 @@ def test_corrupted_checkpoint_is_a_clear_error(run_dir, tmp_path, capsys):
     (bad / "model.pt").write_bytes(b"not a checkpoint")
     code = main(["step", "featurize", "--split", str(run_dir / "split"), "--model", str(bad),
                  "--out", str(tmp_path / "f"), "--quiet"])
-    assert code == 2
+    assert code == 3
     assert "not a readable amnet checkpoint" in capsys.readouterr().err
 
 
@@ -153,7 +153,7 @@ def test_pretrain_accepts_an_initial_weights_file(run_dir, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     assert main(["step", "pretrain", "--split", str(run_dir / "split"), "--out", str(tmp_path / "attr2"),
-                 "--quiet", *MODEL, "--set", "epochs=1", "--set", f"model.weights={bad}"]) == 2
+                 "--quiet", *MODEL, "--set", "epochs=1", "--set", f"model.weights={bad}"]) == 3
 
 
 @pytest.mark.parametrize(("stage", "key"), [("featurize", "decoder=pil"), ("train", "lam=0.5"),

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from amnet.config import flatten
-from amnet.errors import AmnetError
+from amnet.errors import AmnetError, ServiceUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,8 @@ def tracking_enabled() -> bool:
     return bool(os.environ.get("MLFLOW_TRACKING_URI"))
 
 
-def _unreachable(uri: str, why: str) -> AmnetError:
-    return AmnetError(f"MLflow tracking server at {uri} is not reachable ({why}); start it with "
+def _unreachable(uri: str, why: str) -> ServiceUnreachable:
+    return ServiceUnreachable(f"MLflow tracking server at {uri} is not reachable ({why}); start it with "
                       "`amnet stack up` or unset MLFLOW_TRACKING_URI")
 
 
