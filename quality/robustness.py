@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from amnet import storage
 from amnet.data.schema import ITEM_ID, Attribute, Vocabulary, write_dataset
-from amnet.data.synth import Streams, image_path, image_rng
+from amnet.data.synth import Streams, image_path, image_rng, plan_group
 
 ROOT = Path(__file__).resolve().parents[1]
 GLYPHS = ("A", "K", "M", "R", "S", "X")
@@ -82,20 +82,8 @@ def _variant(base: dict[str, str], rng: np.random.Generator) -> dict[str, str]:
 
 
 def plan_item(seed: int, item: int, variants: int) -> list[dict[str, str]]:
-    """The label vectors of item ``item``: the base first, then 0..``variants`` distinct variants."""
-    streams = Streams.keyed(seed, item)
-    group = [sample_labels(streams.get("labels"))]
-    size = 1 + int(streams.get("group").integers(variants + 1))
-    rng = streams.get("variants")
-    while len(group) < size:
-        for _ in range(32):
-            labels = _variant(group[0], rng)
-            if labels not in group:
-                group.append(labels)
-                break
-        else:  # practically unreachable (17 one-change and 113 two-change neighbours); keep it smaller
-            break
-    return group
+    """The label vectors of badge ``item``: the base first, then 0..``variants`` distinct variants."""
+    return plan_group(seed, item, variants, sample_labels, _variant)
 
 
 def item_id(seed: int, item: int) -> str:

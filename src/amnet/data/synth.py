@@ -57,6 +57,7 @@ import math
 import multiprocessing
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -273,21 +274,29 @@ def _variant(base: dict[str, str], rng: np.random.Generator) -> dict[str, str]:
     return out
 
 
-def plan_item(seed: int, item: int, variants: int) -> list[dict[str, str]]:
-    """The label vectors of item ``item``: the base first, then 0..``variants`` distinct variants."""
+def plan_group(seed: int, item: int, variants: int, sample: Callable[[np.random.Generator], dict[str, str]],
+               vary: Callable[[dict[str, str], np.random.Generator], dict[str, str]]) -> list[dict[str, str]]:
+    """The label vectors of item ``item``: ``sample``'s base first, then 0..``variants`` distinct ``vary``
+    variants of it, each from the item's own named streams (any catalogue: garments here, badges in
+    ``quality/robustness.py``)."""
     streams = Streams.keyed(seed, item)
-    group = [sample_labels(streams.get("labels"))]
+    group = [sample(streams.get("labels"))]
     size = 1 + int(streams.get("group").integers(variants + 1))
     rng = streams.get("variants")
     while len(group) < size:
         for _ in range(32):
-            labels = _variant(group[0], rng)
+            labels = vary(group[0], rng)
             if labels not in group:
                 group.append(labels)
                 break
         else:  # practically unreachable (hundreds of 1-2 attribute changes); keep the group smaller
             break
     return group
+
+
+def plan_item(seed: int, item: int, variants: int) -> list[dict[str, str]]:
+    """The label vectors of garment ``item``: the base first, then 0..``variants`` distinct variants."""
+    return plan_group(seed, item, variants, sample_labels, _variant)
 
 
 def item_id(seed: int, item: int) -> str:
