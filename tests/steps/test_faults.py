@@ -499,7 +499,7 @@ def test_a_failed_tracked_attempt_is_continued_by_its_retry(prepared, tmp_path, 
     split = tmp_path / "split"
     args = ["step", "featurize", "--split", str(split), "--model", str(prepared / "attr"),
             "--out", str(tmp_path / "feats"), "--quiet", "--parent-run-id", parent]
-    assert main(args) == 2  # the gallery shards are not there yet
+    assert main(args) == 3  # the gallery shards are not there yet
     (failed,) = stage_runs(tracked, parent, "featurize-attribute_cnn")
     assert failed.info.status == "FAILED"
     shutil.copytree(prepared / "split", split)
