@@ -2,14 +2,22 @@
 
 The defaults are sized for the built-in synthetic dataset on a 2-core CPU (64 px, small CNN); the
 paper's settings (AlexNet fc7, 227 px) are one override away: ``backbone=alexnet image_size=224``.
+
+Parsing is strict and driven by each field's annotation: an int, float, bool, ``Literal`` choice or list
+field takes only values of its kind, so a typo is one :class:`ConfigError` naming the key, never a
+silently different setting. The same annotations give the run file's JSON Schema
+(``amnet_pipeline.run_schema``, ``amnet config schema``).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import math
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from types import NoneType, UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -28,18 +36,30 @@ from amnet.names import (
 BACKBONES = ("small", "alexnet", "resnet18", "resnet50")
 PRECISIONS = ("auto", "fp32", "bf16")
 GATE_RULES = ("all", "any")
+RANKING_SPACES = ("representation", "retrieval")
+DECODERS = ("pil", "torchvision")
+# Named sets of TrainConfig values; ``preset`` applies one over the keys given beside it.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"negatives": "sampled", "classify_pos_neg": False, "flip": False, "manipulator_lr_mult": 1.0,
+              "memory_read": "mean", "manipulator_activation": "none", "hard_negative_fraction": 0.0, "margin": 0.5,
+              "lam": 0.2, "retrieval": "representation", "ranking_space": "representation",
+              "group_positives": 0.0},
+}
+PRESETS = ("", *TRAIN_PRESETS)  # TrainConfig.preset: "" = every key as given
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "small"
+    """The representation learner: backbone CNN, input size and feature size."""
+
+    backbone: Literal[BACKBONES] = "small"
     image_size: int = 64
     feature_dim: int = 256  # Q: representation size (AlexNet: fc7 = 4096)
     width: int = 32  # channels of the small CNN's first conv
     weights: str | None = None  # optional initialisation file (local path or s3://)
 
     def validate(self) -> None:
-        _choice("backbone", self.backbone, BACKBONES)
+        _check_choices(self)
         _positive("image_size", self.image_size)
         _positive("feature_dim", self.feature_dim)
         _positive("width", self.width)
@@ -49,6 +69,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
+    """Validation and the paper-protocol split (§5.1): training images, gallery, queries, shards."""
+
     per_value: int = 200  # P: attribute-CNN training images per attribute value (paper: 200)
     gallery_size: int = 2000  # paper: 200,000
     num_queries: int = 300  # per number of changes (paper: 5,000)
@@ -81,6 +103,8 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
+    """The attribute CNN (§3.4, §4): its model and SGD schedule."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     epochs: int = 30
     batch_size: int = 64
@@ -102,7 +126,9 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    variant: str = "amnet"
+    """AMNet training on triplets (Eq. 1-6), its options beyond the paper and what search compares."""
+
+    variant: Literal[TRAINED_VARIANTS] = "amnet"
     epochs: int = 8
     steps_per_epoch: int = 150
     batch_size: int = 32  # triplets per step
@@ -115,19 +141,23 @@ class TrainConfig:
     # share of negatives one attribute away from the target (paper: 0 = all random; docs/model.md)
     hard_negative_fraction: float = 0.5
     lr_step_epochs: int = 0  # StepLR period, x0.1 each period (0 = cosine annealing over the epochs)
+
     # Options beyond the paper (docs/model.md, deviations); each value below the paper's is named.
+
     # Eq. 5's negative: sampled (the triplet's own, paper) | batch_hard | semi_hard (mined among the batch's
     # images whose attributes differ from the target)
-    negatives: str = "batch_hard"
+    negatives: Literal[NEGATIVE_MINING] = "batch_hard"
     classify_pos_neg: bool = True  # Eq. 4 also on the pos and neg images with their own labels (paper: r' only)
     flip: bool = True  # random horizontal flip of each training image, as pretraining does (paper: none)
     manipulator_lr_mult: float = 1.0  # learning rate of the memory and manipulator = lr x this (paper: 1)
-    memory_read: str = "mean"  # Eq. 1's h' = h / sum(h) (paper) | sum: h unnormalised, one prototype per change
-    manipulator_activation: str = "none"  # after Eq. 3: none (paper) | relu (r' non-negative like the gallery's r)
+    # Eq. 1's h' = h / sum(h) (paper) | sum: h unnormalised, one prototype per change
+    memory_read: Literal[MEMORY_READS] = "mean"
+    # after Eq. 3: none (paper) | relu (r' non-negative like the gallery's r)
+    manipulator_activation: Literal[ACTIVATIONS] = "none"
     # what search compares: representation (r' vs r, paper) | attributes (the attribute branches' softmax
     # outputs on r' vs on r, concatenated per attribute) | combined (both, weighted; chosen on validation
     # queries of both yardsticks, docs/experiments.md)
-    retrieval: str = "combined"
+    retrieval: Literal[RETRIEVAL_SPACES] = "combined"
     # retrieval=combined: the attribute outputs' share of the squared distance; the rest is the distance
     # between unit-length r' and r, which keeps the item's look among images with the target labels
     retrieval_weight: float = 0.5
@@ -135,24 +165,24 @@ class TrainConfig:
     # any image with the target labels); no effect on datasets without item_id
     group_positives: float = 0.5
     # where Eq. 5 measures distances: representation (r' vs r, paper) | retrieval (the retrieval space's vectors)
-    ranking_space: str = "representation"
+    ranking_space: Literal[RANKING_SPACES] = "representation"
     # "paper": every option above (and hard_negative_fraction) at the paper's value, over any value given
     # for them, also by a run file (``--config configs/demo.yaml --set train.preset=paper``); "" = as given
-    preset: str = ""
+    preset: Literal[PRESETS] = ""
     seed: int = 0
     num_workers: int = 0
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on the CPU) | fp32 | bf16
+    precision: Literal[PRECISIONS] = "auto"  # auto (bf16 autocast on CUDA, fp32 on the CPU) | fp32 | bf16
+    # score the split's validation queries after every epoch (logged as val_* per epoch; training unchanged)
+    val_each_epoch: bool = True
+    # which epoch's weights the model keeps: last | best (the highest validation Recall@1, else top-1)
+    keep: Literal["last", "best"] = "last"
 
     def validate(self) -> None:
-        _choice("variant", self.variant, TRAINED_VARIANTS)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("negatives", self.negatives, NEGATIVE_MINING)
-        _choice("memory_read", self.memory_read, MEMORY_READS)
-        _choice("manipulator_activation", self.manipulator_activation, ACTIVATIONS)
-        _choice("retrieval", self.retrieval, RETRIEVAL_SPACES)
-        _choice("ranking_space", self.ranking_space, ("representation", "retrieval"))
+        _check_choices(self)
+        if self.keep == "best" and not self.val_each_epoch:
+            raise ConfigError("train.keep: best needs train.val_each_epoch: true (the best epoch is chosen on "
+                              "the validation queries)")
         _positive("manipulator_lr_mult", self.manipulator_lr_mult)
-        _choice("preset", self.preset, ("", *TRAIN_PRESETS))
         _positive("epochs", self.epochs)
         _positive("steps_per_epoch", self.steps_per_epoch)
         _positive("batch_size", self.batch_size)
@@ -179,40 +209,35 @@ class TrainConfig:
         return arch
 
 
-# Named sets of TrainConfig values; ``preset`` applies one over the keys given beside it.
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"negatives": "sampled", "classify_pos_neg": False, "flip": False, "manipulator_lr_mult": 1.0,
-              "memory_read": "mean", "manipulator_activation": "none", "hard_negative_fraction": 0.0, "margin": 0.5,
-              "lam": 0.2, "retrieval": "representation", "ranking_space": "representation",
-              "group_positives": 0.0},
-}
-
-
 @dataclass(frozen=True)
 class FeaturizeConfig:
+    """Gallery featurization: batches, JPEG decoding, precision and the fan-out over tasks."""
+
     batch_size: int = 256
     decode_workers: int = 0  # JPEG decode threads (0 = auto: CPUs up to 8 beside a GPU, CPUs / 4 beside a CPU model)
     prefetch: bool = True  # decode the next batch while the model runs on this one
-    precision: str = "auto"  # auto (bf16 autocast + channels-last on CUDA, fp32 on the CPU) | fp32 | bf16
+    # auto (bf16 autocast + channels-last on CUDA, fp32 on the CPU) | fp32 | bf16
+    precision: Literal[PRECISIONS] = "auto"
     # pil (the decoder training and evaluation use) | torchvision (decode_jpeg on the model's device:
     # nvJPEG on a GPU; pixels differ slightly from pil, so use it for queries too when searching)
-    decoder: str = "pil"
+    decoder: Literal[DECODERS] = "pil"
     # gallery shards per featurization task: the pipeline fans the gallery out over ceil(shards / this)
     # tasks (one GPU each) and one build-index task merges them (0 = every shard in one task)
     shards_per_task: int = 0
 
     def validate(self) -> None:
+        _check_choices(self)
         _positive("batch_size", self.batch_size)
-        _choice("precision", self.precision, PRECISIONS)
         if self.shards_per_task < 0:
             raise ConfigError(f"shards_per_task must be >= 0 (0 = one featurization task); got {self.shards_per_task}")
-        _choice("decoder", self.decoder, ("pil", "torchvision"))
         if self.decode_workers < 0:
             raise ConfigError(f"decode_workers must be >= 0 (0 = automatic); got {self.decode_workers}")
 
 
 @dataclass(frozen=True)
 class PrototypesConfig:
+    """The memory's initialisation: attribute-CNN features averaged per attribute value."""
+
     batch_size: int = 256  # images per forward pass of the attribute CNN
 
     def validate(self) -> None:
@@ -221,20 +246,21 @@ class PrototypesConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
+    """Scoring manipulated queries: the variant, the cut-offs, the search index and the query set."""
+
     # amnet | no_memory | no_ranking | attribute_based (the attribute CNN) | image_only (the amnet model's own
     # vector of the query image, no change applied: plain visual search)
-    variant: str = "amnet"
+    variant: Literal[VARIANTS] = "amnet"
     ks: tuple[int, ...] = (1, 5, 10, 20, 30, 50)
     ndcg_k: int = 20
     batch_size: int = 256
-    index: str = "auto"  # exact | ivf | pq | auto (exact below 50k gallery images, else pq; amnet.retrieval.index)
+    # exact | ivf | pq | auto (exact below 50k gallery images, else pq; amnet.retrieval.index)
+    index: Literal[INDEX_KINDS] = "auto"
     # which query set is scored: test (the split's `queries`, reported) | val (`val_queries`, to choose defaults on)
-    queries: str = "test"
+    queries: Literal[QUERY_SETS] = "test"
 
     def validate(self) -> None:
-        _choice("variant", self.variant, VARIANTS)
-        _choice("index", self.index, INDEX_KINDS)
-        _choice("queries", self.queries, QUERY_SETS)
+        _check_choices(self)
         if not self.ks or any(k < 1 for k in self.ks):
             raise ConfigError(f"ks must be positive integers (got {self.ks})")
         _positive("ndcg_k", self.ndcg_k)
@@ -244,15 +270,14 @@ class EvaluateConfig:
 class RegisterConfig:
     """The registry gate: which variant is registered and when ``champion`` moves to it."""
 
-    variant: str = "amnet"  # the trained variant registered as the challenger
+    variant: Literal[TRAINED_VARIANTS] = "amnet"  # the trained variant registered as the challenger
     model_name: str = "amnet"  # MLflow registered model
     gate_metrics: tuple[str, ...] = ("top20", "ndcg20")  # compared with the champion's on the same data
     gate_margin: float = 0.0  # promote when the challenger >= champion - margin
-    gate_rule: str = "all"  # all: every gate metric must pass; any: one is enough
+    gate_rule: Literal[GATE_RULES] = "all"  # all: every gate metric must pass; any: one is enough
 
     def validate(self) -> None:
-        _choice("variant", self.variant, TRAINED_VARIANTS)
-        _choice("gate_rule", self.gate_rule, GATE_RULES)
+        _check_choices(self)
         if not self.model_name.strip():
             raise ConfigError("model_name must not be empty; name the MLflow registered model")
         if not self.gate_metrics:
@@ -273,10 +298,12 @@ C = TypeVar("C")
 def from_dict(cls: type[C], values: dict[str, Any] | None) -> C:
     """Build ``cls`` from defaults + ``values`` (nested dicts for nested configs), then validate."""
     values = dict(values or {})
-    if cls is TrainConfig and values.get("preset") in TRAIN_PRESETS:
-        values = {**values, **TRAIN_PRESETS[values["preset"]]}  # the preset wins, also over a run file's keys
+    preset = values.get("preset")
+    if cls is TrainConfig and isinstance(preset, str) and preset in TRAIN_PRESETS:
+        values = {**values, **TRAIN_PRESETS[preset]}  # the preset wins, also over a run file's keys
     kwargs: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    types = field_types(cls)
     for key, raw in values.items():
         if key not in fields:
             raise ConfigError(f"unknown {cls.__name__} key {key!r}; valid keys: {', '.join(fields)}")
@@ -287,7 +314,7 @@ def from_dict(cls: type[C], values: dict[str, Any] | None) -> C:
                 raise ConfigError(f"{key}: expected a section of keys ({', '.join(to_dict(default))}), got {raw!r}")
             kwargs[key] = from_dict(type(default), {**dataclasses.asdict(default), **(raw or {})})
         else:
-            kwargs[key] = _coerce(key, raw, default)
+            kwargs[key] = _coerce(key, raw, types[key])
     cfg = cls(**kwargs)
     validate = getattr(cfg, "validate", None)
     if validate:
@@ -372,31 +399,98 @@ def to_yaml(cfg: Any) -> str:
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def _coerce(key: str, raw: Any, default: Any) -> Any:
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """``cls``'s field annotations, resolved (``Literal[...]`` choices, ``tuple[int, ...]``, ``str | None``)."""
+    return get_type_hints(cls)
+
+
+def choices(kind: Any) -> tuple[str, ...] | None:
+    """The values a ``Literal[...]`` annotation allows; None for any other annotation."""
+    return get_args(kind) if get_origin(kind) is Literal else None
+
+
+def optional_of(kind: Any) -> Any | None:
+    """``X`` for an ``X | None`` annotation, else None."""
+    args = get_args(kind)
+    if get_origin(kind) in (Union, UnionType) and len(args) == 2 and NoneType in args:
+        return args[0] if args[1] is NoneType else args[1]
+    return None
+
+
+NONE_WORDS = ("", "none", "None", "null")
+
+
+def _coerce(key: str, raw: Any, kind: Any) -> Any:
+    """``raw`` (from YAML or ``key=value``) as a value of annotation ``kind``; a ConfigError naming ``key``
+    when it is not one. Strict: no bool as a number, no 1.5 as an int, no NaN or infinity, no unknown choice."""
+    allowed = choices(kind)
+    if allowed is not None:
+        if not isinstance(raw, str) or raw not in allowed:
+            raise ConfigError(f"unknown {key} {raw!r}; choose one of {_listing(allowed)}")
+        return raw
+    inner = optional_of(kind)
+    if inner is not None:
+        return None if raw is None or (isinstance(raw, str) and raw.strip() in NONE_WORDS) else _coerce(key, raw, inner)
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        word = str(raw).strip().lower()
+        if isinstance(raw, (list, dict)) or word not in TRUE_WORDS + FALSE_WORDS:  # a typo (flase) must not be False
+            raise ConfigError(f"{key}: cannot use {raw!r} (expected a boolean: "
+                              f"{', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)})")
+        return word in TRUE_WORDS
+    if get_origin(kind) is tuple:
+        if isinstance(raw, (list, tuple)):
+            items = list(raw)
+        elif isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
+            items = [part.strip() for part in str(raw).split(",")]  # --set ks=1,5,10
+        else:
+            raise ConfigError(f"{key}: cannot use {raw!r} (expected a list)")
+        return tuple(_coerce(key, item, get_args(kind)[0]) for item in items)
+    if kind not in _SCALARS:
+        raise TypeError(f"{key}: no parser for the annotation {kind!r}")
+    parse, expected = _SCALARS[kind]
     try:
-        if isinstance(default, bool):
-            if isinstance(raw, bool):
-                return raw
-            word = str(raw).strip().lower()
-            if word not in TRUE_WORDS + FALSE_WORDS:  # a typo (flase) must not become False
-                raise ConfigError(f"{key}: cannot use {raw!r} (expected a boolean: "
-                                  f"{', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)})")
-            return word in TRUE_WORDS
-        if isinstance(default, tuple):
-            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
-            kind = type(default[0]) if default else str
-            return tuple(kind(x) for x in items)
-        if isinstance(default, int):
-            if isinstance(raw, float) and not raw.is_integer():
-                raise ValueError
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        if default is None:
-            return None if raw in (None, "", "none", "None") else str(raw)
-        return type(default)(raw)
+        return parse(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}: cannot use {raw!r} (expected {type(default).__name__})") from None
+        raise ConfigError(f"{key}: cannot use {raw!r} (expected {expected})") from None
+
+
+def _int(raw: Any) -> int:
+    """An int from an int, a float with no fractional part (2.0) or an integer literal string ("8")."""
+    if isinstance(raw, bool):
+        raise TypeError
+    if isinstance(raw, float):
+        if not raw.is_integer():  # also NaN and infinity
+            raise ValueError
+        return int(raw)
+    if isinstance(raw, (int, str)):
+        return int(raw)
+    raise TypeError
+
+
+def _float(raw: Any) -> float:
+    """A finite float from a number or a numeric string ("1e-3": PyYAML reads it as a string)."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise TypeError
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError
+    return value
+
+
+def _str(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise TypeError
+    return raw
+
+
+_SCALARS: dict[Any, tuple[Any, str]] = {int: (_int, "int"), float: (_float, "a finite float"), str: (_str, "str")}
+
+
+def _listing(allowed: tuple[str, ...]) -> str:
+    return ", ".join(a if a else '""' for a in allowed)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -417,6 +511,14 @@ def _fraction(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be in [0, 1] (got {value}); set a value between 0 and 1")
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {_listing(allowed)}")
+
+
+def _check_choices(cfg: Any) -> None:
+    """Every ``Literal[...]`` field of ``cfg`` holds one of its values (also for configs built in code)."""
+    for name, kind in field_types(type(cfg)).items():
+        allowed = choices(kind)
+        if allowed is not None:
+            _choice(name, getattr(cfg, name), allowed)
