@@ -30,6 +30,17 @@ def log_model(out: str):
     return _log
 
 
+def validation_scorer(split: str, cfg: TrainConfig):
+    """The validation queries' scorer the training loop calls after each epoch (``train.val_each_epoch``),
+    rank 0 only; None when off or the split has no validation queries."""
+    if not cfg.val_each_epoch or not distributed.is_main():
+        return None
+    from amnet.retrieval.validation import Validator
+
+    validator = Validator.of(split)
+    return validator.score if validator is not None else None
+
+
 def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: str = "amnet",
              config: Mapping[str, Any] | None = None, parent_run_id: str = "", progress: bool = True,
              checkpoint_dir: str = "", processes: int = 1, max_restarts: int = 0, seed: int = -1) -> dict:
@@ -47,7 +58,7 @@ def run_step(split: str, attr_model: str, prototypes: str, out: str, variant: st
     cfg = stage_config(TrainConfig, config, variant=variant)
     return run_tracked(f"train-{variant}", cfg,
                        lambda log: run_train(split, attr_model, prototypes or None, out, cfg, log, progress,
-                                             checkpoint_dir),
+                                             checkpoint_dir, validation_scorer(split, cfg)),
                        parent_run_id, {"amnet.variant": variant, TAG_DATASET_DIGEST: dataset_digest(split)},
                        [os.path.join(out, CONFIG_FILE), os.path.join(out, MODEL_FILE)],
                        after=log_model(out), system_metrics=True,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ from amnet.errors import AmnetError
 from amnet.model_store import LoadedModel, build_model, load_model, save_model
 from amnet.models.losses import amnet_loss, classification_loss, mined_ranking_loss, triplet_ranking_loss
 from amnet.models.memory import make_indicator
-from amnet.names import TAG_DATASET_DIGEST
+from amnet.names import MISSING, TAG_DATASET_DIGEST
 from amnet.runtime import LogFn, decode_workers, pick_device, seed_everything, use_bf16
 from amnet.train import checkpoint, distributed
 from amnet.train.loop_utils import Throughput, sgd, split_decay
@@ -49,6 +50,11 @@ def init_from_attribute_cnn(model: torch.nn.Module, attr_state: dict[str, torch.
 
 
 STEP_METRICS = ("loss", "loss_attr", "loss_rank", "target_acc")
+# what ``train.keep: best`` maximises, the first one a validation row has: the exact target's Recall@1 when
+# the split has item groups, else attribute top-1
+SELECTION_METRICS = ("val_recall1", "val_top1")
+# scores a model in training after an epoch: (model, device, image size) -> {"val_...": value}
+ValidateFn = Callable[[torch.nn.Module, torch.device, int], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -132,17 +138,22 @@ def train_step(model, opt, images: torch.Tensor, batch: TripletBatch, offsets: l
     loss.backward()
     opt.step()
     with torch.no_grad():
-        acc = torch.stack([(lg.argmax(1) == target[:, m]).float().mean() for m, lg in enumerate(out["logits"])])
-    return torch.stack([loss.detach().float(), la.detach().float(), lt.detach().float(), acc.mean()])
+        # over the known target labels only (the target is -1 where the reference's label is missing)
+        right = torch.stack([(lg.argmax(1) == target[:, m]).sum() for m, lg in enumerate(out["logits"])])
+        acc = right.sum().float() / (target != MISSING).sum().clamp_min(1).float()
+    return torch.stack([loss.detach().float(), la.detach().float(), lt.detach().float(), acc])
 
 
 def negative_mask(own: torch.Tensor, target: torch.Tensor, item: torch.Tensor | None = None,
                   exact: torch.Tensor | None = None) -> torch.Tensor:
     """(B, 3B) bool: which of the batch's 3B images (``own`` (3B, M) labels, ``item`` (3B,) variant-group
     codes, -1 = none; ref | pos | neg) may be triplet i's negative: any image whose labels differ from
-    its ``target`` (B, M); for an ``exact`` triplet (its positive is the reference's own variant) also any
-    other item carrying the target labels, since the shopper asked for this item, not for the labels."""
-    valid = (own[None, :, :] != target[:, None, :]).any(dim=2)
+    its ``target`` (B, M) on an attribute known (not -1) on both sides, since an unknown label is neither
+    equal nor different and an image that may carry the target must not be pushed away; for an ``exact``
+    triplet (its positive is the reference's own variant) also any other item, whatever its labels,
+    since the shopper asked for this item, not for the labels."""
+    known = (own[None, :, :] != MISSING) & (target[:, None, :] != MISSING)  # (B, 3B, M)
+    valid = ((own[None, :, :] != target[:, None, :]) & known).any(dim=2)
     if item is None or exact is None:
         return valid
     b = target.shape[0]
@@ -181,12 +192,15 @@ class TrainRun:
     progress: bool = True
     checkpoint_dir: str = ""
     start: float = 0.0  # time.perf_counter() when run_train began (the result's ``seconds``)
+    validate: ValidateFn | None = None  # scores the validation queries after each epoch (rank 0 only)
 
 
 def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg: TrainConfig,
-              log: LogFn | None = None, progress: bool = True, checkpoint_dir: str = "") -> dict:
+              log: LogFn | None = None, progress: bool = True, checkpoint_dir: str = "",
+              validate: ValidateFn | None = None) -> dict:
     """Train one AMNet variant; write the model artifact to ``out``; per-epoch checkpoints to
-    ``checkpoint_dir`` (default ``out/checkpoints``, see :func:`checkpoint.state_uri`)."""
+    ``checkpoint_dir`` (default ``out/checkpoints``, see :func:`checkpoint.state_uri`); ``validate``: the
+    validation queries' scorer, called after every epoch (``train.keep: best`` needs it)."""
     start = time.perf_counter()
     seed_everything(cfg.seed)
     attr = load_model(attr_model)
@@ -203,7 +217,7 @@ def run_train(split: str, attr_model: str, prototypes: str | None, out: str, cfg
     pool = DiskPool.build(storage.join(split, "triplet_pool"), attr.model_config.image_size, decode_workers())
     try:
         return train_loop(TrainRun(split, out, cfg, attr, vocab, memory_init, pool, log, progress, checkpoint_dir,
-                                   start))
+                                   start, validate))
     finally:
         pool.close()
 
@@ -246,6 +260,10 @@ def train_loop(run: TrainRun) -> dict:
         state_uri, done, history = checkpoint.start(out, checkpoint_dir, model, opt, sched, cfg, main, logger)
         lam = cfg.effective_lam
         net = distributed.wrap(model, device)  # DDP when WORLD_SIZE > 1: gradients averaged over ranks
+        validate = run.validate if main else None
+        if cfg.keep == "best" and validate is None and main:
+            logger.warning("train.keep: best without validation queries: keeping the last epoch")
+        best = checkpoint.load_best(state_uri) if done and cfg.keep == "best" and main else None
 
         for epoch in range(done, cfg.epochs):
             net.train()
@@ -263,13 +281,44 @@ def train_loop(run: TrainRun) -> dict:
             means = distributed.mean_over_ranks(torch.stack(rows).mean(0)).tolist()
             summary = dict(zip(STEP_METRICS, means, strict=True))
             summary.update(images_per_s=meter.rate, lr=opt.param_groups[0]["lr"])
-            checkpoint.end_epoch(state_uri, model, opt, sched, epoch + 1, history, summary, log, main)
+            if validate is not None:
+                summary.update(validate_epoch(validate, model, device, attr.model_config.image_size))
+                best = keep_best(best, summary, model, epoch + 1) if cfg.keep == "best" else None
+            checkpoint.end_epoch(state_uri, model, opt, sched, epoch + 1, history, summary, log, main, best)
 
+        if best is not None and best["epoch"] != cfg.epochs:
+            logger.info("keeping epoch %d of %d (best %s %.4f on the validation queries)", best["epoch"],
+                        cfg.epochs, best["metric"], best["score"])
+            model.load_state_dict(best["model"])
         model.cpu()
         if main:
             save_model(out, "amnet", cfg.variant, model, cfgmod.to_dict(attr.model_config), vocab.to_json(),
                        extra={"history": history, "train_config": cfgmod.to_dict(cfg), "architecture": cfg.architecture,
                               TAG_DATASET_DIGEST: dataset_digest(split)})
-        final = history[-1]
+        final = dict(history[-1])
+        if best is not None:
+            final["kept_epoch"] = int(best["epoch"])
         return {"variant": cfg.variant, "epochs": cfg.epochs, "seconds": round(time.perf_counter() - start, 2),
                 "pool_images": int(len(pool)), **final}
+
+
+def validate_epoch(validate: ValidateFn, model: torch.nn.Module, device: torch.device,
+                   image_size: int) -> dict[str, float]:
+    """The validation metrics after an epoch (``val_*``) and how long they took (``val_seconds``)."""
+    started = time.perf_counter()
+    row = validate(model, device, image_size)
+    row["val_seconds"] = round(time.perf_counter() - started, 2)
+    logger.info("validation: %s", ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "val_seconds"))
+    return row
+
+
+def keep_best(best: dict | None, row: dict, model: torch.nn.Module, epoch: int) -> dict | None:
+    """``best`` or, when epoch ``epoch`` (its metrics ``row``) scores higher on the selection metric, that
+    epoch with a CPU copy of the model's weights (a tie keeps the earlier epoch)."""
+    metric = next((m for m in SELECTION_METRICS if m in row), None)
+    if metric is None:
+        return best
+    if best is None or row[metric] > best["score"]:
+        return {"epoch": epoch, "metric": metric, "score": float(row[metric]),
+                "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+    return best

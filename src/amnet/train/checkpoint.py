@@ -55,27 +55,36 @@ def _to_tuple(value):
 
 
 def save_training_state(uri: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                        history: list[dict], scheduler: Any = None) -> None:
-    """Everything needed to resume after ``epoch`` (1-based count of finished epochs)."""
-    save_payload(uri, {
+                        history: list[dict], scheduler: Any = None, best: dict | None = None) -> None:
+    """Everything needed to resume after ``epoch`` (1-based count of finished epochs); ``best``: the
+    best epoch so far by validation (``{"epoch", "score", "model"}``) when training keeps the best epoch."""
+    payload = {
         "epoch": epoch,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else {},
         "history": history,
         "rng": rng_state(),
-    })
+    }
+    if best is not None:
+        payload["best"] = best
+    save_payload(uri, payload)
+
+
+def load_best(uri: str) -> dict | None:
+    """The best epoch kept in the checkpoint ``uri`` (see :func:`save_training_state`), if any."""
+    return load_payload(uri).get("best") if storage.exists(uri) else None
 
 
 def end_epoch(uri: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int,
-              history: list[dict], row: dict, log: LogFn | None, main: bool) -> None:
+              history: list[dict], row: dict, log: LogFn | None, main: bool, best: dict | None = None) -> None:
     """The end of epoch ``epoch`` (1-based) of a training loop: ``row`` appended to ``history``, then, on
     rank 0 only (``main``), logged (when ``log`` is given) and the training state saved to ``uri``."""
     history.append(row)
     if log and main:
         log(row, epoch)
     if main:
-        save_training_state(uri, model, optimizer, epoch, history, scheduler)
+        save_training_state(uri, model, optimizer, epoch, history, scheduler, best)
 
 
 def try_resume(uri: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
