@@ -77,6 +77,49 @@ def test_a_variant_that_is_always_better_has_an_interval_above_zero():
     assert a.low < b.high and iv.low > 0
 
 
+def test_the_interval_is_the_percentile_interval_of_the_seeded_resamples():
+    """Percentile bootstrap (chosen over BCa by benchmarks/bootstrap_coverage.py): the 2.5 / 97.5
+    percentiles of B resampled means drawn from ``default_rng(seed)``, so a seed repeats bit for bit."""
+    values = (np.random.default_rng(5).random(238) < 0.97).astype(float)  # a near-ceiling Recall@10
+    iv = stats.bootstrap(values, resamples=500, seed=7)
+    idx = np.random.default_rng(7).integers(0, 238, size=(500, 238))
+    low, high = np.quantile(values[idx].mean(1), [0.025, 0.975])
+    assert (iv.value, iv.low, iv.high, iv.n) == (values.mean(), low, high, 238)
+    assert stats.bootstrap(values, resamples=500, seed=7) == iv and iv.low < iv.value <= iv.high <= 1.0
+    median = stats.bootstrap(np.arange(1.0, 52.0), resamples=500, seed=7, statistic="median")
+    assert median == stats.bootstrap(np.arange(1.0, 52.0), resamples=500, seed=7, statistic="median")
+    assert median.value == 26.0 and median.low < 26.0 < median.high
+
+
+def test_all_hits_give_a_zero_width_interval_at_the_value():
+    ones = np.ones(300)  # every query hit: each resample has the same mean
+    assert stats.bootstrap(ones, seed=3) == stats.Interval(1.0, 1.0, 1.0, 300)
+    assert stats.bootstrap(np.zeros(238)) == stats.Interval(0.0, 0.0, 0.0, 238)
+    assert stats.paired_difference(ones, ones) == stats.Interval(0.0, 0.0, 0.0, 300)
+    assert stats.paired_difference(ones, np.zeros(300)) == stats.Interval(1.0, 1.0, 1.0, 300)
+    assert stats.bootstrap(np.full(238, 1.0), statistic="median") == stats.Interval(1.0, 1.0, 1.0, 238)
+    assert np.isnan(stats.bootstrap(np.array([])).value) and stats.bootstrap(np.array([])).n == 0
+
+
+def test_paired_difference_of_correlated_hits():
+    """Two variants' hits on the same queries, agreeing on most: the paired interval is the bootstrap of
+    the per-query differences, seeded, and much narrower than if the two were independent."""
+    u = np.random.default_rng(11).random(300)
+    a = (u < 0.62).astype(float)  # hits on 62 % of the queries
+    b = ((u >= 0.10) & (u < 0.65)).astype(float)  # 55 %, sharing 52 % with a
+    iv = stats.paired_difference(a, b, seed=4)
+    assert iv.value == pytest.approx(a.mean() - b.mean()) and iv.n == 300
+    assert iv == stats.bootstrap(a - b, seed=4) == stats.paired_difference(a, b, seed=4)
+    assert iv.low < iv.value < iv.high and iv != stats.paired_difference(a, b, seed=5)
+    ia, ib = stats.bootstrap(a, seed=4), stats.bootstrap(b, seed=4)
+    unpaired = np.hypot(ia.high - ia.low, ib.high - ib.low)  # the difference's width were a and b independent
+    assert iv.high - iv.low < 0.7 * unpaired
+    flipped = stats.paired_difference(b, a, seed=4)  # b − a: the mirror image on the same resamples
+    assert (flipped.value, flipped.low, flipped.high) == pytest.approx((-iv.value, -iv.high, -iv.low))
+    with pytest.raises(AmnetError, match="differ in length"):
+        stats.paired_difference(a, b[:-1])
+
+
 def test_pairing_by_query_key_and_refusing_different_query_sets():
     a = per_query([1, 2, 3])
     b = a.iloc[[2, 0, 1]].reset_index(drop=True)  # same queries, other order

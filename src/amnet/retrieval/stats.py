@@ -4,7 +4,10 @@ Every headline metric is a mean over queries of a per-query value: a hit within 
 (``1 <= first_hit_rank <= k``) or the query's NDCG@k, over the one-attribute queries (``top20``,
 ``ndcg20``) or the two-attribute ones (``two_top20``, ``two_ndcg20``). So its uncertainty from the
 finite query set is estimated by the **bootstrap over queries**: resample the queries with
-replacement B times (seeded), take the metric each time, report the 2.5 / 97.5 percentiles.
+replacement B times (seeded), take the metric each time, report the 2.5 / 97.5 percentiles. This
+percentile interval was measured against scipy's BCa on simulated hits near 0 and 1, paired
+differences and median ranks: BCa covered no better, and is undefined for most median ranks
+(``benchmarks/bootstrap_coverage.py``; docs/experiments.md, "Which bootstrap interval covers our metrics?").
 
 Two methods scored on the same queries are compared by the **paired bootstrap**: per query the
 difference of the two values, resampled the same way, so the interval of "AMNet − baseline" keeps
@@ -118,7 +121,10 @@ def bootstrap(values: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int 
               level: float = LEVEL, statistic: str = "mean", paired_with: np.ndarray | None = None) -> Interval:
     """Mean (or ``statistic="median"``) of ``values`` (N,) with its percentile bootstrap interval
     (resampling the N entries). With ``paired_with`` (N,): the statistic of ``values`` minus that of
-    ``paired_with`` over the same resampled entries (the paired difference of two medians)."""
+    ``paired_with`` over the same resampled entries (the paired difference of two medians).
+
+    The same ``seed`` gives the same interval. Values all equal (every query hit): each resample has
+    the same statistic, so the interval has zero width at the value."""
     values = np.asarray(values, dtype=np.float64)
     other = None if paired_with is None else np.asarray(paired_with, dtype=np.float64)
     n = len(values)
