@@ -12,6 +12,10 @@
   (PyPI's torch, which brings the CUDA libraries).
 * ``docker build --network host`` (so pip reaches PyPI and the loopback mirror), then the build time,
   the image size and what dominates it (the largest folders of the image's venv).
+* **tags**: every ``--tag``; a content tag (``NAME:c-<12 hex>[-cuda]``, ``components/images.py``) must be
+  the one of the sources being built (else the build stops), and the image also gets the version alias
+  ``NAME:VERSION[-cuda]``. The image's ``AMNET_IMAGE_TAG`` is set to its content tag, so a pipeline
+  compiled inside it pins it.
 
 Standard library only: it runs before anything is installed.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import importlib.util
 import json
 import os
 import shlex
@@ -40,6 +45,35 @@ DEFAULT_MIRRORS = ("/opt/pypi-more",)  # a PEP 503 tree: simple/<project>/index.
 # The mirror's loopback port is part of the TORCH_INDEX_URL build argument, hence of Docker's layer cache
 # key: a fixed port keeps the torch and dependency layers cached between builds.
 MIRROR_PORT = 38765
+
+
+def image_names():
+    """``components/images.py`` loaded on its own (standard library only): the one place tags are made."""
+    spec = importlib.util.spec_from_file_location("amnet_image_names", ROOT / "components" / "images.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def plan_tags(requested: list[str], kind: str) -> tuple[list[str], str]:
+    """``(every tag to apply, the content tag for AMNET_IMAGE_TAG or '')``. A content tag that is not the
+    sources' own stops the build: it would publish this code under another content's name."""
+    names = image_names()
+    current = names.content_tag(ROOT)
+    tags: list[str] = []
+    own = ""
+    for tag in requested:
+        alias = names.version_alias(tag)
+        if alias is not None:
+            tag_part = tag.rsplit(":", 1)[1].removesuffix(names.GPU_SUFFIX)
+            if tag_part != current:
+                raise SystemExit(f"images/build.py: {tag} is not the content tag of these sources ({current}); "
+                                 "take the tag from components/images.py (make images)")
+            if kind == "gpu" and not tag.endswith(names.GPU_SUFFIX):
+                raise SystemExit(f"images/build.py: the CUDA image's content tag ends with {names.GPU_SUFFIX}: {tag}")
+            own = current
+        tags += [t for t in (tag, alias) if t and t not in tags]
+    return tags, own
 
 
 def say(text: str) -> None:
@@ -156,9 +190,13 @@ def venv_breakdown(tag: str, top: int = 6) -> list[tuple[str, int]]:
     return [(name, int(size)) for name, size in json.loads(out)[:top]]
 
 
-def build(kind: str, tag: str, base: str, torch_url: str, torch_source: str) -> None:
+def build(kind: str, tags: list[str], own_tag: str, base: str, torch_url: str, torch_source: str) -> None:
     dockerfile = ROOT / "images" / kind / "Dockerfile"
-    cmd = ["docker", "build", "--network", "host", "-f", str(dockerfile), "-t", tag]
+    cmd = ["docker", "build", "--network", "host", "-f", str(dockerfile)]
+    for tag in tags:
+        cmd += ["-t", tag]
+    if own_tag:
+        cmd += ["--build-arg", f"AMNET_IMAGE_TAG={own_tag}"]
     if kind == "cpu":
         cmd += ["--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"TORCH_INDEX_URL={torch_url}",
                 "--label", f"org.amnet.torch-source={torch_source}"]
@@ -167,8 +205,9 @@ def build(kind: str, tag: str, base: str, torch_url: str, torch_source: str) -> 
     start = time.monotonic()
     subprocess.run(cmd, check=True)
     took = time.monotonic() - start
+    tag = tags[0]
     size = int(docker("image", "inspect", "-f", "{{.Size}}", tag).stdout.strip())
-    say(f"built {tag} in {took:.0f} s: {size / 1e9:.2f} GB (base {base}, torch source {torch_source})")
+    say(f"built {', '.join(tags)} in {took:.0f} s: {size / 1e9:.2f} GB (base {base}, torch source {torch_source})")
     biggest = ", ".join(f"{name} {bytes_ / 1e6:,.0f} MB" for name, bytes_ in venv_breakdown(tag))
     say(f"largest in its venv: {biggest}")
 
@@ -176,12 +215,15 @@ def build(kind: str, tag: str, base: str, torch_url: str, torch_source: str) -> 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="images/build.py", description=__doc__.split("\n\n")[0],
-        epilog="examples:\n  python3 images/build.py --tag ghcr.io/amnet-project/amnet:0.1.0\n"
-        "  python3 images/build.py --kind gpu --tag ghcr.io/amnet-project/amnet:0.1.0-cuda   "
+        epilog="examples (make images and make images-gpu take the tags from components/images.py):\n"
+        "  python3 images/build.py --tag ghcr.io/amnet-project/amnet:c-0123456789ab\n"
+        "  python3 images/build.py --kind gpu --tag ghcr.io/amnet-project/amnet:c-0123456789ab-cuda   "
         "# where the CUDA base can be pulled",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kind", choices=("cpu", "gpu"), default="cpu", help="which image (default: %(default)s)")
-    p.add_argument("--tag", required=True, help="image tag, as components/images.py names it")
+    p.add_argument("--tag", required=True, action="append",
+                   help="image tag, as components/images.py names it (repeatable); a content tag also gets "
+                   "the version alias")
     p.add_argument("--base", default=os.environ.get("BASE_IMAGE", "auto"),
                    help=f"CPU base image, or 'auto' ({PUBLIC_BASE} if pullable, else {LOCAL_BASE}); "
                    "default: $BASE_IMAGE or auto")
@@ -190,16 +232,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wheel-mirror", action="append", default=None, metavar="DIR",
                    help=f"PEP 503 wheel mirror for --torch-source local (default: {', '.join(DEFAULT_MIRRORS)})")
     args = p.parse_args(argv)
+    tags, own_tag = plan_tags(args.tag, args.kind)
     if docker("info", check=False).returncode != 0:
         print("images/build.py: no Docker engine answers `docker info`; start dockerd "
               "(Debian: apt-get install -y docker.io && dockerd &)", file=sys.stderr)
         return 2
     if args.kind == "gpu":
-        build("gpu", args.tag, "", "", "the CUDA base's own torch")
+        build("gpu", tags, own_tag, "", "", "the CUDA base's own torch")
         return 0
     base = pick_base(args.base)
     with torch_index(args.torch_source, args.wheel_mirror or list(DEFAULT_MIRRORS)) as (source, url):
-        build("cpu", args.tag, base, url, source)
+        build("cpu", tags, own_tag, base, url, source)
     return 0
 
 

@@ -303,3 +303,27 @@ def test_make_images_tags_what_the_pipeline_pulls():
     assert re.search(r"^base-image:", makefile, flags=re.M)
     assert re.search(r"^images-lint:", makefile, flags=re.M)
 
+
+
+def test_the_cpu_image_holds_the_server_and_cluster_extras_and_the_gpu_image_only_the_client():
+    """The CPU image runs the MLflow server of manifests/ (full mlflow, psycopg2) and the TrainJob submitter
+    (the Kubeflow SDK); the CUDA image runs stages that only log, with the client (mlflow-skinny), which
+    `pip install .` brings as a core dependency."""
+    joined = DOCKERFILES["cpu"].read_text().replace("\\\n", " ")
+    layer = next(line for line in joined.splitlines() if "runtime-requirements.txt" in line and "RUN" in line)
+    assert "['optional-dependencies']['server']" in layer and "['optional-dependencies']['cluster']" in layer
+    gpu_installs = [rest for word, rest in instructions(DOCKERFILES["gpu"]) if word == "RUN" and "pip install" in rest]
+    assert any(re.search(r"pip install .* \.(\s|$)", rest) for rest in gpu_installs), gpu_installs
+    assert not any("[server]" in rest or "mlflow==" in rest for rest in gpu_installs)
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_the_image_knows_its_content_tag_without_rebuilding_a_layer(kind):
+    """``AMNET_IMAGE_TAG`` (images/build.py passes the content tag) is set after the last RUN of the final
+    stage: a new tag changes no layer that takes time, and a pipeline compiled inside the image pins it."""
+    final = stages(DOCKERFILES[kind])[-1]
+    words = [word for word, _ in final]
+    arg = next(i for i, (w, r) in enumerate(final) if w == "ARG" and r.startswith("AMNET_IMAGE_TAG"))
+    env = next(i for i, (w, r) in enumerate(final) if w == "ENV" and r.startswith("AMNET_IMAGE_TAG=${AMNET_IMAGE_TAG}"))
+    last_run = max(i for i, w in enumerate(words) if w == "RUN")
+    assert last_run < arg < env

@@ -9,8 +9,9 @@ next stage reads the model where the TrainJob left it.
 
 Built from the SDK's own objects (``CustomTrainerContainer``, ``TrainerCommand``, ``RuntimePatch``), not
 hand-written YAML. Credentials reach the pods as ``secretKeyRef`` environment entries: the job spec
-names the Kubernetes secrets and keys, never a value. The ``kubeflow`` package is imported only here
-and only inside functions, so the rest of amnet never needs it.
+names the Kubernetes secrets and keys, never a value. The ``kubeflow`` package (the optional ``cluster``
+extra) is imported only here and only inside functions, so the rest of amnet never needs it; where it is
+missing, submitting a TrainJob says how to install it (:func:`kubeflow_sdk`).
 
 The SDK's local process backend cannot run this job: it runs only ``CustomTrainer`` functions, each in
 a fresh virtual environment it pip-installs into. The tests check the spec the SDK would send (with
@@ -22,7 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,16 @@ NODE = "node"  # the replicated job and trainer container of Trainer's torch run
 SHM_VOLUME = "dshm"
 DEFAULT_TIMEOUT_S = 7 * 24 * 3600
 MARKER = "trainjob.json"  # written into the output artifact: which TrainJob produced the model
+SDK_MISSING = "--train-nodes > 1 needs the Kubeflow SDK: pip install 'amnet[cluster]'"
+
+
+@contextmanager
+def kubeflow_sdk() -> Iterator[None]:
+    """Around the Kubeflow SDK's imports: a missing SDK (or a dependency of it) is one clear amnet error."""
+    try:
+        yield
+    except ImportError as exc:
+        raise AmnetError(f"{SDK_MISSING} ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -116,22 +128,23 @@ def train_command(split: str, attr_model: str, prototypes: str, out: str, varian
 
 def job_objects(cluster: Cluster, command: list[str], labels: Mapping[str, str] | None = None):
     """The SDK objects of the TrainJob: ``(trainer, options)`` for ``TrainerClient.train``."""
-    from kubeflow.trainer import CustomTrainerContainer
-    from kubeflow.trainer.options import (
-        ActiveDeadlineSeconds,
-        ContainerPatch,
-        JobSetSpecPatch,
-        JobSetTemplatePatch,
-        JobSpecPatch,
-        JobTemplatePatch,
-        Labels,
-        PodSpecPatch,
-        PodTemplatePatch,
-        ReplicatedJobPatch,
-        RuntimePatch,
-        TrainerCommand,
-        TrainingRuntimeSpecPatch,
-    )
+    with kubeflow_sdk():
+        from kubeflow.trainer import CustomTrainerContainer
+        from kubeflow.trainer.options import (
+            ActiveDeadlineSeconds,
+            ContainerPatch,
+            JobSetSpecPatch,
+            JobSetTemplatePatch,
+            JobSpecPatch,
+            JobTemplatePatch,
+            Labels,
+            PodSpecPatch,
+            PodTemplatePatch,
+            ReplicatedJobPatch,
+            RuntimePatch,
+            TrainerCommand,
+            TrainingRuntimeSpecPatch,
+        )
 
     resources: dict[str, Any] = {"cpu": cluster.cpu, "memory": cluster.memory}
     if cluster.gpus_per_node:
@@ -159,8 +172,9 @@ def _toleration(t: Mapping[str, Any]) -> dict[str, Any]:
 
 def client_for(cluster: Cluster):
     """A ``TrainerClient`` on the Kubernetes backend (in-cluster service account, or the kube config)."""
-    from kubeflow.common.types import KubernetesBackendConfig
-    from kubeflow.trainer import TrainerClient
+    with kubeflow_sdk():
+        from kubeflow.common.types import KubernetesBackendConfig
+        from kubeflow.trainer import TrainerClient
 
     return TrainerClient(KubernetesBackendConfig(namespace=cluster.namespace or None))
 
@@ -174,7 +188,8 @@ def submit(client, cluster: Cluster, command: list[str], labels: Mapping[str, st
 def follow(client, name: str, timeout_s: int, echo: Callable[[str], None] = print, poll_s: int = 10) -> None:
     """Stream node 0's log (rank 0: progress, losses) until the job ends; raise if it failed. ``echo``
     relays the node's lines as they are (they carry the node's own format); the job's state is logged."""
-    from kubeflow.trainer.constants import constants
+    with kubeflow_sdk():
+        from kubeflow.trainer.constants import constants
 
     running = {constants.TRAINJOB_RUNNING, constants.TRAINJOB_COMPLETE, constants.TRAINJOB_FAILED}
     deadline = time.monotonic() + timeout_s
