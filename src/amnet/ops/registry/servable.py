@@ -7,12 +7,22 @@ that logged model, so a registered version's source run is the training run. ``m
 models:/amnet@champion`` then answers manipulation queries, and ``amnet search`` / ``amnet serve`` load
 the very same files (:func:`load_searcher`).
 
+The model carries its own code: the ``amnet`` package is logged as the model's ``code/amnet`` (MLflow
+puts ``code/`` first on ``sys.path`` when it loads the model), and its pip requirements are exact pins
+of the public packages the search path imports (:func:`pip_requirements`), never ``amnet`` itself,
+a name that is not published on PyPI. So any environment MLflow builds from the model's own files
+(``mlflow models serve`` with its default environment manager, ``mlflow models build-docker``) can
+load it.
+
 Layout of the model's pyfunc artifact ``amnet/``::
 
     model.pt          the AMNet model (amnet.model_store format: tensors only)
     attributes.json   the attribute vocabulary (also inside model.pt)
     gallery/          the feature artifact of `amnet step featurize` (features.json + shards), and
     gallery/gallery.json   {"split": the split it was computed from, "variant": ...}
+
+Beside it, at the model's root: ``code/amnet`` (the package) and, once a gallery is attached, the input
+example (``input_example.json``, ``serving_input_example.json``): a query by the gallery's first id.
 
 A query is one row: ``image`` (base64 of an encoded image) or ``gallery_id``, ``changes``
 ({attribute: value}) and ``k``; the answer is one row per result:
@@ -26,6 +36,7 @@ import binascii
 import json
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -34,7 +45,8 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
-from amnet import __version__, storage
+import amnet
+from amnet import storage
 from amnet.errors import AmnetError
 from amnet.names import ATTRIBUTES_JSON, FEATURES_JSON, MODEL_FILE
 from amnet.ops.tracking.lineage import MARKER
@@ -46,7 +58,12 @@ GALLERY_DIR = "gallery"
 GALLERY_JSON = "gallery.json"
 MODEL_NAME = "searcher"  # the logged model's name in its run
 DEFAULT_K = 20
+EXAMPLE_K = 5  # the input example's k
 OUTPUT_COLUMNS = ("query", "rank", "image_id", "distance", "matches")
+# The public distributions the search path imports (amnet.ops.registry.servable, amnet.search and what
+# they import, amnet.storage's boto3 for s3:// galleries); pinned to this environment's versions.
+SERVING_PACKAGES = ("mlflow", "torch", "torchvision", "numpy", "pandas", "pyarrow", "pillow", "faiss-cpu",
+                    "boto3", "pyyaml", "tqdm")
 
 
 def signature():
@@ -169,9 +186,34 @@ def _k(value: Any) -> int:
 # ---------------------------------------------------------------------------------------- logging
 
 
+def pip_requirements() -> list[str]:
+    """Exact pins of :data:`SERVING_PACKAGES` at this environment's versions, public part only (a local
+    label such as ``+cpu`` names no PyPI release). ``amnet`` is not among them: its code travels in the model."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    pins = []
+    for name in SERVING_PACKAGES:
+        try:
+            pins.append(f"{name}=={Version(version(name)).public}")
+        except PackageNotFoundError:
+            raise AmnetError(f"{name} is not installed here; the servable model needs it") from None
+    return pins
+
+
+def package_dir() -> str:
+    """The installed ``amnet`` package folder, logged as the model's ``code/amnet``."""
+    return os.path.dirname(os.path.abspath(amnet.__file__))
+
+
 def log_searcher(run_id: str, model_dir: str) -> tuple[str, str]:
-    """Log the trained AMNet model in ``model_dir`` as the pyfunc searcher into run ``run_id``;
-    returns (logged model id, model URI)."""
+    """Log the trained AMNet model in ``model_dir`` as the pyfunc searcher into run ``run_id``, with the
+    ``amnet`` package as its code; returns (logged model id, model URI).
+
+    No input example here: MLflow runs a logged example through the model (a search) to validate it, and
+    before featurization there is no gallery to search nor a gallery id to name; :func:`attach_gallery`
+    writes it."""
     from amnet.model_store import load_model
 
     loaded = load_model(model_dir)
@@ -185,15 +227,19 @@ def log_searcher(run_id: str, model_dir: str) -> tuple[str, str]:
             fh.write(loaded.vocab.to_json())
         with open(os.path.join(root, GALLERY_DIR, "README"), "w") as fh:
             fh.write("The gallery features are attached here by `amnet step featurize`.\n")
+        code = shutil.copytree(package_dir(), os.path.join(tmp, "code", "amnet"),
+                               ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        requirements = pip_requirements()
         with mlflow.start_run(run_id=run_id, nested=True, log_system_metrics=False), warnings.catch_warnings():
-            # no input example on purpose: it would run a search at logging time, before a gallery is attached
-            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+            warnings.filterwarnings("ignore", message=".*input example was not provided.*")  # see above
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME, python_model=os.path.join(os.path.dirname(__file__), "servable_entry.py"),
-                artifacts={ARTIFACT: root}, signature=signature(),
-                pip_requirements=[f"amnet=={__version__}", f"mlflow=={mlflow.__version__}"],
-                metadata={"amnet.variant": loaded.variant, "amnet.attributes": loaded.vocab.names},
+                artifacts={ARTIFACT: root}, code_paths=[code], signature=signature(),
+                pip_requirements=requirements,
+                metadata={"amnet.variant": loaded.variant, "amnet.attributes": loaded.vocab.names,
+                          "amnet.version": amnet.__version__},
                 tags={"amnet.variant": loaded.variant})
+    log.info("logged the servable searcher %s with its code; requirements: %s", info.model_id, " ".join(requirements))
     return info.model_id, info.model_uri
 
 
@@ -203,20 +249,14 @@ def _copy(uri: str, target: str) -> None:
         fh.write(storage.read_bytes(uri))
 
 
-def _artifact_path(model_uri: str) -> str:
-    """Where the ``amnet`` folder sits inside the logged model (``artifacts/amnet``)."""
-    from mlflow.models import get_model_info
-
-    artifacts = get_model_info(model_uri).flavors["python_function"].get("artifacts", {})
-    return artifacts.get(ARTIFACT, {}).get("path", f"artifacts/{ARTIFACT}")
-
-
 def attach_gallery(model_id: str, features: str, split: str) -> None:
     """Upload the feature artifact ``features`` (computed from ``split``) into the logged model
-    ``model_id``, as ``artifacts/amnet/gallery/``."""
+    ``model_id``, as ``artifacts/amnet/gallery/``, then the model's input example (:func:`_example`)."""
     from mlflow import MlflowClient
 
+    client = MlflowClient()
     with tempfile.TemporaryDirectory(prefix="amnet-gallery-") as tmp:
+        mlmodel = _download_mlmodel(client, model_id, os.path.join(tmp, "meta"))
         local = os.path.join(tmp, GALLERY_DIR)
         os.makedirs(local)
         for uri in storage.list_files(features):
@@ -229,4 +269,56 @@ def attach_gallery(model_id: str, features: str, split: str) -> None:
         meta = json.loads(Path(local, FEATURES_JSON).read_text())
         with open(os.path.join(local, GALLERY_JSON), "w") as fh:
             json.dump({"split": split, "variant": meta.get("variant", "")}, fh, indent=2)
-        MlflowClient().log_model_artifacts(model_id, local, f"{_artifact_path(f'models:/{model_id}')}/{GALLERY_DIR}")
+        artifact_path = mlmodel.flavors["python_function"].get("artifacts", {}).get(ARTIFACT, {}).get(
+            "path", f"artifacts/{ARTIFACT}")
+        client.log_model_artifacts(model_id, local, f"{artifact_path}/{GALLERY_DIR}")
+        vocab_uri = f"{client.get_logged_model(model_id).artifact_location}/{artifact_path}/{ATTRIBUTES_JSON}"
+        example = _example(local, mlflow.artifacts.download_artifacts(artifact_uri=vocab_uri, dst_path=tmp))
+        if example is not None:
+            _log_example(client, model_id, mlmodel, example, os.path.join(tmp, "example"))
+
+
+def _download_mlmodel(client, model_id: str, dst: str):
+    """The logged model's ``MLmodel`` (:class:`mlflow.models.Model`), downloaded into ``dst``."""
+    from mlflow.models import Model
+
+    location = client.get_logged_model(model_id).artifact_location
+    return Model.load(mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/MLmodel", dst_path=dst))
+
+
+def _example(gallery: str, vocab_file: str) -> pd.DataFrame | None:
+    """The input example, one query row: the first image of the attached gallery ``gallery`` with its
+    first known attribute changed to the next value of the vocabulary in ``vocab_file``, ``k`` = 5;
+    None for an empty gallery. Written with the gallery, not at logging: only then is there an id to name."""
+    from amnet.data import shards
+    from amnet.data.schema import Vocabulary
+
+    first = [u for u in storage.list_files(gallery, ".parquet") if os.path.basename(u).startswith("part-")][:1]
+    rows = shards.read_table(first[0], ["image_id", "labels"]) if first else pd.DataFrame()
+    if rows.empty:
+        return None
+    vocab = Vocabulary.from_json(Path(vocab_file).read_text())
+    labels = [int(v) for v in rows["labels"].iloc[0]]
+    changes = {}
+    for attr, code in zip(vocab.attributes, labels, strict=False):
+        if code >= 0 and len(attr.values) > 1:
+            changes = {attr.name: attr.values[(code + 1) % len(attr.values)]}
+            break
+    return pd.DataFrame([{"gallery_id": str(rows["image_id"].iloc[0]), "changes": changes, "k": EXAMPLE_K}])
+
+
+def _log_example(client, model_id: str, mlmodel, example: pd.DataFrame, dst: str) -> None:
+    """Write ``example`` as the logged model's input example: MLflow's example files plus the ``MLmodel``
+    naming them, rewritten and uploaded as :func:`mlflow.models.set_signature` does with a signature."""
+    from mlflow.models import validate_schema
+    from mlflow.models.utils import _save_example  # MLflow's writer of the example files and their MLmodel entry
+
+    validate_schema(example, mlmodel.signature.inputs)
+    files, meta = os.path.join(dst, "files"), os.path.join(dst, "meta")
+    os.makedirs(files)
+    os.makedirs(meta)
+    _save_example(mlmodel, example, files)
+    mlmodel.save(os.path.join(meta, "MLmodel"))
+    client.log_model_artifacts(model_id, files)
+    client.log_model_artifact(model_id, os.path.join(meta, "MLmodel"))  # last: it names the files above
+    log.info("input example of %s: %s", model_id, example.to_dict("records")[0])
