@@ -40,6 +40,7 @@ TAG_HEX = 12
 GPU_SUFFIX = "-cuda"
 # What the images are built from: both Dockerfiles and every COPY source of their build context.
 INPUTS = ("images/cpu/Dockerfile", "images/gpu/Dockerfile", "pyproject.toml", "README.md", "requirements.lock",
+          "requirements-image.lock",
           "src", "pipeline", "components")
 HERE = Path(__file__).resolve()
 

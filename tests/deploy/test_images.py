@@ -281,8 +281,9 @@ def test_pip_installs_are_pinned_and_cache_free(kind):
             packages = [a for i, a in enumerate(args) if not a.startswith(("-", "https://", "\"$", "$"))
                         and not (i and args[i - 1] in ("-c", "--constraint", "--index-url", "-r",
                                                         "--requirement", "--extra-index-url"))]
-            if "-r" in args:  # a requirements file generated from pyproject.toml: every line resolves in the lock
-                assert args[args.index("-c") + 1] == "requirements.lock", f"{kind}: {command.strip()!r} unlocked"
+            if "-r" in args:  # the hash-pinned dependency layer: every file checked against its SHA-256
+                assert args[args.index("-r") + 1] == "requirements-image.lock" and "--require-hashes" in args, \
+                    f"{kind}: {command.strip()!r} not hash-pinned"
             if "." in packages:  # the amnet distribution: its dependencies resolve within the lock
                 assert args[args.index("-c") + 1] == "requirements.lock", f"{kind}: {command.strip()!r} unlocked"
             for package in packages:  # a wheel built from this source in an earlier stage is this version
@@ -310,8 +311,9 @@ def test_the_cpu_image_holds_the_server_and_cluster_extras_and_the_gpu_image_onl
     (the Kubeflow SDK); the CUDA image runs stages that only log, with the client (mlflow-skinny), which
     `pip install .` brings as a core dependency."""
     joined = DOCKERFILES["cpu"].read_text().replace("\\\n", " ")
-    layer = next(line for line in joined.splitlines() if "runtime-requirements.txt" in line and "RUN" in line)
-    assert "['optional-dependencies']['server']" in layer and "['optional-dependencies']['cluster']" in layer
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements-image.lock" in joined
+    header = (ROOT / "requirements-image.lock").read_text().split("\n\n", 1)[0]
+    assert "`server` and `cluster` extras" in header  # images/hash_lock.py's set: core + server + cluster
     gpu_installs = [rest for word, rest in instructions(DOCKERFILES["gpu"]) if word == "RUN" and "pip install" in rest]
     assert any(re.search(r"pip install .* \.(\s|$)", rest) for rest in gpu_installs), gpu_installs
     assert not any("[server]" in rest or "mlflow==" in rest for rest in gpu_installs)

@@ -90,13 +90,14 @@ def test_every_install_path_uses_the_lock():
     gpu = (REPO / "images/gpu/Dockerfile").read_text()
     assert "COPY pyproject.toml README.md requirements.lock ./" in gpu
     assert "pip install --no-cache-dir -c requirements.lock ." in gpu
-    # The CPU image installs in layers (torch, the other dependencies, then the amnet wheel with --no-deps):
-    # every layer that resolves dependencies is constrained by the lock.
+    # The CPU image installs in layers (torch constrained by the lock, every other dependency from the
+    # hash-pinned lock, then the amnet wheel with --no-deps): nothing resolves outside the lock.
     cpu = (REPO / "images/cpu/Dockerfile").read_text()
-    assert "COPY requirements.lock ./" in cpu
+    assert "COPY requirements.lock ./" in cpu and "COPY requirements-image.lock ./" in cpu
     joined = cpu.replace("\\\n", " ")
     resolving = [line for line in joined.splitlines() if "pip install" in line and "--no-deps" not in line]
-    assert len(resolving) >= 2 and all("-c requirements.lock" in line for line in resolving), resolving
+    assert len(resolving) >= 1 and all("-c requirements.lock" in line for line in resolving), resolving
+    assert "--require-hashes --no-deps -r requirements-image.lock" in joined
     assert "--no-deps /tmp/wheels/amnet-" in joined
 
 
