@@ -4,9 +4,11 @@ Every evaluation folder (``per_query.parquet`` + ``metrics.json``) under ``--run
 (``attribute_based``, ``image_only``) as well as the trained variants', is scored again from its saved
 rankings and the dataset's own manifest (attribute strings, not the split's label codes), by code that
 shares nothing with the product: a hit at k = a result with every target attribute in the top k; NDCG@20
-with rel = matched target attributes / M, gain 2^rel − 1, discount log2(j + 1), normalised by 20 fully
-matching results. Prints each evaluation's top-1 / top-20 and the largest difference from what the
-product wrote; exits 1 when any differs by more than 1e-9.
+with rel = matched target attributes / target attributes, gain 2^rel − 1, discount log2(j + 1), normalised
+by 20 fully matching results. Missing labels: a target attribute coded -1 is not asked for (left out of
+both counts); a result whose manifest cell is empty or null never matches the value asked for. Prints
+each evaluation's top-1 / top-20 and the largest difference from what the product wrote; exits 1 when any
+differs by more than 1e-9.
 
 Exact target (when ``per_query.parquet`` has ``target_id``): each target is checked against the
 manifest (another image of the query's own ``item_id`` group with exactly the wanted attribute strings,
@@ -51,11 +53,29 @@ def read_truth(dataset: Path) -> Truth:
     if "item_id" in manifest.columns:
         items = {str(i): ("" if g is None or g != g else str(g).strip()) for i, g in manifest["item_id"].items()}
     return Truth(names, {a["name"]: a["values"] for a in vocab["attributes"]},
-                 {i: [row[n] for n in names] for i, row in manifest[names].iterrows()}, items)
+                 {i: [_cell(row[n]) for n in names] for i, row in manifest[names].iterrows()}, items)
 
 
 def _missing(value: object) -> bool:
     return value is None or value is pd.NA or value != value
+
+
+def _cell(value: object) -> str | None:
+    """A manifest attribute cell as its value string, None when the label is missing (empty or null)."""
+    if _missing(value) or not str(value).strip():
+        return None
+    return str(value).strip()
+
+
+def wanted(truth: Truth, target) -> list[str | None]:
+    """The attribute strings a target asks for, None where its code is missing (negative)."""
+    return [truth.values[name][int(code)] if int(code) >= 0 else None
+            for name, code in zip(truth.names, target, strict=True)]
+
+
+def matched(labels: list[str | None], want: list[str | None]) -> int:
+    """How many asked-for values ``labels`` carries; a missing label never carries one."""
+    return sum(w is not None and a == w for a, w in zip(labels, want, strict=True))
 
 
 def exact_target(truth: Truth, evaluation: Path) -> tuple[dict[str, float], list[str]]:
@@ -73,8 +93,9 @@ def exact_target(truth: Truth, evaluation: Path) -> tuple[dict[str, float], list
             if not _missing(product_rank):
                 problems.append(f"query {i} ({image}): target_rank {product_rank} without a target_id")
             continue
-        want = [truth.values[name][int(code)] for name, code in zip(truth.names, target, strict=True)]
-        if truth.attrs.get(target_id) != want:
+        want = wanted(truth, target)
+        have = truth.attrs.get(target_id)
+        if have is None or matched(have, want) != sum(w is not None for w in want):
             problems.append(f"query {i} ({image}): target {target_id} does not have the wanted attributes {want}")
         if truth.items is not None and (not truth.items.get(str(image))
                                         or truth.items.get(str(target_id)) != truth.items.get(str(image))):
@@ -102,18 +123,18 @@ def exact_target(truth: Truth, evaluation: Path) -> tuple[dict[str, float], list
 
 def rescore(truth: Truth, evaluation: Path) -> dict[str, float]:
     """Mean of each metric over ``evaluation``'s saved rankings, from the dataset's manifest alone."""
-    names, values, attrs = truth.names, truth.values, truth.attrs
     ideal = sum(1 / math.log2(j + 1) for j in range(1, 21))
     pq = pd.read_parquet(evaluation / "per_query.parquet")
     scores: dict[str, list[float]] = {}
     for results, target, n in zip(pq["results"], pq["target"], pq["num_changes"], strict=True):
-        want = [values[name][int(code)] for name, code in zip(names, target, strict=True)]
-        matched = [sum(a == b for a, b in zip(attrs[r], want, strict=True)) for r in results]
-        first = next((j + 1 for j, m in enumerate(matched) if m == len(names)), None)
+        want = wanted(truth, target)
+        asked = sum(w is not None for w in want)
+        counts = [matched(truth.attrs[r], want) for r in results]
+        first = next((j + 1 for j, m in enumerate(counts) if m == asked), None)
         prefix = "" if n == 1 else "two_"
         for k in CUTOFFS:
             scores.setdefault(f"{prefix}top{k}", []).append(float(first is not None and first <= k))
-        dcg = sum((2 ** (m / len(names)) - 1) / math.log2(j + 2) for j, m in enumerate(matched[:20]))
+        dcg = sum((2 ** (m / asked) - 1) / math.log2(j + 2) for j, m in enumerate(counts[:20]))
         scores.setdefault(f"{prefix}ndcg20", []).append(dcg / ideal)
     return {**{key: sum(per) / len(per) for key, per in scores.items()}, **exact_target(truth, evaluation)[0]}
 

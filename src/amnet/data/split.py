@@ -8,7 +8,8 @@ From one validated dataset, disjoint sets are drawn with one seeded generator:
 2. ``gallery``: G images drawn at random from the rest (paper: 200,000).
 3. ``queries``: for each requested number of changes n (1 and 2, §5.5), N images from the rest,
    each with a manipulation that changes exactly n attributes to a target vector that at least one
-   gallery image has exactly. Only rows with every label known are used as queries.
+   gallery image has exactly. Only rows with every label known are used as queries, and only fully
+   labelled vectors as targets, so no query changes or asks for an unknown attribute.
 4. ``val_queries``: validation queries built exactly like ``queries`` (one- and two-attribute,
    targets present in the gallery), drawn from what is left *after* the test queries with the same
    generator, so for a given seed ``attr_train``, ``gallery`` and ``queries`` are the sets the split

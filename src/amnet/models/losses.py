@@ -43,10 +43,11 @@ def mined_ranking_loss(anchor: torch.Tensor, pos: torch.Tensor, cands: torch.Ten
     """Eq. 5 with the negative of each anchor mined inside the batch instead of the triplet's own.
 
     ``anchor`` r' (B, Q), ``pos`` (B, Q), ``cands`` (N, Q) every image of the batch (refs, positives,
-    negatives, unmanipulated), ``valid`` (B, N) True where candidate j's attributes differ from
-    anchor i's target (a legal negative). ``batch_hard``: the closest legal negative; ``semi_hard``:
-    the closest one farther than the positive (FaceNet), the closest overall when none is. An anchor
-    with no legal candidate adds 0. Not in the paper, which samples one random negative per triplet.
+    negatives, unmanipulated), ``valid`` (B, N) True where candidate j may be anchor i's negative: it
+    differs from the target on an attribute known on both sides (``amnet_train.negative_mask``).
+    ``batch_hard``: the closest legal negative; ``semi_hard``: the closest one farther than the positive
+    (FaceNet), the closest overall when none is. An anchor with no legal candidate adds 0. Not in the
+    paper, which samples one random negative per triplet.
     """
     if mode not in NEGATIVE_MINING[1:]:
         raise ValueError(f"unknown negative mining {mode!r}; choose one of {', '.join(NEGATIVE_MINING[1:])}")
