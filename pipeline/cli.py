@@ -12,6 +12,8 @@ same name in the experiment instead of adding a second one (the KFP API has no u
 runs: the new one is created, then the old removed).
 ``submit`` prints the run id and the run's page in the KFP UI; ``--wait`` polls the run until it ends and
 exits 0 only when it SUCCEEDED. A server that does not answer exits 4 (:class:`ServiceUnreachable`).
+``--json`` (submit, schedule): one JSON document on stdout instead of the lines (``run_id``, ``url``, ...;
+with ``--wait``, printed once the waiting is over).
 """
 
 import argparse
@@ -341,7 +343,8 @@ def main_compile(argv: list[str] | None = None) -> int:
         prog="amnet pipeline compile",
         description="Compile the AMNet Kubeflow pipeline to a YAML package. The same code and options "
         "always give byte-identical YAML; images come from $AMNET_IMAGE_REGISTRY (default "
-        "ghcr.io/amnet-project) tagged with the amnet version.",
+        "ghcr.io/amnet-project) tagged by content (amnet:c-<digest of the image sources>; the version tag "
+        "is an alias).",
         epilog="example:\n  amnet pipeline compile --out amnet_pipeline.yaml \\\n"
         "      --gpu-node-selector cloud.google.com/gke-accelerator=nvidia-h100-80gb",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -364,6 +367,8 @@ def main_submit(argv: list[str] | None = None) -> int:
                    help="wait for the run to end and print its final state; exit 0 only if it SUCCEEDED, else 1")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="with --wait: stop waiting after S seconds (exit 1; the run goes on; default: no limit)")
+    p.add_argument("--json", action="store_true", help="print one JSON document (run_id, url, pipeline_version, "
+                   "experiment; with --wait also state and ended) instead of the lines")
     args = p.parse_args(argv)
     host = _host(p, args)
     if args.timeout is not None and not args.wait:
@@ -377,14 +382,23 @@ def main_submit(argv: list[str] | None = None) -> int:
         result = client.run_pipeline(
             experiment.experiment_id, args.run_name or time.strftime("amnet %Y-%m-%d %H-%M-%S"), params=params,
             pipeline_id=pipeline_id, version_id=version_id, pipeline_root=args.pipeline_root)
-    print(f"submitted run {result.run_id} of pipeline version {version} to experiment {args.experiment!r}")
-    print(f"run details: {run_url(host, result.run_id)}", flush=True)
+    submitted = {"run_id": result.run_id, "url": run_url(host, result.run_id), "pipeline_version": version,
+                 "experiment": args.experiment}
+    if args.json and not args.wait:
+        print(json.dumps(submitted, indent=2))
+        return 0
+    if not args.json:
+        print(f"submitted run {result.run_id} of pipeline version {version} to experiment {args.experiment!r}")
+        print(f"run details: {submitted['url']}", flush=True)
     if not args.wait:
         return 0
     log.info("waiting for run %s to end%s", result.run_id,
              f" (at most {args.timeout:g} s)" if args.timeout is not None else "")
     with kfp_errors(host):
         state, ended = wait_for_run(client, result.run_id, args.timeout)
+    if args.json:
+        print(json.dumps({**submitted, "state": state, "ended": ended}, indent=2))
+        return 0 if ended and state == "SUCCEEDED" else EXIT_FAILED
     if not ended:
         print(f"run {result.run_id} is still {state} after {args.timeout:g} s; stopped waiting (the run goes on)")
         return EXIT_FAILED
@@ -419,6 +433,8 @@ def main_schedule(argv: list[str] | None = None) -> int:
     p.add_argument("--from-file", default=None, metavar="FILE",
                    help="declarative recurring run (manifests/schedule/recurring-run.yaml): cron, name, "
                    "the run file under `config:`, compile options; flags on the command line override it")
+    p.add_argument("--json", action="store_true", help="print one JSON document (recurring_run_id, name, cron, "
+                   "pipeline_version, experiment, replaced) instead of the line")
     spec = None
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--from-file", default=None)
@@ -451,6 +467,10 @@ def main_schedule(argv: list[str] | None = None) -> int:
             service_account=spec.service_account if spec else None)
         for old in previous:  # replaced only once its successor exists: never left without a schedule
             client.delete_recurring_run(old)
+    if args.json:
+        print(json.dumps({"recurring_run_id": recurring.recurring_run_id, "name": args.name, "cron": cron,
+                          "pipeline_version": version, "experiment": args.experiment, "replaced": previous}, indent=2))
+        return 0
     verb = f"updated {args.name!r} (replaces {', '.join(previous)})" if previous else f"scheduled {args.name!r}"
     print(f"{verb}: {recurring.recurring_run_id} at cron {cron!r}, pipeline version {version}, "
           f"in experiment {args.experiment!r}")

@@ -2,14 +2,15 @@
 
 Modules are imported only when their command runs, so ``amnet --help`` is instant and the model,
 data and training commands work without kfp or mlflow installed (e.g. on a bare GPU node).
-The ``pipeline`` and ``run`` commands live in the ``amnet_pipeline`` package (the top-level
-``pipeline/`` folder): ``amnet`` only dispatches to it, it never imports kfp itself.
+The ``pipeline``, ``run`` and ``config schema`` commands live in the ``amnet_pipeline`` package (the
+top-level ``pipeline/`` folder): ``amnet`` only dispatches to it, it never imports kfp itself.
 Diagnostics go through ``logging`` to stderr (``amnet.logs``; ``-v`` / ``-q`` before the command words,
 or ``$AMNET_LOG_LEVEL``); stdout holds only a command's result.
 
 Exit statuses (:mod:`amnet.errors`): 0 success, 1 the run or command failed, 2 usage (an unknown command
 or option), 3 bad input or settings, 4 an outside service unreachable (MLflow, S3, Kubeflow Pipelines),
-130 interrupted.
+130 interrupted. Every ``--help`` ends with them (:data:`EXIT_STATUSES`). Commands that print a table take
+``--json`` for one JSON document on stdout instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ import logging
 import sys
 
 from amnet import __version__, logs
-from amnet.errors import EXIT_INTERRUPTED, EXIT_USAGE, AmnetError, exit_code
+from amnet.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    AmnetError,
+    exit_code,
+)
 
 # (command words) -> ("module:function", one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
@@ -49,6 +59,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("stack", "down"): ("amnet.stack.cli:main_down", "stop what `stack up` started"),
     ("stack", "status"): ("amnet.stack.cli:main_status", "show the local stack's endpoints and health"),
     ("run",): ("amnet_pipeline.local_run:main", "run the whole pipeline locally (kfp.local)"),
+    ("config", "schema"): ("amnet_pipeline.run_schema:main", "the run file's JSON Schema (configs/*.yaml)"),
     ("runs", "compare"): ("amnet.ops.tracking.compare:main", "headline metrics of pipeline runs side by side"),
     ("search",): (
         "amnet.ops.registry.commands:main_search",
@@ -68,6 +79,14 @@ GLOBAL_FLAGS = ("\noptions (before COMMAND):\n"
                 "  -q, --quiet    warnings and errors only\n"
                 f"  (default: ${logs.LEVEL_ENV} if set, else INFO; diagnostics go to stderr, with time, level and\n"
                 "  logger unless stderr is a terminal)\n")
+# the end of every --help (amnet.errors.exit_code): scripts branch on these
+EXIT_STATUSES = ("\nexit status:\n"
+                 f"  {EXIT_OK:<3}  success\n"
+                 f"  {EXIT_FAILED:<3}  the run or command failed (a pipeline run that ended FAILED, a failed stage)\n"
+                 f"  {EXIT_USAGE:<3}  usage: an unknown command or option, a missing argument\n"
+                 f"  {EXIT_BAD_INPUT:<3}  bad input or settings\n"
+                 f"  {EXIT_UNREACHABLE:<3}  an outside service is unreachable (MLflow, S3, Kubeflow Pipelines)\n"
+                 f"  {EXIT_INTERRUPTED:<3}  interrupted (Ctrl-C)\n")
 
 
 def _usage(prefix: tuple[str, ...]) -> str:
@@ -76,7 +95,13 @@ def _usage(prefix: tuple[str, ...]) -> str:
     head = f"amnet {__version__}: fashion search with attribute manipulation (AMNet, CVPR 2017)\n\n"
     head += f"usage: amnet [-v | -q] {' '.join(prefix) + ' ' if prefix else ''}COMMAND [--help]\n\ncommands:\n"
     body = "\n".join(f"  {name.ljust(width)}  {help_}" for name, help_ in rows) + "\n"
-    return head + body + ("" if prefix else GLOBAL_FLAGS)
+    return head + body + ("" if prefix else GLOBAL_FLAGS) + EXIT_STATUSES
+
+
+def wants_help(argv: list[str]) -> bool:
+    """``-h`` / ``--help`` among the arguments, before any ``--`` (argparse prints the help and exits 0)."""
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    return any(a in ("-h", "--help") for a in words)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             func = getattr(importlib.import_module(module_name), func_name)
             try:
                 return int(func(argv[n:]) or 0)
+            except SystemExit as done:  # argparse's --help: the exit statuses close every command's help
+                if done.code in (None, 0) and wants_help(argv[n:]):
+                    print(EXIT_STATUSES, end="", flush=True)
+                raise
             except AmnetError as exc:
                 print(f"amnet {' '.join(words)}: error: {exc}", file=sys.stderr)
                 return exit_code(exc)
@@ -105,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     prefix = tuple(w for w in argv if not w.startswith("-"))
     while prefix and not any(k[: len(prefix)] == prefix for k in COMMANDS):
         prefix = prefix[:-1]
-    wants_help = not argv or any(a in ("-h", "--help") for a in argv)
-    print(_usage(prefix), file=sys.stdout if wants_help else sys.stderr)
-    if not wants_help:
+    helped = not argv or wants_help(argv)
+    print(_usage(prefix), file=sys.stdout if helped else sys.stderr)
+    if not helped:
         print(f"amnet: unknown command {' '.join(argv)!r}", file=sys.stderr)
         return EXIT_USAGE
     return 0

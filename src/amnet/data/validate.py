@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import multiprocessing
 import os
@@ -417,6 +418,17 @@ def summary_table(result: ValidationResult | StagedValidation, top: int = 10) ->
     return "\n".join(lines)
 
 
+def summary_data(result: ValidationResult | StagedValidation) -> dict:
+    """The summary as ``--json`` prints it: the counts, the quarantined fraction, every reason with its
+    count (most frequent first) and, when the manifest has ``item_id``, the variant groups."""
+    data = {"dataset": result.dataset, "rows_in": int(result.rows_in), "kept": int(result.num_kept),
+            "quarantined": int(result.num_quarantined), "quarantined_fraction": float(result.quarantined_fraction),
+            "reasons": dict(result.reason_counts().most_common())}
+    if result.groups is not None:
+        data["groups"] = group_stats(result.groups)
+    return data
+
+
 def _top_reasons(result: ValidationResult | StagedValidation, top: int = 3) -> str:
     return ", ".join(f"{kind} ({count})" for kind, count in result.reason_counts().most_common(top))
 
@@ -471,12 +483,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quarantine-out", metavar="FILE.parquet",
                         help="write the quarantined rows (row, image_id, image, reason) here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true",
+                        help="print the summary as one JSON document (counts, every reason, \"passed\")")
     args = parser.parse_args(argv)
     staging = tempfile.mkdtemp(prefix="amnet-validate-")
     try:  # streamed: the kept images are checked and dropped, never held
         result = validate_to_staging(args.dataset, staging, max_pixels=args.max_pixels,
                                      progress=not args.no_progress, keep_images=False)
-        print(summary_table(result))
+        if not args.json:
+            print(summary_table(result))
         if args.quarantine_out:
             write_quarantine(result, args.quarantine_out)
             log.info("quarantine written to %s", args.quarantine_out)
@@ -485,6 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_fraction(result, args.max_quarantine_fraction)
     except DatasetError as exc:
+        if args.json:
+            print(json.dumps({**summary_data(result), "passed": False, "error": str(exc)}, indent=2))
         print(f"amnet data validate: error: {exc}", file=sys.stderr)
         return 1
+    if args.json:
+        print(json.dumps({**summary_data(result), "passed": True}, indent=2))
     return 0

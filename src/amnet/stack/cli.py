@@ -1,13 +1,17 @@
-"""``amnet stack up|down|status``."""
+"""``amnet stack up|down|status``: the endpoints table on stdout, or with ``--json`` one JSON document
+(``state_dir``, ``services`` by name with ``endpoint``, ``pid``, ``running``, ``healthy``, ``log``, and
+``healthy`` for the whole stack; never a credential). Progress goes to stderr."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from amnet.errors import AmnetError
 from amnet.stack.services import ServiceStatus, stack_env, stack_status, start_stack, stop_stack
@@ -21,6 +25,21 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--dir", default=None,
                    help=f"state folder (default: $AMNET_STACK_DIR or ./{DEFAULT_STATE_DIR})")
     return p
+
+
+def add_json_flag(p: Any) -> None:
+    """``--json`` on a parser or a mutually exclusive group."""
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document (state folder, each service's endpoint, pid, health, log) "
+                   "instead of the table")
+
+
+def status_data(state_dir: Path, statuses: dict[str, ServiceStatus], **extra: Any) -> dict[str, Any]:
+    """The stack as ``--json`` prints it: no credentials (``amnet stack status --env`` has those)."""
+    services = {name: {"endpoint": st.endpoint, "pid": st.pid, "running": st.running, "healthy": st.healthy,
+                       "log": st.log} for name, st in statuses.items()}
+    healthy = bool(statuses) and all(st.healthy for st in statuses.values())
+    return {"state_dir": str(state_dir), **extra, "healthy": healthy, "services": services}
 
 
 def _print_endpoints(state_dir: Path, statuses: dict[str, ServiceStatus]) -> None:
@@ -38,6 +57,7 @@ def main_up(argv: list[str] | None = None) -> int:
     p.add_argument("--bucket", default=DEFAULT_BUCKET, help="bucket to create (also MLflow's artifact store)")
     p.add_argument("--no-mlflow", action="store_true", help="start only the S3 gateway")
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for each service to answer")
+    add_json_flag(p)
     args = p.parse_args(argv)
     state_dir = Path(args.dir).resolve() if args.dir else default_state_dir()
     t0 = time.monotonic()
@@ -46,6 +66,10 @@ def main_up(argv: list[str] | None = None) -> int:
         log.info("started %s in %.1f s", ", ".join(info.started), time.monotonic() - t0)
     else:
         log.info("local stack already running")
+    if args.json:
+        print(json.dumps(status_data(state_dir, stack_status(state_dir), bucket=info.bucket, started=info.started),
+                         indent=2))
+        return 0
     _print_endpoints(state_dir, stack_status(state_dir))
     print(f"  bucket          s3://{info.bucket}\n\nuse it from a shell:  eval \"$(amnet stack status --env"
           f"{' --dir ' + shlex.quote(str(state_dir)) if args.dir else ''})\"")
@@ -66,12 +90,18 @@ def main_down(argv: list[str] | None = None) -> int:
 
 def main_status(argv: list[str] | None = None) -> int:
     p = _parser("amnet stack status", "Show the local stack's endpoints and health; exit 1 unless all healthy.")
-    p.add_argument("--env", action="store_true",
-                   help="print `export VAR=...` lines (including the S3 secret) "
-                   "for: eval \"$(amnet stack status --env)\"")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--env", action="store_true",
+                       help="print `export VAR=...` lines (including the S3 secret) "
+                       "for: eval \"$(amnet stack status --env)\"")
+    add_json_flag(shown)
     args = p.parse_args(argv)
     state_dir = Path(args.dir).resolve() if args.dir else default_state_dir()
     statuses = stack_status(state_dir)
+    if args.json:
+        data = status_data(state_dir, statuses)
+        print(json.dumps(data, indent=2))
+        return 0 if data["healthy"] else 1
     running = bool(statuses) and all(s.running for s in statuses.values())
     if args.env:
         if not running:

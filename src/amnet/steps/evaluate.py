@@ -1,21 +1,39 @@
 """Stage: evaluation (§5.1): top-k accuracy and NDCG@k for one variant (and, in the pipeline, the
-image-only baseline beside the amnet variant: :func:`run_with_image_only`)."""
+image-only baseline beside the amnet variant: :func:`run_with_image_only`).
+
+With tracking on, the evaluation run also holds the curves as step metrics (step = K: ``curve/top_k_accuracy``,
+``curve/exact_recall``, ...; the MLflow chart view overlays runs), and a trained model's own evaluation logs
+its headline metrics against the logged model too (MLflow's Models page), with the dataset they were
+measured on (:func:`log_evaluation`)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from amnet import storage
 from amnet.config import EvaluateConfig
 from amnet.model_store import model_variant
-from amnet.names import ATTRIBUTE_BASED, IMAGE_ONLY, IMAGE_ONLY_MODEL, METRICS_JSON, NOT_EVALUATED_JSON, VARIANTS
+from amnet.names import (
+    ATTRIBUTE_BASED,
+    EXACT_METRICS,
+    IMAGE_ONLY,
+    IMAGE_ONLY_MODEL,
+    METRIC_COLUMNS,
+    METRICS_JSON,
+    NOT_EVALUATED_JSON,
+    VARIANTS,
+)
 from amnet.retrieval.evaluate import run_evaluate
 from amnet.steps.cli_args import base_parser, cli_config, print_result
 from amnet.steps.settings import stage_config
 from amnet.steps.tracked import run_tracked
+
+log = logging.getLogger(__name__)
+MODEL_METRICS = (*(k for k, _ in METRIC_COLUMNS), *EXACT_METRICS)  # logged against the model (Models page)
 
 
 def variant_of_model(model: str) -> str:
@@ -35,7 +53,40 @@ def run_step(split: str, model: str, features: str, out: str, variant: str = "",
     return run_tracked(f"evaluate-{variant}", cfg,
                        lambda log: run_evaluate(split, model, features, out, cfg, progress), parent_run_id,
                        {"amnet.variant": variant}, [os.path.join(out, METRICS_JSON)],
+                       after=log_evaluation(split, model, out, variant, cfg.queries),
                        io={"split": split, "model": model, "features": features, "out": out})
+
+
+def model_metrics(payload: Mapping[str, Any], queries: str = "test") -> dict[str, float]:
+    """The headline metrics of an evaluation as the model carries them: ``top20``, ``recall10``, ...
+    (``val_top20``, ... when the validation queries were scored)."""
+    prefix = "" if queries == "test" else f"{queries}_"
+    scores = payload.get("metrics") or {}
+    return {f"{prefix}{k}": float(scores[k]) for k in MODEL_METRICS if k in scores}
+
+
+def log_evaluation(split: str, model: str, out: str, variant: str, queries: str = "test") -> Callable[[Any], None]:
+    """After the evaluation, into its MLflow run: the top-k and Recall@K curves as step metrics, and, when
+    ``variant`` is the model's own (not image_only) and the model was logged by a tracked training run
+    (``model_id`` in its ``mlflow_run.json``), the headline metrics against that logged model with the
+    split's dataset."""
+
+    def _log(run: Any) -> None:
+        from amnet.ops.tracking import lineage, runs
+
+        payload = json.loads(storage.read_text(storage.join(out, METRICS_JSON)))
+        run.log_series(runs.curve_series(payload))
+        model_id = lineage.read_marker(model).get("model_id")
+        if not model_id or variant != variant_of_model(model):
+            return
+        info = lineage.dataset_of(split)
+        try:
+            run.log_metrics(model_metrics(payload, queries), 0, model_id=model_id,
+                            dataset=(info.name, info.short_digest) if info else None)
+        except Exception as exc:  # a model on another server, or deleted: the run keeps its metrics
+            log.warning("evaluation metrics not logged against model %s: %s", model_id, exc)
+
+    return _log
 
 
 def run_with_image_only(split: str, model: str, features: str, out: str, image_out: str, variant: str = "",

@@ -1,4 +1,8 @@
-"""Stage: the §5 report comparing the variants' evaluations (HTML + Markdown + MLflow parent run)."""
+"""Stage: the §5 report comparing the variants' evaluations (HTML + Markdown + MLflow parent run).
+
+On the parent run: the headline scalars, every report file, and each variant's curves as step metrics
+(step = K: ``curve/amnet_top_k_accuracy``, ``curve/amnet_exact_recall``, ...; means over the seeds), so the
+MLflow chart view overlays pipeline runs."""
 
 from __future__ import annotations
 
@@ -43,9 +47,19 @@ def run_step(evaluations: list[str], out: str, parent_run_id: str = "", baseline
         if extra:
             storage.write_bytes(extra, storage.read_bytes(storage.join(out, name)))
     if parent_run_id and runs.tracking_enabled():
-        runs.log_to_run(parent_run_id, report.headline, report.files)
+        runs.log_to_run(parent_run_id, report.headline, report.files, series=variant_curves(report.files))
         runs.set_note(parent_run_id, results_note(report.headline, read_decision(decision)))
     return report.headline
+
+
+def variant_curves(files: dict[str, str]) -> dict[str, list[float]]:
+    """Every variant's curves from the report's ``results.json`` (seed means) as parent-run step metrics
+    (:func:`amnet.ops.tracking.runs.curve_series`); {} without that file."""
+    uri = files.get("report/results.json")
+    if not uri:
+        return {}
+    variants = json.loads(storage.read_text(uri)).get("variants") or {}
+    return {k: v for variant, payload in variants.items() for k, v in runs.curve_series(payload, variant).items()}
 
 
 def results_note(headline: dict[str, float], decision: dict | None = None) -> str:

@@ -23,13 +23,14 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import numbers
 import os
 import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from amnet.config import flatten
@@ -55,6 +56,11 @@ SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TO
 MAX_PARAM_VALUE = 6000  # MLflow's limit
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
+# An evaluation's curves (metrics.json key -> step-metric name; step = K): the MLflow chart view draws one
+# line per run, so variants and pipeline runs overlay. Under ``curve/``: the UI groups them in one section.
+CURVE_METRICS = (("curves", "top_k_accuracy"), ("recall_curves", "exact_recall"))
+CURVE_SECTION = "curve/"
+CHANGES_PREFIX = {"1": "", "2": "two_", "3": "three_"}  # number of changed attributes -> metric prefix
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
@@ -159,6 +165,19 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[i:i + size]
 
 
+def curve_series(payload: Mapping[str, Any], variant: str = "") -> dict[str, list[float]]:
+    """An evaluation's curves (``metrics.json``: top-k accuracy and exact-target Recall@K per number of
+    changes, K = 1..50) as step-metric series: ``curve/top_k_accuracy``, ``curve/two_exact_recall``, ...;
+    with ``variant`` (the parent run holds every variant) ``curve/amnet_top_k_accuracy``, ..."""
+    head = f"{CURVE_SECTION}{variant + '_' if variant else ''}"
+    out: dict[str, list[float]] = {}
+    for key, name in CURVE_METRICS:
+        for changes, values in sorted((payload.get(key) or {}).items()):
+            prefix = CHANGES_PREFIX.get(str(changes), f"n{changes}_")
+            out[f"{head}{prefix}{name}"] = [float(v) for v in values]
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- runs
 
 
@@ -167,7 +186,9 @@ class RunLogger(Protocol):
 
     run_id: str | None
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0, *, model_id: str | None = None,
+                    dataset: tuple[str, str] | None = None) -> None: ...
+    def log_series(self, series: Mapping[str, Sequence[float]], first_step: int = 1) -> None: ...
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None: ...
     def log_text(self, text: str, name: str) -> None: ...
@@ -183,14 +204,33 @@ class MlflowRun:
         self.run_id = run_id
         self.shared = shared  # a run we did not create (MLFLOW_RUN_ID): it may already hold params
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Numbers (Python, numpy, 0-d tensors; bools count as 0/1); other values are skipped, not errors."""
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0, *, model_id: str | None = None,
+                    dataset: tuple[str, str] | None = None) -> None:
+        """Numbers (Python, numpy, 0-d tensors; bools count as 0/1); other values are skipped, not errors.
+
+        ``model_id``: the metrics also belong to that logged model (MLflow's Models page lists them, with
+        ``dataset`` = (name, digest) of the data they were measured on)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(_name(k), value, now, int(step)) for k, v in metrics.items()
-                 if (value := _as_float(v)) is not None]
-        for chunk in _chunks(items, MAX_METRICS_PER_BATCH):
+        name, digest = dataset or (None, None)
+        items = [Metric(_name(k), value, now, int(step), model_id=model_id, dataset_name=name,
+                        dataset_digest=digest, run_id=self.run_id)
+                 for k, v in metrics.items() if (value := _as_float(v)) is not None]
+        self._log(items)
+
+    def log_series(self, series: Mapping[str, Sequence[float]], first_step: int = 1) -> None:
+        """Each series as one step metric: value i at step ``first_step + i`` (a curve over K = 1, 2, ...;
+        the chart view draws it as a line). Values that are not finite numbers are left out."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(_name(k), value, now, first_step + i) for k, values in series.items()
+                 for i, v in enumerate(values) if (value := _as_float(v)) is not None and math.isfinite(value)]
+        self._log(items)
+
+    def _log(self, metrics: list) -> None:
+        for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
             self.client.log_batch(self.run_id, metrics=chunk)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -236,7 +276,11 @@ class NullRun:
 
     run_id: str | None = None
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0, *, model_id: str | None = None,
+                    dataset: tuple[str, str] | None = None) -> None:
+        pass
+
+    def log_series(self, series: Mapping[str, Sequence[float]], first_step: int = 1) -> None:
         pass
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -452,11 +496,12 @@ def stage_run(stage: str, parent_run_id: str | None = None, params: Mapping[str,
 
 
 def log_to_run(run_id: str, metrics: Mapping[str, float], artifacts: Mapping[str, str] | None = None,
-               step: int = 0) -> None:
+               step: int = 0, series: Mapping[str, Sequence[float]] | None = None) -> None:
     """Add metrics and files to an existing run (e.g. the report's headline numbers on the parent run).
 
     ``artifacts`` maps the artifact name to a local path or ``s3://`` URI (read through
-    ``amnet.storage``). A no-op without a run id or with tracking off.
+    ``amnet.storage``); ``series`` adds step metrics (:meth:`MlflowRun.log_series`: curves over K).
+    A no-op without a run id or with tracking off.
     """
     if not run_id or not tracking_enabled():
         return
@@ -466,6 +511,7 @@ def log_to_run(run_id: str, metrics: Mapping[str, float], artifacts: Mapping[str
 
     run = MlflowRun(Tracker().client, run_id, shared=True)
     run.log_metrics(metrics, step)
+    run.log_series(series or {})
     with tempfile.TemporaryDirectory(prefix="amnet-artifacts-") as tmp:
         for name, uri in (artifacts or {}).items():
             local = os.path.join(tmp, os.path.basename(name))
@@ -482,19 +528,27 @@ def set_note(run_id: str, markdown: str) -> None:
         Tracker().client.set_tag(run_id, "mlflow.note.content", markdown[:MAX_PARAM_VALUE * 8])
 
 
+SYSTEM_PREFIX = "system/"  # MLflow's prefix of system metrics
+NODE_ID_ENV = "MLFLOW_SYSTEM_METRICS_NODE_ID"  # MLflow's: a node's metrics under system/<node>/...
+
+
 @contextlib.contextmanager
 def system_metrics(run_id: str | None) -> Iterator[None]:
     """CPU, memory, disk, network and (with NVML) GPU metrics of this machine as ``system/...`` metrics
-    of ``run_id`` while the block runs: MLflow's monitor (``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``,
-    default 10 s), plus one final sample at the end so a short stage still records one point."""
+    of ``run_id`` while the block runs: MLflow's monitor, through ``mlflow.start_run(log_system_metrics=True)``
+    (every ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``, default 10 s), plus one closing CPU and memory sample
+    so a stage shorter than the interval still records a point.
+
+    The run's lifecycle stays with its owner (``stage_run``, or KFP): the monitor is stopped with
+    ``mlflow.end_run(status="RUNNING")``, and a ``MLFLOW_RUN_ID`` handed over by KFP is kept."""
     if not run_id:
         yield
         return
-    try:
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    import mlflow
 
-        monitor = SystemMetricsMonitor(run_id, resume_logging=True, tracking_uri=Tracker().tracking_uri)
-        monitor.start()
+    handed_over = os.environ.get("MLFLOW_RUN_ID")
+    try:
+        mlflow.start_run(run_id=run_id, nested=True, log_system_metrics=True)
     except Exception as exc:  # psutil missing or a broken monitor must not fail the stage
         log.warning("system metrics unavailable: %s", exc)
         yield
@@ -502,10 +556,30 @@ def system_metrics(run_id: str | None) -> Iterator[None]:
     try:
         yield
     finally:
-        monitor.finish()
-        try:  # the samples taken since the monitor's last publish, plus one now
-            monitor.collect_metrics()
-            monitor.publish_metrics(monitor.aggregate_metrics())
-            monitor.mlflow_logger.flush()
+        try:
+            mlflow.end_run(status="RUNNING")  # stops the monitor; the stage run goes on
+        finally:
+            if handed_over:  # end_run clears it; later code of this task still reads it
+                os.environ["MLFLOW_RUN_ID"] = handed_over
+        try:
+            closing_sample(run_id)
         except Exception as exc:  # the run may already be gone: metrics are best effort
-            log.warning("final system metrics sample not logged: %s", exc)
+            log.warning("closing system metrics sample not logged: %s", exc)
+
+
+def closing_sample(run_id: str) -> None:
+    """One CPU and memory sample (psutil) as the next step of the run's ``system/`` metrics, with the
+    names MLflow's monitor uses (``system/cpu_utilization_percentage``, ``system/system_memory_usage_megabytes``,
+    ``system/system_memory_usage_percentage``)."""
+    import psutil
+
+    node = os.environ.get(NODE_ID_ENV)
+    prefix = f"{SYSTEM_PREFIX}{node + '/' if node else ''}"
+    memory = psutil.virtual_memory()
+    sample = {f"{prefix}cpu_utilization_percentage": psutil.cpu_percent(interval=0.1),
+              f"{prefix}system_memory_usage_megabytes": round(memory.used / 1e6, 1),
+              f"{prefix}system_memory_usage_percentage": round(memory.used / memory.total * 100, 1)}
+    client = Tracker().client
+    history = client.get_metric_history(run_id, f"{prefix}cpu_utilization_percentage")
+    step = max((m.step for m in history), default=-1) + 1
+    MlflowRun(client, run_id, shared=True).log_metrics(sample, step)
