@@ -115,3 +115,18 @@ def test_pipeline_schedule_json(kfp_env, capsys):  # noqa: F811
     first, second = (json.loads(doc) for doc in capsys.readouterr().out.replace("}\n{", "}\n\x00{").split("\x00"))
     assert first["recurring_run_id"].startswith("rr-") and first["replaced"] == []
     assert second["replaced"] == [first["recurring_run_id"]] and second["cron"] == "0 0 3 * * 0"
+
+
+# ------------------------------------------------------------------------------------ amnet step ...
+
+
+def test_a_stage_prints_its_result_as_json(trained_chain, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    args = ["step", "prototypes", "--split", str(trained_chain.split), "--attr-model", str(trained_chain.attr),
+            "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "json"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert isinstance(result, dict) and result
+    assert main([*args, "--out", str(tmp_path / "table")]) == 0  # the next command line prints a table again
+    table = capsys.readouterr().out
+    assert not table.lstrip().startswith("{") and all(key in table for key in result)

@@ -230,3 +230,24 @@ def test_cli_module_runs_standalone():
     out = subprocess.run([sys.executable, "-m", "amnet.cli", "stack", "--help"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and "stack up" in out.stdout
+
+
+def test_the_server_without_the_full_mlflow_package_is_a_clear_error(monkeypatch):
+    """Only the client (mlflow-skinny) installed: `stack up` names the extra to install."""
+    import importlib.metadata
+
+    from amnet.errors import AmnetError
+    from amnet.stack import mlflow_server
+
+    real = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name == "mlflow":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    with pytest.raises(AmnetError, match=r"amnet\[stack\]"):
+        mlflow_server.check_server_package()
+    monkeypatch.setattr(importlib.metadata, "version", real)
+    mlflow_server.check_server_package()  # the full package (make install's stack extra) passes

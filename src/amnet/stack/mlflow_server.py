@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from amnet.errors import AmnetError
 from amnet.stack.processes import _alive, _pick_ports, _spawn, _wait_ready
 from amnet.stack.state import HOST, REGION, _credentials, _load_state, _save_state
 
@@ -52,12 +53,26 @@ def _mlflow_healthy(uri: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def check_server_package() -> None:
+    """The tracking server needs the full ``mlflow`` distribution; the stages need only ``mlflow-skinny``
+    (amnet's core dependency), which cannot serve. A clear error instead of the server's own traceback."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version("mlflow")
+    except PackageNotFoundError:
+        raise AmnetError("`amnet stack up` runs an MLflow tracking server, which needs the full mlflow package "
+                         "(only the client, mlflow-skinny, is installed): pip install 'amnet[stack]' "
+                         "(make install does)") from None
+
+
 def _launch_mlflow(state_dir: Path, bucket: str, s3_endpoint: str) -> tuple[dict[str, Any], bool]:
     """Spawn the MLflow server unless ours already runs (it needs S3 only once artifacts are logged)."""
     state = _load_state(state_dir)
     entry = state.get("mlflow") or {}
     if _alive(entry.get("pid"), entry.get("marker")):
         return entry, False
+    check_server_package()
     ports = _pick_ports(MLFLOW_PORTS, entry.get("ports"))
     bucket = entry.get("bucket", bucket)  # artifacts already logged live there: never move them
     log = state_dir / "mlflow.log"
