@@ -11,7 +11,8 @@ def evaluate_retrieval(split: Input[Dataset], model: Input[Model], features: Inp
                        image_evaluation: Output[Dataset], image_only: bool = False):
     """Query shards + model + gallery features -> metrics.json and per-query results of ``variant``; with
     ``image_only`` and the amnet variant's model, also the image-only baseline (plain visual search, the same
-    model, features and index) in ``image_evaluation`` (otherwise it holds only not_evaluated.json)."""
+    model, features and index) in ``image_evaluation`` (otherwise it holds only not_evaluated.json). The
+    pipeline passes "" as ``parent_run_id`` (cacheable; link-upstream-runs nests the MLflow runs)."""
     from amnet.steps.evaluate import run_with_image_only
     from amnet.steps.results import log_results
 

@@ -11,7 +11,9 @@ def featurize_gallery(split: Input[Dataset], model: Input[Model], variant: str, 
                       metrics: Output[Metrics]):
     """Block ``part`` (``{"group", "groups"}``, from plan-featurization) of the gallery's shards + the model
     of ``variant`` ("" = the model's own) -> fp16 feature shards; finished shards also kept under
-    ``checkpoint_root``, keyed by run (``run_id``, "" for a cacheable task) and task (a retry skips them)."""
+    ``checkpoint_root``, keyed by ``run_id``, task, inputs and config (a retry skips them). The pipeline
+    passes "" as ``parent_run_id`` and ``run_id``: the task stays cacheable (link-upstream-runs nests its
+    MLflow run)."""
     from amnet.steps.featurize import run_part
     from amnet.steps.results import log_results
 

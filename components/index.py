@@ -19,7 +19,8 @@ def build_search_index(features: Input[list[Dataset]], split: Input[Dataset], mo
                        config: dict, parent_run_id: str, index: Output[Dataset], metrics: Output[Metrics]):
     """The groups' feature shards -> one feature artifact with the search index (built once, its recall@20
     against exact search recorded), tracked as ``index-<variant>``; the whole gallery is attached to the
-    model's servable MLflow model."""
+    model's servable MLflow model. The pipeline passes "" as ``parent_run_id`` (cacheable;
+    link-upstream-runs nests the MLflow run)."""
     from amnet.steps.index import run_step
     from amnet.steps.results import log_results
 

@@ -10,8 +10,10 @@ def train_amnet(split: Input[Dataset], attr_model: Input[Model], prototypes: Inp
                 config: dict, parent_run_id: str, checkpoint_root: str, run_id: str, model: Output[Model],
                 metrics: Output[Metrics], processes: int = 1, seed: int = -1):
     """Triplet pool + attribute CNN + prototypes -> AMNet model of ``variant``, trained with ``seed`` (-1 =
-    the config's); resumable state under ``checkpoint_root``, keyed by the pipeline run (``run_id``), task
-    and seed (a retry resumes); ``processes`` > 1: one rank per GPU of the pod (torchrun's launcher API)."""
+    the config's); resumable state under ``checkpoint_root``, keyed by ``run_id``, task, seed, inputs and
+    config (a retry resumes); ``processes`` > 1: one rank per GPU of the pod (torchrun's launcher API).
+    The pipeline passes "" as ``parent_run_id`` and ``run_id``: the task stays cacheable, its MLflow run is
+    nested under the pipeline's parent run by link-upstream-runs."""
     from amnet.steps.checkpoints import checkpoint_dir
     from amnet.steps.results import log_results
     from amnet.steps.train import run_step

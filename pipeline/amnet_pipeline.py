@@ -2,20 +2,22 @@
 
 Shape::
 
-    start-parent-run (MLflow parent, tagged with the KFP run)           caching off
+    start-parent-run (MLflow parent, tagged with the KFP run; Markdown link to it)   caching off
     amnet-stages(parent_run_id)                                        nested pipeline
       exit handler -> finish-parent-run (FINISHED / FAILED)            caching off
         fingerprint-dataset (digest + rows: the data's version)        caching off
         split-dataset(digest) -> pretrain-attribute-cnn -> compute-prototypes   cached unless the data changed
+        link-upstream-runs (their MLflow runs, or links to them, under the parent)   caching off
         plan-featurization (ceil(gallery shards / featurize.shards_per_task) groups)
-        if attribute_baseline:  featurize + evaluate the attribute CNN ("attribute_based")
+        if attribute_baseline:  featurize + evaluate the attribute CNN ("attribute_based") -> link-upstream-runs
         for (variant, seed) in expand-variants(variants, seeds):  train-amnet -> for group in plan: featurize-gallery
                                   -> build-search-index (merged features + index, built once) -> evaluate-retrieval
                                      (+ if image_baseline and variant == amnet: image_only, same task and index)
+                                  -> link-upstream-runs (this item's stage runs under the parent)   caching off
         reevaluate-champion (GPU: the champion on this split) -> register-model(Collected models/evaluations/
             features)                                                  MLflow registry gate (trained variants only)
         build-report(Collected(evaluations) + Collected(image evaluations) [+ baseline evaluation] + decision)
-                                                                       HTML + Markdown + Metrics
+                                                    HTML + Markdown + Metrics; onto the parent run: caching off
 
 Two KFP constraints shape it. An exit task may not consume another task's output, so the stages live
 in a nested pipeline whose *input* is the parent run id: the exit task reads that input. And
@@ -35,11 +37,20 @@ that stage, so a change to one stage's config never invalidates another stage's 
 ``amnet_pipeline.run_config`` builds these arguments from the nested run file and validates them
 before anything is submitted.
 
+Caching: every task that does real work (split, pretraining, prototypes, training, featurization, index,
+evaluation) is cacheable and gets no per-run value: no parent run id, no KFP run id (either would make it
+miss the cache every run). So a rerun on unchanged data and settings is served from the cache. Those
+stages log top-level MLflow runs; an uncached link-upstream-runs task per group of them (the upstream
+stages, the attribute baseline, each variant x seed item) nests them under the pipeline run's parent run,
+or, for a cache hit, a short link run pointing at the run that made the artifact
+(``amnet.steps.parent.link_upstream``). The start task tags the parent run with the KFP run (its UI page,
+or kfp.local's run folder) and writes a Markdown link to the parent run for the KFP UI.
+
 Data version: the fingerprint's digest is a *parameter* of the split, so KFP's cache key (which holds
 parameter values) changes exactly when the data does; downstream stages follow through the split
 artifact. Retries resume: training and featurization keep their state under ``checkpoint_root``
-(``amnet.steps.checkpoints.checkpoint_dir``), keyed by the run id (uncached tasks only: a run id in a
-cacheable task's inputs would make it miss the cache every run) and the task's inputs and config.
+(``amnet.steps.checkpoints.checkpoint_dir``), keyed by the task's inputs and config (shared by the
+runs that share them: exactly when the work is the same).
 Every task requests and is limited in CPU and memory (``CompileOptions``).
 """
 
@@ -73,7 +84,7 @@ from amnet.errors import AmnetError
 from amnet.names import ATTRIBUTE_BASED, TRAINED_VARIANTS
 
 PIPELINE_NAME = "amnet"
-UPSTREAM = ""  # parent run id given to cacheable upstream stages (see amnet_stages)
+UPSTREAM = ""  # parent run id (and run id) given to the cacheable stages: no per-run value (see amnet_stages)
 
 # Secret data key -> environment variable, per secret (see manifests/).
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
@@ -87,6 +98,7 @@ MLFLOW_KEYS = {
     "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
 }
+KFP_UI_KEYS = {"KF_PIPELINES_UI_ENDPOINT": "KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_ENDPOINT": "KF_PIPELINES_ENDPOINT"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 RESOURCE_FIELDS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
 _MEMORY_UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Ki": 2**10, "Mi": 2**20,
@@ -114,8 +126,10 @@ class CompileOptions:
 
     Secrets: ``s3_secret`` holds ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` (required) and
     optionally ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``, ``MLFLOW_S3_ENDPOINT_URL``;
-    ``mlflow_secret`` optionally holds ``MLFLOW_TRACKING_URI`` (+ username / password). Each key
-    becomes the environment variable of the same name in every task. Only names reach the YAML.
+    ``mlflow_secret`` optionally holds ``MLFLOW_TRACKING_URI`` (+ username / password), and
+    ``KF_PIPELINES_UI_ENDPOINT`` / ``KF_PIPELINES_ENDPOINT`` (the KFP UI's address: the parent run's tag
+    ``amnet.kfp_run_url``, read by start-parent-run only). Each key becomes the environment variable of
+    the same name in every task that reads it. Only names reach the YAML.
     """
 
     use_gpu: bool = True
@@ -225,11 +239,11 @@ def build_pipeline(options: CompileOptions | None = None):
                            backoff_max_duration="3600s")
         return task
 
-    def evaluate_model(split, model, variant, configs, parent_run_id, run_id, plan,
-                       image_only=None) -> tuple[PipelineTask, PipelineTask]:
+    def evaluate_model(split, model, variant, configs, plan,
+                       image_only=None) -> tuple[PipelineTask, PipelineTask, PipelineTask]:
         """featurize(model), fanned out over ``plan``'s shard groups -> build-index (merged features + the
-        index, built once) -> evaluate(variant); returns (build-index, evaluate). ``run_id`` keys
-        featurization's resumable state: the KFP run id, or "" for the cacheable attribute baseline.
+        index, built once) -> evaluate(variant); returns (featurize, build-index, evaluate). Every task is
+        cacheable: no parent run id, no run id (their MLflow runs are nested by link-upstream-runs).
         ``image_only`` (the trained variants' loop: the ``image_baseline`` parameter): the evaluate task also
         scores the image-only baseline when the model is the amnet variant's.
 
@@ -239,19 +253,20 @@ def build_pipeline(options: CompileOptions | None = None):
         with dsl.ParallelFor(plan, parallelism=options.featurize_parallelism) as part:
             groups = accelerated(featurize_gallery(
                 split=split, model=model, variant=variant if isinstance(variant, str) else "",
-                config=configs["featurize"], parent_run_id=parent_run_id, checkpoint_root=options.checkpoint_root,
-                run_id=run_id, part=part))
+                config=configs["featurize"], parent_run_id=UPSTREAM, checkpoint_root=options.checkpoint_root,
+                run_id=UPSTREAM, part=part))
         index = infra(build_search_index(features=dsl.Collected(groups.outputs["features"]), split=split, model=model,
-                                         variant=variant, config=configs["evaluate"], parent_run_id=parent_run_id))
+                                         variant=variant, config=configs["evaluate"], parent_run_id=UPSTREAM))
         image = {} if image_only is None else {"image_only": image_only}
         evaluation = infra(evaluate_retrieval(split=split, model=model, features=index.outputs["index"],
                                               variant=variant, config=configs["evaluate"],
-                                              parent_run_id=parent_run_id, **image))
-        return index, evaluation
+                                              parent_run_id=UPSTREAM, **image))
+        return groups, index, evaluation
 
     def trained_variants(variants, split, attr_model, prototypes, configs, parent_run_id, plan, image_baseline):
         """ParallelFor over variants x seeds (``variants``: expand-variants' items): train -> featurize ->
-        evaluate (+ image_only beside amnet when ``image_baseline``); then the registry gate.
+        evaluate (+ image_only beside amnet when ``image_baseline``), all cacheable, then link-upstream-runs
+        (uncached) nests the item's stage runs under ``parent_run_id``; then the registry gate.
 
         Returns the collected evaluations, the collected image-only outputs (one per item; the report skips
         the empty ones) and the register task (its decision goes into the report). The image-only outputs
@@ -260,9 +275,8 @@ def build_pipeline(options: CompileOptions | None = None):
         with dsl.ParallelFor(variants, parallelism=options.parallelism) as item:  # {"variant", "seed"} items
             variant = item.variant
             train_args = dict(split=split, attr_model=attr_model, prototypes=prototypes, variant=variant,
-                              config=configs["train"], parent_run_id=parent_run_id,
-                              checkpoint_root=options.checkpoint_root, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                              seed=item.seed)
+                              config=configs["train"], parent_run_id=UPSTREAM,
+                              checkpoint_root=options.checkpoint_root, run_id=UPSTREAM, seed=item.seed)
             if options.train_nodes > 1:  # a Kubeflow Trainer TrainJob on many nodes, submitted from a CPU pod
                 model = infra(train_amnet_trainjob(**train_args, cluster=options.trainjob_cluster()))
                 if options.retries:  # a retry submits a new TrainJob, which resumes from the checkpoints
@@ -270,8 +284,14 @@ def build_pipeline(options: CompileOptions | None = None):
                                     backoff_max_duration="3600s")
             else:
                 model = accelerated(train_amnet(**train_args, processes=train_processes), gpus=options.train_gpus)
-            features, evaluation = evaluate_model(split, model.outputs["model"], variant, configs, parent_run_id,
-                                                  dsl.PIPELINE_JOB_ID_PLACEHOLDER, plan, image_only=image_baseline)
+            groups, features, evaluation = evaluate_model(split, model.outputs["model"], variant, configs, plan,
+                                                          image_only=image_baseline)
+            # inside the loop: the item's own artifacts, the featurization groups collected from its inner loop
+            infra(link_upstream_runs(parent_run_id=parent_run_id, model=model.outputs["model"],
+                                     features=dsl.Collected(groups.outputs["features"]),
+                                     index=features.outputs["index"], evaluation=evaluation.outputs["evaluation"],
+                                     image_evaluation=evaluation.outputs["image_evaluation"]
+                                     )).set_caching_options(False)
         evaluations = dsl.Collected(evaluation.outputs["evaluation"])  # one Collected per consumer (KFP 2.17)
         images = dsl.Collected(evaluation.outputs["image_evaluation"])
         # the champion's featurization (when it was scored on other data) is GPU work: its own task
@@ -308,9 +328,9 @@ def build_pipeline(options: CompileOptions | None = None):
         with dsl.ExitHandler(finish):
             # The data's version: never cached, its digest is a parameter of the split (the cache key).
             fingerprint = infra(fingerprint_dataset(dataset_uri=dataset_uri)).set_caching_options(False)
-            # Upstream stages get no parent run id: it changes every run and would defeat KFP caching.
-            # On a cache miss they log standalone MLflow runs (tagged amnet.stage); every pipeline run then
-            # nests a short link run per upstream artifact under its parent run (link-upstream-runs, uncached).
+            # Cacheable stages get no parent run id: it changes every run and would defeat KFP caching.
+            # On a cache miss they log top-level MLflow runs (tagged amnet.stage); every pipeline run then
+            # nests them, or a short link run per cached artifact, under its parent run (link-upstream-runs).
             split = infra(split_dataset(dataset_uri=dataset_uri, dataset_digest=fingerprint.outputs["digest"],
                                         dataset_rows=fingerprint.outputs["rows"], config=split_config,
                                         parent_run_id=UPSTREAM)).outputs["split"]
@@ -328,19 +348,21 @@ def build_pipeline(options: CompileOptions | None = None):
             items = infra(expand_variants(variants=variants, seeds=seeds, train_config=train_config)).output
             loop_args = (items, split, attr_model, prototypes, configs, parent_run_id, plan, image_baseline)
             with dsl.If(attribute_baseline == True):  # noqa: E712 (a KFP condition, not a Python test)
-                baseline_features, baseline = evaluate_model(split, attr_model, ATTRIBUTE_BASED, configs, UPSTREAM,
-                                                             UPSTREAM, plan)
+                baseline_groups, baseline_features, baseline = evaluate_model(split, attr_model, ATTRIBUTE_BASED,
+                                                                              configs, plan)
                 infra(link_upstream_runs(parent_run_id=parent_run_id,
-                                         baseline_index=baseline_features.outputs["index"],
-                                         baseline_evaluation=baseline.outputs["evaluation"])).set_caching_options(False)
+                                         features=dsl.Collected(baseline_groups.outputs["features"]),
+                                         index=baseline_features.outputs["index"],
+                                         evaluation=baseline.outputs["evaluation"])).set_caching_options(False)
                 evaluations, images, register = trained_variants(*loop_args)
                 infra(build_report(evaluations=evaluations, parent_run_id=parent_run_id,
-                                   baseline=baseline.outputs["evaluation"],
-                                   decision=register.outputs["decision"], image_evaluations=images))
+                                   baseline=baseline.outputs["evaluation"], decision=register.outputs["decision"],
+                                   image_evaluations=images)).set_caching_options(False)
             with dsl.Else():
                 evaluations, images, register = trained_variants(*loop_args)
                 infra(build_report(evaluations=evaluations, parent_run_id=parent_run_id,
-                                   decision=register.outputs["decision"], image_evaluations=images))
+                                   decision=register.outputs["decision"],
+                                   image_evaluations=images)).set_caching_options(False)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -364,14 +386,17 @@ def build_pipeline(options: CompileOptions | None = None):
     ):
         start = infra(start_parent_run(
             experiment=experiment, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, dataset_uri=dataset_uri, variants=variants,
+            kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+            dataset_uri=dataset_uri, variants=variants,
             attribute_baseline=attribute_baseline, split_config=split_config, pretrain_config=pretrain_config,
             prototypes_config=prototypes_config, train_config=train_config, featurize_config=featurize_config,
             evaluate_config=evaluate_config, register_config=register_config, seeds=seeds,
             image_baseline=image_baseline))
         start.set_caching_options(False)
+        # the KFP UI address for the parent run's link to this run (optional keys; kfp's own variable names)
+        kubernetes.use_secret_as_env(start, options.mlflow_secret, KFP_UI_KEYS, optional=True)
         amnet_stages(
-            parent_run_id=start.output, dataset_uri=dataset_uri, variants=variants, seeds=seeds,
+            parent_run_id=start.outputs["Output"], dataset_uri=dataset_uri, variants=variants, seeds=seeds,
             attribute_baseline=attribute_baseline, image_baseline=image_baseline, split_config=split_config,
             pretrain_config=pretrain_config, prototypes_config=prototypes_config, train_config=train_config,
             featurize_config=featurize_config, evaluate_config=evaluate_config, register_config=register_config)

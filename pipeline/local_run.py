@@ -363,6 +363,14 @@ def uncertainty_table(run_dir: Path) -> str:
     return run_tables(folders)[1] if folders else ""
 
 
+def parent_run_link(run_dir: Path) -> str:
+    """The MLflow UI page of the run's parent run, from the start task's Markdown output ("" without one)."""
+    for path in sorted(run_dir.glob("start-parent-run/mlflow_run")):
+        if m := re.search(r"\]\((https?://[^)\s]+)\)", path.read_text(errors="replace")):
+            return m[1]
+    return ""
+
+
 def _summary(run_dir: Path, env: dict[str, str], experiment: str) -> None:
     logs = run_dir / "logs"
     table = results_table(run_dir)
@@ -376,6 +384,9 @@ def _summary(run_dir: Path, env: dict[str, str], experiment: str) -> None:
     reports = sorted(run_dir.glob("**/build-report*/report"))
     print(f"\nMLflow UI:   {env.get('MLFLOW_TRACKING_URI', '(tracking off)')}  "
           f"(experiment {experiment!r}{', parent run ' + parent if parent else ''})")
+    link = parent_run_link(run_dir)
+    if link:
+        print(f"parent run:  {link}")
     for report in reports:
         print(f"report:      {report / 'report.html'}\n             {report / 'report.md'}")
     print(f"artifacts:   {run_dir}")

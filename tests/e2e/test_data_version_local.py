@@ -2,7 +2,7 @@
 
 The whole pipeline (``local_run.run_pipeline``, kfp.local's cache on) against the real local stack
 (SeaweedFS + MLflow, ``mlflow_server``): run it, run it again on the same data (the fingerprint runs,
-the split, pretraining and prototypes are cache hits), then remove rows from ``manifest.parquet`` at
+the split, pretraining, prototypes and training are cache hits), then remove rows from ``manifest.parquet`` at
 the same URI, as a catalogue update does, and run again: split, pretraining and prototypes rerun,
 and the new split, model and MLflow training run carry the new digest and row count. The model
 artifacts hold no checkpoint folder: the resumable state lives under ``kfp-root/checkpoints``.
@@ -52,6 +52,8 @@ def test_changed_data_at_the_same_uri_reruns_split_pretrain_and_prototypes(tmp_p
     run_pipeline(params, work, cache=True, times=same)
     assert same["fingerprint-dataset"].endswith(" s")  # never cached: it is what detects a change
     assert all(same[t] == "cached" for t in UPSTREAM), same
+    # no per-run input: training too (train-amnet-2: the variant loop of the no-baseline branch)
+    assert [v for t, v in same.items() if t.startswith("train-amnet")] == ["cached"], same
 
     manifest = dataset / "manifest.parquet"  # a catalogue update: 100 rows fewer, same URI
     df = pd.read_parquet(io.BytesIO(manifest.read_bytes()))
@@ -91,9 +93,10 @@ def test_changed_data_at_the_same_uri_reruns_split_pretrain_and_prototypes(tmp_p
     assert champion_now == (decision["version"] if promote else decision["champion_before"]), decision
     assert str(stack_env.get_model_version_by_alias("amnet", "challenger").version) == decision["version"]
 
-    # resumable state outside the artifacts, keyed by run and task
+    # resumable state outside the artifacts, keyed by task, inputs and config (no run id: the tasks are cached)
     assert not (model / "checkpoints").exists()
     assert not any(p.name == "checkpoints" for p in third.rglob("*"))
     states = list((work / "kfp-root" / "checkpoints").glob("*/train-amnet-*/train_state.pt"))
-    assert len(states) == 3  # one per run of train-amnet (never cached: it gets the parent run id)
+    assert len(states) == 2  # the first data and the new data; the rerun on the same data was a cache hit
+    assert {p.parent.parent.name for p in states} == {"shared"}
     assert list((work / "kfp-root" / "checkpoints" / "shared").glob("pretrain-*/train_state.pt"))

@@ -139,10 +139,14 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     stages = {run.data.tags.get("amnet.stage") for run in children}
     assert {"train-amnet", "train-no_memory", "featurize-amnet-1of2", "featurize-amnet-2of2", "index-amnet",
             "evaluate-amnet", "evaluate-no_memory", "evaluate-image_only"} <= stages
-    # cacheable upstream stages get no parent run id (it would defeat KFP caching); made in this pipeline
-    # run (cache=False), link-upstream-runs moves their own runs under the pipeline run: no link runs
-    # (the baseline's featurization groups stay standalone runs; its index run, which merged them, is linked)
-    assert {"split", "pretrain", "prototypes", "index-attribute_based", "evaluate-attribute_based"} <= stages
+    # cacheable stages get no parent run id (it would defeat KFP caching); made in this pipeline run
+    # (cache=False), link-upstream-runs moves their own runs under the pipeline run: no link runs, and no
+    # stage run left a top-level row (the attribute baseline's featurization groups included)
+    assert {"split", "pretrain", "prototypes", "featurize-attribute_based-1of2", "featurize-attribute_based-2of2",
+            "index-attribute_based", "evaluate-attribute_based"} <= stages
+    everything = stack_env.search_runs([parent.info.experiment_id])
+    assert [r.info.run_name for r in everything if r.info.run_id != parent.info.run_id
+            and r.data.tags.get("mlflow.parentRunId") != parent.info.run_id] == []
     assert not [run for run in children if run.data.tags.get("amnet.role") == "link"]
     (train_run,) = [r for r in children if r.data.tags.get("amnet.stage") == "train-amnet"]
     assert train_run.data.params["lam"] == "0.5" and train_run.data.params["margin"] == "1.0"

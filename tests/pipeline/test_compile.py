@@ -1,9 +1,11 @@
 """The compiled pipeline: golden YAML, GPU requests, secrets by reference only, determinism.
 
 The golden file pins the whole compiled pipeline. After an intended change to the pipeline or a
-component, regenerate it with the same registry the test uses and review the diff::
+component, regenerate it with the same registry and image tag the tests use (``tests/pipeline/conftest.py``:
+the package version) and review the diff::
 
     AMNET_IMAGE_REGISTRY=registry.test/amnet-ci \\
+    AMNET_IMAGE_TAG=$(.venv/bin/python -c 'import amnet; print(amnet.__version__)') \\
         .venv/bin/python -m amnet_pipeline.cli compile --out tests/pipeline/golden/amnet_pipeline.yaml
 """
 
@@ -30,7 +32,10 @@ FAKE_ENV = {
 }
 GPU_TASKS = ("train-amnet", "featurize-gallery", "pretrain-attribute-cnn", "reevaluate-champion")
 UNCACHED_TASKS = ("start-parent-run", "finish-parent-run", "register-model", "fingerprint-dataset",
-                  "reevaluate-champion", "link-upstream-runs")
+                  "reevaluate-champion", "link-upstream-runs", "build-report")
+# values that change every pipeline run: in a cacheable task's inputs they would make it miss every time
+PER_RUN = ("pipelinechannel--parent_run_id", "{{$.pipeline_job_uuid}}", "{{$.pipeline_job_name}}",
+           "{{$.pipeline_root}}", "start-parent-run")
 
 
 def compile_cli(out: Path, *flags: str) -> str:
@@ -159,29 +164,85 @@ def test_every_task_requests_and_is_limited_in_cpu_and_memory(docs, tmp_path: Pa
 
 def test_data_version_and_checkpoint_wiring(docs):
     """The fingerprint's digest is a parameter of the split (KFP's cache key holds parameter values);
-    only uncached tasks get the run id that keys their resumable state; register reads the GPU task's
-    re-scored champion."""
+    the cacheable training and featurization tasks get no run id (their resumable state is keyed by
+    inputs and config); register reads the GPU task's re-scored champion."""
     spec, _ = docs
     tasks = all_tasks(spec)
     split = tasks["split-dataset"]["inputs"]["parameters"]
     assert split["dataset_digest"]["taskOutputParameter"] == {"producerTask": "fingerprint-dataset",
                                                               "outputParameterKey": "digest"}
     assert split["dataset_rows"]["taskOutputParameter"]["producerTask"] == "fingerprint-dataset"
-    run_id = {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
-    assert tasks["train-amnet"]["inputs"]["parameters"]["run_id"] == run_id
-    assert tasks["featurize-gallery-2"]["inputs"]["parameters"]["run_id"] == run_id
-    baseline = tasks["featurize-gallery"]["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"]
-    assert baseline == ""  # the cacheable attribute baseline: no run id
+    for name in ("train-amnet", "train-amnet-2", "featurize-gallery", "featurize-gallery-2", "featurize-gallery-3"):
+        assert tasks[name]["inputs"]["parameters"]["run_id"] == {"runtimeValue": {"constant": ""}}, name
     assert "run_id" not in tasks["pretrain-attribute-cnn"]["inputs"]["parameters"]
     assert tasks["register-model"]["inputs"]["artifacts"]["champion"]["taskOutputArtifact"]["producerTask"] == \
         "reevaluate-champion"
 
 
-def test_parent_run_is_tagged_with_the_kfp_run(docs):
-    spec, _ = docs
-    inputs = spec["root"]["dag"]["tasks"]["start-parent-run"]["inputs"]["parameters"]
+def test_parent_run_is_tagged_with_the_kfp_run_and_linked_from_the_kfp_ui(docs):
+    """start-parent-run gets the KFP run's id, name and pipeline root (the parent run's tags: the run's
+    KFP UI page, or the kfp.local run folder) and the KFP UI address from optional keys of the MLflow
+    secret; it writes a Markdown output (the link to the MLflow parent run) besides the parent's id."""
+    spec, platform = docs
+    start = spec["root"]["dag"]["tasks"]["start-parent-run"]
+    inputs = start["inputs"]["parameters"]
     assert inputs["kfp_run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
     assert inputs["kfp_run_name"]["runtimeValue"]["constant"] == "{{$.pipeline_job_name}}"
+    assert inputs["pipeline_root"]["runtimeValue"]["constant"] == "{{$.pipeline_root}}"
+    outputs = spec["components"][start["componentRef"]["name"]]["outputDefinitions"]
+    assert outputs["artifacts"]["mlflow_run"]["artifactType"]["schemaTitle"] == "system.Markdown"
+    assert outputs["parameters"]["Output"]["parameterType"] == "STRING"
+    stages = spec["root"]["dag"]["tasks"]["amnet-stages"]["inputs"]["parameters"]["parent_run_id"]
+    assert stages["taskOutputParameter"] == {"producerTask": "start-parent-run", "outputParameterKey": "Output"}
+    secrets = platform["exec-start-parent-run"]["secretAsEnv"]
+    ui = [s for s in secrets if any(k["envVar"] == "KF_PIPELINES_UI_ENDPOINT" for k in s["keyToEnv"])]
+    assert len(ui) == 1 and ui[0]["secretName"] == "amnet-mlflow" and ui[0]["optional"] is True
+    assert {k["envVar"] for k in ui[0]["keyToEnv"]} == {"KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_ENDPOINT"}
+    others = [name for name, config in platform.items() if name != "exec-start-parent-run"
+              for s in config["secretAsEnv"] for k in s["keyToEnv"] if k["envVar"].startswith("KF_PIPELINES")]
+    assert others == []  # only the start task reads them
+
+
+def test_cacheable_tasks_take_no_per_run_value(docs):
+    """Every cached task's inputs are free of the parent run id, the KFP run's id, name and root: a rerun
+    on unchanged data and settings is a cache hit for training, featurization, index and evaluation too."""
+    spec, _ = docs
+    cached = set()
+    for name, task in all_tasks(spec).items():
+        if "componentRef" not in task or "dag" in spec["components"][task["componentRef"]["name"]]:
+            continue  # loops, conditions, the exit handler, the nested amnet-stages pipeline: no container
+        if not task.get("cachingOptions", {}).get("enableCache", False):
+            continue
+        cached.add(base_name(name))
+        inputs = json.dumps(task.get("inputs", {}))
+        assert not [v for v in PER_RUN if v in inputs], (name, inputs)
+    assert {"split-dataset", "pretrain-attribute-cnn", "compute-prototypes", "train-amnet", "featurize-gallery",
+            "build-search-index", "evaluate-retrieval"} <= cached, sorted(cached)
+
+
+def test_every_cacheable_stage_run_is_linked_under_the_parent(docs):
+    """An uncached link-upstream-runs task nests the stage runs of the upstream stages, of the attribute
+    baseline (its featurization groups collected) and, inside the variant loop, of each item (model, the
+    collected groups, index, evaluation and image-only evaluation) under the parent run."""
+    spec, _ = docs
+    tasks = all_tasks(spec)
+    links = {n: t for n, t in tasks.items() if base_name(n) == "link-upstream-runs"}
+    # the upstream stages, the baseline (its branch), the variant loops (both branches)
+    assert len(links) == 4, sorted(links)
+    shapes = sorted(tuple(sorted(t["inputs"]["artifacts"])) for t in links.values())
+    assert shapes == [("attr_model", "prototypes", "split"),
+                      ("evaluation", "features", "image_evaluation", "index", "model"),
+                      ("evaluation", "features", "image_evaluation", "index", "model"),
+                      ("evaluation", "features", "index")], shapes
+    for name, task in links.items():
+        assert task["inputs"]["parameters"]["parent_run_id"] == {
+            "componentInputParameter": "pipelinechannel--parent_run_id"}, name
+        features = task["inputs"]["artifacts"].get("features")
+        if features:  # dsl.Collected over the featurization loop
+            assert features["taskOutputArtifact"]["producerTask"].startswith("for-loop"), (name, features)
+        if "model" in task["inputs"]["artifacts"]:  # inside the variant loop: one per variant x seed
+            owner = next(c for c in spec["components"].values() if name in c.get("dag", {}).get("tasks", {}))
+            assert any(base_name(t) == "train-amnet" for t in owner["dag"]["tasks"]), name
 
 
 def test_pipeline_parameters_and_defaults(docs):

@@ -1,5 +1,6 @@
 """A stage run, tracked: torch's threads matched to the CPUs, and, with ``MLFLOW_TRACKING_URI`` set, an
-MLflow run nested under the pipeline's parent run, with lineage (:func:`run_tracked`)."""
+MLflow run with lineage (:func:`run_tracked`): nested under a parent run when given one, else top-level in
+the experiment (the pipeline's cacheable stages), until ``amnet.steps.parent.link_upstream`` nests it."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
                 tags: dict[str, str] | None = None, artifacts: list[str] | None = None,
                 after: Callable[[Any], dict | None] | None = None, io: dict[str, Any] | None = None,
                 system_metrics: bool = False) -> dict:
-    """Run ``body(log)``; with tracking on, inside an MLflow run nested under ``parent_run_id``.
+    """Run ``body(log)``; with tracking on, inside an MLflow run nested under ``parent_run_id`` ("" = a
+    top-level run, which names itself in ``io["out"]``'s ``mlflow_run.json`` so a later task can nest it).
 
     Lineage (``amnet.ops.tracking.lineage``): the dataset behind ``io["split"]`` (or, for the split itself, its
     output) is a dataset input of the run, and ``io["out"]`` gets ``mlflow_run.json`` naming the run
