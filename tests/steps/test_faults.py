@@ -26,7 +26,7 @@ Observed behaviour, which these tests pin down:
   ``tests/test_storage.py::test_interrupted_upload_leaves_no_partial_object``). An S3 endpoint
   that stays down fails the stage after the bounded retries with one line (tested with 2 s).
 * **MLflow unreachable** (``MLFLOW_TRACKING_URI`` pointing at a closed port): the stage fails at its
-  start, in about a second, with one line naming the URI, and writes nothing (exit 2). This is the
+  start, in about a second, with one line naming the URI, and writes nothing (exit 4: service unreachable). This is the
   documented choice (README): fail fast rather than train and lose the metrics. With the variable
   unset the same command trains untracked. A model is never lost to tracking: it is written before
   anything is logged, and per-epoch checkpoints make a rerun resume.

@@ -72,7 +72,7 @@ def run_tracked(stage: str, cfg: Any, body: Callable[[LogFn | None], dict], pare
             lineage.mark_output(io, stage, done)
             return result
         all_tags[runs.TAG_RUN_KEY] = key
-    with runs.stage_run(stage, parent_run_id or None, params, all_tags) as run:
+    with runs.stage_run(stage, parent_run_id or None, params, all_tags, out=(io or {}).get("out", "")) as run:
         lineage.record_input(run, stage, io)
         with runs.system_metrics(run.run_id if system_metrics else None):
             result = body(run.log_metrics)

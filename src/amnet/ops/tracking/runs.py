@@ -15,11 +15,21 @@ Retries (KFP ``set_retry``, or a rerun by hand) do not add runs: a stage run may
 that finds a FAILED, KILLED or still RUNNING run with its key (the attempt that was killed) logs into
 that run again and ends it; one that finds a FINISHED run with its key logs nothing new
 (``finished_run``): its outputs are the same, because every stage is idempotent.
+
+MLflow going away mid-stage does not end a long training: a stage run's metrics (the training loop's
+per-epoch callback) are buffered in memory when the server does not answer (a connection error, a
+timeout, a 5xx) and written, with their steps and timestamps, by a later call once it answers again;
+the stage's other calls (its end, texts, artifacts, tags) wait for the server with exponential
+backoff, up to ``$AMNET_TRACKING_OUTAGE_S`` (600 s) per outage, then fail with one line
+(:class:`ServiceUnreachable`, exit 4). Within a stage, MLflow's own HTTP retries are cut to one retry
+and a 60 s timeout per request (``MLFLOW_HTTP_BOUNDS``, unless set in the environment), so no single
+call hangs for minutes and the waiting is this module's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -30,11 +40,12 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from amnet.config import flatten
-from amnet.errors import AmnetError, ServiceUnreachable
+from amnet.errors import GATEWAY_STATUSES, AmnetError, ConfigError, ServiceUnreachable, is_connection_error
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +73,17 @@ CURVE_METRICS = (("curves", "top_k_accuracy"), ("recall_curves", "exact_recall")
 CURVE_SECTION = "curve/"
 CHANGES_PREFIX = {"1": "", "2": "two_", "3": "three_"}  # number of changed attributes -> metric prefix
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+OUTAGE_ENV = "AMNET_TRACKING_OUTAGE_S"  # how long a stage waits for an unreachable MLflow server
+DEFAULT_OUTAGE_S = 600.0
+MAX_BUFFERED_METRICS = 100_000  # metric values kept while MLflow is away (an epoch's row is ~10)
+FIRST_RETRY_S = 1.0  # backoff between tries while MLflow is away: 1, 2, 4 ... up to MAX_RETRY_GAP_S
+MAX_RETRY_GAP_S = 60.0
+# MLflow's own retries per HTTP request, within a stage (its defaults, 7 retries with backoff up to 120 s
+# and a 120 s timeout, can hold one call for many minutes); an explicit environment setting wins.
+MLFLOW_HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                      "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------------------ switches
@@ -106,6 +128,189 @@ def check_tracking_server(uri: str | None = None, timeout: float = 10) -> None:
         if attempt < 2:
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
     raise _unreachable(uri, why)
+
+
+# ------------------------------------------------------------------------------------------- outages
+
+
+def outage_seconds() -> float:
+    """How long a stage waits for an unreachable MLflow server (``$AMNET_TRACKING_OUTAGE_S``, default 600).
+
+    Read when a stage run starts, so a bad value fails before any training, not after it."""
+    raw = os.environ.get(OUTAGE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_OUTAGE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{OUTAGE_ENV}={raw!r} is not a number of seconds >= 0 (how long a stage waits for "
+                          f"an unreachable MLflow server; default {DEFAULT_OUTAGE_S:g})")
+    return value
+
+
+@contextlib.contextmanager
+def http_bounds() -> Iterator[None]:
+    """MLflow's per-request retries and timeout bounded (``MLFLOW_HTTP_BOUNDS``) while the block runs, so
+    one call to a server that is away returns in seconds and this module's backoff does the waiting.
+    Variables already set in the environment are left as they are."""
+    added = {k: v for k, v in MLFLOW_HTTP_BOUNDS.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key, value in added.items():
+            if os.environ.get(key) == value:
+                del os.environ[key]
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from or during (MLflow wraps request errors without ``from``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """``exc`` says the MLflow server is away or overloaded (no connection, a timeout, a 5xx answer after
+    MLflow's own retries), not that the request itself is wrong: worth trying again later."""
+    for err in _chain(exc):
+        if is_connection_error(err):
+            return True
+        names = {cls.__name__ for cls in type(err).__mro__}
+        if names & {"RetryError", "Timeout", "ConnectionError"} and type(err).__module__.startswith("requests"):
+            return True
+        if "MlflowException" in names:
+            text = str(err)
+            if "failed with timeout exception" in text:
+                return True
+            status = re.search(r"failed with error code (\d{3})", text)
+            if status and int(status.group(1)) in (500, *GATEWAY_STATUSES):
+                return True
+            if "RestException" in names and err.get_http_status_code() in (500, *GATEWAY_STATUSES):
+                return True
+    return False
+
+
+_REASONS = ((r"too many (\d{3}) error responses|error code (\d{3})", "HTTP {}"),
+            (r"[Cc]onnection refused", "connection refused"),
+            (r"timed out|[Tt]imeout", "timed out"),
+            (r"Name or service not known|nodename nor servname|Temporary failure in name resolution",
+             "host name not resolved"))
+
+
+def _reason(exc: BaseException) -> str:
+    """A few words for why a call failed ("connection refused", "HTTP 503"...), for the one-line error."""
+    text = " ".join(str(e) for e in _chain(exc))
+    for pattern, label in _REASONS:
+        found = re.search(pattern, text)
+        if found:
+            return label.format(next((g for g in found.groups() if g), ""))
+    return type(exc).__name__
+
+
+class Outage:
+    """Retry state of one run's tracking calls while the MLflow server is away.
+
+    ``wait(fn)`` calls ``fn`` until it works, with exponential backoff, for up to ``bound_s`` seconds,
+    then gives up for good (later calls fail at once: the stage is ending anyway) with one
+    :class:`ServiceUnreachable` line. ``failed`` / ``due`` / ``recovered`` let a caller that must not
+    block (the training loop's metrics) try at most once per backoff interval."""
+
+    def __init__(self, uri: str, label: str, bound_s: float, out: str = ""):
+        self.uri, self.label, self.bound_s, self.out = uri, label, bound_s, out
+        self.since: float | None = None  # time.monotonic() of the first failure of the current outage
+        self.gap = FIRST_RETRY_S
+        self.next_try = 0.0
+        self.gave_up = False
+        self.last_error: BaseException | None = None
+        self.caught_up = 0  # metric values written from the buffer since the outage began
+
+    def due(self) -> bool:
+        """True unless a try failed less than the backoff interval ago."""
+        return self.since is None or time.monotonic() >= self.next_try
+
+    def failed(self, exc: BaseException, pending: int = 0) -> None:
+        """A transient failure: start (and announce) the outage, or push the next try back."""
+        now = time.monotonic()
+        self.last_error = exc
+        if self.since is None:
+            self.since, self.gap = now, FIRST_RETRY_S
+            kept = f"{pending} metric value(s) kept in memory; " if pending else ""
+            log.warning("MLflow at %s not answering while logging %s (%s); %sretrying with backoff, waiting up "
+                        "to %s=%g s where the stage needs it", self.uri, self.label, _reason(exc), kept,
+                        OUTAGE_ENV, self.bound_s)
+        else:
+            self.gap = min(self.gap * 2, MAX_RETRY_GAP_S)
+        self.next_try = now + self.gap
+
+    def recovered(self) -> None:
+        """A call worked: end the outage, if there was one."""
+        if self.since is not None:
+            log.info("MLflow at %s answers again after %.0f s; logged the %d metric value(s) of %s kept "
+                     "meanwhile", self.uri, time.monotonic() - self.since, self.caught_up, self.label)
+        self.since, self.gap, self.next_try, self.caught_up = None, FIRST_RETRY_S, 0.0, 0
+
+    def error(self) -> ServiceUnreachable:
+        """The one line a stage fails with once it has given up waiting."""
+        away = time.monotonic() - self.since if self.since is not None else self.bound_s
+        where = f" in {self.out}" if self.out else ""
+        why = _reason(self.last_error) if self.last_error is not None else "no answer"
+        return ServiceUnreachable(
+            f"MLflow at {self.uri} unreachable for {away:.0f} s while logging {self.label} ({why}; gave up "
+            f"after {OUTAGE_ENV}={self.bound_s:g} s); the stage's outputs{where} and training checkpoints "
+            "are kept: rerun the stage to log them (it resumes)")
+
+    def wait(self, fn: Callable[[], T]) -> T:
+        """``fn()``, tried again while it fails transiently, for up to ``bound_s`` seconds from now."""
+        if self.gave_up:
+            raise self.error()
+        deadline = time.monotonic() + self.bound_s
+        while True:
+            try:
+                result = fn()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self.failed(exc)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.gave_up = True
+                    raise self.error() from exc
+                time.sleep(min(self.gap, left))
+                continue
+            self.recovered()
+            return result
+
+
+class RetryingClient:
+    """An ``MlflowClient`` whose every call waits out an outage (``Outage.wait``): what a stage's code
+    reaches through ``run.client`` (dataset inputs, tags) rides out the same outages as the run."""
+
+    def __init__(self, client: Any, outage: Outage):
+        self._client = client
+        self._outage = outage
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._outage.wait(lambda: attr(*args, **kwargs))
+
+        return call
+
+
+def _client_uri(client: Any) -> str:
+    """The tracking URI an ``MlflowClient`` talks to (for messages)."""
+    uri = getattr(getattr(client, "_tracking_client", None), "tracking_uri", None)
+    return str(uri or os.environ.get("MLFLOW_TRACKING_URI") or "the tracking URI")
 
 
 # ------------------------------------------------------------------------------------------- params
@@ -194,15 +399,30 @@ class RunLogger(Protocol):
     def log_text(self, text: str, name: str) -> None: ...
     def log_dict(self, data: Mapping[str, Any], name: str) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+    def retrying(self, fn: Callable[[], T]) -> T: ...
 
 
 class MlflowRun:
-    """Logs into one existing MLflow run through ``MlflowClient`` (no global "active run" state)."""
+    """Logs into one existing MLflow run through ``MlflowClient`` (no global "active run" state).
 
-    def __init__(self, client: Any, run_id: str, shared: bool = False):
-        self.client = client
+    Every call rides out an MLflow outage (:class:`Outage`, up to ``outage_s``, default
+    :func:`outage_seconds`). ``buffered`` (a stage run, whose ``log_metrics`` is the training loop's
+    per-epoch callback): metrics never wait nor raise for an outage; they stay in memory (at most
+    ``MAX_BUFFERED_METRICS`` values, oldest dropped first) with their steps and timestamps and are written
+    by a later call once the server answers, or by :meth:`flush` (which waits) at the stage's end.
+    ``client`` is the same client with its calls made outage-proof (:class:`RetryingClient`)."""
+
+    def __init__(self, client: Any, run_id: str, shared: bool = False, *, buffered: bool = False,
+                 label: str = "", out: str = "", uri: str = "", outage_s: float | None = None):
+        self._raw = client
         self.run_id = run_id
         self.shared = shared  # a run we did not create (MLFLOW_RUN_ID): it may already hold params
+        self.buffered = buffered
+        self.outage = Outage(uri or _client_uri(client), label or f"run {run_id}",
+                             outage_seconds() if outage_s is None else outage_s, out)
+        self.client = RetryingClient(client, self.outage)
+        self._pending: deque = deque()  # metrics not yet accepted by the server, oldest first
+        self._dropped = 0
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0, *, model_id: str | None = None,
                     dataset: tuple[str, str] | None = None) -> None:
@@ -230,8 +450,63 @@ class MlflowRun:
         self._log(items)
 
     def _log(self, metrics: list) -> None:
-        for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=chunk)
+        self._pending.extend(metrics)
+        overflow = len(self._pending) - MAX_BUFFERED_METRICS
+        if overflow > 0:
+            for _ in range(overflow):
+                self._pending.popleft()
+            if not self._dropped:
+                log.warning("MLflow away for long: more than %d metric values of %s waiting; dropping the "
+                            "oldest", MAX_BUFFERED_METRICS, self.outage.label)
+            self._dropped += overflow
+        if self.buffered:
+            self._try_flush()
+        else:
+            self.flush()
+
+    def _send(self) -> int:
+        """Write the pending metrics (oldest first, ``MAX_METRICS_PER_BATCH`` a request; each batch leaves
+        the buffer once accepted); returns how many were written."""
+        sent = 0
+        while self._pending:
+            chunk = [self._pending[i] for i in range(min(MAX_METRICS_PER_BATCH, len(self._pending)))]
+            self._raw.log_batch(self.run_id, metrics=chunk)
+            for _ in chunk:
+                self._pending.popleft()
+            sent += len(chunk)
+            if self.outage.since is not None:
+                self.outage.caught_up += len(chunk)
+        return sent
+
+    def _try_flush(self) -> None:
+        """One try at writing the pending metrics, unless the last one failed within the backoff interval;
+        an outage leaves them pending (never raises for one, never waits)."""
+        if not self._pending or self.outage.gave_up or not self.outage.due():
+            return
+        try:
+            self._send()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self.outage.failed(exc, pending=len(self._pending))
+            return
+        self.outage.recovered()
+
+    @property
+    def pending(self) -> int:
+        """How many metric values wait for the server."""
+        return len(self._pending)
+
+    def flush(self) -> None:
+        """Write every pending metric, waiting out an outage (:meth:`Outage.wait`)."""
+        if self._pending:
+            sent = self.outage.wait(self._send)
+            log.debug("logged %d pending metric values of %s", sent, self.outage.label)
+
+    def retrying(self, fn: Callable[[], T]) -> T:
+        """``fn()`` (e.g. logging a model through MLflow's fluent API), after the pending metrics, tried
+        again while the server is away, up to the outage bound."""
+        return self.outage.wait(lambda: (self._send(), fn())[1])
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Credential-free params (``safe_params``); in a shared run, keys already set are left alone."""
@@ -239,36 +514,57 @@ class MlflowRun:
 
         values = {_name(k): str(v)[:MAX_PARAM_VALUE] for k, v in safe_params(params).items()}
         if self.shared and values:
-            existing = self.client.get_run(self.run_id).data.params
+            existing = self.retrying(lambda: self._raw.get_run(self.run_id).data.params)
             for key in [k for k in values if k in existing]:
                 if existing[key] != values.pop(key):
                     log.warning("param %s already set in run %s with another value; kept the old one",
                                 key, self.run_id)
         items = [Param(k, v) for k, v in values.items()]
         for chunk in _chunks(items, MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=chunk)
+            self.retrying(lambda chunk=chunk: self._raw.log_batch(self.run_id, params=chunk))
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         """A file, or a whole folder (kept under its own name)."""
         if os.path.isdir(path):
             name = os.path.basename(os.path.normpath(path))
             target = f"{artifact_path}/{name}" if artifact_path else name
-            self.client.log_artifacts(self.run_id, path, target)
+            self.retrying(lambda: self._raw.log_artifacts(self.run_id, path, target))
         else:
-            self.client.log_artifact(self.run_id, path, artifact_path)
+            self.retrying(lambda: self._raw.log_artifact(self.run_id, path, artifact_path))
 
     def log_text(self, text: str, name: str) -> None:
-        self.client.log_text(self.run_id, text, name)
+        self.retrying(lambda: self._raw.log_text(self.run_id, text, name))
 
     def log_dict(self, data: Mapping[str, Any], name: str) -> None:
-        self.client.log_dict(self.run_id, dict(data), name)
+        self.retrying(lambda: self._raw.log_dict(self.run_id, dict(data), name))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         items = [RunTag(_name(k), str(v)) for k, v in tags.items()]
         for chunk in _chunks(items, MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, tags=chunk)
+            self.retrying(lambda chunk=chunk: self._raw.log_batch(self.run_id, tags=chunk))
+
+    def close(self, status: str | None, failed: bool = False) -> None:
+        """The end of a stage: the pending metrics written, then the run set to ``status`` (None: left to
+        its owner, KFP). After a success this waits out an outage (and raises when it gives up); after a
+        failure (``failed``) it tries once and only warns, so the stage's own error is what is reported."""
+        if not failed:
+            self.flush()
+            if status is not None:
+                self.retrying(lambda: self._raw.set_terminated(self.run_id, status))
+            return
+        if self.outage.gave_up:
+            log.warning("MLflow run %s of %s left unfinished (MLflow unreachable, %d metric values not logged); "
+                        "a rerun of the stage continues it", self.run_id, self.outage.label, self.pending)
+            return
+        try:
+            self._send()
+            if status is not None:
+                self._raw.set_terminated(self.run_id, status)
+        except Exception as exc:
+            log.warning("MLflow run %s of %s not ended as %s: %s", self.run_id, self.outage.label, status,
+                        _reason(exc) if is_transient(exc) else exc)
 
 
 class NullRun:
@@ -297,6 +593,9 @@ class NullRun:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         pass
+
+    def retrying(self, fn: Callable[[], T]) -> T:
+        return fn()
 
 
 def _status_for(exc: BaseException | None) -> str:
@@ -372,33 +671,44 @@ class Tracker:
 
     @contextlib.contextmanager
     def stage_run(self, stage: str, parent_run_id: str | None = None, params: Mapping[str, Any] | None = None,
-                  tags: Mapping[str, Any] | None = None, experiment: str | None = None) -> Iterator[MlflowRun]:
+                  tags: Mapping[str, Any] | None = None, experiment: str | None = None,
+                  out: str = "") -> Iterator[MlflowRun]:
         """A run for one stage: the one in ``MLFLOW_RUN_ID`` when KFP made it, else a new nested run.
 
         A run created here is nested under ``parent_run_id`` (tag ``mlflow.parentRunId``, same
         experiment) and ends FINISHED, or FAILED when the body raises (KILLED on Ctrl-C). A run from
         ``MLFLOW_RUN_ID`` is left for KFP to end.
+
+        The run buffers its metrics through an MLflow outage and waits for the server at its end (up to
+        ``$AMNET_TRACKING_OUTAGE_S``, see :class:`MlflowRun`), with MLflow's per-request retries bounded
+        (:func:`http_bounds`); ``out``: the stage's output, named in the error when it gives up.
         """
         from amnet.ops.tracking.lineage import source_tags
 
+        outage_s = outage_seconds()  # a bad setting fails here, before the run and its hours of training
         all_tags = {"amnet.stage": stage, **source_tags(f"amnet step {stage.split('-')[0]}"), **(tags or {})}
         injected = os.environ.get("MLFLOW_RUN_ID")
-        if injected:
-            run = MlflowRun(self.client, injected, shared=True)
-            run.set_tags(all_tags)
-            run.log_params(params or {})
-            yield run
-            return
-        run = MlflowRun(self.client, self._stage_run_id(stage, parent_run_id, all_tags, experiment))
-        error: BaseException | None = None
-        try:
-            run.log_params(params or {})
-            yield run
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self.client.set_terminated(run.run_id, _status_for(error))
+        with http_bounds():
+            def open_run(run_id: str, shared: bool) -> MlflowRun:
+                return MlflowRun(self.client, run_id, shared, buffered=True, label=stage, out=out,
+                                 uri=self.tracking_uri or "", outage_s=outage_s)
+
+            if injected:
+                run = open_run(injected, True)
+                run.set_tags(all_tags)
+                run.log_params(params or {})
+                status = None  # KFP ends it
+            else:
+                run = open_run(self._stage_run_id(stage, parent_run_id, all_tags, experiment), False)
+                status = "FINISHED"
+            try:
+                if not injected:
+                    run.log_params(params or {})
+                yield run
+                run.close(status)
+            except BaseException as exc:
+                run.close(None if injected else _status_for(exc), failed=True)
+                raise
 
     def _experiment_for(self, parent_run_id: str | None, experiment: str | None) -> str:
         if parent_run_id:
@@ -449,7 +759,8 @@ class NullTracker:
 
     @contextlib.contextmanager
     def stage_run(self, stage: str, parent_run_id: str | None = None, params: Mapping[str, Any] | None = None,
-                  tags: Mapping[str, Any] | None = None, experiment: str | None = None) -> Iterator[NullRun]:
+                  tags: Mapping[str, Any] | None = None, experiment: str | None = None,
+                  out: str = "") -> Iterator[NullRun]:
         yield NullRun()
 
 
@@ -489,9 +800,11 @@ def finish_parent(run_id: str, status: str = "FINISHED") -> None:
 
 @contextlib.contextmanager
 def stage_run(stage: str, parent_run_id: str | None = None, params: Mapping[str, Any] | None = None,
-              tags: Mapping[str, Any] | None = None, experiment: str | None = None) -> Iterator[RunLogger]:
-    """``get_tracker().stage_run(...)``: a run logger that is a no-op when tracking is off."""
-    with get_tracker().stage_run(stage, parent_run_id, params, tags, experiment) as run:
+              tags: Mapping[str, Any] | None = None, experiment: str | None = None,
+              out: str = "") -> Iterator[RunLogger]:
+    """``get_tracker().stage_run(...)``: a run logger that is a no-op when tracking is off; ``out``, the
+    stage's output, is named in the error of a stage that gave up waiting for MLflow."""
+    with get_tracker().stage_run(stage, parent_run_id, params, tags, experiment, out=out) as run:
         yield run
 
 
@@ -501,6 +814,7 @@ def log_to_run(run_id: str, metrics: Mapping[str, float], artifacts: Mapping[str
 
     ``artifacts`` maps the artifact name to a local path or ``s3://`` URI (read through
     ``amnet.storage``); ``series`` adds step metrics (:meth:`MlflowRun.log_series`: curves over K).
+    Each call waits out an MLflow outage like a stage's (:class:`Outage`).
     A no-op without a run id or with tracking off.
     """
     if not run_id or not tracking_enabled():
@@ -509,10 +823,10 @@ def log_to_run(run_id: str, metrics: Mapping[str, float], artifacts: Mapping[str
 
     from amnet import storage
 
-    run = MlflowRun(Tracker().client, run_id, shared=True)
-    run.log_metrics(metrics, step)
-    run.log_series(series or {})
-    with tempfile.TemporaryDirectory(prefix="amnet-artifacts-") as tmp:
+    with http_bounds(), tempfile.TemporaryDirectory(prefix="amnet-artifacts-") as tmp:
+        run = MlflowRun(Tracker().client, run_id, shared=True)
+        run.log_metrics(metrics, step)
+        run.log_series(series or {})
         for name, uri in (artifacts or {}).items():
             local = os.path.join(tmp, os.path.basename(name))
             with open(local, "wb") as fh:
@@ -558,6 +872,11 @@ def system_metrics(run_id: str | None) -> Iterator[None]:
     finally:
         try:
             mlflow.end_run(status="RUNNING")  # stops the monitor; the stage run goes on
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            _stop_monitor(run_id)  # end_run raised before it: the monitor would go on sampling
+            log.warning("system metrics of run %s stopped while MLflow is away (%s)", run_id, _reason(exc))
         finally:
             if handed_over:  # end_run clears it; later code of this task still reads it
                 os.environ["MLFLOW_RUN_ID"] = handed_over
@@ -565,6 +884,15 @@ def system_metrics(run_id: str | None) -> Iterator[None]:
             closing_sample(run_id)
         except Exception as exc:  # the run may already be gone: metrics are best effort
             log.warning("closing system metrics sample not logged: %s", exc)
+
+
+def _stop_monitor(run_id: str) -> None:
+    """Stop MLflow's system-metrics monitor of ``run_id``, if one runs (its thread ends at its next sample)."""
+    from mlflow.tracking import fluent
+
+    monitor = getattr(fluent, "run_id_to_system_metrics_monitor", {}).pop(run_id, None)
+    if monitor is not None:
+        monitor.finish()
 
 
 def closing_sample(run_id: str) -> None:
@@ -582,4 +910,4 @@ def closing_sample(run_id: str) -> None:
     client = Tracker().client
     history = client.get_metric_history(run_id, f"{prefix}cpu_utilization_percentage")
     step = max((m.step for m in history), default=-1) + 1
-    MlflowRun(client, run_id, shared=True).log_metrics(sample, step)
+    MlflowRun(client, run_id, shared=True, outage_s=0).log_metrics(sample, step)  # one try: best effort
