@@ -394,6 +394,27 @@ def _summary(run_dir: Path, env: dict[str, str], experiment: str) -> None:
         print(f"task logs:   {logs}")
 
 
+def summary_data(run_dir: Path, env: dict[str, str], experiment: str, seconds: float,
+                 times: dict[str, str]) -> dict[str, Any]:
+    """``--json``: where to look and what came out, as data: the MLflow parent run, the reports, each task's
+    time and, per evaluation, its variant, training seed and metrics (the report's ``results.json`` names
+    the intervals and paired differences)."""
+    starts = _executor_outputs(run_dir, "start-parent-run")
+    reports = sorted(run_dir.glob("**/build-report*/report"))
+    evaluations = []
+    for folder in _evaluation_folders(run_dir):
+        payload = json.loads((Path(folder) / "metrics.json").read_text())
+        evaluations.append({"variant": payload.get("variant"), "seed": payload.get("seed"), "folder": folder,
+                            "metrics": payload.get("metrics", {})})
+    return {"run_dir": str(run_dir), "seconds": round(seconds, 1), "tasks": times,
+            "mlflow": {"tracking_uri": env.get("MLFLOW_TRACKING_URI", ""), "experiment": experiment,
+                       "parent_run_id": starts[0].get("parameterValues", {}).get("Output", "") if starts else "",
+                       "parent_run_url": parent_run_link(run_dir)},
+            "reports": [str(r / "report.html") for r in reports],
+            "results": [str(r / "results.json") for r in reports if (r / "results.json").is_file()],
+            "evaluations": evaluations}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="amnet run",
@@ -425,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", type=int, default=3, help="synthetic dataset: each garment re-rendered as 1 to "
                    "V+1 variants with 1-2 attributes changed, the exact targets of the exact-target queries "
                    "(0 = every garment unique; default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the summary (parent run, reports, each evaluation's "
+                   "metrics, task times) as one JSON document instead of tables; progress stays on stderr")
     p.add_argument("--no-cache", action="store_true", help="re-run every task (kfp.local caching off)")
     p.add_argument("--verbose", action="store_true", help="kfp.local's full output on the terminal instead of "
                    "the per-task log files")
@@ -461,5 +484,9 @@ def main(argv: list[str] | None = None) -> int:
                            image=image)
     total = time.monotonic() - start
     log.info("[amnet] pipeline finished in %.0f s\n%s", total, stage_breakdown(times, total))
-    _summary(run_dir, env, str(params.get("experiment", "amnet")))
+    experiment = str(params.get("experiment", "amnet"))
+    if args.json:
+        print(json.dumps(summary_data(run_dir, env, experiment, total, times), indent=2, default=str))
+    else:
+        _summary(run_dir, env, experiment)
     return 0

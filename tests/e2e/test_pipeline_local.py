@@ -127,6 +127,15 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     assert sorted(b["kind"] for b in built) == ["ivf"] * 3 and all(0 < b["recall_at_20"] <= 1 for b in built)
     logs = {p.name for p in (run_dir / "logs").glob("*.log")}
     assert {"split-dataset.log", "train-amnet.log", "train-amnet_2.log", "build-report.log"} <= logs, logs
+    # `amnet run --local --json`: the same run as data (it round-trips through JSON)
+    from amnet_pipeline.local_run import summary_data
+
+    data = json.loads(json.dumps(summary_data(run_dir, {"MLFLOW_TRACKING_URI": mlflow_env.tracking_uri},
+                                              "pipeline-local-ok", 1.0, times)))
+    assert {e["variant"] for e in data["evaluations"]} == set(rows)
+    assert all(0.0 <= e["metrics"]["top1"] <= 1.0 for e in data["evaluations"])
+    assert data["mlflow"]["parent_run_id"] and data["mlflow"]["experiment"] == "pipeline-local-ok"
+    assert data["reports"] and data["results"] and data["tasks"] == times
     (report,) = run_dir.glob("build-report*/report")
     assert "amnet" in (report / "report.md").read_text()
     assert (report / "report.html").read_text().startswith("<!doctype html>")
