@@ -23,9 +23,10 @@ log = logging.getLogger(__name__)
 def run_step(split: str, out: str, config: Mapping[str, Any] | None = None,
              featurize_config: Mapping[str, Any] | None = None,
              evaluate_config: Mapping[str, Any] | None = None) -> dict:
-    """``out/champion.json``: the champion's version and gate metrics on ``split``'s evaluation data,
-    scored with the run's featurize / evaluate configs (as the challenger is). Without tracking there is
-    no registry, hence no champion: the file says so."""
+    """``out/champion.json``: the version and gate metrics on ``split``'s evaluation data of the champion
+    of the split's catalogue vocabulary, scored with the run's featurize / evaluate configs (as the
+    challenger is). A champion of another vocabulary is not scored (the file says it is incomparable).
+    Without tracking there is no registry, hence no champion: the file says so."""
     cfg = stage_config(RegisterConfig, config)
     featurize_cfg = stage_config(FeaturizeConfig, featurize_config)
     evaluate_cfg = stage_config(EvaluateConfig, evaluate_config, variant=cfg.variant)
@@ -41,8 +42,9 @@ def run_step(split: str, out: str, config: Mapping[str, Any] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = base_parser("amnet step reevaluate", "Score the current champion of the registered model on SPLIT's "
-                    "evaluation data (featurize + evaluate when its recorded scores are for other data) and write "
+    p = base_parser("amnet step reevaluate", "Score the current champion of the registered model for "
+                    "SPLIT's catalogue vocabulary on its evaluation data (featurize + evaluate when its recorded "
+                    "scores are for other data; a champion of another vocabulary is not scored) and write "
                     "OUT/champion.json, which `amnet step register --champion OUT` uses. Needs MLFLOW_TRACKING_URI.",
                     config=RegisterConfig)
     p.add_argument("--split", required=True, help="output of `amnet data split` (the evaluation data)")

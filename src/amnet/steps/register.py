@@ -21,7 +21,8 @@ def run_step(models: list[str], evaluations: list[str], features: list[str], spl
              featurize_config: Mapping[str, Any] | None = None,
              evaluate_config: Mapping[str, Any] | None = None, champion: str = "") -> dict:
     """Trained variants' models, evaluations and features -> a registered version (alias ``challenger``;
-    ``champion`` when it passes the gate) and ``out/decision.json``.
+    its catalogue vocabulary's champion when it passes the gate) and ``out/decision.json``. The result:
+    ``promoted`` (0/1), ``version`` and ``compared_with`` (the champion's version, 0 for none).
 
     The featurize and evaluate configs are the run's own: a champion evaluated on other data is
     re-scored exactly as the challenger was, by the ``reevaluate-champion`` task when ``champion`` (its
@@ -39,15 +40,17 @@ def run_step(models: list[str], evaluations: list[str], features: list[str], spl
 
     decision = gate.run_register(models, evaluations, features, split, out, cfg, parent_run_id,
                                      featurize_cfg, evaluate_cfg, champion_scores.read(champion))
-    log.info("%s", decision.summary())
-    return {"promoted": float(decision.promoted), "version": float(decision.version)}
+    log.info("%s [catalogue vocabulary %s: alias %s]", decision.summary(), decision.vocabulary[:8], decision.alias)
+    return {"promoted": float(decision.promoted), "version": float(decision.version),
+            "compared_with": float(decision.compared_with or 0)}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("amnet step register", "Register the trained model of one variant (default amnet) in the "
-                    "MLflow Model Registry with alias `challenger`, and move `champion` to it only when it is at "
-                    "least as good as the current champion on the same evaluation data (re-evaluating the "
-                    "champion when its data differ). Needs MLFLOW_TRACKING_URI.", config=RegisterConfig)
+                    "MLflow Model Registry with alias `challenger`, and move the champion of its catalogue vocabulary "
+                    "(alias champion-<digest>; `champion` follows it when it serves this vocabulary) to it only when "
+                    "it is at least as good on the same evaluation data (re-evaluating the champion when its data "
+                    "differ). Needs MLFLOW_TRACKING_URI.", config=RegisterConfig)
     p.add_argument("--models", nargs="+", required=True, help="trained model folders (`amnet step train` outputs)")
     p.add_argument("--evaluations", nargs="+", required=True, help="their `amnet step evaluate` outputs")
     p.add_argument("--features", nargs="*", default=[], help="their `amnet step featurize` outputs")

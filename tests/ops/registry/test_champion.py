@@ -29,3 +29,20 @@ def test_reevaluate_without_tracking_writes_that_there_is_no_champion(trained_ch
     assert written["version"] is None and written["reason"] == "tracking off: no registry"
     assert read(str(out)) == written and read(str(tmp_path / "nothing")) is None and read("") is None
     assert "champion of 'amnet': none" in capsys.readouterr().err  # a diagnostic: logged to stderr
+
+
+def test_a_vocabulary_digest_covers_names_values_and_their_order(tmp_path):
+    import pandas as pd
+
+    from amnet.data.schema import Attribute, Vocabulary, write_dataset
+    from amnet.ops.registry.champion import champion_alias, split_vocabulary, vocabulary_digest
+
+    colour, shape = Attribute("color", ("red", "blue")), Attribute("shape", ("round", "square"))
+    digest = vocabulary_digest(Vocabulary((colour, shape)))
+    assert len(digest) == 16 and digest == vocabulary_digest(Vocabulary((colour, shape)))
+    assert digest != vocabulary_digest(Vocabulary((shape, colour)))  # label columns follow the order
+    assert digest != vocabulary_digest(Vocabulary((Attribute("color", ("blue", "red")), shape)))
+    assert digest != vocabulary_digest(Vocabulary((colour, Attribute("shape", ("round", "oval")))))
+    write_dataset(str(tmp_path), pd.DataFrame({"image_id": [], "image": []}), Vocabulary((colour, shape)))
+    assert split_vocabulary(str(tmp_path)) == digest  # read from attributes.json, formatting aside
+    assert champion_alias(digest) == f"champion-{digest[:8]}"

@@ -1,11 +1,18 @@
 """Champion / challenger gate for scheduled retraining, on the MLflow Model Registry.
 
 Every evaluated AMNet model is registered (signature, config, attribute vocabulary, a reference to
-its gallery features) and gets the alias ``challenger``. The alias ``champion`` moves to it only
-when it is at least as good as the current champion *on the same evaluation data*: when the
-champion was evaluated on other data (another split), it is re-evaluated on this one first. The
-first model becomes champion. The decision and its reasons are a version tag and ``decision.json``.
-Registering the same model file twice (a KFP retry) reuses its version instead of adding one.
+its gallery features) and gets the alias ``challenger``. A champion is kept per catalogue vocabulary
+(alias ``champion-<vocabulary digest[:8]>``; :mod:`amnet.ops.registry.champion`): the challenger is
+compared only with the champion of its own vocabulary, and that alias moves to it only when it is at
+least as good *on the same evaluation data* (a champion evaluated on another split is re-evaluated on
+this one first). The first model of a vocabulary becomes its champion. The alias ``champion`` follows
+the champion of the vocabulary that holds it (the first one registered, until moved by hand); a
+``champion`` of another vocabulary is left alone and the decision says it is incomparable.
+
+The alias moves with a compare-and-set (:mod:`amnet.ops.registry.promote`), so two runs gating at once
+cannot lose the better model. The decision, the version it was compared against and the reasons are
+version tags, a parent-run tag and ``decision.json``. Registering the same model file twice (a KFP
+retry) reuses its version instead of adding one.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from amnet import storage
 from amnet.config import GATE_RULES, EvaluateConfig, FeaturizeConfig, RegisterConfig
 from amnet.errors import AmnetError
 from amnet.names import DECISION_JSON, FEATURES_JSON, METRICS_JSON, MODEL_FILE, REGISTRY_METRICS
-from amnet.ops.registry import champion
+from amnet.ops.registry import champion, promote
 from amnet.ops.tracking.runs import TAG_DECISION
 
 TAG_SOURCE = "amnet.source_sha256"
@@ -45,6 +52,10 @@ class GateRule:
 
 @dataclass
 class Decision:
+    """The gate's verdict on one registered version (``champion_before`` = ``compared_with``: the champion
+    it was compared against; ``alias``: its vocabulary's champion alias; ``serves_champion``: whether the
+    alias ``champion`` points at it)."""
+
     model_name: str
     version: str
     promoted: bool
@@ -52,10 +63,20 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
     challenger: dict[str, float] = field(default_factory=dict)
     champion: dict[str, float] = field(default_factory=dict)
+    compared_with: str | None = None
+    vocabulary: str = ""
+    alias: str = ""
+    serves_champion: bool = False
 
     def summary(self) -> str:
-        verdict = "promoted to champion" if self.promoted else "kept the champion"
-        return f"{self.model_name} v{self.version}: {verdict} ({'; '.join(self.reasons)})"
+        if not self.promoted:
+            verdict = "kept the champion"
+        elif self.serves_champion or not self.alias:
+            verdict = "promoted to champion"
+        else:
+            verdict = f"promoted to champion of its catalogue vocabulary ({self.alias})"
+        against = f"v{self.compared_with}" if self.compared_with else "no champion"
+        return f"{self.model_name} v{self.version}: {verdict}; compared with {against} ({'; '.join(self.reasons)})"
 
 
 def compare(challenger: dict[str, float], champion: dict[str, float] | None, rule: GateRule) -> tuple[bool, list[str]]:
@@ -109,7 +130,7 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
                       model_name: str = "amnet", rule: GateRule | None = None, parent_run_id: str = "",
                       featurize_cfg: FeaturizeConfig | None = None,
                       evaluate_cfg: EvaluateConfig | None = None, rescored: dict | None = None) -> Decision:
-    """Register ``model`` (an AMNet artifact folder), alias it ``challenger``, gate ``champion``.
+    """Register ``model`` (an AMNet artifact folder), alias it ``challenger``, gate its vocabulary's champion.
 
     ``rescored``: the ``reevaluate-champion`` task's ``champion.json`` (:mod:`amnet.ops.registry.champion`), used
     when it holds this champion's scores on this data; otherwise the champion is re-scored here."""
@@ -128,6 +149,7 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
     scores = {m: float(v) for m, v in _metrics(evaluation).items()}
     challenger = {m: scores[m] for m in rule.metrics}
     eval_fp = champion.fingerprint(split)
+    digest = champion.vocabulary_digest(loaded.vocab)
 
     existing = client.search_model_versions(f"name = '{model_name}' and tag.`{TAG_SOURCE}` = '{source_sha}'")
     if existing:  # a retried task: same file, same version, no duplicate
@@ -147,38 +169,69 @@ def register_and_gate(model: str, evaluation: str, features: str, split: str, ou
                 run.log_metrics(scores, 0)
                 run_id = run.run_id
         version = mlflow.register_model(uri, model_name, tags={
-            TAG_SOURCE: source_sha, champion.TAG_FINGERPRINT: eval_fp, "amnet.variant": loaded.variant,
-            "amnet.features_uri": features, "amnet.gallery_uri": split,
+            TAG_SOURCE: source_sha, champion.TAG_FINGERPRINT: eval_fp, champion.TAG_VOCAB: digest,
+            "amnet.variant": loaded.variant, "amnet.features_uri": features, "amnet.gallery_uri": split,
             "amnet.attributes": json.dumps(loaded.vocab.names),
-            **{f"amnet.{m}": f"{v:.6f}" for m, v in scores.items() if m in REGISTRY_METRICS},
+            **{f"amnet.{m}": f"{v:.6f}" for m, v in scores.items() if m in REGISTRY_METRICS or m in rule.metrics},
         })
         client.set_model_version_tag(model_name, version.version, "amnet.run_id", run_id)
         version = client.get_model_version(model_name, version.version)
+    if version.tags.get(champion.TAG_VOCAB) != digest:  # registered before versions carried it
+        client.set_model_version_tag(model_name, version.version, champion.TAG_VOCAB, digest)
     client.set_registered_model_alias(model_name, "challenger", version.version)
 
-    champ = champion.current_champion(client, model_name)
-    champion_scores = None
-    if champ is not None and champ.version != version.version:
-        if champ.tags.get(champion.TAG_FINGERPRINT) == eval_fp:
-            champion_scores = {m: float(champ.tags[f"amnet.{m}"]) for m in rule.metrics}
-        elif (scored := champion.usable_scores(rescored, champ.version, eval_fp, rule.metrics)) is not None:
-            champion_scores = scored
-        else:
-            champion_scores = champion.rescore(champ, split, rule.metrics, featurize_cfg or FeaturizeConfig(),
-                                               evaluate_cfg or EvaluateConfig())
-    if champ is not None and champ.version == version.version:
-        promote, reasons = True, ["already champion"]
-    else:
-        promote, reasons = compare(challenger, champion_scores, rule)
-    if promote:
-        client.set_registered_model_alias(model_name, "champion", version.version)
-    decision = Decision(model_name, str(version.version), promote, champ.version if champ else None, reasons,
-                        challenger, champion_scores or {})
-    client.set_model_version_tag(model_name, version.version, TAG_DECISION, decision.summary()[:4900])
-    if parent_run_id:
-        client.set_tag(parent_run_id, TAG_DECISION, decision.summary()[:4900])
-    write_decision(out, asdict(decision))
+    def scores_of(registered) -> dict[str, float]:
+        """A registered version's gate metrics on this evaluation data: its tags, the reevaluate task's
+        ``champion.json``, or scored here."""
+        tags = registered.tags
+        if tags.get(champion.TAG_FINGERPRINT) == eval_fp and all(f"amnet.{m}" in tags for m in rule.metrics):
+            return {m: float(tags[f"amnet.{m}"]) for m in rule.metrics}
+        if (scored := champion.usable_scores(rescored, registered.version, eval_fp, rule.metrics)) is not None:
+            return scored
+        return champion.rescore(registered, split, rule.metrics, featurize_cfg or FeaturizeConfig(),
+                                evaluate_cfg or EvaluateConfig())
+
+    decision = gate_version(client, model_name, str(version.version), challenger, digest, rule, scores_of)
+    record(client, decision, out, parent_run_id)
     return decision
+
+
+def gate_version(client, model_name: str, version: str, challenger: dict[str, float], digest: str,
+                 rule: GateRule, scores_of: promote.ScoresOf) -> Decision:
+    """Gate a registered ``version`` of vocabulary ``digest`` (gate metrics ``challenger``) against its
+    vocabulary's champion, move ``champion-<digest[:8]>`` with a compare-and-set and let ``champion``
+    follow it when it serves this vocabulary. ``scores_of(v)``: a version's gate metrics on this data.
+
+    A ``champion`` of another vocabulary is never scored: the decision records it as incomparable."""
+    contest = promote.Contest(model_name, champion.champion_alias(digest), digest, champion.TAG_VOCAB)
+    _, other = champion.find_champion(client, model_name, digest)
+    notes = [champion.incomparable_reason(other, digest)] if other is not None else []
+
+    def find():
+        return champion.find_champion(client, model_name, digest, with_other=False)[0]
+
+    try:
+        outcome = promote.gate_alias(client, contest, version, challenger, lambda a, b: compare(a, b, rule), find,
+                                     scores_of)
+    except champion.IncomparableChampion as exc:  # a version whose vocabulary tag is wrong: never a traceback
+        outcome = promote.Outcome(False, None, [str(exc)])
+    if outcome.moved:
+        promote.follow(client, model_name, champion.CHAMPION, contest.alias,
+                       lambda v: champion.version_vocabulary(client, v) == digest)
+    holder = champion.current_champion(client, model_name)
+    serves = holder is not None and str(holder.version) == version
+    return Decision(model_name, version, outcome.promoted, outcome.compared_with, outcome.reasons + notes,
+                    challenger, outcome.champion, outcome.compared_with, digest, contest.alias, serves)
+
+
+def record(client, decision: Decision, out: str, parent_run_id: str = "") -> None:
+    """The decision as tags (its version; the pipeline's parent run, when there is one) and ``decision.json``."""
+    summary = decision.summary()[:4900]
+    client.set_model_version_tag(decision.model_name, decision.version, TAG_DECISION, summary)
+    if parent_run_id:
+        client.set_tag(parent_run_id, TAG_DECISION, summary)
+        client.set_tag(parent_run_id, promote.TAG_COMPARED_WITH, decision.compared_with or promote.NO_CHAMPION)
+    write_decision(out, asdict(decision))
 
 
 def write_decision(out: str, decision: dict) -> None:
