@@ -21,6 +21,17 @@ Indexes, each over the same random features (``--n`` rows, float32, at each of `
 
 ``--configs`` picks the families (default exact, pq, ivf, sq, pqfs); exact always runs (it is the truth).
 
+``--kinds exact,ivf,pq,hnsw,auto`` instead measures amnet's own index kinds, each built by
+``amnet.retrieval.index.build_index`` (ivf: ``IVFIndex`` with its k-means on a sample of
+max(``--ivf-train``, 50 x nlist) vectors; hnsw: ``efSearch`` tuned by ``build_index`` to recall@20 >= 0.99 on
+held-out gallery rows), at each of ``--sizes`` x ``--dims``, in one table per data set: build s (all faiss
+threads), memory MB (the serialized index), single-query p50 / p99 with one faiss thread, recall@20 and
+the ratios exact p50 / kind p50 and kind memory / exact memory. ``--sweep`` adds ivf nprobe and hnsw
+efSearch rows around the defaults. GOAL marks p50 <= ``--goal-ms`` (1 ms) at recall@20 >= 0.99.
+
+``--exact-cost`` times one exact query (one thread) over N x C uniform vectors for N in ``--sizes`` and
+C in ``--dims`` and prints the cost per N * (C + 32), the model behind ``auto``'s exact budget.
+
 recall@20 = |approximate top 20 ∩ exact top 20| / 20, averaged over the queries. Two feature
 distributions: ``uniform`` (i.i.d. U[0, 1) per dimension: no structure, the worst case for IVF) and
 ``clustered`` (a Gaussian mixture: 1000 centres in U[0, 1)^D, sigma 0.1 per dimension, clipped at 0
@@ -29,6 +40,8 @@ configuration with single-query p50 <= 10 ms and recall@20 >= 0.99; the RATIO li
 exact search and of the index ``auto`` picks, with the latter's recall.
 
     .venv/bin/python benchmarks/search.py [--dims 256] [--dims 256,4096] [--n 200000] [--configs exact,pq] [--hnsw]
+    .venv/bin/python benchmarks/search.py --sizes 1000000 --dims 256 --kinds exact,ivf,pq,hnsw,auto [--sweep]
+    .venv/bin/python benchmarks/search.py --exact-cost --sizes 50000,200000,1000000 --dims 8,16,36,64
 """
 
 from __future__ import annotations
@@ -42,7 +55,18 @@ import time
 import faiss
 import numpy as np
 
-from amnet.retrieval.index import DEFAULT_NPROBE, IVFIndex, build_index, default_nlist, recall_at_k, resolve_kind
+from amnet.retrieval.index import (
+    DEFAULT_NPROBE,
+    EXACT_OVERHEAD,
+    MAX_EF_SEARCH,
+    HNSWIndex,
+    IVFIndex,
+    build_index,
+    default_nlist,
+    index_params,
+    recall_at_k,
+    resolve_kind,
+)
 
 GOAL_P50_MS = 10.0
 GOAL_RECALL = 0.99
@@ -269,6 +293,122 @@ def summarize(rows: list[dict], name: str, d: int) -> list[dict]:
     return rows
 
 
+def memory_mb(index) -> float:
+    """Size of the serialized faiss index, MB (what a stored index takes, about what it holds in memory)."""
+    return faiss.serialize_index(index.faiss_index).nbytes / 2**20
+
+
+def build_kind(kind: str, x: np.ndarray, args):
+    """``(index, note)``: amnet's index of ``kind`` over ``x``; ivf's k-means runs on a seeded sample."""
+    n, d = x.shape
+    if kind != "ivf":
+        index = build_index(x, kind)
+        return index, ""
+    nlist = default_nlist(n)
+    sample = x[np.random.default_rng(1).choice(n, min(n, max(args.ivf_train, 50 * nlist)), replace=False)]
+    index = IVFIndex(d, nlist=nlist)
+    index.faiss_index.train(sample)
+    index.add(x)
+    return index, f"k-means on {len(sample):,} vectors"
+
+
+def run_kinds(name: str, x: np.ndarray, qs: np.ndarray, qb: np.ndarray, args, all_threads: int) -> list[dict]:
+    """One table: amnet's index kinds over ``x``, ratios to exact search measured in the same run."""
+    n, d = x.shape
+    rows: list[dict] = []
+    print(f"[{d}-D {name}] {n:,} x {d} float32 ({x.nbytes / 2**30:.2f} GiB), load average "
+          f"{os.getloadavg()[0]:.2f}; build with {all_threads} faiss threads, {len(qs)} single queries with 1, "
+          f"recall@20 over {len(qb)} queries vs exact")
+    print(f"  {'kind':<34} {'build s':>8} {'mem MB':>8} {'p50 ms':>8} {'p99 ms':>8} {'recall@20':>9} "
+          f"{'exact/p50':>9} {'mem/exact':>9}")
+
+    def row(label: str, index, build_s: float, mem: float, truth: np.ndarray | None, **extra) -> dict:
+        p50, p99 = latency(index, qs, 1)
+        rec = 1.0 if truth is None else recall(batched(index, qb, all_threads)[1], truth)
+        r = {"data": name, "n": n, "dim": d, "kind": label, "build_s": build_s, "memory_mb": mem, "p50_ms": p50,
+             "p99_ms": p99, "recall20": rec, **extra}
+        base = rows[0] if rows else r
+        r["speedup_p50"] = base["p50_ms"] / p50
+        r["memory_ratio"] = mem / base["memory_mb"] if mem else 0.0
+        r["meets_goal"] = p50 <= args.goal_ms and rec >= GOAL_RECALL
+        rows.append(r)
+        print(f"  {label:<34} {build_s:8.1f} {mem:8.0f} {p50:8.3f} {p99:8.2f} {rec:9.4f} {r['speedup_p50']:8.1f}x "
+              f"{r['memory_ratio']:8.2f}x  {'GOAL' if r['meets_goal'] else ''}", flush=True)
+        return r
+
+    t = time.perf_counter()
+    exact = build_index(x, "exact")
+    build = time.perf_counter() - t
+    _, truth = batched(exact, qb, all_threads)
+    row("exact", exact, build, memory_mb(exact), None)
+    del exact
+    gc.collect()
+    for kind in [k for k in args.kinds if k != "exact"]:
+        faiss.omp_set_num_threads(all_threads)
+        t = time.perf_counter()
+        index, note = build_kind(kind, x, args)
+        build = time.perf_counter() - t
+        mem = memory_mb(index)
+        params = index_params(index)
+        label = f"auto -> {index.kind}" if kind == "auto" else kind
+        if isinstance(index, HNSWIndex):
+            tuned = index.tuning or {}
+            label += f" M={index.m} ef={index.ef_search}"
+            note = (f"efSearch {index.ef_search} tuned on {tuned.get('queries', 0)} held-out rows: recall@20 "
+                    f"{tuned.get('recall', float('nan')):.4f} (target {tuned.get('target', GOAL_RECALL)})"
+                    + ("" if tuned.get("reached", True) else ", NOT reached"))
+        elif isinstance(index, IVFIndex):
+            label += f" nlist={index.nlist} nprobe={index.nprobe}"
+        elif kind in ("pq", "auto") and index.kind == "pq":
+            label += f" m={params['m']} re-rank {params['k_factor'] * K}"
+        row(label, index, build, mem, truth, params=params)
+        if note:
+            print(f"    ({kind}: {note})")
+        if args.sweep and isinstance(index, HNSWIndex):
+            tuned_ef = index.ef_search
+            efs = {max(K, tuned_ef // 4), max(K, tuned_ef // 2), 2 * tuned_ef, 4 * tuned_ef}
+            for ef in sorted(e for e in efs if e != tuned_ef and e <= MAX_EF_SEARCH):
+                index.ef_search = ef
+                row(f"  hnsw ef={ef}", index, 0.0, mem, truth, sweep=True)
+            index.ef_search = tuned_ef
+        if args.sweep and isinstance(index, IVFIndex):
+            for nprobe in [p for p in (4, 8, 16, 64, 128, 256) if p <= index.nlist]:
+                index.nprobe = nprobe
+                row(f"  ivf nprobe={nprobe}", index, 0.0, mem, truth, sweep=True)
+        del index
+        gc.collect()
+    for r in (r for r in rows[1:] if not r.get("sweep")):
+        print(f"RATIO search {r['kind'].strip()} p50 / exact p50 = {1 / r['speedup_p50']:.4f} "
+              f"(p50 {r['p50_ms']:.3f} ms vs {rows[0]['p50_ms']:.2f} ms, recall@20 {r['recall20']:.4f}, "
+              f"build {r['build_s']:.1f} s, {r['memory_mb']:.0f} MB) [{d}-D {name}, {n:,} vectors]")
+    goal = [r for r in rows if r["meets_goal"]]
+    best = min(goal, key=lambda r: r["p50_ms"], default=None)
+    top = max(rows[1:], key=lambda r: (r["recall20"] >= GOAL_RECALL, -r["p50_ms"], r["recall20"]), default=None)
+    print(f"GOAL [{d}-D {name}, {n:,}] single-query p50 <= {args.goal_ms:g} ms at recall@20 >= {GOAL_RECALL}: "
+          + (f"met by {best['kind'].strip()} (p50 {best['p50_ms']:.3f} ms, recall {best['recall20']:.4f})" if best
+             else "NOT met" + (f"; best at recall >= {GOAL_RECALL}: {top['kind'].strip()} p50 {top['p50_ms']:.3f} ms"
+                               if top and top["recall20"] >= GOAL_RECALL else "")))
+    return rows
+
+
+def exact_cost(args) -> list[dict]:
+    """p50 of one exact query (one faiss thread) over uniform N x C vectors: the cost model of auto's budget."""
+    rows = []
+    rng = np.random.default_rng(args.seed)
+    print(f"exact single-query cost, 1 faiss thread, load average {os.getloadavg()[0]:.2f}; "
+          f"cost model N * (C + {EXACT_OVERHEAD})")
+    print(f"  {'C':>5} {'N':>10} {'p50 ms':>8} {'ns / N(C+32)':>13} {'auto':>6}")
+    for d in args.dim_list:
+        for n in args.size_list:
+            index = build_index(rng.random((n, d), dtype=np.float32), "exact")
+            p50, _ = latency(index, rng.random((args.queries, d), dtype=np.float32), 1)
+            unit = p50 * 1e6 / (n * (d + EXACT_OVERHEAD))
+            rows.append({"dim": d, "n": n, "p50_ms": p50, "ns_per_unit": unit, "auto": resolve_kind("auto", n, d)})
+            print(f"  {d:>5} {n:>10,} {p50:8.3f} {unit:13.4f} {rows[-1]['auto']:>6}", flush=True)
+            del index
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=200_000, help="gallery size")
@@ -282,22 +422,37 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "picks from 50k), ivf, sq (fp16 / SQ8 / SQ8 + re-rank), pqfs (PQ fast-scan + re-rank "
                         "through faiss directly), hnsw")
     p.add_argument("--hnsw", action="store_true", help="same as adding hnsw to --configs (minutes at 200k)")
+    p.add_argument("--sizes", default="", help="comma separated gallery sizes (default: --n)")
+    p.add_argument("--kinds", default="", help="amnet index kinds to compare in one table per data set (exact, ivf, "
+                   "pq, hnsw, auto), each built by amnet.retrieval.index.build_index; replaces --configs")
+    p.add_argument("--sweep", action="store_true", help="with --kinds: ivf nprobe and hnsw efSearch rows as well")
+    p.add_argument("--goal-ms", type=float, default=1.0, help="with --kinds: the p50 goal (ms) at recall@20 >= 0.99")
+    p.add_argument("--exact-cost", action="store_true", help="time exact search over --sizes x --dims and exit")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.configs = set(args.configs.split(",")) | ({"hnsw"} if args.hnsw else set())
+    args.kinds = ["exact"] + [k for k in args.kinds.split(",") if k and k != "exact"] if args.kinds else []
+    args.size_list = [int(v) for v in (args.sizes or str(args.n)).split(",")]
+    args.dim_list = [int(v) for v in args.dims.split(",")]
+    if args.exact_cost:
+        rows = exact_cost(args)
+        print("JSON " + json.dumps({"exact_cost": rows}, default=float))
+        return rows
     all_threads = faiss.omp_get_max_threads()
     load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
     print(f"search benchmark: faiss {faiss.__version__}, {all_threads} OpenMP threads, {os.cpu_count()} CPUs{load}")
     rows: list[dict] = []
-    for d in (int(v) for v in args.dims.split(",")):
-        for name in args.data.split(","):
-            centres = np.random.default_rng(args.seed + 7).random((1000, d), dtype=np.float32)
-            x = features(name, args.n, d, args.seed, centres)
-            qs = features(name, args.queries, d, args.seed + 1, centres)
-            qb = features(name, args.batch, d, args.seed + 2, centres)
-            rows += run_dataset(name, x, qs, qb, args, all_threads)
-            del x
-            gc.collect()
+    for n in args.size_list:
+        for d in args.dim_list:
+            for name in args.data.split(","):
+                centres = np.random.default_rng(args.seed + 7).random((1000, d), dtype=np.float32)
+                x = features(name, n, d, args.seed, centres)
+                qs = features(name, args.queries, d, args.seed + 1, centres)
+                qb = features(name, args.batch, d, args.seed + 2, centres)
+                run = run_kinds if args.kinds else run_dataset
+                rows += run(name, x, qs, qb, args, all_threads)
+                del x
+                gc.collect()
     faiss.omp_set_num_threads(all_threads)
     print("JSON " + json.dumps({"search": rows}, default=float))
     return rows

@@ -43,7 +43,7 @@ NEGATIVE_MINING = ("sampled", "batch_hard", "semi_hard")  # TrainConfig.negative
 MEMORY_READS = ("mean", "sum")  # TrainConfig.memory_read (amnet.models.memory)
 ACTIVATIONS = ("none", "relu")  # TrainConfig.manipulator_activation (amnet.models.manipulator)
 RETRIEVAL_SPACES = ("representation", "attributes", "combined")  # TrainConfig.retrieval (amnet.models.amnet)
-INDEX_KINDS = ("exact", "ivf", "pq", "auto")  # EvaluateConfig.index (amnet.retrieval.index)
+INDEX_KINDS = ("exact", "ivf", "pq", "hnsw", "auto")  # EvaluateConfig.index (amnet.retrieval.index)
 # EvaluateConfig.queries (the query set scored) -> the split's folder of its shards (amnet.data.split)
 QUERY_SHARDS = {"test": "queries", "val": "val_queries"}
 QUERY_SETS = tuple(QUERY_SHARDS)  # ("test", "val")

@@ -11,11 +11,15 @@ them by number of matched attributes, then distance.
 Besides the headline metrics (§5.1–5.3, §5.5), the evaluation artifact carries what the report
 needs for the rest of §5: top-k curves k = 1..50 (Fig. 5), the gallery-size study (§5.4, Fig. 6),
 retrieval examples (Fig. 7, ``examples.parquet``) and timing with the hardware it ran on (§5.6).
+
+Memory does not grow with the gallery: its vectors are copied to local disk and every search reads them
+block by block (:mod:`amnet.retrieval.gallery_store`), with the results of searching the whole matrix.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import time
@@ -46,9 +50,21 @@ from amnet.names import (
 )
 from amnet.retrieval import metrics
 from amnet.retrieval.examples import build_examples, pick_queries
-from amnet.retrieval.featurize import load_features
-from amnet.retrieval.index import Index, build_index, recall_at_k
+from amnet.retrieval.gallery_store import (
+    AttributeRule,
+    BlockExactIndex,
+    Gallery,
+    SubsetVectors,
+    Vectors,
+    as_vectors,
+    l2_target_ranks,
+    open_gallery,
+    read_stored_pq,
+)
+from amnet.retrieval.index import Index, build_index, recall_at_k, resolve_kind
 from amnet.runtime import inference_setup, pick_device
+
+log = logging.getLogger(__name__)
 
 PREFIX = {1: "", 2: "two_", 3: "three_"}
 CURVE_K = 50  # top-k curves for k = 1..50 (Fig. 5)
@@ -91,36 +107,33 @@ def query_vectors(loaded: LoadedModel, queries: pd.DataFrame, batch_size: int, d
     return np.concatenate(vecs).astype(np.float32), pred
 
 
-def attribute_scores(q: np.ndarray, gallery: np.ndarray, gallery_pred: np.ndarray, pred_target: np.ndarray,
-                     chunk: int = 64):
-    """(start row, (b, G) scores) per chunk of queries: the attribute rule's ordering, lower first
-    (mismatched predicted attributes, then representation distance)."""
-    g2 = (gallery**2).sum(1)
-    for s in range(0, len(q), chunk):
-        qs = q[s : s + chunk]
-        dist = np.sqrt(np.maximum((qs**2).sum(1)[:, None] - 2 * qs @ gallery.T + g2[None, :], 0))  # (b, G)
-        mismatched = (gallery_pred[None, :, :] != pred_target[s : s + chunk, None, :]).sum(2)  # (b, G)
-        yield s, mismatched * (dist.max() + 1.0) + dist
+def attribute_based_rank(q: np.ndarray, gallery: Vectors | np.ndarray, gallery_pred: np.ndarray,
+                         pred_target: np.ndarray, k: int, chunk: int = 64, block_rows: int | None = None) -> np.ndarray:
+    """(N, k) gallery rows: predicted-attribute matches first, then fewer matches; ties by distance, then row."""
+    return AttributeRule(q, gallery, gallery_pred, pred_target, block_rows, chunk).rank(k)
 
 
-def attribute_based_rank(q: np.ndarray, gallery: np.ndarray, gallery_pred: np.ndarray, pred_target: np.ndarray,
-                         k: int, chunk: int = 64) -> np.ndarray:
-    """(N, k) gallery rows: predicted-attribute matches first, then fewer matches; ties by distance."""
-    out = np.empty((len(q), k), dtype=np.int64)
-    for s, score in attribute_scores(q, gallery, gallery_pred, pred_target, chunk):
-        top = np.argpartition(score, k - 1, axis=1)[:, :k]
-        order = np.take_along_axis(score, top, 1).argsort(1)
-        out[s : s + len(score)] = np.take_along_axis(top, order, 1)
-    return out
+def search_index(gallery_x: Vectors | np.ndarray, kind: str, block_rows: int | None = None) -> Index:
+    """An index over ``gallery_x`` of ``kind`` (:func:`amnet.retrieval.index.build_index`'s kinds): exact search
+    reads the vectors block by block; an approximate kind without a stored index is built in memory from all
+    of them (the build-index stage stores one, so evaluation normally loads it: :func:`stored_index`)."""
+    vectors = as_vectors(gallery_x)
+    chosen = resolve_kind(kind, vectors.n, vectors.dim)  # as build_index resolves it
+    if chosen == "exact" or (chosen == "pq" and vectors.n < 16):
+        return BlockExactIndex(vectors, block_rows)
+    log.warning("no stored %s index for these %d features: building one in memory from all of them", chosen,
+                vectors.n)
+    return build_index(vectors.rows(0, vectors.n), kind)
 
 
-def rank_gallery(variant: str, q: np.ndarray, gallery_x: np.ndarray, gallery_pred: np.ndarray | None,
-                 pred_target: np.ndarray | None, k: int, index: str | Index = "exact") -> np.ndarray:
+def rank_gallery(variant: str, q: np.ndarray, gallery_x: Vectors | np.ndarray, gallery_pred: np.ndarray | None,
+                 pred_target: np.ndarray | None, k: int, index: str | Index = "exact",
+                 block_rows: int | None = None) -> np.ndarray:
     """(N, k) gallery rows, best first, by the variant's own ranking (L2 through ``index``, a built
-    index or a kind for :func:`amnet.retrieval.index.build_index`, or the attribute-based rule)."""
+    index or a kind for :func:`search_index`, or the attribute-based rule)."""
     if variant == "attribute_based":
-        return attribute_based_rank(q, gallery_x, gallery_pred, pred_target, k)
-    built = build_index(gallery_x, index) if isinstance(index, str) else index
+        return attribute_based_rank(q, gallery_x, gallery_pred, pred_target, k, block_rows=block_rows)
+    built = search_index(gallery_x, index, block_rows) if isinstance(index, str) else index
     return built.search(q, k)[1]
 
 
@@ -131,36 +144,40 @@ def target_rows(split: str, query_set_name: str, queries: pd.DataFrame, gallery_
     Raises :class:`AmnetError` naming the split and the query when a target id is not in the gallery."""
     if "target_id" not in queries.columns or not queries["target_id"].notna().any():
         return None
-    where = {str(g): i for i, g in enumerate(gallery_ids.tolist())}
+    ids = np.asarray(gallery_ids).astype(str)
+    order = np.argsort(ids, kind="stable")  # a sorted copy instead of a dict: memory of one array of ids
+    ordered = ids[order]
     rows = np.full(len(queries), -1, dtype=np.int64)
     for i, (image, target) in enumerate(zip(queries["image_id"], queries["target_id"], strict=True)):
         if pd.isna(target):
             continue
-        if str(target) not in where:
+        at = int(np.searchsorted(ordered, str(target), side="right")) - 1  # the last row of a repeated id
+        if at < 0 or ordered[at] != str(target):
             raise AmnetError(f"{split}: {query_set_name} query {i} (image {image}) names target_id {target!r}, "
                              "which is not in the gallery; the split's target ids must be gallery image ids "
                              "(re-run `amnet data split`)")
-        rows[i] = where[str(target)]
+        rows[i] = order[at]
     return rows
 
 
-def target_ranks(variant: str, q: np.ndarray, gallery_x: np.ndarray, gallery_pred: np.ndarray | None,
-                 pred_target: np.ndarray | None, rows: np.ndarray, ranked: np.ndarray) -> np.ndarray:
+def target_ranks(variant: str, q: np.ndarray, gallery_x: Vectors | np.ndarray, gallery_pred: np.ndarray | None,
+                 pred_target: np.ndarray | None, rows: np.ndarray, ranked: np.ndarray,
+                 block_rows: int | None = None, rule: AttributeRule | None = None) -> np.ndarray:
     """(N,) 1-based rank of each query's exact target in the variant's full ranking of the gallery (-1: none).
 
     Within the saved ``ranked`` results it is the target's position there; beyond them it is computed over
-    the whole gallery: from exact L2 distances for the vector variants (with an approximate index, the rank
-    exact search would give) and from the attribute rule's own scores for ``attribute_based``."""
+    the whole gallery, block by block: from exact L2 distances for the vector variants (with an approximate
+    index, the rank exact search would give) and from the attribute rule's own scores for ``attribute_based``
+    (``rule``: the one that ranked these queries, whose distance scale is already known)."""
     saved = metrics.saved_rank(ranked, rows)
     beyond = np.where(saved == 0, rows, -1)  # only targets outside the saved results need the whole gallery
     if not (beyond >= 0).any():
         return saved
     if variant == "attribute_based":
-        computed = np.full(len(q), metrics.NO_TARGET, dtype=np.int64)
-        for s, score in attribute_scores(q, gallery_x, gallery_pred, pred_target):
-            computed[s : s + len(score)] = metrics.target_rank(score, beyond, offset=s)
+        rule = rule or AttributeRule(q, gallery_x, gallery_pred, pred_target, block_rows)
+        computed = rule.target_ranks(beyond)
     else:
-        computed = metrics.l2_target_rank(q, gallery_x, beyond)
+        computed = l2_target_ranks(q, gallery_x, beyond, block_rows)
     return metrics.merge_ranks(saved, computed, ranked.shape[1])
 
 
@@ -180,16 +197,17 @@ def exact_summary(ranks: np.ndarray, groups: np.ndarray) -> tuple[dict[str, floa
     return summary, curves
 
 
-def index_record(variant: str, requested: str, index: Index | None, q: np.ndarray, gallery_x: np.ndarray,
-                 k: int = 20) -> dict[str, Any]:
+def index_record(variant: str, requested: str, index: Index | None, q: np.ndarray,
+                 gallery_x: Vectors | np.ndarray, k: int = 20, block_rows: int | None = None) -> dict[str, Any]:
     """Which index the search used for this gallery size and, when approximate, its recall@k against
     exact search over these very queries (the pipeline records this; the paper's search is exact)."""
     if variant == "attribute_based" or index is None:
         return {"requested": requested, "kind": "attribute_rule", "recall_vs_exact": None}
+    vectors = as_vectors(gallery_x)
     recall = None
     if index.kind != "exact":
-        recall = recall_at_k(index, build_index(gallery_x, "exact"), q, k)
-    return {"requested": requested, "kind": index.kind, "recall_vs_exact": recall, "recall_k": min(k, len(gallery_x))}
+        recall = recall_at_k(index, BlockExactIndex(vectors, block_rows), q, k)
+    return {"requested": requested, "kind": index.kind, "recall_vs_exact": recall, "recall_k": min(k, vectors.n)}
 
 
 def gallery_subsets(gallery_ids: np.ndarray, fractions: tuple[float, ...] = GALLERY_FRACTIONS,
@@ -206,7 +224,7 @@ def gallery_subsets(gallery_ids: np.ndarray, fractions: tuple[float, ...] = GALL
 
 def has_target(gallery_labels: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """(N,) bool: some gallery image has exactly the query's target attributes (missing target values ignored)."""
-    present = {tuple(row) for row in gallery_labels.tolist()}
+    present = {tuple(row) for row in np.unique(gallery_labels, axis=0).tolist()} if len(gallery_labels) else set()
     out = np.empty(len(targets), dtype=bool)
     for i, t in enumerate(targets):
         known = t >= 0
@@ -215,22 +233,26 @@ def has_target(gallery_labels: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return out
 
 
-def gallery_study(variant: str, q: np.ndarray, gallery_x: np.ndarray, gallery_labels: np.ndarray,
+def gallery_study(variant: str, q: np.ndarray, gallery_x: Vectors | np.ndarray, gallery_labels: np.ndarray,
                   gallery_pred: np.ndarray | None, pred_target: np.ndarray | None, targets: np.ndarray,
-                  subsets: dict[str, np.ndarray], k: int = GALLERY_K) -> dict[str, dict[str, float]]:
+                  subsets: dict[str, np.ndarray], k: int = GALLERY_K,
+                  block_rows: int | None = None) -> dict[str, dict[str, float]]:
     """Top-k accuracy of the given queries when each gallery subset is searched on its own (§5.4, Fig. 6).
 
     Every query stays in the denominator at every size: a query whose exact target no longer occurs
     in a subset cannot hit and **counts as a miss** (``answerable`` is the fraction that still can),
     so shrinking the gallery helps by removing distractors and hurts by removing the only matches.
     ``present`` is the accuracy over the answerable queries only, which isolates the first effect.
+    Each subset is searched block by block (:class:`~amnet.retrieval.gallery_store.SubsetVectors`).
     """
+    vectors = as_vectors(gallery_x)
     accuracy, answerable, present, sizes = {}, {}, {}, {}
     if len(targets) == 0:  # no one-attribute queries in this split
         subsets = {}
     for key, rows in subsets.items():
         pred = gallery_pred[rows] if gallery_pred is not None else None
-        ranked = rank_gallery(variant, q, gallery_x[rows], pred, pred_target, min(k, len(rows)))
+        ranked = rank_gallery(variant, q, SubsetVectors(vectors, rows), pred, pred_target, min(k, len(rows)),
+                              block_rows=block_rows)
         labels = gallery_labels[rows]
         hit = metrics.exact_match(labels[ranked], targets).any(1)  # (N,)
         can = has_target(labels, targets)  # (N,)
@@ -264,17 +286,32 @@ def featurize_timing(features: str) -> dict[str, Any]:
     return {key: meta.get(key) for key in ("count", "seconds", "images_per_s", "device", "precision")}
 
 
-def stored_index(features: str, kind: str, n: int) -> tuple[Index, dict] | None:
+def stored_index(features: str, kind: str, n: int, vectors: Vectors | None = None,
+                 block_rows: int | None = None) -> tuple[Index, dict] | None:
     """The index the build-index stage stored with ``features`` (and its ``index.json``) when it is the
     kind ``kind`` resolves to for ``n`` vectors and holds them all in feature-artifact order; else None
-    (the caller builds one)."""
-    from amnet.retrieval.feature_index import has_index, load_feature_index
-    from amnet.retrieval.index import resolve_kind
+    (the caller builds one).
+
+    With the gallery's ``vectors`` the stored index is searched without loading its copy of them: an exact
+    one becomes a :class:`~amnet.retrieval.gallery_store.BlockExactIndex` over ``vectors`` (the same vectors in
+    the same order), a PQ + re-rank one a :class:`~amnet.retrieval.gallery_store.StoredPQIndex`; other kinds
+    (IVF, graph) are loaded whole, their copy of the vectors included."""
+    from amnet.retrieval.feature_index import INDEX_FILE, INDEX_JSON, has_index, load_feature_index
 
     if not has_index(features):
         return None
-    index, _, meta = load_feature_index(features)
     wanted = resolve_kind(kind, n)
+    if vectors is not None:
+        meta = json.loads(storage.read_text(storage.join(features, INDEX_JSON)))
+        if meta.get("kind") != wanted and not (wanted == "pq" and n < 16):
+            return None
+        if meta.get("kind") == "exact":
+            return (BlockExactIndex(vectors, block_rows), meta) if int(meta.get("count", -1)) == n else None
+        if meta.get("kind") == "pq":
+            pq = read_stored_pq(storage.join(features, INDEX_FILE), vectors, block_rows)
+            if pq is not None:
+                return (pq, meta) if pq.ntotal == n else None
+    index, _, meta = load_feature_index(features)
     if index.ntotal != n or (meta.get("kind") != wanted and not (wanted == "pq" and n < 16)):
         return None
     return index, meta
@@ -294,7 +331,8 @@ def check_model(variant: str, loaded: LoadedModel) -> None:
         raise AmnetError(f"variant {variant!r} needs a trained AMNet model (output of `amnet step train`)")
 
 
-def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateConfig, progress: bool = True) -> dict:
+def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateConfig, progress: bool = True,
+                 block_rows: int | None = None) -> dict:
     """Evaluate one variant: ``metrics.json``, ``per_query.parquet`` and ``examples.parquet`` in ``out``.
 
     ``metrics.json`` = ``{"variant", "metrics" (flat scalars: top1 ... ndcg20, two_*, top20_<attribute>),
@@ -304,11 +342,22 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
     one-attribute queries, absent targets counted as misses}), "gallery_sizes", "gallery_answerable"
     (fraction of those queries whose target is in the subset), "gallery_curve_present" (top-20 over
     those only), "timing" (featurization, manipulation and search time, hardware), "config"}``.
+
+    The gallery's vectors are copied to local disk and searched ``block_rows`` rows at a time
+    (:mod:`amnet.retrieval.gallery_store`; default: 16 MB of float32 per block), so memory does not grow
+    with the gallery; the results are those of searching the whole matrix at once.
     """
     start = time.perf_counter()
     device = pick_device()
     loaded = load_model(model, device)
-    gallery, gallery_x = load_features(features)
+    with open_gallery(features, loaded.vocab.num_attributes) as gallery:
+        return _evaluate(split, loaded, device, features, gallery, out, cfg, start, block_rows)
+
+
+def _evaluate(split: str, loaded: LoadedModel, device: torch.device, features: str, gallery: Gallery, out: str,
+              cfg: EvaluateConfig, start: float, block_rows: int | None) -> dict:
+    """:func:`run_evaluate` over an opened gallery."""
+    vectors = gallery.vectors
     k = max(max(cfg.ks), cfg.ndcg_k)
     if k > len(gallery):
         raise ConfigError(f"k = {k} is larger than the gallery ({len(gallery)} images); lower ks/ndcg_k")
@@ -323,24 +372,30 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
     q, pred = query_vectors(loaded, queries, cfg.batch_size, device, precision, manipulate=cfg.variant != IMAGE_ONLY)
     gallery_pred, pred_target = None, None
     if cfg.variant == "attribute_based":
-        if "pred_labels" not in gallery.columns:
+        if gallery.pred_labels is None:
             raise AmnetError(f"{features}: no predicted labels; featurize the gallery with the attribute CNN")
-        gallery_pred = label_matrix(gallery["pred_labels"], m)
+        gallery_pred = gallery.pred_labels
         pred_target = pred.copy()
         for i, ch in enumerate(queries["changed"]):
             pred_target[i, list(ch)] = targets[i, list(ch)]
     search_start = time.perf_counter()
     index, stored = None, None
     if cfg.variant != "attribute_based":  # the attribute rule ranks without an index
-        stored = stored_index(features, cfg.index, len(gallery_x))
-        index = stored[0] if stored else build_index(gallery_x, cfg.index)
-    ranked = rank_gallery(cfg.variant, q, gallery_x, gallery_pred, pred_target, depth, index or cfg.index)
+        stored = stored_index(features, cfg.index, vectors.n, vectors, block_rows)
+        index = stored[0] if stored else search_index(vectors, cfg.index, block_rows)
+    rule = None  # the attribute rule, kept for the target ranks (its distance scale takes a pass over the gallery)
+    if cfg.variant == "attribute_based":
+        rule = AttributeRule(q, vectors, gallery_pred, pred_target, block_rows)
+        ranked = rule.rank(depth)
+    else:
+        ranked = rank_gallery(cfg.variant, q, vectors, gallery_pred, pred_target, depth, index or cfg.index,
+                              block_rows)
     search_s, manipulate_s = time.perf_counter() - search_start, search_start - manipulate_start
-    index_info = index_record(cfg.variant, cfg.index, index, q, gallery_x)
+    index_info = index_record(cfg.variant, cfg.index, index, q, vectors, block_rows=block_rows)
     index_info["stored"] = bool(stored)
     if stored and index is not None:
         index_info["build"] = stored[1]
-    gallery_labels = label_matrix(gallery["labels"], m)
+    gallery_labels = gallery.labels
     result_labels = gallery_labels[ranked]  # (N, K, M)
     hits = metrics.exact_match(result_labels, targets)  # (N, K)
     rel = metrics.relevance(result_labels, targets)
@@ -357,10 +412,10 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
             per_attr = metrics.per_attribute_topk(hits[sel], list(queries["changed"][sel]), loaded.vocab.names, 20)
             summary.update({f"top20_{name}": v for name, v in per_attr.items()})
     one = groups == 1
-    gallery_ids = gallery["image_id"].to_numpy()
-    study = gallery_study(cfg.variant, q[one], gallery_x, gallery_labels, gallery_pred,
+    gallery_ids = gallery.ids
+    study = gallery_study(cfg.variant, q[one], vectors, gallery_labels, gallery_pred,
                           pred_target[one] if pred_target is not None else None, targets[one],
-                          gallery_subsets(gallery_ids))
+                          gallery_subsets(gallery_ids), block_rows=block_rows)
     first_hit = np.where(hits.any(1), hits.argmax(1) + 1, -1)
     per_query = pd.DataFrame({
         "image_id": queries["image_id"].to_numpy(), "num_changes": groups, "changed": list(queries["changed"]),
@@ -370,7 +425,8 @@ def run_evaluate(split: str, model: str, features: str, out: str, cfg: EvaluateC
     exact_rows = target_rows(split, cfg.queries, queries, gallery_ids)
     recall_curves: dict[str, list[float]] = {}
     if exact_rows is not None:  # the exact-target yardstick (composed-image retrieval's Recall@K)
-        ranks = target_ranks(cfg.variant, q, gallery_x, gallery_pred, pred_target, exact_rows, ranked)
+        ranks = target_ranks(cfg.variant, q, vectors, gallery_pred, pred_target, exact_rows, ranked, block_rows,
+                             rule)
         exact, recall_curves = exact_summary(ranks, groups)
         summary.update(exact)
         per_query["target_id"] = pd.array([str(gallery_ids[r]) if r >= 0 else None for r in exact_rows], dtype="string")

@@ -12,21 +12,30 @@ Kinds:
 * ``"ivf"``: :class:`IVFIndex`, faiss ``IndexIVFFlat`` with ``nlist ~ 4 * sqrt(N)`` coarse cells, of
   which ``nprobe`` are scanned per query (speed / recall trade-off).
 * ``"pq"``: :class:`PQRefineIndex`, 4-bit product quantisation scanned with SIMD lookups (faiss
-  ``IndexPQFastScan``, :func:`default_pq_m` sub-vectors of half a byte each) whose top ``k * k_factor``
-  (default 40) candidates are re-ranked with the exact vectors (``IndexRefineFlat``): distances are exact, only the
-  candidate set is approximate. Unlike IVF it does not rely on cluster structure in the features.
-* ``"auto"``: exact below :data:`AUTO_THRESHOLD` vectors, pq from there on; the chosen kind is
-  recorded in the returned index's ``kind`` attribute.
+  ``IndexPQFastScan``, :func:`default_pq_m` sub-vectors of half a byte each, two dimensions each from
+  16-D to 512-D; vectors are zero-padded to whole sub-vectors) whose top ``k * k_factor`` (default 40)
+  candidates are re-ranked with the exact vectors (``IndexRefineFlat``): distances are exact, only the
+  candidate set is approximate. Unlike IVF and HNSW it does not rely on structure in the features.
+* ``"hnsw"``: :class:`HNSWIndex`, a navigable small-world graph (faiss ``IndexHNSWFlat``, ``M`` = 16
+  links per node, ``efConstruction`` = 100) whose ``efSearch`` is tuned after building to the smallest
+  value that reaches a recall@20 target (default 0.99) on held-out queries (:meth:`HNSWIndex.tune`).
+  Distances are exact. Sub-millisecond on structured (clustered) features even at 1M x 256, but on
+  unstructured ones (i.i.d. uniform) no ``efSearch`` reaches the target at a useful cost, and the graph
+  takes minutes to build at 1M vectors: an explicit choice, not ``auto``'s.
+* ``"auto"``: exact while one exact query stays cheap, pq above (:func:`resolve_kind`); the chosen
+  kind is recorded in the returned index's ``kind`` attribute.
 
-``benchmarks/search.py`` measures all of them over 200k vectors (docs/performance.md): at 256-D,
-exact takes ~25 ms per single query on one CPU core, pq ~1.1 ms at recall@20 >= 0.99 on uniform and
-clustered features, ivf is as fast on clustered features but loses recall on unstructured ones.
+``benchmarks/search.py`` measures all of them (docs/performance.md): at 256-D, exact takes ~25 ms per
+single query over 200k vectors on one CPU core, pq ~1.1 ms at recall@20 >= 0.99 on uniform and
+clustered features, ivf and hnsw are as fast or faster on clustered features but lose recall on
+unstructured ones.
 
 Faiss uses as many threads as ``OMP_NUM_THREADS`` says when it is set (see :func:`configure_threads`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Protocol, runtime_checkable
@@ -37,7 +46,16 @@ import numpy as np
 from amnet import storage
 from amnet.names import INDEX_KINDS
 
+log = logging.getLogger(__name__)
+
 AUTO_THRESHOLD = 50_000
+# auto: exact while N * (C + EXACT_OVERHEAD) <= EXACT_BUDGET. One exact query over N x C float32 costs
+# ~0.07 ns * N * (C + 32) on one core while the matrix is cache-resident (benchmarks/search.py
+# --exact-cost: ~2.8 ns per vector at C = 8, ~4.8 at C = 36, ~6.5 at C = 64), so the budget keeps it
+# under ~1 ms: 176k vectors at C = 36, 125k at C = 64; above C = 208 the 50k floor (AUTO_THRESHOLD)
+# decides, as before.
+EXACT_BUDGET = 12_000_000
+EXACT_OVERHEAD = 32
 AUTO_IVF_THRESHOLD = AUTO_THRESHOLD  # the old name, kept for callers
 DEFAULT_NPROBE = 32
 DEFAULT_K_FACTOR = 40  # pq: exact re-ranking of the top k * 40 candidates (800 for top-20)
@@ -45,6 +63,16 @@ DEFAULT_K_FACTOR = 40  # pq: exact re-ranking of the top k * 40 candidates (800 
 # loop (implem 14) answers a single query ~1.6x faster than its default, which is tuned for batches
 # (benchmarks/search.py, 1M x 256: p50 5.9 -> 3.6 ms, same recall); batches keep the default.
 FEW_QUERIES = 8
+# hnsw: links per node and construction beam. efConstruction 100 (faiss's default is 40) builds a graph
+# that stays navigable across well-separated clusters: over 1M x 37 clustered vectors, M 32 /
+# efConstruction 40 stalls at recall@20 0.986 (efSearch 1024); over 200k, M 16 / efConstruction 100
+# reaches 1.000 at efSearch 64-256 and builds faster than M 32 / efConstruction 200.
+DEFAULT_HNSW_M = 16
+DEFAULT_EF_CONSTRUCTION = 100
+DEFAULT_EF_SEARCH = 64  # before tuning
+DEFAULT_RECALL_TARGET = 0.99
+MAX_EF_SEARCH = 4096  # tuning gives up here (unstructured features): recall is recorded, not met
+TUNE_QUERIES = 1000  # held-out queries efSearch is tuned on (200 left a 0.004 gap to fresh queries at 1M)
 
 
 @runtime_checkable
@@ -188,13 +216,29 @@ class PQRefineIndex(_FaissIndex):
         configure_threads()
         if faiss_index is None:
             m = int(m or default_pq_m(dim))
-            if m < 1 or dim % m:
-                raise ValueError(f"PQRefineIndex: m must divide the dimension {dim}; got {m}")
-            base = faiss.IndexPQFastScan(int(dim), m, 4, faiss.METRIC_L2)
+            if not 1 <= m <= dim:
+                raise ValueError(f"PQRefineIndex: m must be between 1 and the dimension {dim}; got {m}")
+            padded = m * math.ceil(dim / m)
+            pq = faiss.IndexPQFastScan(padded, m, 4, faiss.METRIC_L2)
+            base: faiss.Index = pq
+            if padded != dim:  # zero dimensions keep L2 distances and let every sub-vector be the same size
+                base = faiss.IndexPreTransform(faiss.RemapDimensionsTransform(int(dim), padded, False), pq)
+                self._pq = pq
             faiss_index = faiss.IndexRefineFlat(base)
-            self._base = base  # keep the Python object alive alongside the index
+            self._base = base  # keep the Python objects alive alongside the index
         self.faiss_index = faiss_index
         self.k_factor = k_factor
+
+    @property
+    def m(self) -> int:
+        """Sub-quantizers of the scanned codes."""
+        return int(self._fast_scan().M)
+
+    def _fast_scan(self) -> faiss.IndexPQFastScan:
+        base = faiss.downcast_index(self.faiss_index.base_index)
+        if isinstance(base, faiss.IndexPreTransform):
+            base = faiss.downcast_index(base.index)
+        return base
 
     @property
     def k_factor(self) -> int:
@@ -207,7 +251,7 @@ class PQRefineIndex(_FaissIndex):
         self.faiss_index.k_factor = float(value)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        base = faiss.downcast_index(self.faiss_index.base_index)
+        base = self._fast_scan()
         if isinstance(base, faiss.IndexPQFastScan):
             base.implem = 14 if np.asarray(q).reshape(-1, self.dim).shape[0] < FEW_QUERIES else 0
         return super().search(q, k)
@@ -221,15 +265,120 @@ class PQRefineIndex(_FaissIndex):
         self.faiss_index.add(x)
 
     def __repr__(self) -> str:
-        return f"PQRefineIndex(dim={self.dim}, ntotal={self.ntotal}, k_factor={self.k_factor})"
+        return f"PQRefineIndex(dim={self.dim}, ntotal={self.ntotal}, m={self.m}, k_factor={self.k_factor})"
+
+
+class HNSWIndex(_FaissIndex):
+    """Graph search with exact distances (faiss ``IndexHNSWFlat``): ``m`` links per node (2 * m on the
+    bottom layer), built with a beam of ``ef_construction``; a query explores ``ef_search`` candidates.
+
+    Vectors can be added in batches (no training). Call :meth:`tune` once they are all in to set
+    ``ef_search`` to the smallest value that reaches a recall target; ``ef_search`` is stored with the
+    index (faiss serialises it), the tuning result in :attr:`tuning` and :func:`index_params`.
+    """
+
+    kind = "hnsw"
+
+    def __init__(self, dim: int, m: int = DEFAULT_HNSW_M, ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+                 ef_search: int | None = None, faiss_index: faiss.IndexHNSWFlat | None = None) -> None:
+        configure_threads()
+        if faiss_index is None:
+            if int(m) < 2 or int(ef_construction) < 1:
+                raise ValueError(f"HNSWIndex: need m >= 2 and ef_construction >= 1; got {m}, {ef_construction}")
+            faiss_index = faiss.IndexHNSWFlat(int(dim), int(m), faiss.METRIC_L2)
+            faiss_index.hnsw.efConstruction = int(ef_construction)
+            ef_search = ef_search or DEFAULT_EF_SEARCH
+        self.faiss_index = faiss_index
+        if ef_search is not None:
+            self.ef_search = ef_search
+        self.tuning: dict | None = None
+
+    @property
+    def m(self) -> int:
+        return int(self.faiss_index.hnsw.nb_neighbors(1))
+
+    @property
+    def ef_construction(self) -> int:
+        return int(self.faiss_index.hnsw.efConstruction)
+
+    @property
+    def ef_search(self) -> int:
+        return int(self.faiss_index.hnsw.efSearch)
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        """Candidates explored per query (faiss uses at least ``k``)."""
+        if int(value) < 1:
+            raise ValueError(f"HNSWIndex: ef_search must be >= 1, got {value}")
+        self.faiss_index.hnsw.efSearch = int(value)
+
+    def tune(self, queries: np.ndarray, target: float = DEFAULT_RECALL_TARGET, k: int = 20,
+             max_ef: int = MAX_EF_SEARCH) -> dict:
+        """Set ``ef_search`` to the smallest value whose recall@k on ``queries`` reaches ``target``.
+
+        ``queries`` (``(B, D)``) must be held out: vectors that are not in the graph (a vector that is
+        finds itself and its own links, which overstates recall). The truth is exact search over the
+        graph's stored vectors; a result counts as a hit when it is no farther than the exact k-th
+        neighbour (ties between duplicates are not misses). ``ef_search`` doubles from ``k`` up to
+        ``max_ef``, then is bisected. Returns and stores :attr:`tuning`: ``ef_search``, ``recall`` (on
+        ``queries``, at that value), ``target``, ``k``, ``queries``, ``reached``; when no value up to
+        ``max_ef`` reaches the target, ``max_ef`` is kept and a warning logged.
+        """
+        q = _as_matrix(queries, self.dim, "tune: queries")
+        k = min(int(k), self.ntotal)
+        if k < 1 or len(q) == 0:  # nothing to miss
+            self.tuning = {"ef_search": self.ef_search, "recall": 1.0, "target": float(target), "k": max(k, 0),
+                           "queries": int(len(q)), "reached": True}
+            return self.tuning
+        truth, _ = faiss.downcast_index(self.faiss_index.storage).search(q, k)
+        kth = truth[:, k - 1].astype(np.float64)
+
+        def recall(ef: int) -> float:
+            self.ef_search = ef
+            dist, ids = self.faiss_index.search(q, k)
+            dist = np.where(ids >= 0, dist, np.inf)
+            hits = (dist <= kth[:, None] * (1 + 1e-6) + 1e-12).sum(axis=1)
+            return float(np.mean(np.minimum(hits, k) / k))
+
+        max_ef = max(int(max_ef), k)
+        ef, got, lo = k, recall(k), k
+        while got < target and ef < max_ef:
+            lo, ef = ef, min(2 * ef, max_ef)
+            got = recall(ef)
+        reached = got >= target
+        if reached:  # the smallest passing value in (lo, ef], to within an eighth
+            while ef - lo > max(1, lo // 8):
+                mid = (lo + ef) // 2
+                r = recall(mid)
+                if r >= target:
+                    ef, got = mid, r
+                else:
+                    lo = mid
+        else:
+            log.warning("hnsw: recall@%d %.4f < target %.2f at the largest efSearch %d over %d vectors; "
+                        "the features may lack the structure a graph index needs (pq does not)",
+                        k, got, target, ef, self.ntotal)
+        self.ef_search = ef
+        self.tuning = {"ef_search": ef, "recall": round(got, 4), "target": float(target), "k": k,
+                       "queries": int(len(q)), "reached": bool(reached)}
+        log.info("hnsw: efSearch %d gives recall@%d %.4f on %d held-out queries (target %.2f)",
+                 ef, k, got, len(q), target)
+        return self.tuning
+
+    def __repr__(self) -> str:
+        return (f"HNSWIndex(dim={self.dim}, ntotal={self.ntotal}, m={self.m}, "
+                f"ef_construction={self.ef_construction}, ef_search={self.ef_search})")
 
 
 def default_pq_m(dim: int) -> int:
-    """Sub-quantizers for ``dim``: ``dim / 2`` (two dimensions each) up to 256, always a divisor of ``dim``."""
-    for m in range(min(max(dim // 2, 1), 256), 0, -1):
-        if dim % m == 0:
-            return m
-    return 1
+    """Sub-quantizers for ``dim``: one per dimension below 16-D, one per two dimensions up to 512-D
+    (``ceil(dim / 2)``), at most 256 above (``ceil(dim / ceil(dim / 256))``). :class:`PQRefineIndex`
+    pads the vectors with zeros to ``m`` equal sub-vectors, so an odd or prime dimension keeps two
+    dimensions per sub-quantizer (benchmarks/search.py, 1M x 37: recall@20 0.999; a single
+    sub-quantizer over all 37 dimensions, the only divisor, gave 0.002) and 8-D keeps 0.99+ (1.000;
+    two dimensions each: 0.93-0.95)."""
+    per = 1 if dim < 16 else max(2, math.ceil(dim / 256))
+    return max(1, math.ceil(dim / per))
 
 
 def default_nlist(n: int) -> int:
@@ -237,10 +386,20 @@ def default_nlist(n: int) -> int:
     return max(1, min(int(n), round(4 * math.sqrt(n))))
 
 
-def resolve_kind(kind: str, n: int) -> str:
-    """The concrete kind for a gallery of ``n`` vectors (``"auto"``: exact below 50k vectors, else pq)."""
+def resolve_kind(kind: str, n: int, dim: int | None = None) -> str:
+    """The concrete kind for a gallery of ``n`` vectors of ``dim`` dimensions.
+
+    ``"auto"`` is exact while exact search is already fast: below :data:`AUTO_THRESHOLD` (50k) vectors,
+    or, when ``dim`` is given, while ``n * (dim + EXACT_OVERHEAD) <= EXACT_BUDGET`` (one exact query
+    under ~1 ms on one core: up to 176k vectors in AMNet's 36-value attribute space, 125k at 64-D);
+    above that it is pq, which reaches recall@20 >= 0.99 whatever the features' structure (hnsw is
+    faster on structured features only, and slow to build: ask for it by name). Without ``dim`` only
+    the 50k floor applies.
+    """
     if kind == "auto":
-        return "pq" if n >= AUTO_THRESHOLD else "exact"
+        if n < AUTO_THRESHOLD or (dim is not None and n * (int(dim) + EXACT_OVERHEAD) <= EXACT_BUDGET):
+            return "exact"
+        return "pq"
     if kind not in INDEX_KINDS:
         raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(INDEX_KINDS)}")
     return kind
@@ -251,27 +410,64 @@ def build_index(
     kind: str = "exact",
     nprobe: int = DEFAULT_NPROBE,
     nlist: int | None = None,
+    recall_target: float = DEFAULT_RECALL_TARGET,
+    queries: np.ndarray | None = None,
 ) -> Index:
-    """An index holding ``features`` ``(N, D)`` (ids 0..N-1), of ``kind`` "exact", "ivf", "pq" or "auto".
+    """An index holding ``features`` ``(N, D)`` (ids 0..N-1), of ``kind`` "exact", "ivf", "pq", "hnsw"
+    or "auto" (:func:`resolve_kind`, with ``D``).
 
     For ivf, ``nlist`` defaults to :func:`default_nlist` and ``nprobe`` is clamped to ``nlist``; pq
-    needs at least 16 vectors (smaller galleries fall back to exact). The returned index's ``kind``
-    says which implementation was built.
+    needs at least 16 vectors (smaller galleries fall back to exact). hnsw's ``efSearch`` is tuned to
+    ``recall_target`` (recall@20) on ``queries``, or on held-out gallery vectors without them
+    (:meth:`HNSWIndex.tune`). The returned index's ``kind`` says which implementation was built.
     """
     features = np.asarray(features)
     if features.ndim != 2 or features.shape[0] == 0:
         raise ValueError(f"build_index: features must be a non-empty (N, D) matrix; got {features.shape}")
     n, dim = features.shape
     index: Index
-    chosen = resolve_kind(kind, n)
+    chosen = resolve_kind(kind, n, dim)
     if chosen == "exact" or (chosen == "pq" and n < 16):
         index = ExactIndex(dim)
     elif chosen == "pq":
         index = PQRefineIndex(dim)
+    elif chosen == "hnsw":
+        return _build_hnsw(features, recall_target, queries)
     else:
         index = IVFIndex(dim, nlist=nlist or default_nlist(n), nprobe=nprobe)
     index.add(features)
+    if kind == "auto":
+        log.info("index auto: %s for %d x %d vectors", index.kind, n, dim)
     return index
+
+
+def _build_hnsw(features: np.ndarray, recall_target: float, queries: np.ndarray | None) -> HNSWIndex:
+    """An :class:`HNSWIndex` over ``features`` tuned to ``recall_target``: on ``queries`` when given,
+    else on the last :data:`TUNE_QUERIES` rows (at most a tenth of them), searched before they are
+    added so they are held out of the graph, and added after (ids stay in row order)."""
+    index = HNSWIndex(features.shape[1])
+    held = 0 if queries is not None else min(TUNE_QUERIES, len(features) // 10)
+    index.add(features[: len(features) - held])
+    index.tune(queries if queries is not None else features[len(features) - held :], recall_target)
+    if held:
+        index.add(features[len(features) - held :])
+    return index
+
+
+def index_params(index: Index) -> dict:
+    """The settings that define ``index``'s speed / recall trade-off, for its metadata (e.g. index.json):
+    ivf ``nlist`` / ``nprobe``, pq ``m`` / ``k_factor``, hnsw ``m`` / ``ef_construction`` / ``ef_search``
+    and, when it was tuned in this process, ``tuning`` (:meth:`HNSWIndex.tune`)."""
+    params: dict = {"kind": index.kind}
+    if isinstance(index, IVFIndex):
+        params.update(nlist=index.nlist, nprobe=index.nprobe)
+    elif isinstance(index, PQRefineIndex):
+        params.update(m=index.m, k_factor=index.k_factor)
+    elif isinstance(index, HNSWIndex):
+        params.update(m=index.m, ef_construction=index.ef_construction, ef_search=index.ef_search)
+        if index.tuning is not None:
+            params["tuning"] = dict(index.tuning)
+    return params
 
 
 def _wrap(raw: faiss.Index) -> Index:
@@ -280,10 +476,13 @@ def _wrap(raw: faiss.Index) -> Index:
         return PQRefineIndex(raw.d, k_factor=max(1, round(raw.k_factor)), faiss_index=raw)
     if isinstance(raw, faiss.IndexIVFFlat):
         return IVFIndex(raw.d, nlist=raw.nlist, nprobe=raw.nprobe, faiss_index=raw)
+    if isinstance(raw, faiss.IndexHNSWFlat):
+        return HNSWIndex(raw.d, faiss_index=raw)
     if isinstance(raw, faiss.IndexFlatL2):
         return ExactIndex(raw.d, faiss_index=raw)
     raise ValueError(
-        f"unsupported faiss index type {type(raw).__name__}; expected IndexFlatL2, IndexIVFFlat or IndexRefineFlat"
+        f"unsupported faiss index type {type(raw).__name__}; expected IndexFlatL2, IndexIVFFlat, IndexRefineFlat "
+        "or IndexHNSWFlat"
     )
 
 
@@ -295,7 +494,8 @@ def recall_at_k(index: Index, exact: Index, q: np.ndarray, k: int) -> float:
 
 
 def save_index(index: Index, uri: str) -> None:
-    """Write ``index`` (vectors, and for ivf its cells and nprobe) to a local path or ``s3://`` URI."""
+    """Write ``index`` (vectors, and for ivf its cells and nprobe, for pq its codes and k_factor, for hnsw
+    its graph and tuned efSearch) to a local path or ``s3://`` URI."""
     raw = getattr(index, "faiss_index", None)
     if raw is None:
         raise TypeError(f"save_index: {type(index).__name__} is not a faiss-backed index from amnet.retrieval.index")
@@ -303,6 +503,6 @@ def save_index(index: Index, uri: str) -> None:
 
 
 def load_index(uri: str) -> Index:
-    """Read an index written by :func:`save_index` (same kind, contents and nprobe)."""
+    """Read an index written by :func:`save_index` (same kind, contents, nprobe / k_factor / efSearch)."""
     data = np.frombuffer(storage.read_bytes(uri), dtype=np.uint8)
     return _wrap(faiss.deserialize_index(data))
