@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from amnet.config import parse_yaml
 from amnet.errors import AmnetError
 
 TOP_KEYS = ("name", "description", "experiment", "cron", "no_catchup", "max_concurrency", "enabled",
@@ -83,9 +84,11 @@ def load_recurring_run(path: str | Path) -> RecurringRunFile:
 
     where = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = parse_yaml(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AmnetError(f"{where}: no such file (see manifests/schedule/recurring-run.yaml)") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise AmnetError(f"{where}: not a readable text file ({exc.__class__.__name__})") from None
     except yaml.YAMLError as exc:
         raise AmnetError(f"{where}: not valid YAML ({exc.__class__.__name__})") from None
     _expect(isinstance(data, dict), where, "expected a mapping of keys (name, cron, params, ...)")

@@ -196,6 +196,7 @@ def manifest_batches(dataset: str, vocab: Vocabulary, rows: int) -> tuple[int, n
             f"{uri}: missing required column(s) {', '.join(missing)}; "
             f"a manifest needs image_id, image and one column per attribute in {ATTRIBUTES}"
         )
+    _check_text_columns(uri, source.schema_arrow, required)
     count = source.metadata.num_rows
     if count == 0:
         raise DatasetError(f"{uri}: the manifest has no rows; add one row per image or point at another dataset")
@@ -220,6 +221,25 @@ def manifest_batches(dataset: str, vocab: Vocabulary, rows: int) -> tuple[int, n
             first += len(df)
 
     return count, duplicate, batches()
+
+
+def _check_text_columns(uri: str, schema: pa.Schema, names: list[str]) -> None:
+    """Refuse a contract column that appears twice, or a required one that cannot be read as text: bytes
+    (not necessarily UTF-8) or nested values (lists, structs, maps); a DatasetError naming the column.
+    Numbers, booleans and dates are read as their text (and then refused or quarantined row by row)."""
+    for name in [*names, ITEM_ID]:
+        if len(schema.get_all_field_indices(name)) > 1:
+            raise DatasetError(f"{uri}: column {name!r} appears {len(schema.get_all_field_indices(name))} times; "
+                               "keep one")
+    for name in names:
+        kind = schema.field(name).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        binary = (pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
+                  or getattr(pa.types, "is_binary_view", lambda _: False)(kind))
+        if binary or pa.types.is_nested(kind):
+            raise DatasetError(f"{uri}: column {name!r} holds {kind} values; image_id, image and the attribute "
+                               "columns hold strings (write them as text)")
 
 
 def item_id_problem(cell: object) -> tuple[str, str | None]:

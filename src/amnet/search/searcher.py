@@ -240,6 +240,8 @@ class Searcher:
 
     def parse_changes(self, changes: Changes | None) -> list[tuple[int, int]]:
         """{attribute: value} -> (attribute index, value index) pairs; unknown names list the valid ones."""
+        if changes is not None and not isinstance(changes, Mapping):
+            raise AmnetError(f"changes: expected {{attribute: value}}, got {type(changes).__name__}")
         pairs = []
         for name, value in (changes or {}).items():
             if value is None:

@@ -61,6 +61,7 @@ log = logging.getLogger("amnet.search.server")
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # encoded image size limit
 MAX_UPLOAD_PIXELS = 25_000_000  # decoded size limit for uploads (stricter than datasets' 40 MP)
 MAX_K = 100
+SEARCH_FIELDS = ("gallery_id", "upload", "changes", "k")  # what POST /api/search takes; any other field is a 400
 MAX_SAMPLE = 200
 LINGER_SECONDS, LINGER_BYTES = 1.0, 1024 * 1024  # draining an unread body before closing (see Handler.finish)
 SECURITY_HEADERS = {
@@ -219,7 +220,11 @@ class SearchApp:
     def search(self, body: dict) -> dict:
         if not isinstance(body, dict):
             raise HttpError(HTTPStatus.BAD_REQUEST, "expected a JSON object")
-        changes = body.get("changes") or {}
+        unknown = sorted(set(body) - set(SEARCH_FIELDS))
+        if unknown:
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"unknown field(s) {', '.join(map(repr, unknown))[:200]}; "
+                            f"a search takes {', '.join(SEARCH_FIELDS)}")
+        changes = {} if body.get("changes") is None else body["changes"]  # [], "" or 0 are not "no changes"
         if not isinstance(changes, dict) or not all(isinstance(v, str) for v in changes.values()):
             raise HttpError(HTTPStatus.BAD_REQUEST, 'changes must be an object of strings, e.g. {"color": "blue"}')
         k = body.get("k", 20)
@@ -266,7 +271,7 @@ class SearchApp:
     def _decode_upload(self, upload: object) -> bytes:
         if not isinstance(upload, str):
             raise HttpError(HTTPStatus.BAD_REQUEST, "upload must be a base64 string")
-        text = upload.split(",", 1)[1] if upload.startswith("data:") else upload
+        text = upload.split(",", 1)[-1] if upload.startswith("data:") else upload  # "data:x" (no comma): not base64
         if len(text) > max_body_bytes(self.max_upload_bytes):
             raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self.too_large_message())
         try:
@@ -377,7 +382,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_expect_100(self) -> bool:
         """``Expect: 100-continue``: refuse a too-large body before the client sends it."""
         length = self.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > max_body_bytes(self.app.max_upload_bytes):
+        if length.isascii() and length.isdigit() and int(length) > max_body_bytes(self.app.max_upload_bytes):
             self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self.app.too_large_message())
             return False
         return super().handle_expect_100()
@@ -408,7 +413,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send JSON (Content-Type: application/json)")
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None or not (length.isascii() and length.isdigit()):  # "²".isdigit(), yet int("²") fails
             raise HttpError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
         if int(length) > max_body_bytes(self.app.max_upload_bytes):
             raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self.app.too_large_message())
@@ -423,7 +428,7 @@ class Handler(BaseHTTPRequestHandler):
         self.body_read = True
         try:
             return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise HttpError(HTTPStatus.BAD_REQUEST, "body is not valid JSON") from exc
 
     def _dispatch(self, route) -> None:  # noqa: ANN001 (a bound method)
