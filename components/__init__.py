@@ -12,6 +12,7 @@ from amnet_components.index import build_search_index, plan_featurization
 from amnet_components.pretrain import pretrain_attribute_cnn
 from amnet_components.prototypes import compute_prototypes
 from amnet_components.reevaluate import reevaluate_champion
+from amnet_components.refresh import refresh_gallery
 from amnet_components.register import register_model
 from amnet_components.report import build_report
 from amnet_components.split import split_dataset
@@ -31,6 +32,7 @@ __all__ = [
     "plan_featurization",
     "pretrain_attribute_cnn",
     "reevaluate_champion",
+    "refresh_gallery",
     "register_model",
     "split_dataset",
     "start_parent_run",

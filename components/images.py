@@ -45,7 +45,7 @@ INPUTS = ("images/cpu/Dockerfile", "images/gpu/Dockerfile", "pyproject.toml", "R
 HERE = Path(__file__).resolve()
 
 
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
+def pattern_regex(pattern: str) -> re.Pattern[str]:
     """A ``.dockerignore`` pattern (Go's filepath.Match plus ``**``) as a regex over slash paths."""
     out, i = "", 0
     while i < len(pattern):
@@ -69,7 +69,7 @@ def _ignore_rules(root: Path) -> list[tuple[bool, re.Pattern[str]]]:
     rules = []
     for line in (raw.strip() for raw in lines):
         if line and not line.startswith("#"):
-            rules.append((line.startswith("!"), _pattern_regex(line.lstrip("!").strip("/"))))
+            rules.append((line.startswith("!"), pattern_regex(line.lstrip("!").strip("/"))))
     return rules
 
 

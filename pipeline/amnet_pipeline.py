@@ -205,21 +205,25 @@ class CompileOptions:
                 "tolerations": [dict(t) for t in self.gpu_tolerations] if self.use_gpu else []}
 
 
+def with_infra(task: PipelineTask, options: CompileOptions, gpu_task: bool = False) -> PipelineTask:
+    """Credentials and tracking endpoint as env, from Kubernetes secrets, and CPU / memory requests and
+    limits: what every task of every amnet pipeline gets."""
+    kubernetes.use_secret_as_env(task, options.s3_secret, S3_KEYS)
+    kubernetes.use_secret_as_env(task, options.s3_secret, S3_OPTIONAL_KEYS, optional=True)
+    kubernetes.use_secret_as_env(task, options.mlflow_secret, MLFLOW_KEYS, optional=True)
+    res = options.resources(gpu_task)
+    task.set_cpu_request(res["cpu_request"]).set_cpu_limit(res["cpu_limit"])
+    task.set_memory_request(res["memory_request"]).set_memory_limit(res["memory_limit"])
+    return task
+
+
 def build_pipeline(options: CompileOptions | None = None):
     """Return the ``@dsl.pipeline`` function with ``options`` applied to its tasks."""
     options = options or CompileOptions()
     train_processes = options.train_gpus if options.use_gpu else 1  # one rank per GPU (torchrun launcher)
 
     def infra(task: PipelineTask, gpu_task: bool = False) -> PipelineTask:
-        """Credentials and tracking endpoint as env, from Kubernetes secrets, and CPU / memory requests
-        and limits, on every task."""
-        kubernetes.use_secret_as_env(task, options.s3_secret, S3_KEYS)
-        kubernetes.use_secret_as_env(task, options.s3_secret, S3_OPTIONAL_KEYS, optional=True)
-        kubernetes.use_secret_as_env(task, options.mlflow_secret, MLFLOW_KEYS, optional=True)
-        res = options.resources(gpu_task)
-        task.set_cpu_request(res["cpu_request"]).set_cpu_limit(res["cpu_limit"])
-        task.set_memory_request(res["memory_request"]).set_memory_limit(res["memory_limit"])
-        return task
+        return with_infra(task, options, gpu_task)
 
     def accelerated(task: PipelineTask, gpus: int = 1) -> PipelineTask:
         """GPU request, placement, shared memory and retries for the training / featurization tasks."""

@@ -146,9 +146,11 @@ def compile_options(args: argparse.Namespace):
     )
 
 
-def compile_pipeline(options, out: str) -> None:
-    """Write the pipeline YAML to ``out`` (atomically; the same inputs give the same bytes)."""
+def compile_pipeline(options, out: str, refresh: bool = False) -> None:
+    """Write the pipeline YAML to ``out`` (atomically; the same inputs give the same bytes); ``refresh``:
+    the gallery refresh pipeline (:mod:`amnet_pipeline.refresh_pipeline`) instead of the training one."""
     from amnet_pipeline.amnet_pipeline import build_pipeline
+    from amnet_pipeline.refresh_pipeline import build_refresh_pipeline
     from kfp import compiler
 
     folder = os.path.dirname(os.path.abspath(out))
@@ -156,7 +158,7 @@ def compile_pipeline(options, out: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".amnet-pipeline-", suffix=".yaml", dir=folder)
     os.close(fd)
     try:
-        compiler.Compiler().compile(build_pipeline(options), tmp)
+        compiler.Compiler().compile((build_refresh_pipeline if refresh else build_pipeline)(options), tmp)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -276,7 +278,7 @@ def _package(args: argparse.Namespace, folder: str) -> str:
             raise AmnetError(f"--package {args.package}: no such file; create it with `amnet pipeline compile`")
         return args.package
     path = os.path.join(folder, "amnet_pipeline.yaml")
-    compile_pipeline(compile_options(args), path)
+    compile_pipeline(compile_options(args), path, refresh=getattr(args, "refresh", False))
     return path
 
 
@@ -294,15 +296,17 @@ def _named(name: str) -> str:
     return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
 
 
-def upload_version(client, package: str, namespace: str | None = None) -> tuple[str, str, str]:
-    """Upload ``package`` as a named version of the pipeline ``amnet`` (created when missing); a version of
-    that name already there is reused. Returns (pipeline id, version id, version name)."""
+def upload_version(client, package: str, namespace: str | None = None,
+                   pipeline_name: str = "") -> tuple[str, str, str]:
+    """Upload ``package`` as a named version of the pipeline ``amnet`` (or ``pipeline_name``; created when
+    missing); a version of that name already there is reused. Returns (pipeline id, version id, version name)."""
     from amnet_pipeline.amnet_pipeline import PIPELINE_NAME
 
+    name = pipeline_name or PIPELINE_NAME
     version = pipeline_version_name(package)
-    pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
+    pipeline_id = client.get_pipeline_id(name)
     if pipeline_id is None:
-        pipeline_id = client.upload_pipeline(package, pipeline_name=PIPELINE_NAME, namespace=namespace,
+        pipeline_id = client.upload_pipeline(package, pipeline_name=name, namespace=namespace,
                                              description="AMNet fashion search (amnet pipeline)").pipeline_id
     found = client.list_pipeline_versions(pipeline_id, page_size=1, filter=_named(version)).pipeline_versions or []
     if found:
@@ -349,9 +353,11 @@ def main_compile(argv: list[str] | None = None) -> int:
         "      --gpu-node-selector cloud.google.com/gke-accelerator=nvidia-h100-80gb",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the YAML")
+    p.add_argument("--refresh", action="store_true", help="the gallery refresh pipeline (amnet-refresh: new and "
+                   "changed catalogue images featurized with the champion, no retraining) instead of the training one")
     _compile_flags(p)
     args = p.parse_args(argv)
-    compile_pipeline(compile_options(args), args.out)
+    compile_pipeline(compile_options(args), args.out, refresh=args.refresh)
     log.info("wrote %s", args.out)
     return 0
 
@@ -429,7 +435,11 @@ def main_schedule(argv: list[str] | None = None) -> int:
         "  amnet pipeline schedule --host http://localhost:8888 --from-file manifests/schedule/recurring-run.yaml")
     p.add_argument("--cron", default=None,
                    help="6-field cron expression, seconds first (see below); required unless --from-file gives it")
-    p.add_argument("--name", default="amnet-retrain", help="recurring run name (default: %(default)s)")
+    p.add_argument("--name", default=None, help="recurring run name (default: amnet-retrain, or amnet-refresh "
+                   "with --refresh)")
+    p.add_argument("--refresh", action="store_true", help="schedule the gallery refresh pipeline (e.g. daily: "
+                   "catalogue changes featurized with the champion, no retraining; --set catalogue_uri=s3://... "
+                   "[--set model_uri=models:/amnet@champion]) instead of retraining")
     p.add_argument("--from-file", default=None, metavar="FILE",
                    help="declarative recurring run (manifests/schedule/recurring-run.yaml): cron, name, "
                    "the run file under `config:`, compile options; flags on the command line override it")
@@ -449,13 +459,20 @@ def main_schedule(argv: list[str] | None = None) -> int:
     if args.cron is None:
         p.error("the following arguments are required: --cron (or --from-file FILE with a cron)")
     cron = validate_cron(args.cron)
-    params = run_arguments(args.config, args.overrides, experiment=args.experiment,
-                           base=spec.config if spec else None)
+    args.name = args.name or ("amnet-refresh" if args.refresh else "amnet-retrain")
+    if args.refresh:
+        from amnet_pipeline.refresh_pipeline import refresh_arguments
+
+        params = refresh_arguments(args.overrides)
+    else:
+        params = run_arguments(args.config, args.overrides, experiment=args.experiment,
+                               base=spec.config if spec else None)
     with tempfile.TemporaryDirectory(prefix="amnet-schedule-") as folder, kfp_errors(host):
         package = _package(args, folder)
         client = _client(host, args.namespace)
         experiment = client.create_experiment(name=args.experiment, namespace=args.namespace)
-        pipeline_id, version_id, version = upload_version(client, package, args.namespace)
+        pipeline_id, version_id, version = upload_version(
+            client, package, args.namespace, "amnet-refresh" if args.refresh else "")
         listed = client.list_recurring_runs(experiment_id=experiment.experiment_id, page_size=100,
                                             filter=_named(args.name)).recurring_runs or []
         previous = [r.recurring_run_id for r in listed if r.display_name == args.name]

@@ -251,12 +251,15 @@ def local_folders(params: dict[str, Any]) -> list[str]:
 
 
 def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
-                 times: dict[str, str] | None = None, quiet: bool = True, image: str | None = None) -> Path:
+                 times: dict[str, str] | None = None, quiet: bool = True, image: str | None = None,
+                 refresh: bool = False) -> Path:
     """Run the pipeline with ``kfp.local``; returns its run folder. Raises AmnetError when a task fails.
     ``times`` (when given) receives each task's wall time or "cached". ``quiet``: kfp.local's output
     goes to ``<run folder>/logs/<task>.log`` instead of the terminal. ``image``: run every task in that
-    container image (``DockerRunner``) instead of as a subprocess of this Python."""
+    container image (``DockerRunner``) instead of as a subprocess of this Python. ``refresh``: the gallery
+    refresh pipeline (``params``: :func:`amnet_pipeline.refresh_pipeline.refresh_arguments`)."""
     from amnet_pipeline.amnet_pipeline import PIPELINE_NAME, CompileOptions, build_pipeline
+    from amnet_pipeline.refresh_pipeline import build_refresh_pipeline
     from kfp import local
 
     root = workdir / "kfp-root"
@@ -273,8 +276,8 @@ def run_pipeline(params: dict[str, Any], workdir: Path, cache: bool = True,
     # at a time (CPU; and kfp.local runs concurrent iterations in threads that each swap builtins.print for
     # an indenting one, so overlapping tasks can leave print indented after the run).
     # Resumable training / featurization state outside the artifacts: kfp-root/checkpoints/<run>/<task>-<key>.
-    pipeline = build_pipeline(CompileOptions(use_gpu=False, retries=0, parallelism=1, featurize_parallelism=1,
-                                             checkpoint_root=str(root)))
+    pipeline = (build_refresh_pipeline if refresh else build_pipeline)(CompileOptions(
+        use_gpu=False, retries=0, parallelism=1, featurize_parallelism=1, checkpoint_root=str(root)))
     # Cacheable upstream stages have no parent run; their standalone runs join the same experiment.
     os.environ["MLFLOW_EXPERIMENT_NAME"] = str(params.get("experiment", "amnet"))
     before = set(root.iterdir())
@@ -415,6 +418,29 @@ def summary_data(run_dir: Path, env: dict[str, str], experiment: str, seconds: f
             "evaluations": evaluations}
 
 
+def _refresh(args: argparse.Namespace, workdir: Path, image: str | None) -> int:
+    """``amnet run --local --refresh``: the refresh pipeline on this machine; prints its counts."""
+    from amnet_pipeline.refresh_pipeline import refresh_arguments
+
+    catalogue = args.dataset or run_config.load(args.config, args.overrides).dataset
+    if not catalogue:
+        raise AmnetError("--refresh needs the catalogue: --dataset DIR (a dataset folder, s3:// prefix or a split)")
+    params = refresh_arguments([f"catalogue_uri={catalogue}", f"model_uri={args.model}"])
+    env = local_stack_env(args.stack_dir)
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    times: dict[str, str] = {}
+    run_dir = run_pipeline(params, workdir, cache=False, times=times, quiet=not args.verbose, image=image,
+                           refresh=True)
+    found = sorted(run_dir.glob("**/refresh-gallery/refreshed/refresh_result.json"))
+    result = json.loads(found[-1].read_text()) if found else {}
+    print(json.dumps(result, indent=2) if args.json else
+          "  ".join(f"{k} {result.get(k)}" for k in ("added", "removed", "changed", "unchanged", "registered",
+                                                       "promoted")))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="amnet run",
@@ -449,6 +475,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the summary (parent run, reports, each evaluation's "
                    "metrics, task times) as one JSON document instead of tables; progress stays on stderr")
     p.add_argument("--no-cache", action="store_true", help="re-run every task (kfp.local caching off)")
+    p.add_argument("--refresh", action="store_true", help="run the gallery refresh pipeline instead: the --dataset "
+                   "catalogue's new and changed images featurized with --model, registered as a new version, "
+                   "no retraining")
+    p.add_argument("--model", default="models:/amnet@champion",
+                   help="with --refresh: the registered model whose gallery is refreshed (default: %(default)s)")
     p.add_argument("--verbose", action="store_true", help="kfp.local's full output on the terminal instead of "
                    "the per-task log files")
     args = p.parse_args(argv)
@@ -465,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.image:
         p.error("--image needs --containers")
     workdir = Path(args.workdir or (".amnet/run-containers" if image else ".amnet/run")).resolve()
+    if args.refresh:
+        return _refresh(args, workdir, image)
     rc = run_config.load(args.config, args.overrides + ([f"dataset={args.dataset}"] if args.dataset else []))
     params = rc.pipeline_arguments()
     if not params.get("dataset_uri"):

@@ -51,6 +51,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("step", "evaluate"): ("amnet.steps.evaluate:main", "manipulated queries -> top-k accuracy, NDCG@k"),
     ("step", "reevaluate"): ("amnet.steps.reevaluate:main", "score the current champion on this split's data"),
     ("step", "register"): ("amnet.steps.register:main", "MLflow registry: challenger, champion only if it is better"),
+    ("step", "refresh"): ("amnet.steps.refresh:main", "refresh the champion's gallery from a changed catalogue"),
     ("step", "report"): ("amnet.steps.report:main", "the §5 report of the variants' evaluations (HTML + Markdown)"),
     ("pipeline", "compile"): ("amnet_pipeline.cli:main_compile", "compile the KFP pipeline to YAML"),
     ("pipeline", "submit"): ("amnet_pipeline.cli:main_submit", "submit a run to a Kubeflow Pipelines host"),

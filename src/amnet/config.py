@@ -286,6 +286,27 @@ class RegisterConfig:
             raise ConfigError(f"gate_margin must be >= 0 (got {self.gate_margin})")
 
 
+@dataclass(frozen=True)
+class RefreshConfig:
+    """Refreshing the served gallery from a changed catalogue between retrainings (same weights)."""
+
+    model_name: str = "amnet"  # MLflow registered model the refreshed version joins
+    min_recall: float = 0.95  # an approximate index's recall@20 against exact search must reach this
+    known_queries: int = 5  # unchanged (and added) gallery images queried by id: each must come back first
+    rebuild_fraction: float = 0.5  # past this changed fraction an approximate index is trained again
+    promote: bool = True  # move the champion aliases to the refreshed version once it passes the checks
+
+    def validate(self) -> None:
+        if not self.model_name.strip():
+            raise ConfigError("model_name must not be empty; name the MLflow registered model")
+        if not 0.0 <= self.min_recall <= 1.0:
+            raise ConfigError(f"min_recall must be in [0, 1] (got {self.min_recall})")
+        if self.known_queries < 0:
+            raise ConfigError(f"known_queries must be >= 0 (got {self.known_queries})")
+        if not 0.0 < self.rebuild_fraction <= 1.0:
+            raise ConfigError(f"rebuild_fraction must be in (0, 1] (got {self.rebuild_fraction})")
+
+
 # The section of a run file (configs/*.yaml) each stage config is read from.
 SECTION_OF: dict[type, str] = {
     SplitConfig: "split", PretrainConfig: "pretrain", PrototypesConfig: "prototypes", TrainConfig: "train",
@@ -327,7 +348,13 @@ def read_yaml(path: str) -> dict[str, Any]:
     from amnet import storage
 
     try:
-        loaded = yaml.safe_load(storage.read_text(path)) or {}
+        text = storage.read_text(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    except OSError as exc:  # a folder, no permission...
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        loaded = parse_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)}); fix the file") from None
     if not isinstance(loaded, dict):
@@ -343,8 +370,10 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | None) -> dict
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not key=value")
+        if not all(part.strip() for part in key.split(".")):
+            raise ConfigError(f"override {item!r}: the key {key.strip()!r} has an empty part; write section.key=value")
         try:
-            parsed = yaml.safe_load(raw) if raw else raw
+            parsed = parse_yaml(raw) if raw else raw
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(exc)})") from None
         target = out
@@ -356,6 +385,43 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | None) -> dict
             target = child
         target[leaf] = parsed
     return out
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader whose scalars fail only as YAML errors: ``!!int abc``, a date that does not
+    exist (2001-13-01) or an integer beyond 64 bits (Python may refuse even to print it) is a
+    ConstructorError naming the value and its line, like any other malformed YAML."""
+
+
+def _checked_scalar(tag: str, kind: str) -> None:
+    """Register ``tag``'s safe constructor on :class:`_StrictLoader`, its failures as ConstructorErrors."""
+    construct = yaml.SafeLoader.yaml_constructors[tag]
+
+    def checked(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        try:
+            value = construct(loader, node)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            problem = f"not {kind} ({str(exc).split(';')[0][:80]})"
+        else:
+            if not isinstance(value, int) or isinstance(value, bool) or -(2**63) <= value < 2**63:
+                return value
+            problem = "an integer beyond 64 bits"
+        raise yaml.constructor.ConstructorError(None, None, f"{str(node.value)[:40]!r}: {problem}", node.start_mark)
+
+    _StrictLoader.add_constructor(tag, checked)
+
+
+for _tag, _kind in (("bool", "a boolean"), ("int", "an integer"), ("float", "a number"), ("timestamp", "a date")):
+    _checked_scalar(f"tag:yaml.org,2002:{_tag}", _kind)
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` as YAML data (plain values only, as ``yaml.safe_load``); every problem is a
+    ``yaml.YAMLError``, also a document nested too deeply to read."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no Python objects
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 def read_values(cls: type, path: str | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -453,7 +519,7 @@ def _coerce(key: str, raw: Any, kind: Any) -> Any:
     parse, expected = _SCALARS[kind]
     try:
         return parse(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         raise ConfigError(f"{key}: cannot use {raw!r} (expected {expected})") from None
 
 
@@ -497,7 +563,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     """One line from a YAML error (PyYAML's own text spans several lines)."""
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(exc, "problem", None) or type(exc).__name__
+    problem = getattr(exc, "problem", None) or str(exc) or type(exc).__name__
     return " ".join(f"{problem}{where}".split())
 
 

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from amnet_components.images import pattern_regex  # the content tag reads .dockerignore the same way
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = {"cpu": ROOT / "images" / "cpu" / "Dockerfile", "gpu": ROOT / "images" / "gpu" / "Dockerfile"}
@@ -71,23 +72,6 @@ def copy_sources(rest: str) -> list[str] | None:
     return paths[:-1]
 
 
-def _pattern_regex(pattern: str) -> re.Pattern:
-    """A .dockerignore pattern (Go filepath.Match plus ``**``) as a regex over slash paths."""
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            out, i = out + "[^/]", i + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(out + r"\Z")
-
-
 def dockerignored(path: str, patterns: list[str]) -> bool:
     """Whether the build context leaves ``path`` out: the last matching pattern decides, and a pattern
     that matches a parent folder matches everything inside it (Docker's rules)."""
@@ -96,7 +80,7 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
     excluded = False
     for pattern in patterns:
         negate = pattern.startswith("!")
-        regex = _pattern_regex(pattern.lstrip("!").strip("/"))
+        regex = pattern_regex(pattern.lstrip("!").strip("/"))
         if any(regex.match(c) for c in candidates):
             excluded = not negate
     return excluded

@@ -14,6 +14,7 @@ model's device instead (nvJPEG on a GPU), for when CPU decoding cannot keep up w
 
 from __future__ import annotations
 
+import io
 import json
 import posixpath
 import time
@@ -22,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
@@ -29,7 +32,9 @@ from amnet import config as cfgmod
 from amnet import storage
 from amnet.config import FeaturizeConfig
 from amnet.data import shards
+from amnet.data.catalogue import image_digest
 from amnet.data.tensors import decode_batch, decode_batch_torchvision, to_input
+from amnet.errors import AmnetError
 from amnet.model_store import LoadedModel, load_model, training_seed
 from amnet.names import FEATURES_JSON
 from amnet.runtime import InferenceMode, decode_workers, inference_setup, pick_device
@@ -60,7 +65,8 @@ def decoded_batches(blobs: Sequence[bytes], batch_size: int, size: int, workers:
 @torch.no_grad()
 def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, device,
                     cfg: FeaturizeConfig | None = None) -> pd.DataFrame:
-    """Features (fp16 bytes) and, for the attribute CNN, predicted labels of one shard."""
+    """Features (fp16 bytes), each image's content digest (``digest``: SHA-256 of its bytes, or the
+    frame's own ``digest`` column) and, for the attribute CNN, predicted labels of one shard."""
     cfg = cfg or FeaturizeConfig()
     device = torch.device(device)
     mode = inference_setup(loaded.model, device, cfg.precision)
@@ -85,6 +91,8 @@ def featurize_frame(loaded: LoadedModel, df: pd.DataFrame, batch_size: int, devi
     matrix = np.concatenate(feats) if feats else np.zeros((0, loaded.retrieval_dim), np.float16)
     out = pd.DataFrame({"image_id": df["image_id"].to_numpy(), "labels": list(df["labels"]),
                         "feature": [row.tobytes() for row in matrix]})
+    # each row's image content digest: a later catalogue refresh featurizes only what changed
+    out["digest"] = list(df["digest"]) if "digest" in df.columns else [image_digest(b) for b in blobs]
     if preds:
         out["pred_labels"] = [p.tolist() for p in np.concatenate(preds)]
     return out
@@ -127,18 +135,55 @@ def run_featurize(split: str, model: str, out: str, cfg: FeaturizeConfig, progre
         "device": str(device), "precision": InferenceMode.choose(device, cfg.precision).precision,
         "config": cfgmod.to_dict(cfg), "group": group, "groups": groups,
         "seed": training_seed(loaded.extra),  # the model's training seed (registry picks by it)
+        "digest": "sha256",  # column `digest`: each image's content hash (amnet.retrieval.refresh diffs by it)
     }
     storage.write_text(storage.join(out, FEATURES_JSON), json.dumps(meta, indent=2) + "\n")
     return {k: meta[k] for k in ("count", "dim", "seconds", "images_per_s", "skipped_shards")}
 
 
+def iter_features(features: str) -> Iterator[tuple[pa.Table, np.ndarray]]:
+    """Per feature shard, in artifact order: (its columns but ``feature``, its (n, dim) fp16 matrix).
+
+    One shard in memory at a time, and the vectors stay fp16 (no per-row bytes objects), so a
+    consumer that keeps only what it needs per shard holds memory independent of the gallery."""
+    dim = int(json.loads(storage.read_text(storage.join(features, FEATURES_JSON)))["dim"])
+    for uri in shards.list_shards(features):
+        try:
+            table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
+        except AmnetError:
+            raise
+        except Exception as exc:
+            raise AmnetError(f"{uri}: not a readable Parquet shard ({type(exc).__name__}: {exc})") from exc
+        yield table.drop_columns(["feature"]), fp16_matrix(table.column("feature"), dim)
+
+
+def fp16_matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A ``feature`` column (fp16 bytes per row) -> (N, dim) float16 matrix, read from the Arrow buffer."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(array) == 0:
+        return np.zeros((0, dim), np.float16)
+    if array.null_count == 0 and pa.types.is_binary(array.type):
+        offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+        if (np.diff(offsets) == 2 * dim).all():
+            data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+            return data.view(np.float16).reshape(len(array), dim).copy()
+    return decode_features(array.to_pylist(), dim).astype(np.float16)
+
+
 def load_features(features: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """(frame with image_id / labels / pred_labels, (N, Q) float32 matrix) of a feature artifact."""
-    meta = json.loads(storage.read_text(storage.join(features, FEATURES_JSON)))
-    df = shards.read_shards(features)
+    """(frame with image_id / labels / pred_labels, (N, Q) float32 matrix) of a feature artifact.
+
+    The whole gallery in memory: evaluation reads it block by block instead
+    (:mod:`amnet.retrieval.gallery_store`)."""
+    frames, matrices = [], []
+    for table, matrix in iter_features(features):
+        frames.append(table.to_pandas())
+        matrices.append(matrix)
+    df = pd.concat(frames, ignore_index=True)
+    dim = int(json.loads(storage.read_text(storage.join(features, FEATURES_JSON)))["dim"])
     if len(df) == 0:
-        return df, np.zeros((0, meta["dim"]), np.float32)
-    return df.drop(columns=["feature"]), decode_features(df["feature"], meta["dim"])
+        return df, np.zeros((0, dim), np.float32)
+    return df, np.concatenate(matrices).astype(np.float32)
 
 
 def decode_features(column: Sequence[bytes], dim: int) -> np.ndarray:

@@ -35,6 +35,7 @@ import base64
 import binascii
 import json
 import logging
+import numbers
 import os
 import shutil
 import tempfile
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 
 import amnet
@@ -86,8 +88,8 @@ def signature():
 
 
 def _present(value: Any) -> bool:
-    """False for None, NaN and blank strings (absent optional columns of a DataFrame row)."""
-    if value is None:
+    """False for None, NaN, pandas' NA and blank strings (absent optional columns of a DataFrame row)."""
+    if value is None or value is pd.NA or value is pd.NaT:
         return False
     if isinstance(value, float) and value != value:
         return False
@@ -148,7 +150,10 @@ class SearchModel(mlflow.pyfunc.PythonModel):
             model_input = pd.DataFrame(model_input if isinstance(model_input, list) else [model_input])
         rows: list[dict[str, Any]] = []
         for number, query in enumerate(model_input.to_dict("records")):
-            for r in self.searcher.search(_query(query), _changes(query.get("changes")), _k(query.get("k"))):
+            source = _query(query)
+            if isinstance(source, str) and source not in self.searcher.row:  # an id, never a path on this server
+                raise AmnetError(f"gallery_id: no gallery image {_brief(source)} ({self.searcher.size} gallery images)")
+            for r in self.searcher.search(source, _changes(query.get("changes")), _k(query.get("k"))):
                 rows.append({"query": number, "rank": r.rank, "image_id": r.image_id, "distance": r.distance,
                              "matches": r.matches})
         return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
@@ -172,7 +177,7 @@ def _changes(value: Any) -> dict[str, str]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             raise AmnetError(f"changes: expected {{attribute: value}} or its JSON, got {value[:80]!r}") from None
     if not isinstance(value, dict):
         raise AmnetError(f"changes: expected {{attribute: value}}, got {type(value).__name__}")
@@ -180,7 +185,27 @@ def _changes(value: Any) -> dict[str, str]:
 
 
 def _k(value: Any) -> int:
-    return int(value) if _present(value) else DEFAULT_K
+    """A query row's ``k``: an integer >= 1 (a whole float too: pandas stores an integer column with a gap
+    as floats; digits as text too), :data:`DEFAULT_K` when absent. Anything else is an AmnetError naming k."""
+    if not _present(value):
+        return DEFAULT_K
+    text = value.strip() if isinstance(value, str) else ""
+    whole = ((isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)))
+             or (isinstance(value, float) and value.is_integer())
+             or (text.isascii() and text.isdigit() and len(text) < 19))
+    k = int(value) if whole else None
+    if k is None or k < 1:
+        raise AmnetError(f"k: expected an integer >= 1, got {_brief(value)}")
+    return k
+
+
+def _brief(value: Any) -> str:
+    """``value`` for a message: its repr, cut to 80 characters (an integer too long to print, by its size)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # ---------------------------------------------------------------------------------------- logging
