@@ -65,7 +65,7 @@ BAD = [  # (stage, override, the error it gives)
     (TrainConfig, "preset=papr", r"""^unknown preset 'papr'; choose one of "", paper$"""),
     (TrainConfig, "precision=fp64", r"^unknown precision 'fp64'; choose one of auto, fp32, bf16$"),
     (PretrainConfig, "model.backbone=vgg16", r"^unknown backbone 'vgg16'; choose one of small, alexnet, resnet18, "),
-    (EvaluateConfig, "index=hnsw", r"^unknown index 'hnsw'; choose one of exact, ivf, pq, auto$"),
+    (EvaluateConfig, "index=annoy", r"^unknown index 'annoy'; choose one of exact, ivf, pq, hnsw, auto$"),
     (RegisterConfig, "gate_rule=3", r"^unknown gate_rule 3; choose one of all, any$"),
     (EvaluateConfig, "ks=[1, 2.5]", r"^ks: cannot use 2\.5 \(expected int\)$"),
     (EvaluateConfig, "ks={a: 1}", r"^ks: cannot use \{'a': 1\} \(expected a list\)$"),
@@ -136,8 +136,8 @@ def test_a_config_built_in_code_is_checked_against_its_choices_too():
 
 @pytest.mark.parametrize(("argv", "error"), [
     (["run", "--local", "--set", "train.epochs=1.5"], "--set: train: epochs: cannot use 1.5 (expected int)"),
-    (["run", "--local", "--set", "evaluate.index=hnsw"],
-     "--set: evaluate: unknown index 'hnsw'; choose one of exact, ivf, pq, auto"),
+    (["run", "--local", "--set", "evaluate.index=annoy"],
+     "--set: evaluate: unknown index 'annoy'; choose one of exact, ivf, pq, hnsw, auto"),
     (["run", "--local", "--config", "{FILE}"],
      "{FILE}: train: unknown retrieval 'rprime'; choose one of representation, attributes, combined"),
 ])
