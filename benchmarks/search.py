@@ -56,6 +56,8 @@ import faiss
 import numpy as np
 
 from amnet.retrieval.index import (
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_HNSW_M,
     DEFAULT_NPROBE,
     EXACT_OVERHEAD,
     MAX_EF_SEARCH,
@@ -172,10 +174,10 @@ def run_dataset(name: str, x: np.ndarray, qs: np.ndarray, qb: np.ndarray, args, 
 
 
 def run_pq(x: np.ndarray, qb: np.ndarray, exact, truth: np.ndarray, report) -> None:
-    """The pipeline's index for this gallery size: ``build_index(x, "auto")`` (pq from 50k vectors), or
-    ``build_index(x, "pq")`` when auto picks something else (a small ``--n``)."""
+    """The pipeline's index for this gallery: ``build_index(x, "auto")`` when auto picks pq (from 50k vectors,
+    above the exact budget at small D), else ``build_index(x, "pq")``."""
     n, d = x.shape
-    auto = resolve_kind("auto", n)
+    auto = resolve_kind("auto", n, d)
     t = time.perf_counter()
     index = build_index(x, "auto" if auto == "pq" else "pq")
     build = time.perf_counter() - t
@@ -302,7 +304,7 @@ def build_kind(kind: str, x: np.ndarray, args):
     """``(index, note)``: amnet's index of ``kind`` over ``x``; ivf's k-means runs on a seeded sample."""
     n, d = x.shape
     if kind != "ivf":
-        index = build_index(x, kind)
+        index = build_index(x, kind, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction)
         return index, ""
     nlist = default_nlist(n)
     sample = x[np.random.default_rng(1).choice(n, min(n, max(args.ivf_train, 50 * nlist)), replace=False)]
@@ -426,6 +428,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--kinds", default="", help="amnet index kinds to compare in one table per data set (exact, ivf, "
                    "pq, hnsw, auto), each built by amnet.retrieval.index.build_index; replaces --configs")
     p.add_argument("--sweep", action="store_true", help="with --kinds: ivf nprobe and hnsw efSearch rows as well")
+    p.add_argument("--hnsw-m", type=int, default=DEFAULT_HNSW_M, help="with --kinds: hnsw links per node")
+    p.add_argument("--ef-construction", type=int, default=DEFAULT_EF_CONSTRUCTION,
+                   help="with --kinds: hnsw construction beam")
     p.add_argument("--goal-ms", type=float, default=1.0, help="with --kinds: the p50 goal (ms) at recall@20 >= 0.99")
     p.add_argument("--exact-cost", action="store_true", help="time exact search over --sizes x --dims and exit")
     p.add_argument("--seed", type=int, default=0)

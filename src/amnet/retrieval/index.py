@@ -16,7 +16,7 @@ Kinds:
   16-D to 512-D; vectors are zero-padded to whole sub-vectors) whose top ``k * k_factor`` (default 40)
   candidates are re-ranked with the exact vectors (``IndexRefineFlat``): distances are exact, only the
   candidate set is approximate. Unlike IVF and HNSW it does not rely on structure in the features.
-* ``"hnsw"``: :class:`HNSWIndex`, a navigable small-world graph (faiss ``IndexHNSWFlat``, ``M`` = 16
+* ``"hnsw"``: :class:`HNSWIndex`, a navigable small-world graph (faiss ``IndexHNSWFlat``, ``M`` = 32
   links per node, ``efConstruction`` = 100) whose ``efSearch`` is tuned after building to the smallest
   value that reaches a recall@20 target (default 0.99) on held-out queries (:meth:`HNSWIndex.tune`).
   Distances are exact. Sub-millisecond on structured (clustered) features even at 1M x 256, but on
@@ -25,10 +25,10 @@ Kinds:
 * ``"auto"``: exact while one exact query stays cheap, pq above (:func:`resolve_kind`); the chosen
   kind is recorded in the returned index's ``kind`` attribute.
 
-``benchmarks/search.py`` measures all of them (docs/performance.md): at 256-D, exact takes ~25 ms per
-single query over 200k vectors on one CPU core, pq ~1.1 ms at recall@20 >= 0.99 on uniform and
-clustered features, ivf and hnsw are as fast or faster on clustered features but lose recall on
-unstructured ones.
+``benchmarks/search.py`` measures all of them (docs/performance.md). One query over 1M x 256 on one
+CPU core: exact ~45 ms; pq ~3.1 ms at recall@20 >= 0.99 on uniform and clustered features; on clustered
+ones ivf (0.2-0.6 ms) and hnsw (0.35 ms) reach 0.99 too, on uniform ones neither does (ivf 0.10 at
+nprobe 32, hnsw 0.81 at efSearch 4096).
 
 Faiss uses as many threads as ``OMP_NUM_THREADS`` says when it is set (see :func:`configure_threads`).
 """
@@ -64,15 +64,16 @@ DEFAULT_K_FACTOR = 40  # pq: exact re-ranking of the top k * 40 candidates (800 
 # (benchmarks/search.py, 1M x 256: p50 5.9 -> 3.6 ms, same recall); batches keep the default.
 FEW_QUERIES = 8
 # hnsw: links per node and construction beam. efConstruction 100 (faiss's default is 40) builds a graph
-# that stays navigable across well-separated clusters: over 1M x 37 clustered vectors, M 32 /
-# efConstruction 40 stalls at recall@20 0.986 (efSearch 1024); over 200k, M 16 / efConstruction 100
-# reaches 1.000 at efSearch 64-256 and builds faster than M 32 / efConstruction 200.
-DEFAULT_HNSW_M = 16
+# that stays navigable across well-separated clusters (over 1M x 37 clustered vectors, M 32 /
+# efConstruction 40 stalls at recall@20 0.986 at efSearch 1024). Over 1M x 256 clustered vectors, M 32
+# reaches 0.995 at efSearch 200 in 0.43 ms where M 16 stalls near 0.993 (1.07 ms at efSearch 880), for
+# the same build time (~5 min on 2 cores) and 1.27x instead of 1.14x the exact index's memory.
+DEFAULT_HNSW_M = 32
 DEFAULT_EF_CONSTRUCTION = 100
 DEFAULT_EF_SEARCH = 64  # before tuning
 DEFAULT_RECALL_TARGET = 0.99
 MAX_EF_SEARCH = 4096  # tuning gives up here (unstructured features): recall is recorded, not met
-TUNE_QUERIES = 1000  # held-out queries efSearch is tuned on (200 left a 0.004 gap to fresh queries at 1M)
+TUNE_QUERIES = 1000  # held-out queries efSearch is tuned on
 
 
 @runtime_checkable
@@ -314,44 +315,55 @@ class HNSWIndex(_FaissIndex):
 
     def tune(self, queries: np.ndarray, target: float = DEFAULT_RECALL_TARGET, k: int = 20,
              max_ef: int = MAX_EF_SEARCH) -> dict:
-        """Set ``ef_search`` to the smallest value whose recall@k on ``queries`` reaches ``target``.
+        """Set ``ef_search`` to the smallest value whose recall@k on ``queries`` reaches ``target`` with 95%
+        confidence (mean minus 1.645 standard errors over the queries, so that fresh queries reach it too).
 
         ``queries`` (``(B, D)``) must be held out: vectors that are not in the graph (a vector that is
         finds itself and its own links, which overstates recall). The truth is exact search over the
         graph's stored vectors; a result counts as a hit when it is no farther than the exact k-th
-        neighbour (ties between duplicates are not misses). ``ef_search`` doubles from ``k`` up to
-        ``max_ef``, then is bisected. Returns and stores :attr:`tuning`: ``ef_search``, ``recall`` (on
-        ``queries``, at that value), ``target``, ``k``, ``queries``, ``reached``; when no value up to
-        ``max_ef`` reaches the target, ``max_ef`` is kept and a warning logged.
+        neighbour, both computed in float64 (ties between duplicates are not misses). ``ef_search``
+        doubles from ``k`` up to ``max_ef``, then is bisected. Returns and stores :attr:`tuning`:
+        ``ef_search``, ``recall`` (mean on ``queries`` at that value), ``recall_low`` (its lower bound),
+        ``target``, ``k``, ``queries``, ``reached``; when no value up to ``max_ef`` reaches the target,
+        ``max_ef`` is kept and a warning logged.
         """
         q = _as_matrix(queries, self.dim, "tune: queries")
         k = min(int(k), self.ntotal)
         if k < 1 or len(q) == 0:  # nothing to miss
-            self.tuning = {"ef_search": self.ef_search, "recall": 1.0, "target": float(target), "k": max(k, 0),
-                           "queries": int(len(q)), "reached": True}
+            self.tuning = {"ef_search": self.ef_search, "recall": 1.0, "recall_low": 1.0, "target": float(target),
+                           "k": max(k, 0), "queries": int(len(q)), "reached": True}
             return self.tuning
-        truth, _ = faiss.downcast_index(self.faiss_index.storage).search(q, k)
-        kth = truth[:, k - 1].astype(np.float64)
+        storage = faiss.downcast_index(self.faiss_index.storage)
+        q64 = q.astype(np.float64)
 
-        def recall(ef: int) -> float:
+        def exact_distances(ids: np.ndarray) -> np.ndarray:
+            """Squared L2 in float64 from the stored vectors (faiss's batched flat search rounds by ~1e-5)."""
+            vectors = storage.reconstruct_batch(np.maximum(ids, 0).ravel()).reshape(*ids.shape, self.dim)
+            return np.where(ids >= 0, ((vectors - q64[:, None, :]) ** 2).sum(axis=-1), np.inf)
+
+        kth = exact_distances(storage.search(q, k)[1]).max(axis=1)
+
+        def recall(ef: int) -> tuple[float, float]:
+            """(mean recall@k, its one-sided 95% lower bound over the queries) at ``ef``."""
             self.ef_search = ef
-            dist, ids = self.faiss_index.search(q, k)
-            dist = np.where(ids >= 0, dist, np.inf)
-            hits = (dist <= kth[:, None] * (1 + 1e-6) + 1e-12).sum(axis=1)
-            return float(np.mean(np.minimum(hits, k) / k))
+            hits = (exact_distances(self.faiss_index.search(q, k)[1]) <= kth[:, None]).sum(axis=1)
+            per_query = np.minimum(hits, k) / k
+            low = per_query.mean() - 1.645 * per_query.std() / math.sqrt(len(per_query))
+            return float(per_query.mean()), float(low)
 
         max_ef = max(int(max_ef), k)
-        ef, got, lo = k, recall(k), k
-        while got < target and ef < max_ef:
+        ef, lo = k, k
+        got, low = recall(k)
+        while low < target and ef < max_ef:
             lo, ef = ef, min(2 * ef, max_ef)
-            got = recall(ef)
-        reached = got >= target
+            got, low = recall(ef)
+        reached = low >= target
         if reached:  # the smallest passing value in (lo, ef], to within an eighth
             while ef - lo > max(1, lo // 8):
                 mid = (lo + ef) // 2
                 r = recall(mid)
-                if r >= target:
-                    ef, got = mid, r
+                if r[1] >= target:
+                    ef, (got, low) = mid, r
                 else:
                     lo = mid
         else:
@@ -359,10 +371,10 @@ class HNSWIndex(_FaissIndex):
                         "the features may lack the structure a graph index needs (pq does not)",
                         k, got, target, ef, self.ntotal)
         self.ef_search = ef
-        self.tuning = {"ef_search": ef, "recall": round(got, 4), "target": float(target), "k": k,
-                       "queries": int(len(q)), "reached": bool(reached)}
-        log.info("hnsw: efSearch %d gives recall@%d %.4f on %d held-out queries (target %.2f)",
-                 ef, k, got, len(q), target)
+        self.tuning = {"ef_search": ef, "recall": round(got, 4), "recall_low": round(low, 4), "target": float(target),
+                       "k": k, "queries": int(len(q)), "reached": bool(reached)}
+        log.info("hnsw: efSearch %d gives recall@%d %.4f (95%% lower bound %.4f) on %d held-out queries (target %.2f)",
+                 ef, k, got, low, len(q), target)
         return self.tuning
 
     def __repr__(self) -> str:
@@ -412,14 +424,17 @@ def build_index(
     nlist: int | None = None,
     recall_target: float = DEFAULT_RECALL_TARGET,
     queries: np.ndarray | None = None,
+    hnsw_m: int = DEFAULT_HNSW_M,
+    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
 ) -> Index:
     """An index holding ``features`` ``(N, D)`` (ids 0..N-1), of ``kind`` "exact", "ivf", "pq", "hnsw"
     or "auto" (:func:`resolve_kind`, with ``D``).
 
     For ivf, ``nlist`` defaults to :func:`default_nlist` and ``nprobe`` is clamped to ``nlist``; pq
-    needs at least 16 vectors (smaller galleries fall back to exact). hnsw's ``efSearch`` is tuned to
-    ``recall_target`` (recall@20) on ``queries``, or on held-out gallery vectors without them
-    (:meth:`HNSWIndex.tune`). The returned index's ``kind`` says which implementation was built.
+    needs at least 16 vectors (smaller galleries fall back to exact). hnsw links ``hnsw_m`` neighbours
+    per node, built with ``ef_construction``; its ``efSearch`` is tuned to ``recall_target`` (recall@20)
+    on ``queries``, or on held-out gallery vectors without them (:meth:`HNSWIndex.tune`). The returned
+    index's ``kind`` says which implementation was built.
     """
     features = np.asarray(features)
     if features.ndim != 2 or features.shape[0] == 0:
@@ -432,7 +447,7 @@ def build_index(
     elif chosen == "pq":
         index = PQRefineIndex(dim)
     elif chosen == "hnsw":
-        return _build_hnsw(features, recall_target, queries)
+        return _build_hnsw(features, recall_target, queries, hnsw_m, ef_construction)
     else:
         index = IVFIndex(dim, nlist=nlist or default_nlist(n), nprobe=nprobe)
     index.add(features)
@@ -441,11 +456,12 @@ def build_index(
     return index
 
 
-def _build_hnsw(features: np.ndarray, recall_target: float, queries: np.ndarray | None) -> HNSWIndex:
+def _build_hnsw(features: np.ndarray, recall_target: float, queries: np.ndarray | None, m: int = DEFAULT_HNSW_M,
+                ef_construction: int = DEFAULT_EF_CONSTRUCTION) -> HNSWIndex:
     """An :class:`HNSWIndex` over ``features`` tuned to ``recall_target``: on ``queries`` when given,
     else on the last :data:`TUNE_QUERIES` rows (at most a tenth of them), searched before they are
     added so they are held out of the graph, and added after (ids stay in row order)."""
-    index = HNSWIndex(features.shape[1])
+    index = HNSWIndex(features.shape[1], m=m, ef_construction=ef_construction)
     held = 0 if queries is not None else min(TUNE_QUERIES, len(features) // 10)
     index.add(features[: len(features) - held])
     index.tune(queries if queries is not None else features[len(features) - held :], recall_target)
