@@ -419,7 +419,11 @@ def parse_yaml(text: str) -> Any:
     """``text`` as YAML data (plain values only, as ``yaml.safe_load``); every problem is a
     ``yaml.YAMLError``, also a document nested too deeply to read."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no Python objects
+        loader = _StrictLoader(text)  # a SafeLoader: no Python objects
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except RecursionError:
         raise yaml.YAMLError("nested too deeply") from None
 

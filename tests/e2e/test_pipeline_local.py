@@ -165,7 +165,7 @@ def test_whole_pipeline_runs_locally_is_tracked_and_leaks_no_credential(tmp_path
     assert {"config.yaml", "model.pt"} <= logged
     import mlflow  # MLflow 3: logging a model creates a LoggedModel linked to its source run (the pyfunc searcher)
 
-    mlflow.set_tracking_uri(mlflow_env.tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_env.tracking_uri)  # the fluent API, for this test only
     models = mlflow.search_logged_models(experiment_ids=[parent.info.experiment_id], output_format="list",
                                          filter_string=f"source_run_id = '{train_run.info.run_id}'")
     assert len(models) == 1
