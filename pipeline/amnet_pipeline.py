@@ -217,6 +217,23 @@ def with_infra(task: PipelineTask, options: CompileOptions, gpu_task: bool = Fal
     return task
 
 
+def on_gpu_node(task: PipelineTask, options: CompileOptions, gpus: int = 1,
+                image: str | None = None) -> PipelineTask:
+    """With GPUs: ``gpus`` of them, the GPU node selector and tolerations (and ``image``, when the component's
+    own is not the CUDA one); without: the CPU image."""
+    if options.use_gpu:
+        if image:
+            task.set_container_image(image)
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+        for key, value in sorted(options.gpu_node_selector.items()):
+            kubernetes.add_node_selector(task, key, value)
+        for toleration in options.gpu_tolerations:
+            kubernetes.add_toleration(task, **toleration)
+    else:
+        task.set_container_image(PROJECT_IMAGE)
+    return task
+
+
 def build_pipeline(options: CompileOptions | None = None):
     """Return the ``@dsl.pipeline`` function with ``options`` applied to its tasks."""
     options = options or CompileOptions()
@@ -227,15 +244,7 @@ def build_pipeline(options: CompileOptions | None = None):
 
     def accelerated(task: PipelineTask, gpus: int = 1) -> PipelineTask:
         """GPU request, placement, shared memory and retries for the training / featurization tasks."""
-        infra(task, gpu_task=True)
-        if options.use_gpu:
-            task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
-            for key, value in sorted(options.gpu_node_selector.items()):
-                kubernetes.add_node_selector(task, key, value)
-            for toleration in options.gpu_tolerations:
-                kubernetes.add_toleration(task, **toleration)
-        else:
-            task.set_container_image(PROJECT_IMAGE)
+        on_gpu_node(infra(task, gpu_task=True), options, gpus)
         kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
                                    size_limit=options.shm_size)
         if options.retries:

@@ -11,9 +11,9 @@ Nothing is cached: each run reads the registry's current champion and the catalo
 """
 
 from amnet_components import fingerprint_dataset, refresh_gallery
-from amnet_components.images import GPU_IMAGE, PROJECT_IMAGE
-from amnet_pipeline.amnet_pipeline import CompileOptions, with_infra
-from kfp import dsl, kubernetes
+from amnet_components.images import GPU_IMAGE
+from amnet_pipeline.amnet_pipeline import CompileOptions, on_gpu_node, with_infra
+from kfp import dsl
 from kfp.dsl import PipelineTask
 
 REFRESH_PIPELINE_NAME = "amnet-refresh"
@@ -40,15 +40,8 @@ def build_refresh_pipeline(options: CompileOptions | None = None):
         refresh = infra(refresh_gallery(model_uri=model_uri, catalogue_uri=catalogue_uri,
                                         catalogue_digest=fingerprint.outputs["digest"], config=refresh_config,
                                         featurize_config=featurize_config), gpu_task=True)
-        if options.use_gpu:  # featurizing the changed images: the CUDA image on a GPU node, as featurize-gallery
-            refresh.set_container_image(GPU_IMAGE)
-            refresh.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
-            for key, value in sorted(options.gpu_node_selector.items()):
-                kubernetes.add_node_selector(refresh, key, value)
-            for toleration in options.gpu_tolerations:
-                kubernetes.add_toleration(refresh, **toleration)
-        else:
-            refresh.set_container_image(PROJECT_IMAGE)
+        # featurizing the changed images: the CUDA image on a GPU node, as featurize-gallery
+        on_gpu_node(refresh, options, image=GPU_IMAGE)
 
     return amnet_refresh_pipeline
 

@@ -46,7 +46,7 @@ from amnet.data.split import label_matrix
 from amnet.names import FEATURES_JSON
 from amnet.retrieval import metrics
 from amnet.retrieval.featurize import iter_features
-from amnet.retrieval.index import FEW_QUERIES
+from amnet.retrieval.index import FEW_QUERIES, l2_distances, search_args
 
 log = logging.getLogger(__name__)
 
@@ -323,22 +323,15 @@ class BlockExactIndex:
         raise TypeError("BlockExactIndex searches the vectors it was given; it takes no more")
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if int(k) < 1:
-            raise ValueError(f"search: k must be >= 1, got {k}")
-        q = np.ascontiguousarray(q, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self.vectors.dim:
-            raise ValueError(f"search: q must have shape (N, {self.vectors.dim}); got {q.shape}")
+        q, k = search_args(q, k, self.vectors.dim)
         rows = self.block_rows
         if len(q) * q.shape[1] >= faiss.cvar.distance_compute_blas_threshold and rows % FAISS_BLOCK:
             rows = -(-rows // FAISS_BLOCK) * FAISS_BLOCK  # faiss's BLAS path works in 1,024-row blocks: align
         best = _empty(len(q), np.float32)
         for start, x in blocks(self.vectors, rows):
-            squared, ids = faiss.knn(q, np.ascontiguousarray(x, dtype=np.float32), min(int(k), len(x)))
-            best = merge_smallest(best, (squared, ids + start), int(k))
-        squared, ids = _padded(*best, int(k))
-        distances = np.sqrt(np.maximum(squared, 0.0), dtype=np.float32)
-        distances[ids < 0] = np.inf
-        return distances, ids
+            squared, ids = faiss.knn(q, np.ascontiguousarray(x, dtype=np.float32), min(k, len(x)))
+            best = merge_smallest(best, (squared, ids + start), k)
+        return l2_distances(*_padded(*best, k))
 
     def __repr__(self) -> str:
         return f"BlockExactIndex(dim={self.vectors.dim}, ntotal={self.ntotal}, block_rows={self.block_rows})"
@@ -393,10 +386,7 @@ class StoredPQIndex:
         raise TypeError("StoredPQIndex searches the stored index as it is; it takes no more")
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        k = int(k)
-        if k < 1:
-            raise ValueError(f"search: k must be >= 1, got {k}")
-        q = np.ascontiguousarray(q, dtype=np.float32)
+        q, k = search_args(q, k, self.vectors.dim)
         if self._fast_scan is not None:  # as PQRefineIndex.search sets it
             self._fast_scan.implem = 14 if len(q) < FEW_QUERIES else 0
         k_base = int(np.float32(k) * np.float32(self.k_factor))
@@ -415,10 +405,7 @@ class StoredPQIndex:
             faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(qs), faiss.swig_ptr(y),
                                     faiss.swig_ptr(local), q.shape[1], len(qs), k_base)
             squared[s : s + per_chunk] = out
-        found, ids = refine_order(squared, cand, k)
-        distances = np.sqrt(np.maximum(found, 0.0), dtype=np.float32)
-        distances[ids < 0] = np.inf
-        return distances, ids
+        return l2_distances(*refine_order(squared, cand, k))
 
     def __repr__(self) -> str:
         return f"StoredPQIndex(dim={self.base.d}, ntotal={self.ntotal}, k_factor={self.k_factor})"

@@ -108,6 +108,20 @@ def _as_matrix(x: np.ndarray, dim: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def search_args(q: np.ndarray, k: int, dim: int) -> tuple[np.ndarray, int]:
+    """An index search's arguments checked: ``q`` as a float32 ``(N, dim)`` matrix and ``k`` >= 1."""
+    if int(k) < 1:
+        raise ValueError(f"search: k must be >= 1, got {k}")
+    return _as_matrix(q, dim, "search: q"), int(k)
+
+
+def l2_distances(squared: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """faiss's squared L2 distances as distances (float32; inf where no result, ``ids`` -1), ids as int64."""
+    distances = np.sqrt(np.maximum(squared, 0.0), dtype=np.float32)
+    distances[ids < 0] = np.inf
+    return distances, ids.astype(np.int64, copy=False)
+
+
 class _FaissIndex:
     """Shared add/search over a faiss L2 index; subclasses build ``self.faiss_index``."""
 
@@ -126,12 +140,8 @@ class _FaissIndex:
         self.faiss_index.add(_as_matrix(x, self.dim, "add: x"))
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if int(k) < 1:
-            raise ValueError(f"search: k must be >= 1, got {k}")
-        squared, ids = self.faiss_index.search(_as_matrix(q, self.dim, "search: q"), int(k))
-        distances = np.sqrt(np.maximum(squared, 0.0), dtype=np.float32)
-        distances[ids < 0] = np.inf
-        return distances, ids.astype(np.int64, copy=False)
+        q, k = search_args(q, k, self.dim)
+        return l2_distances(*self.faiss_index.search(q, k))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, ntotal={self.ntotal})"
