@@ -254,7 +254,7 @@ class EvaluateConfig:
     ks: tuple[int, ...] = (1, 5, 10, 20, 30, 50)
     ndcg_k: int = 20
     batch_size: int = 256
-    # exact | ivf | pq | auto (exact below 50k gallery images, else pq; amnet.retrieval.index)
+    # exact | ivf | pq | hnsw | auto (exact while one exact query stays cheap, else pq; amnet.retrieval.index)
     index: Literal[INDEX_KINDS] = "auto"
     # which query set is scored: test (the split's `queries`, reported) | val (`val_queries`, to choose defaults on)
     queries: Literal[QUERY_SETS] = "test"

@@ -129,3 +129,21 @@ def test_ivf_index_artifact_is_trained_on_a_sample(tmp_path):
     summary = build_feature_index(features, str(tmp_path / "idx"), kind="ivf", queries=queries, train_sample=300)
     assert summary["kind"] == "ivf" and summary["train_sample"] == 300 and summary["count"] == 400
     assert 0 < summary["recall_at_20"] <= 1
+
+
+def test_an_hnsw_request_stores_an_hnsw_index_tuned_on_the_queries(tmp_path):
+    """The build-index stage builds what was asked for (hnsw was once stored as an exact index), tunes its
+    efSearch on the evaluation's queries and records the settings; evaluation then uses the stored index."""
+    from amnet.retrieval.evaluate import stored_index
+
+    features, x = feature_artifact(tmp_path / "f", 600, shard=128)
+    queries = np.random.default_rng(1).random((50, 32), dtype=np.float32)
+    summary = build_feature_index(features, features, kind="hnsw", queries=queries)
+    assert summary["kind"] == "hnsw" and summary["count"] == 600
+    assert summary["params"]["kind"] == "hnsw" and summary["params"]["ef_search"] >= 20
+    assert summary["recall_at_20"] >= 0.95
+    index, ids, _ = load_feature_index(features)
+    assert index.kind == "hnsw" and ids == [f"g{i:05d}" for i in range(600)]
+    assert index.ef_search == summary["params"]["ef_search"]  # stored with the index
+    found = stored_index(features, "hnsw", 600)
+    assert found is not None and found[0].kind == "hnsw"

@@ -300,7 +300,9 @@ def stored_index(features: str, kind: str, n: int, vectors: Vectors | None = Non
 
     if not has_index(features):
         return None
-    wanted = resolve_kind(kind, n)
+    dim = vectors.dim if vectors is not None else json.loads(
+        storage.read_text(storage.join(features, FEATURES_JSON)))["dim"]
+    wanted = resolve_kind(kind, n, dim)  # as the build-index stage resolved it
     if vectors is not None:
         meta = json.loads(storage.read_text(storage.join(features, INDEX_JSON)))
         if meta.get("kind") != wanted and not (wanted == "pq" and n < 16):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 
 import numpy as np
@@ -38,15 +39,19 @@ from amnet.names import FEATURES_JSON
 from amnet.retrieval.featurize import decode_features
 from amnet.retrieval.index import (
     ExactIndex,
+    HNSWIndex,
     Index,
     IVFIndex,
     PQRefineIndex,
     default_nlist,
+    index_params,
     load_index,
     recall_at_k,
     resolve_kind,
     save_index,
 )
+
+log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 INDEX_JSON = "index.json"
@@ -77,7 +82,8 @@ def build_feature_index(features: str, out: str, kind: str = "auto", queries: np
                         train_sample: int = TRAIN_SAMPLE, seed: int = 0) -> dict:
     """Build the search index of the feature artifact ``features`` into ``out``; returns ``index.json``.
 
-    ``kind``: "exact", "pq", "ivf" or "auto" (exact below 50k vectors, else pq). Row i of the index is row i
+    ``kind``: "exact", "pq", "ivf", "hnsw" (efSearch tuned on ``queries``) or "auto"
+    (:func:`~amnet.retrieval.index.resolve_kind`). Row i of the index is row i
     of the shards in shard order (``image_ids.parquet`` names it).
     """
     start = time.perf_counter()
@@ -89,7 +95,7 @@ def build_feature_index(features: str, out: str, kind: str = "auto", queries: np
     if total == 0:
         raise AmnetError(f"{features}: no feature vectors to index; featurize a non-empty gallery first")
     try:
-        chosen = resolve_kind(kind, total)
+        chosen = resolve_kind(kind, total, dim)
     except ValueError as exc:
         raise AmnetError(f"build_feature_index: {exc}") from None
     index: Index = ExactIndex(dim)
@@ -100,11 +106,18 @@ def build_feature_index(features: str, out: str, kind: str = "auto", queries: np
         index = PQRefineIndex(dim) if chosen == "pq" else IVFIndex(dim, nlist=min(default_nlist(total), sample))
         index.faiss_index.train(np.ascontiguousarray(train, dtype=np.float32))
         del train
+    elif chosen == "hnsw":
+        index = HNSWIndex(dim)
     ids: list[pa.Array] = []
     for uri in uris:
         table, vectors = _shard_vectors(uri, dim)
         index.add(vectors)
         ids.append(table.column("image_id").combine_chunks())
+    if isinstance(index, HNSWIndex):
+        if queries is not None and len(queries):  # the evaluation's queries: not in the graph, held out
+            index.tune(np.asarray(queries, dtype=np.float32))
+        else:
+            log.warning("hnsw: no queries to tune efSearch on; it stays %d (recall not checked)", index.ef_search)
     recall = None
     if queries is not None and len(queries) and index.kind != "exact":
         exact = build_exact(uris, dim)
@@ -116,7 +129,7 @@ def build_feature_index(features: str, out: str, kind: str = "auto", queries: np
     storage.write_bytes(storage.join(out, INDEX_IDS), buf.getvalue())
     summary = {
         "kind": index.kind, "requested": kind, "count": int(index.ntotal), "dim": dim, "shards": len(uris),
-        "train_sample": sample, "recall_at_20": recall, "features": features,
+        "train_sample": sample, "recall_at_20": recall, "params": index_params(index), "features": features,
         "seconds": round(time.perf_counter() - start, 3),
     }
     storage.write_text(storage.join(out, INDEX_JSON), json.dumps(summary, indent=2) + "\n")

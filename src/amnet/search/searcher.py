@@ -130,7 +130,8 @@ class Searcher:
         # queries at the gallery features' precision (features.json "precision"): both sides must match
         self.mode = inference_setup(loaded.model, self.device, precision)
         self.row = {image_id: i for i, image_id in enumerate(self.ids)}
-        # exact below 50k gallery images, PQ fast-scan + exact re-ranking above (amnet.retrieval.index), or
+        # exact while one exact query stays cheap (50k, more in small dimensions), PQ fast-scan + exact
+        # re-ranking above (amnet.retrieval.index), or
         # the index the pipeline's build-index stage stored with the features; self.index.kind says
         if not isinstance(index, str) and index.ntotal != len(self.ids):
             raise AmnetError(f"{source or 'gallery'}: the stored index holds {index.ntotal} vectors, the gallery "

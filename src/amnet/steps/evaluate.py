@@ -116,9 +116,9 @@ def write_not_evaluated(out: str, variant: str, reason: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = base_parser("amnet step evaluate", "Manipulate each query of SPLIT/queries, search the featurized "
-                    "gallery (L2 as in the paper: exact below 50k gallery images, PQ fast-scan + exact re-ranking "
-                    "above, override with --set index=exact|ivf|pq; the choice and its recall are recorded) and "
-                    "compute top-k accuracy (k = 1..50) and NDCG@k.", config=EvaluateConfig)
+                    "gallery (L2 as in the paper: exact while one exact query stays cheap, PQ fast-scan + exact "
+                    "re-ranking above, override with --set index=exact|ivf|pq|hnsw; the choice and its recall are "
+                    "recorded) and compute top-k accuracy (k = 1..50) and NDCG@k.", config=EvaluateConfig)
     p.add_argument("--split", required=True, help="output of `amnet data split`")
     p.add_argument("--model", required=True, help="the model that featurized the gallery")
     p.add_argument("--features", required=True, help="output of `amnet step featurize`")

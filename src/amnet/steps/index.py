@@ -1,9 +1,9 @@
 """Stage: build-index: merge the featurization fan-out's feature shards and build the search index once.
 
 Evaluation, the registry's servable model and the searcher load the stored index; nobody rebuilds it.
-The index kind follows the evaluate config (``index``: exact below 50k vectors, PQ fast-scan + exact
-re-ranking above); an approximate index records its recall@20 against exact search on the split's
-evaluation queries, manipulated as evaluation manipulates them.
+The index kind follows the evaluate config (``index``: exact while one exact query stays cheap, PQ fast-scan +
+exact re-ranking above, hnsw by name with efSearch tuned on the queries); an approximate index records its
+recall@20 against exact search on the split's evaluation queries, manipulated as evaluation manipulates them.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def build(parts: Sequence[str], split: str, model: str, out: str, cfg: EvaluateC
 
     merged = merge_parts(list(parts), out)
     queries = None
-    if resolve_kind(cfg.index, merged["count"]) != "exact":  # recall is measured for an approximate index only
+    # recall is measured (and hnsw tuned) for an approximate index only
+    if resolve_kind(cfg.index, merged["count"], merged["dim"]) != "exact":
         device = pick_device()
         loaded = load_model(model, device)
         frame = shards.read_shards(query_set(split, cfg.queries))  # the queries evaluation scores
