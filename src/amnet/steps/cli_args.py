@@ -19,29 +19,11 @@ def config_keys_help(config: type) -> str:
         ", ".join(f"{k}={v}" for k, v in flat.items()), width=100, subsequent_indent="  ")
 
 
-class _JsonOutput(argparse.Action):
-    """``--json``: the stage's result as one JSON document on stdout (:func:`print_result`); a stage command
-    prints once per process, so the choice is kept where :func:`print_result` reads it."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        global _AS_JSON
-        _AS_JSON = True
-        setattr(namespace, self.dest, True)
-
-
-_AS_JSON = False
-
-
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Argument defaults in the option list, and the epilog's line breaks kept."""
 
 
 def base_parser(prog: str, description: str, config: type | None = None) -> argparse.ArgumentParser:
-    global _AS_JSON
-    _AS_JSON = False  # a new command line: tables unless it says --json
     p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter,
                                 epilog=config_keys_help(config) if config is not None else None)
     if config is not None:
@@ -55,7 +37,7 @@ def base_parser(prog: str, description: str, config: type | None = None) -> argp
                    help="MLflow parent run to nest this stage's run under "
                    "(tracking is on when MLFLOW_TRACKING_URI is set)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--json", action=_JsonOutput, help="print the result as one JSON document instead of a table")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document instead of a table")
     return p
 
 
@@ -70,9 +52,9 @@ def cli_config(config: type, args: argparse.Namespace, extra: list[str] | None =
     return cfgmod.read_values(config, args.config, list(args.overrides) + list(extra or []))
 
 
-def print_result(result: dict[str, Any]) -> None:
-    """The stage's result: ``key  value`` lines, or with ``--json`` one JSON document."""
-    if _AS_JSON:
+def print_result(result: dict[str, Any], as_json: bool = False) -> None:
+    """The stage's result: ``key  value`` lines, or (``--json``) one JSON document."""
+    if as_json:
         print(json.dumps(result, default=str))
         return
     width = max((len(k) for k in result), default=0)

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     config = cli_config(EvaluateConfig, args)
     variant = args.variant or config.pop("variant", "")
     print_result(run_step(args.split, args.model, args.features, args.out, variant, config, args.parent_run_id,
-                          progress=not args.quiet))
+                          progress=not args.quiet), as_json=args.json)
     return 0
 
 

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     print_result(run_step(args.split, args.model, args.out, cli_config(FeaturizeConfig, args), args.parent_run_id,
                           progress=not args.quiet, checkpoint_dir=args.checkpoint_dir, group=args.group,
-                          groups=args.groups))
+                          groups=args.groups), as_json=args.json)
     return 0
 
 

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for the merged feature shards + index.faiss")
     args = p.parse_args(argv)
     print_result(run_step(args.features, args.split, args.model, args.out, cli_config(EvaluateConfig, args),
-                          args.parent_run_id))
+                          args.parent_run_id), as_json=args.json)
     return 0
 
 

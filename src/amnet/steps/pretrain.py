@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = [f"model.weights={args.weights}"] if args.weights else []
     print_result(run_step(args.split, args.out, cli_config(PretrainConfig, args, extra), args.parent_run_id,
                           progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
-                          processes=args.processes))
+                          processes=args.processes), as_json=args.json)
     return 0
 
 

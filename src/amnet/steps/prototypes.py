@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for prototypes.pt")
     args = p.parse_args(argv)
     print_result(run_step(args.split, args.attr_model, args.out, cli_config(PrototypesConfig, args),
-                          args.parent_run_id, progress=not args.quiet))
+                          args.parent_run_id, progress=not args.quiet), as_json=args.json)
     return 0
 
 

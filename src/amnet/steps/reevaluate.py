@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for champion.json")
     args = p.parse_args(argv)
     print_result(run_step(args.split, args.out, cli_config(RegisterConfig, args),
-                          read_values(FeaturizeConfig, args.config), read_values(EvaluateConfig, args.config)))
+                          read_values(FeaturizeConfig, args.config), read_values(EvaluateConfig, args.config)),
+                 as_json=args.json)
     return 0
 
 

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for features/ (feature shards + index) and catalogue/")
     args = p.parse_args(argv)
     print_result(run_step(args.model, args.catalogue, args.out, cli_config(RefreshConfig, args),
-                          parent_run_id=args.parent_run_id))
+                          parent_run_id=args.parent_run_id), as_json=args.json)
     return 0
 
 

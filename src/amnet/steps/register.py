@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     print_result(run_step(args.models, args.evaluations, args.features, args.split, args.out,
                           cli_config(RegisterConfig, args), args.parent_run_id,
                           read_values(FeaturizeConfig, args.config), read_values(EvaluateConfig, args.config),
-                          args.champion))
+                          args.champion), as_json=args.json)
     return 0
 
 

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decision", default=None, help="the register step's output folder (decision.json), if any")
     p.add_argument("--out", required=True, help="report folder")
     args = p.parse_args(argv)
-    print_result(run_step(args.evaluations, args.out, args.parent_run_id, decision=args.decision))
+    print_result(run_step(args.evaluations, args.out, args.parent_run_id, decision=args.decision), as_json=args.json)
     return 0
 
 

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     variant = args.variant or config.pop("variant", "amnet")
     print_result(run_step(args.split, args.attr_model, args.prototypes, args.out, variant, config,
                           args.parent_run_id, progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
-                          processes=args.processes))
+                          processes=args.processes), as_json=args.json)
     return 0
 
 
